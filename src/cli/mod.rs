@@ -1,0 +1,237 @@
+//! The command line: parsing, and one function per command. Output for people goes to stdout
+//! as short lines; `--json` prints one JSON document instead. Logs go to stderr.
+
+mod init;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, RunOptions, Shape};
+use crate::project::{Project, ProjectError, Sync};
+
+/// Exit codes: 0 success, 1 a sync failed, 2 invalid project, config or sync file.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_SYNC_FAILED: u8 = 1;
+pub const EXIT_INVALID: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Reverse ETL from plain .sql files: run a model, diff it against the last run, send only the changes."
+)]
+pub struct Cli {
+    /// Project directory (holding sluice.toml and syncs/).
+    #[arg(long, global = true, env = "SLUICE_PROJECT", default_value = ".")]
+    pub project: PathBuf,
+    /// Print one JSON document instead of text (check, plan, run, status).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug). SLUICE_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a working example project in DIR.
+    Init { dir: PathBuf },
+    /// Validate every sync: header, config, source connection, model columns, mapping.
+    Check,
+    /// Dry run: what each sync would send (counts and sample rows). Sends and stores nothing.
+    Plan {
+        /// Syncs to plan (default: all).
+        names: Vec<String>,
+        /// Sample rows shown per kind of change.
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        /// Plan as if `run --full-resync`.
+        #[arg(long)]
+        full_resync: bool,
+    },
+    /// Run syncs once: send added, changed (and in mirror mode, removed) rows.
+    Run {
+        /// Syncs to run (default: all).
+        names: Vec<String>,
+        /// Re-send every row, whatever was sent before.
+        #[arg(long)]
+        full_resync: bool,
+    },
+    /// Recent runs per sync: when, result, counts, errors, pending rows.
+    Status {
+        names: Vec<String>,
+        /// Runs shown per sync.
+        #[arg(long, default_value_t = 1)]
+        runs: i64,
+    },
+    /// Forget a sync's state: its next run sends every row again.
+    Reset {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// An error that ends a command, with its exit code.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<ProjectError> for Failure {
+    fn from(e: ProjectError) -> Self {
+        Failure { code: EXIT_INVALID, message: e.to_string() }
+    }
+}
+
+fn fail(code: u8, message: impl Into<String>) -> Failure {
+    Failure { code, message: message.into() }
+}
+
+pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
+    let result = match &cli.command {
+        Command::Init { dir } => init::init(dir),
+        Command::Check => check(&cli).await,
+        Command::Plan { names, samples, full_resync } => {
+            let opts = RunOptions { dry_run: true, samples: *samples, full_resync: *full_resync, cancel };
+            run(&cli, names, opts).await
+        }
+        Command::Run { names, full_resync } => {
+            let opts = RunOptions { full_resync: *full_resync, cancel, ..Default::default() };
+            run(&cli, names, opts).await
+        }
+        Command::Status { names, runs } => status(&cli, names, *runs).await,
+        Command::Reset { names } => reset(&cli, names).await,
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn load(cli: &Cli) -> Result<Project, Failure> {
+    Ok(Project::load(&cli.project)?)
+}
+
+async fn open_engine(project: &Project) -> Result<Engine<'_>, Failure> {
+    Engine::open(project).await.map_err(|e| fail(EXIT_INVALID, e.to_string()))
+}
+
+/// The syncs a command works on. Naming an invalid sync is an error; without names, invalid
+/// syncs are reported and the others go ahead.
+fn selected<'p>(project: &'p Project, names: &[String], json: bool) -> Result<(Vec<&'p Sync>, bool), Failure> {
+    let syncs = project.select(names).map_err(|m| fail(EXIT_INVALID, m))?;
+    let invalid = names.is_empty() && !project.invalid.is_empty();
+    if invalid && !json {
+        for e in &project.invalid {
+            eprintln!("invalid sync: {e}");
+        }
+    }
+    Ok((syncs, invalid))
+}
+
+async fn check(cli: &Cli) -> Result<u8, Failure> {
+    let project = load(cli)?;
+    let engine = open_engine(&project).await?;
+    let mut results = Vec::new();
+    for e in &project.invalid {
+        results.push(output::CheckResult { sync: crate::project::syncfile::sync_name(&e.file), ok: false, detail: e.to_string() });
+    }
+    for sync in &project.syncs {
+        let detail = check_one(&engine, sync).await;
+        results.push(output::CheckResult { sync: sync.name().to_string(), ok: detail.is_ok(), detail: detail.unwrap_or_else(|e| e) });
+    }
+    let ok = results.iter().all(|r| r.ok);
+    output::check(&results, cli.json);
+    Ok(if ok { EXIT_OK } else { EXIT_INVALID })
+}
+
+/// Everything `check` verifies for one sync, short of running it.
+async fn check_one(engine: &Engine<'_>, sync: &Sync) -> Result<String, String> {
+    let at = |m: String| format!("{}:{}: {m}", sync.file.path.display(), sync.file.header_line);
+    let destination = engine.destination(&sync.destination).map_err(|e| at(e.to_string()))?;
+    let mode = sync.file.mode;
+    if !destination.capabilities().modes.contains(&mode) {
+        return Err(at(format!("destination `{}` does not support mode `{}`", sync.destination, mode.as_str())));
+    }
+    let source = engine.source(&sync.source).map_err(|e| at(e.to_string()))?;
+    let columns =
+        source.describe(&sync.file.model).await.map_err(|e| format!("{}:{}: {e}", sync.file.path.display(), sync.file.model_line))?;
+    let shape = Shape::new(sync, &columns).map_err(|e| e.to_string())?;
+    destination.check(&shape.target(sync, "check")).await.map_err(|e| at(format!("destination `{}`: {e}", sync.destination)))?;
+    Ok(format!("{} -> {} ({}, {} column(s), {} field(s))", sync.source, sync.destination, mode.as_str(), columns.len(), shape.fields.len()))
+}
+
+async fn run(cli: &Cli, names: &[String], opts: RunOptions) -> Result<u8, Failure> {
+    let project = load(cli)?;
+    let (syncs, invalid) = selected(&project, names, cli.json)?;
+    let engine = open_engine(&project).await?;
+    let mut reports = Vec::new();
+    for sync in syncs {
+        if opts.cancel.is_cancelled() {
+            break;
+        }
+        let report = engine.run(sync, &opts).await;
+        if !cli.json {
+            output::report(&report);
+        }
+        reports.push(report);
+    }
+    engine.store.close().await;
+    if cli.json {
+        output::json(&serde_json::json!({
+            "syncs": reports,
+            "invalid": project.invalid.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(if reports.iter().any(|r| r.failed()) {
+        EXIT_SYNC_FAILED
+    } else if invalid {
+        EXIT_INVALID
+    } else {
+        EXIT_OK
+    })
+}
+
+async fn status(cli: &Cli, names: &[String], runs: i64) -> Result<u8, Failure> {
+    let project = load(cli)?;
+    let (syncs, _) = selected(&project, names, cli.json)?;
+    let engine = open_engine(&project).await?;
+    let mut rows = Vec::new();
+    for sync in syncs {
+        let db = |e: crate::state::StateError| fail(EXIT_SYNC_FAILED, e.to_string());
+        let history = engine.store.runs(sync.name(), runs.max(1)).await.map_err(db)?;
+        let (rejected, retryable) = engine.store.error_counts(sync.name()).await.map_err(db)?;
+        let errors = engine.store.row_errors(sync.name(), 5).await.map_err(db)?;
+        rows.push(output::StatusRow {
+            sync: sync.name().to_string(),
+            runs: history,
+            pending_rejected: rejected,
+            pending_retryable: retryable,
+            errors,
+        });
+    }
+    engine.store.close().await;
+    output::status(&rows, cli.json);
+    Ok(EXIT_OK)
+}
+
+async fn reset(cli: &Cli, names: &[String]) -> Result<u8, Failure> {
+    let project = load(cli)?;
+    // Resetting a sync whose file is broken is legitimate: accept any name with state.
+    let engine = open_engine(&project).await?;
+    for name in names {
+        let n = engine.store.reset(name).await.map_err(|e| fail(EXIT_SYNC_FAILED, e.to_string()))?;
+        println!("{name}: forgot {n} row(s); the next run sends every row");
+    }
+    engine.store.close().await;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,175 @@
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde_json::Value as J;
+
+use super::config::{FileConfig, FileTarget, Format};
+use super::encoding::{self, cell, key_of};
+use crate::destinations::{parse_settings, Capabilities, Destination, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
+use crate::project::Mode;
+
+pub struct FileDestination {
+    config: FileConfig,
+    root: PathBuf,
+}
+
+impl FileDestination {
+    pub fn from_settings(settings: &toml::Table, root: &Path) -> Result<Self, String> {
+        Ok(FileDestination { config: parse_settings(settings)?, root: root.to_path_buf() })
+    }
+
+    /// Resolves the output path and format for one sync.
+    fn layout(&self, target: &Target) -> Result<Layout, DestinationError> {
+        let t: FileTarget = parse_settings(&target.settings).map_err(|m| DestinationError::fatal(format!("[target]: {m}")))?;
+        let rel = t
+            .path
+            .or_else(|| self.config.path.clone())
+            .ok_or_else(|| DestinationError::fatal("no output path: set `path` in the destination or `[target] path` in the sync"))?;
+        let path = self.root.join(&rel);
+        let format = self.config.format.or_else(|| Format::from_path(&path)).ok_or_else(|| {
+            DestinationError::fatal(format!("cannot tell the format of {}: use a .csv or .jsonl extension, or set `format`", rel.display()))
+        })?;
+        // Key columns that no mapped field carries are written first, under their column name,
+        // so every line of the file can be matched to its row.
+        let mut header: Vec<String> = Vec::new();
+        let mut key_idx = Vec::new();
+        for (k, col) in target.key_columns.iter().enumerate() {
+            if target.key_fields[k].is_none() {
+                key_idx.push(header.len());
+                header.push(col.clone());
+            }
+        }
+        let field_base = header.len();
+        header.extend(target.fields.iter().cloned());
+        let mut extra = key_idx.into_iter();
+        let key_idx = target.key_fields.iter().map(|f| f.map(|i| field_base + i).or_else(|| extra.next()).unwrap_or(0)).collect();
+        Ok(Layout { path, format, header, key_idx, field_base })
+    }
+}
+
+struct Layout {
+    path: PathBuf,
+    format: Format,
+    header: Vec<String>,
+    /// Header position of each key column.
+    key_idx: Vec<usize>,
+    /// Header position of the first mapped field.
+    field_base: usize,
+}
+
+#[async_trait]
+impl Destination for FileDestination {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            modes: vec![Mode::Upsert, Mode::Update, Mode::Insert, Mode::Mirror],
+            max_batch_rows: self.config.max_batch_rows.max(1),
+            retry_attempts: 1,
+            retry_initial_delay: std::time::Duration::ZERO,
+        }
+    }
+
+    async fn check(&self, target: &Target) -> Result<(), DestinationError> {
+        let layout = self.layout(target)?;
+        let dir = layout.path.parent().unwrap_or(Path::new("."));
+        if dir.exists() && !dir.is_dir() {
+            return Err(DestinationError::fatal(format!("{} is not a directory", dir.display())));
+        }
+        Ok(())
+    }
+
+    async fn open(&self, target: &Target) -> Result<Box<dyn Writer>, DestinationError> {
+        Ok(Box::new(FileWriter { layout: self.layout(target)?, mode: target.mode }))
+    }
+}
+
+struct FileWriter {
+    layout: Layout,
+    mode: Mode,
+}
+
+impl FileWriter {
+    fn row_cells(&self, op: &RowOp) -> Vec<J> {
+        let l = &self.layout;
+        let mut row = vec![J::Null; l.header.len()];
+        for (k, v) in op.key.iter().enumerate() {
+            row[l.key_idx[k]] = cell(l.format, v);
+        }
+        for (i, v) in op.fields.iter().enumerate() {
+            row[l.field_base + i] = cell(l.format, v);
+        }
+        row
+    }
+
+    fn key_text(&self, op: &RowOp) -> String {
+        key_of(op.key.iter().map(|v| cell(self.layout.format, v)))
+    }
+
+    /// Insert mode: append, never rewrite (the file may be a log someone else reads).
+    fn append(&self, batch: &[RowOp]) -> Result<(), String> {
+        let l = &self.layout;
+        let fresh = std::fs::metadata(&l.path).map(|m| m.len() == 0).unwrap_or(true);
+        let rows: Vec<Vec<J>> = batch.iter().map(|op| self.row_cells(op)).collect();
+        let mut file = OpenOptions::new().create(true).append(true).open(&l.path).map_err(|e| io_err(&l.path, e))?;
+        encoding::write_rows(&mut file, l.format, &l.header, rows.iter(), fresh).map_err(|e| io_err(&l.path, e))?;
+        file.sync_all().map_err(|e| io_err(&l.path, e))
+    }
+
+    fn rewrite(&self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, String> {
+        let l = &self.layout;
+        let mut table = encoding::read(&l.path, l.format, &l.header, &l.key_idx)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for op in batch {
+            let key = self.key_text(op);
+            let outcome = match op.op {
+                Op::Upsert | Op::Insert => {
+                    table.rows.insert(key, self.row_cells(op));
+                    RowOutcome::written()
+                }
+                Op::Update => match table.rows.get_mut(&key) {
+                    Some(row) => {
+                        *row = self.row_cells(op);
+                        RowOutcome::written()
+                    }
+                    None => RowOutcome::Rejected(format!(
+                        "no row with this key in {}: update mode changes only existing rows",
+                        l.path.display()
+                    )),
+                },
+                Op::Delete => {
+                    table.rows.shift_remove(&key);
+                    RowOutcome::written()
+                }
+            };
+            outcomes.push(outcome);
+        }
+        let dir = l.path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_err(dir, e))?;
+        encoding::write_rows(tmp.as_file_mut(), l.format, &l.header, table.rows.values(), true).map_err(|e| io_err(&l.path, e))?;
+        tmp.as_file_mut().flush().and_then(|_| tmp.as_file().sync_all()).map_err(|e| io_err(&l.path, e))?;
+        tmp.persist(&l.path).map_err(|e| io_err(&l.path, e.error))?;
+        Ok(outcomes)
+    }
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> String {
+    format!("{}: {e}", path.display())
+}
+
+#[async_trait]
+impl Writer for FileWriter {
+    async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
+        if let Some(dir) = self.layout.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| DestinationError::fatal(io_err(dir, e)))?;
+        }
+        // Local file I/O is quick and this writer is used by one run at a time; blocking here
+        // keeps the code simple. A failure is fatal: retrying a full disk does not help.
+        if self.mode == Mode::Insert {
+            self.append(batch).map_err(DestinationError::fatal)?;
+            Ok(vec![RowOutcome::written(); batch.len()])
+        } else {
+            self.rewrite(batch).map_err(DestinationError::fatal)
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Reading and writing the two file formats. Cells are JSON values: strings for CSV (what a
+//! CSV file can hold), typed values for JSON lines.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+
+use indexmap::IndexMap;
+use serde_json::Value as J;
+
+use super::config::Format;
+use crate::value::Value;
+
+/// The file's rows by key, in file order.
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: IndexMap<String, Vec<J>>,
+}
+
+pub fn cell(format: Format, v: &Value) -> J {
+    match format {
+        Format::Csv => J::String(v.to_text()),
+        Format::Jsonl => v.to_json(),
+    }
+}
+
+/// A row's identity inside the file: its key cells, serialised.
+pub fn key_of(cells: impl Iterator<Item = J>) -> String {
+    J::Array(cells.collect()).to_string()
+}
+
+/// Reads the file (missing: empty) and re-keys its rows under `header`; columns that are no
+/// longer mapped are dropped, new ones start empty.
+pub fn read(path: &Path, format: Format, header: &[String], key_idx: &[usize]) -> Result<Table, String> {
+    let mut table = Table { header: header.to_vec(), rows: IndexMap::new() };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(table),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut push = |row: Vec<J>| {
+        let key = key_of(key_idx.iter().map(|&i| row[i].clone()));
+        table.rows.insert(key, row);
+    };
+    match format {
+        Format::Csv => {
+            let mut reader = csv::Reader::from_reader(BufReader::new(file));
+            let file_header: Vec<String> = reader.headers().map_err(|e| csv_err(path, e))?.iter().map(str::to_string).collect();
+            let positions: Vec<Option<usize>> = header.iter().map(|h| file_header.iter().position(|f| f == h)).collect();
+            for record in reader.records() {
+                let record = record.map_err(|e| csv_err(path, e))?;
+                push(positions.iter().map(|p| J::String(p.and_then(|i| record.get(i)).unwrap_or("").to_string())).collect());
+            }
+        }
+        Format::Jsonl => {
+            for (n, line) in BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let mut obj: serde_json::Map<String, J> =
+                    serde_json::from_str(&line).map_err(|e| format!("{}:{}: not a JSON object: {e}", path.display(), n + 1))?;
+                push(header.iter().map(|h| obj.remove(h).unwrap_or(J::Null)).collect());
+            }
+        }
+    }
+    Ok(table)
+}
+
+fn csv_err(path: &Path, e: csv::Error) -> String {
+    format!("cannot read {} as CSV: {e}", path.display())
+}
+
+/// Writes rows to `out` in `format`; `with_header` only matters for CSV.
+pub fn write_rows<'a>(
+    out: &mut impl Write,
+    format: Format,
+    header: &[String],
+    rows: impl Iterator<Item = &'a Vec<J>>,
+    with_header: bool,
+) -> std::io::Result<()> {
+    match format {
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            if with_header {
+                w.write_record(header)?;
+            }
+            for row in rows {
+                w.write_record(row.iter().map(|c| match c {
+                    J::String(s) => s.clone(),
+                    J::Null => String::new(),
+                    other => other.to_string(),
+                }))?;
+            }
+            w.flush()
+        }
+        Format::Jsonl => {
+            let mut w = BufWriter::new(out);
+            for row in rows {
+                let obj: serde_json::Map<String, J> = header.iter().cloned().zip(row.iter().cloned()).collect();
+                serde_json::to_writer(&mut w, &obj)?;
+                w.write_all(b"\n")?;
+            }
+            w.flush()
+        }
+    }
+}

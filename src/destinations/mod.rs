@@ -1,0 +1,193 @@
+//! Destinations: where rows go. Only code under `destinations/` speaks to the outside world
+//! (HTTP, output files); the engine knows nothing of any destination's protocol.
+//!
+//! # The contract
+//!
+//! A [`Destination`] is built once per project load from its `[destinations.NAME]` table. For
+//! each run of a sync the engine calls [`Destination::open`] with the sync's [`Target`] and gets a
+//! [`Writer`], then calls [`Writer::write`] with batches of [`RowOp`]s no larger than
+//! [`Capabilities::max_batch_rows`], then [`Writer::close`].
+//!
+//! - **Per-row outcome.** `write` returns exactly one [`RowOutcome`] per op, in order:
+//!   `Written` (optionally with the destination's record id, stored and passed back on later
+//!   ops), `Rejected` (a data problem: not retried until the row changes) or `Retryable`.
+//! - **Whole-batch failure.** `Err(DestinationError)` means nothing in the batch is known to be
+//!   written. Its [`ErrorKind`] decides whether the engine retries the batch (with backoff,
+//!   honouring `retry_after`); the destination never sleeps or retries by itself.
+//! - **At-least-once.** After a crash the engine re-sends the batches that were in flight, so a
+//!   destination must be idempotent by key: writing the same op twice leaves the same result.
+//! - **State follows outcomes.** The engine advances its state only for `Written` rows, after
+//!   `write` returned; a destination must not report `Written` before the write is durable.
+
+pub mod file;
+pub mod webhook;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::project::{DestinationSpec, Mode};
+use crate::value::Value;
+
+/// What the engine asks a destination to do with one row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Upsert,
+    Update,
+    Insert,
+    Delete,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Upsert => "upsert",
+            Op::Update => "update",
+            Op::Insert => "insert",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// One row operation. `key` is aligned with [`Target::key_columns`], `fields` with
+/// [`Target::fields`]; a `Delete` carries no fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowOp {
+    pub op: Op,
+    pub key: Vec<Value>,
+    pub fields: Vec<Value>,
+    /// The record id this destination returned when the row was last written, if any.
+    pub destination_id: Option<String>,
+}
+
+impl RowOp {
+    /// The key as a JSON object of primary-key columns, as shown to people and remote systems.
+    pub fn key_json(&self, target: &Target) -> serde_json::Value {
+        let map = target.key_columns.iter().cloned().zip(self.key.iter().map(Value::to_json)).collect();
+        serde_json::Value::Object(map)
+    }
+}
+
+/// What happened to one row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowOutcome {
+    Written {
+        destination_id: Option<String>,
+    },
+    /// The destination refused the data; retried only once the row changes.
+    Rejected(String),
+    /// A transient problem with this row; retried on the next run.
+    Retryable(String),
+}
+
+impl RowOutcome {
+    pub fn written() -> Self {
+        RowOutcome::Written { destination_id: None }
+    }
+}
+
+/// What a sync sends: the destination-side shape of its rows.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub sync: String,
+    pub run_id: String,
+    pub mode: Mode,
+    /// The sync header's `[target]` table, interpreted by the destination.
+    pub settings: toml::Table,
+    /// Primary-key column names, in key order.
+    pub key_columns: Vec<String>,
+    /// Destination field names, in mapping order.
+    pub fields: Vec<String>,
+    /// For each key column, the index in `fields` of the field carrying it, if mapped.
+    pub key_fields: Vec<Option<usize>>,
+}
+
+/// What a destination can do; the engine and `check` respect it.
+#[derive(Clone, Debug)]
+pub struct Capabilities {
+    pub modes: Vec<Mode>,
+    pub max_batch_rows: usize,
+    /// Whole-batch retries inside one run: attempts (including the first) and the first delay.
+    pub retry_attempts: usize,
+    pub retry_initial_delay: Duration,
+}
+
+/// Whether a failed whole batch is worth retrying. Decided by the destination (it knows its
+/// protocol); acted on by the engine (`engine::retry`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Network trouble, timeouts, 5xx, 429: retry with backoff.
+    Transient,
+    /// Configuration or auth problem: retrying cannot help; the run fails.
+    Fatal,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DestinationError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// Server-requested delay before the next attempt (Retry-After).
+    pub retry_after: Option<Duration>,
+}
+
+impl DestinationError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        DestinationError { kind: ErrorKind::Transient, message: message.into(), retry_after: None }
+    }
+    pub fn fatal(message: impl Into<String>) -> Self {
+        DestinationError { kind: ErrorKind::Fatal, message: message.into(), retry_after: None }
+    }
+    pub fn is_transient(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+}
+
+#[async_trait]
+pub trait Destination: Send + Sync {
+    fn capabilities(&self) -> Capabilities;
+    /// Validates the sync's `[target]` and field names and checks the destination is reachable.
+    /// Used by `sluice check`; must not write anything.
+    async fn check(&self, target: &Target) -> Result<(), DestinationError>;
+    /// Starts one run of one sync.
+    async fn open(&self, target: &Target) -> Result<Box<dyn Writer>, DestinationError>;
+}
+
+#[async_trait]
+pub trait Writer: Send {
+    /// Writes one batch; one outcome per op, in order (see the module docs).
+    async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError>;
+    /// Ends the run; called once after the last batch.
+    async fn close(self: Box<Self>) -> Result<(), DestinationError> {
+        Ok(())
+    }
+}
+
+/// An error in a `[destinations.NAME]` table, reported by `build`.
+#[derive(Debug, thiserror::Error)]
+#[error("destination `{name}`: {message}")]
+pub struct ConfigError {
+    pub name: String,
+    pub message: String,
+}
+
+/// Builds the destination for a `[destinations.NAME]` table. New kinds are added here.
+pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<Arc<dyn Destination>, ConfigError> {
+    let err = |message: String| ConfigError { name: name.to_string(), message };
+    match spec.kind.as_str() {
+        "file" => Ok(Arc::new(file::FileDestination::from_settings(&spec.settings, project_root).map_err(err)?)),
+        "webhook" => Ok(Arc::new(webhook::WebhookDestination::from_settings(&spec.settings).map_err(err)?)),
+        other => Err(err(format!(
+            "unknown kind `{other}`{}: known kinds are `file` and `webhook`",
+            crate::project::did_you_mean(other, ["file", "webhook"]).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+        ))),
+    }
+}
+
+/// Deserialises a destination's settings table into its typed config, naming bad keys.
+pub(crate) fn parse_settings<T: serde::de::DeserializeOwned>(settings: &toml::Table) -> Result<T, String> {
+    T::deserialize(toml::Value::Table(settings.clone())).map_err(|e| e.message().trim().to_string())
+}

@@ -1,0 +1,125 @@
+//! HTTP for the webhook, and the decision of what each response means.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::config::WebhookConfig;
+use super::encoding::{signature, SIGNATURE_HEADER};
+use crate::destinations::DestinationError;
+
+pub struct Client {
+    http: reqwest::Client,
+    url: SecretString,
+    /// Host only: what errors may show of the URL.
+    shown: String,
+    headers: HeaderMap,
+    signing_secret: Option<SecretString>,
+}
+
+/// What a response means for the batch.
+pub enum Answer {
+    /// 2xx, with the body (which may hold per-row results).
+    Accepted(String),
+    /// A 4xx data error for the whole batch: every row is rejected with this reason.
+    Refused(String),
+}
+
+impl Client {
+    pub fn new(config: &WebhookConfig) -> Result<Client, String> {
+        let parsed = reqwest::Url::parse(config.url.expose_secret()).map_err(|e| format!("`url` is not a valid URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err("`url` must be an http:// or https:// URL".into());
+        }
+        let shown = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or(""));
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("header name `{name}` is not valid"))?;
+            let mut value = HeaderValue::from_str(value.expose_secret())
+                .map_err(|_| format!("the value of header `{name}` is not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Client { http, url: config.url.clone(), shown, headers, signing_secret: config.signing_secret.clone() })
+    }
+
+    pub async fn post(&self, body: Vec<u8>) -> Result<Answer, DestinationError> {
+        let mut request = self.http.post(self.url.expose_secret()).headers(self.headers.clone()).header(CONTENT_TYPE, "application/json");
+        if let Some(secret) = &self.signing_secret {
+            request = request.header(SIGNATURE_HEADER, signature(secret, &body));
+        }
+        let response = request.body(body).send().await.map_err(|e| {
+            // reqwest's error text can include the full URL; describe it without.
+            let what = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "could not connect"
+            } else {
+                "request failed"
+            };
+            DestinationError::transient(format!("POST {}: {what}", self.shown))
+        })?;
+        let status = response.status();
+        let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
+        let text = response
+            .text()
+            .await
+            .map_err(|_| DestinationError::transient(format!("POST {}: the response body was cut off", self.shown)))?;
+        classify(&self.shown, status, retry_after, text)
+    }
+}
+
+/// Whether to retry: 2xx accepted; 408/429/5xx transient; 401/403/404 fatal (configuration);
+/// other 4xx a data problem with the batch.
+fn classify(shown: &str, status: StatusCode, retry_after: Option<Duration>, body: String) -> Result<Answer, DestinationError> {
+    let excerpt: String = body.chars().take(300).collect();
+    if status.is_success() {
+        return Ok(Answer::Accepted(body));
+    }
+    let message = format!("POST {shown}: HTTP {status}: {excerpt}");
+    match status.as_u16() {
+        408 | 429 | 500..=599 => Err(DestinationError { retry_after, ..DestinationError::transient(message) }),
+        401 | 403 | 404 | 405 => Err(DestinationError::fatal(format!("{message} (check the destination's url and credentials)"))),
+        _ => Ok(Answer::Refused(format!("HTTP {status}: {excerpt}"))),
+    }
+}
+
+/// Retry-After as delay-seconds or an HTTP date.
+fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(text).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_retry_decisions() {
+        let c = |s: u16| classify("http://x", StatusCode::from_u16(s).unwrap(), None, "oops".into());
+        assert!(matches!(c(200), Ok(Answer::Accepted(_))));
+        assert!(c(429).unwrap_err().is_transient());
+        assert!(c(503).unwrap_err().is_transient());
+        assert!(!c(401).unwrap_err().is_transient());
+        assert!(matches!(c(422), Ok(Answer::Refused(m)) if m.contains("oops")));
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("7")), Some(Duration::from_secs(7)));
+        let past = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
+        assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+    }
+}

@@ -1,0 +1,118 @@
+//! Classifying model rows against the stored state. This module does no I/O: it is fed key
+//! hashes and fingerprints and answers added / changed / unchanged, then lists what was removed.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Serialize;
+
+use crate::value::Hash128;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Added,
+    Changed,
+    Unchanged,
+}
+
+/// The key was already seen in this model result.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Duplicate;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub added: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    pub removed: u64,
+}
+
+pub struct Differ {
+    /// Stored fingerprint per key, and whether the model produced the key this run.
+    prior: FxHashMap<Hash128, (Hash128, bool)>,
+    /// Keys new this run (not in `prior`), for duplicate detection.
+    added: FxHashSet<Hash128>,
+    /// Treat every stored row as changed (`--full-resync`).
+    full_resync: bool,
+    counts: Counts,
+}
+
+impl Differ {
+    pub fn new(prior: FxHashMap<Hash128, Hash128>, full_resync: bool) -> Self {
+        Differ {
+            prior: prior.into_iter().map(|(k, fp)| (k, (fp, false))).collect(),
+            added: FxHashSet::default(),
+            full_resync,
+            counts: Counts::default(),
+        }
+    }
+
+    pub fn classify(&mut self, key: Hash128, fingerprint: Hash128) -> Result<Change, Duplicate> {
+        let change = match self.prior.get_mut(&key) {
+            Some((_, true)) => return Err(Duplicate),
+            Some((stored, seen)) => {
+                *seen = true;
+                if *stored == fingerprint && !self.full_resync {
+                    Change::Unchanged
+                } else {
+                    Change::Changed
+                }
+            }
+            None => {
+                if !self.added.insert(key) {
+                    return Err(Duplicate);
+                }
+                Change::Added
+            }
+        };
+        match change {
+            Change::Added => self.counts.added += 1,
+            Change::Changed => self.counts.changed += 1,
+            Change::Unchanged => self.counts.unchanged += 1,
+        }
+        Ok(change)
+    }
+
+    /// Ends the diff: the counts, and the stored keys the model no longer produced.
+    pub fn finish(self) -> (Counts, Vec<Hash128>) {
+        let mut counts = self.counts;
+        let removed: Vec<Hash128> = self.prior.into_iter().filter(|(_, (_, seen))| !seen).map(|(k, _)| k).collect();
+        counts.removed = removed.len() as u64;
+        (counts, removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prior(rows: &[(u128, u128)]) -> FxHashMap<Hash128, Hash128> {
+        rows.iter().copied().collect()
+    }
+
+    #[test]
+    fn classifies_every_row_and_finds_removals() {
+        let mut d = Differ::new(prior(&[(1, 10), (2, 20), (3, 30)]), false);
+        assert_eq!(d.classify(1, 10), Ok(Change::Unchanged));
+        assert_eq!(d.classify(2, 21), Ok(Change::Changed));
+        assert_eq!(d.classify(4, 40), Ok(Change::Added));
+        let (counts, removed) = d.finish();
+        assert_eq!(counts, Counts { added: 1, changed: 1, unchanged: 1, removed: 1 });
+        assert_eq!(removed, vec![3]);
+    }
+
+    #[test]
+    fn duplicates_are_caught_for_new_and_stored_keys() {
+        let mut d = Differ::new(prior(&[(1, 10)]), false);
+        assert_eq!(d.classify(1, 10), Ok(Change::Unchanged));
+        assert_eq!(d.classify(1, 11), Err(Duplicate));
+        assert_eq!(d.classify(5, 50), Ok(Change::Added));
+        assert_eq!(d.classify(5, 50), Err(Duplicate));
+    }
+
+    #[test]
+    fn full_resync_marks_stored_rows_changed() {
+        let mut d = Differ::new(prior(&[(1, 10)]), true);
+        assert_eq!(d.classify(1, 10), Ok(Change::Changed));
+        assert_eq!(d.finish().0.changed, 1);
+    }
+}

@@ -1,0 +1,304 @@
+//! One run of one sync: model rows -> diff -> spool -> batches -> destination -> outcomes -> state.
+//!
+//! The run has two phases. The *scan* reads the whole model, diffs every row against the stored
+//! state and spools the rows to send; nothing is sent before it ends, so duplicate keys fail the
+//! run with nothing written. The *send* phase writes the spool in batches and commits each
+//! batch's outcomes to the state store in one transaction, after the destination answered.
+
+pub mod keys;
+mod report;
+mod retry;
+mod shape;
+mod spool;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+pub use report::{OpCounts, Sample, SyncReport};
+pub use shape::{config_fingerprint, Shape};
+
+use crate::destinations::{self, Destination, DestinationError, Op, RowOp, RowOutcome};
+use crate::diff::{Change, Differ, Duplicate};
+use crate::project::{Mode, Project, ProjectError, Sync};
+use crate::source::{Source, SourceError};
+use crate::state::{Committed, RunRecord, RunStatus, StateError, Store};
+use crate::value::{hash_values, Value};
+use spool::{Spool, SpoolRow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("destination `{name}`: {error}")]
+    Destination { name: String, error: DestinationError },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Re-send every row, whatever the stored fingerprints say.
+    pub full_resync: bool,
+    /// Plan only: diff and report, send and store nothing.
+    pub dry_run: bool,
+    /// Sample rows to keep per change class (plan output).
+    pub samples: usize,
+    /// Cancelled: finish the batch in flight, commit it, stop.
+    pub cancel: CancellationToken,
+}
+
+/// How many duplicate keys a failed run names.
+const DUPLICATES_SHOWN: usize = 10;
+
+/// The resources a set of runs share: the state store and one client per source/destination.
+pub struct Engine<'p> {
+    pub project: &'p Project,
+    pub store: Store,
+    destinations: HashMap<String, Result<Arc<dyn Destination>, String>>,
+    sources: HashMap<String, Result<Source, String>>,
+}
+
+impl<'p> Engine<'p> {
+    pub async fn open(project: &'p Project) -> Result<Engine<'p>, StateError> {
+        let store = Store::open(project.config.state.url.expose_secret(), &project.root).await?;
+        let destinations = project
+            .config
+            .destinations
+            .iter()
+            .map(|(name, spec)| (name.clone(), destinations::build(name, spec, &project.root).map_err(|e| e.to_string())))
+            .collect();
+        let sources = project
+            .config
+            .sources
+            .iter()
+            .map(|(name, cfg)| (name.clone(), Source::new(name, cfg, &project.root).map_err(|e| e.to_string())))
+            .collect();
+        Ok(Engine { project, store, destinations, sources })
+    }
+
+    pub fn destination(&self, name: &str) -> Result<&Arc<dyn Destination>, RunError> {
+        match self.destinations.get(name) {
+            Some(Ok(d)) => Ok(d),
+            Some(Err(e)) => Err(RunError::Invalid(e.clone())),
+            None => Err(RunError::Invalid(format!("destination `{name}` is not defined in sluice.toml"))),
+        }
+    }
+
+    pub fn source(&self, name: &str) -> Result<&Source, RunError> {
+        match self.sources.get(name) {
+            Some(Ok(s)) => Ok(s),
+            Some(Err(e)) => Err(RunError::Invalid(e.clone())),
+            None => Err(RunError::Invalid(format!("source `{name}` is not defined in sluice.toml"))),
+        }
+    }
+
+    fn destination_kind(&self, sync: &Sync) -> &str {
+        self.project.config.destinations.get(&sync.destination).map(|d| d.kind.as_str()).unwrap_or("")
+    }
+
+    /// Runs (or, with `dry_run`, plans) one sync. Never panics on a bad sync: every failure
+    /// ends up in the report and, for real runs, in the run history.
+    pub async fn run(&self, sync: &Sync, opts: &RunOptions) -> SyncReport {
+        let started = Instant::now();
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let mut report = SyncReport::new(sync.name(), &run_id, opts);
+        if !opts.dry_run {
+            if let Err(e) = self.store.begin_run(sync.name(), &run_id, opts.full_resync).await {
+                report.fail(e.to_string());
+                return report;
+            }
+        }
+        if let Err(e) = self.run_inner(sync, opts, &run_id, &mut report).await {
+            report.fail(e.to_string());
+        } else {
+            report.status = if report.rejected + report.retryable + report.null_keys > 0 { RunStatus::Partial } else { RunStatus::Success };
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        if !opts.dry_run {
+            let record = RunRecord::from(&report);
+            if let Err(e) = self.store.finish_run(&record).await {
+                report.fail(format!("could not record the run: {e}"));
+            }
+        }
+        report
+    }
+
+    async fn run_inner(&self, sync: &Sync, opts: &RunOptions, run_id: &str, report: &mut SyncReport) -> Result<(), RunError> {
+        let name = sync.name();
+        let mode = sync.file.mode;
+        let destination = self.destination(&sync.destination)?;
+        let caps = destination.capabilities();
+        if !caps.modes.contains(&mode) {
+            return Err(RunError::Invalid(format!("destination `{}` does not support mode `{}`", sync.destination, mode.as_str())));
+        }
+        let source = self.source(&sync.source)?;
+
+        let config_fp = config_fingerprint(sync, self.destination_kind(sync));
+        let stored_fp = self.store.config_fingerprint(name).await?;
+        report.config_changed = stored_fp.as_ref().is_some_and(|s| *s != config_fp);
+        let snapshot = self.store.snapshot(name).await?;
+
+        // ---- scan: model -> diff -> spool ----
+        let mut stream = source.stream(&sync.file.model).await?;
+        let shape = Shape::new(sync, &stream.columns)?;
+        let mut differ = Differ::new(snapshot, opts.full_resync);
+        let mut spool = Spool::new().map_err(RunError::Invalid)?;
+        let fp_prefix = Value::Text(config_fp.clone());
+        let mut duplicates: Vec<String> = Vec::new();
+        let mut duplicate_count = 0u64;
+        while let Some(chunk) = stream.rows.recv().await {
+            for row in chunk? {
+                report.rows_read += 1;
+                let key: Vec<Value> = shape.key_idx.iter().map(|&i| row[i].clone()).collect();
+                if let Some(k) = key.iter().position(Value::is_null) {
+                    report.null_keys += 1;
+                    report.warn(format!(
+                        "model row {} has NULL in primary key column `{}`: row skipped (fix the model or filter it out)",
+                        report.rows_read, shape.key_columns[k]
+                    ));
+                    continue;
+                }
+                let fields: Vec<Value> = shape.field_idx.iter().map(|&i| row[i].clone()).collect();
+                let key_hash = hash_values(&key);
+                let fingerprint = hash_values(std::iter::once(&fp_prefix).chain(fields.iter()));
+                let change = match differ.classify(key_hash, fingerprint) {
+                    Ok(c) => c,
+                    Err(Duplicate) => {
+                        duplicate_count += 1;
+                        if duplicates.len() < DUPLICATES_SHOWN {
+                            duplicates.push(format!("({})", keys::key_label(&shape.key_columns, &key)));
+                        }
+                        continue;
+                    }
+                };
+                report.sample(change, &shape, &key, &fields);
+                if let Some(op) = op_for(mode, change) {
+                    report.to_send.add(op);
+                    spool.push(&SpoolRow { op, key_hash, fingerprint, key, fields }).map_err(RunError::Invalid)?;
+                }
+            }
+        }
+        if duplicate_count > 0 {
+            return Err(RunError::Invalid(format!(
+                "the model returned {duplicate_count} duplicate primary key(s), nothing was sent: {}{} (make `{}` unique in the model)",
+                duplicates.join(", "),
+                if duplicate_count as usize > duplicates.len() { ", ..." } else { "" },
+                shape.key_columns.join(", ")
+            )));
+        }
+        let (counts, removed) = differ.finish();
+        report.counts = counts;
+        let deletes = if mode == Mode::Mirror { removed } else { Vec::new() };
+        report.to_send.delete = deletes.len() as u64;
+        if report.config_changed {
+            report.warn("the sync's mode, key, mapping, target or destination changed: every row is re-sent".into());
+        }
+        if opts.dry_run {
+            let stored = self.store.lookup(name, &deletes[..deletes.len().min(opts.samples)]).await?;
+            report.sample_removed(stored.values().map(|r| keys::display_key_json(&r.key_json)));
+            return Ok(());
+        }
+
+        // ---- send: spool -> batches -> destination -> outcomes -> state ----
+        let target = shape.target(sync, run_id);
+        let dest_err = |error: DestinationError| RunError::Destination { name: sync.destination.clone(), error };
+        let mut writer = destination.open(&target).await.map_err(dest_err)?;
+        let needs_ids = self.store.has_destination_ids(name).await?;
+        let mut reader = spool.into_reader().map_err(RunError::Invalid)?;
+        let mut delete_chunks = deletes.chunks(caps.max_batch_rows);
+        loop {
+            if opts.cancel.is_cancelled() {
+                return Err(RunError::Invalid(format!(
+                    "stopped on request after {} batch(es); the rest is sent on the next run",
+                    report.batches
+                )));
+            }
+            let mut batch: Vec<(SpoolRow, String)> = Vec::new();
+            let rows = reader.next_batch(caps.max_batch_rows).map_err(RunError::Invalid)?;
+            if !rows.is_empty() {
+                for row in rows {
+                    let key_json = keys::key_json(&shape.key_columns, &row.key);
+                    batch.push((row, key_json));
+                }
+            } else if let Some(hashes) = delete_chunks.next() {
+                let stored = self.store.lookup(name, hashes).await?;
+                for (hash, row) in stored {
+                    let key = keys::parse_key_json(&row.key_json).map_err(RunError::Invalid)?;
+                    batch.push((SpoolRow { op: Op::Delete, key_hash: hash, fingerprint: 0, key, fields: Vec::new() }, row.key_json));
+                }
+            } else {
+                break;
+            }
+            let ids = if needs_ids || batch.iter().any(|(r, _)| r.op == Op::Delete) {
+                let hashes: Vec<_> = batch.iter().map(|(r, _)| r.key_hash).collect();
+                self.store.lookup(name, &hashes).await?
+            } else {
+                Default::default()
+            };
+            let ops: Vec<RowOp> = batch
+                .iter_mut()
+                .map(|(r, _)| RowOp {
+                    op: r.op,
+                    key: std::mem::take(&mut r.key),
+                    fields: std::mem::take(&mut r.fields),
+                    destination_id: ids.get(&r.key_hash).and_then(|s| s.destination_id.clone()),
+                })
+                .collect();
+            report.batches += 1;
+            let outcomes = match retry::write_with_retry(writer.as_mut(), &ops, &caps, &opts.cancel).await {
+                Ok(outcomes) => outcomes,
+                Err(error) => {
+                    // Nothing in this batch is known to be written: record the rows as pending
+                    // so `status` shows them, then stop; the next run sends them again.
+                    let pending = RowOutcome::Retryable(error.message.clone());
+                    let items: Vec<Committed> = batch
+                        .iter()
+                        .map(|(r, key_json)| Committed {
+                            key_hash: r.key_hash,
+                            key_json,
+                            fingerprint: r.fingerprint,
+                            op: r.op,
+                            outcome: &pending,
+                        })
+                        .collect();
+                    self.store.commit_batch(name, run_id, &items).await?;
+                    report.retryable += items.len() as u64;
+                    return Err(dest_err(error));
+                }
+            };
+            let items: Vec<Committed> = batch
+                .iter()
+                .zip(&outcomes)
+                .map(|((r, key_json), outcome)| Committed { key_hash: r.key_hash, key_json, fingerprint: r.fingerprint, op: r.op, outcome })
+                .collect();
+            self.store.commit_batch(name, run_id, &items).await?;
+            for (op, outcome) in ops.iter().zip(&outcomes) {
+                report.tally(&keys::key_label(&shape.key_columns, &op.key), outcome);
+            }
+        }
+        writer.close().await.map_err(dest_err)?;
+        if stored_fp.as_deref() != Some(config_fp.as_str()) {
+            self.store.set_config_fingerprint(name, &config_fp).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What a diff result means in each mode (removals are handled separately: mirror only).
+fn op_for(mode: Mode, change: Change) -> Option<Op> {
+    match (mode, change) {
+        (_, Change::Unchanged) => None,
+        (Mode::Upsert | Mode::Mirror, _) => Some(Op::Upsert),
+        (Mode::Update, _) => Some(Op::Update),
+        (Mode::Insert, Change::Added) => Some(Op::Insert),
+        (Mode::Insert, Change::Changed) => None,
+    }
+}

@@ -1,0 +1,180 @@
+//! What a run (or plan) of one sync did, for people (`run`/`plan` output), machines (`--json`)
+//! and the run history.
+
+use serde::Serialize;
+
+use super::{RunOptions, Shape};
+use crate::destinations::{Op, RowOutcome};
+use crate::diff::{Change, Counts};
+use crate::state::{RunRecord, RunStatus};
+use crate::value::Value;
+
+/// Warnings kept per run; the rest are counted.
+const WARNINGS_KEPT: usize = 20;
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct OpCounts {
+    pub upsert: u64,
+    pub update: u64,
+    pub insert: u64,
+    pub delete: u64,
+}
+
+impl OpCounts {
+    pub fn add(&mut self, op: Op) {
+        match op {
+            Op::Upsert => self.upsert += 1,
+            Op::Update => self.update += 1,
+            Op::Insert => self.insert += 1,
+            Op::Delete => self.delete += 1,
+        }
+    }
+    pub fn total(&self) -> u64 {
+        self.upsert + self.update + self.insert + self.delete
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Sample {
+    pub change: &'static str,
+    pub key: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncReport {
+    pub sync: String,
+    pub run_id: String,
+    pub status: RunStatus,
+    pub dry_run: bool,
+    pub full_resync: bool,
+    /// The sync's definition changed since the last run, so every row is re-sent.
+    pub config_changed: bool,
+    pub rows_read: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub null_keys: u64,
+    pub to_send: OpCounts,
+    pub written: u64,
+    pub rejected: u64,
+    pub retryable: u64,
+    pub batches: u64,
+    pub error: Option<String>,
+    pub warnings: Vec<String>,
+    pub samples: Vec<Sample>,
+    pub duration_ms: u64,
+    #[serde(skip)]
+    sample_limit: usize,
+    #[serde(skip)]
+    warnings_dropped: u64,
+}
+
+impl SyncReport {
+    pub fn new(sync: &str, run_id: &str, opts: &RunOptions) -> Self {
+        SyncReport {
+            sync: sync.to_string(),
+            run_id: run_id.to_string(),
+            status: RunStatus::Running,
+            dry_run: opts.dry_run,
+            full_resync: opts.full_resync,
+            config_changed: false,
+            rows_read: 0,
+            counts: Counts::default(),
+            null_keys: 0,
+            to_send: OpCounts::default(),
+            written: 0,
+            rejected: 0,
+            retryable: 0,
+            batches: 0,
+            error: None,
+            warnings: Vec::new(),
+            samples: Vec::new(),
+            duration_ms: 0,
+            sample_limit: opts.samples,
+            warnings_dropped: 0,
+        }
+    }
+
+    pub fn fail(&mut self, error: String) {
+        self.status = RunStatus::Failed;
+        self.error = Some(error);
+    }
+
+    pub fn failed(&self) -> bool {
+        self.status == RunStatus::Failed
+    }
+
+    pub fn warn(&mut self, message: String) {
+        if self.warnings.len() < WARNINGS_KEPT {
+            self.warnings.push(message);
+        } else {
+            self.warnings_dropped += 1;
+        }
+    }
+
+    pub fn sample(&mut self, change: Change, shape: &Shape, key: &[Value], fields: &[Value]) {
+        let name = match change {
+            Change::Added => "added",
+            Change::Changed => "changed",
+            Change::Unchanged => return,
+        };
+        if self.samples.iter().filter(|s| s.change == name).count() >= self.sample_limit {
+            return;
+        }
+        let key = shape.key_columns.iter().cloned().zip(key.iter().map(Value::to_json)).collect();
+        let fields = shape.fields.iter().cloned().zip(fields.iter().map(Value::to_json)).collect();
+        self.samples.push(Sample { change: name, key: serde_json::Value::Object(key), fields: Some(serde_json::Value::Object(fields)) });
+    }
+
+    pub fn sample_removed(&mut self, keys: impl Iterator<Item = serde_json::Value>) {
+        for key in keys.take(self.sample_limit) {
+            self.samples.push(Sample { change: "removed", key, fields: None });
+        }
+    }
+
+    /// Counts one row's outcome; rejections and pending rows are also named in the warnings.
+    pub fn tally(&mut self, key: &str, outcome: &RowOutcome) {
+        match outcome {
+            RowOutcome::Written { .. } => self.written += 1,
+            RowOutcome::Rejected(reason) => {
+                self.rejected += 1;
+                self.warn(format!("row ({key}) rejected: {reason}"));
+            }
+            RowOutcome::Retryable(reason) => {
+                self.retryable += 1;
+                self.warn(format!("row ({key}) not written, will retry next run: {reason}"));
+            }
+        }
+    }
+
+    pub fn warnings_dropped(&self) -> u64 {
+        self.warnings_dropped
+    }
+}
+
+impl From<&SyncReport> for RunRecord {
+    fn from(r: &SyncReport) -> RunRecord {
+        let mut error = r.error.clone();
+        if error.is_none() && r.null_keys > 0 {
+            error = Some(format!("{} row(s) with a NULL primary key were skipped", r.null_keys));
+        }
+        RunRecord {
+            id: r.run_id.clone(),
+            sync: r.sync.clone(),
+            status: Some(r.status),
+            full_resync: r.full_resync,
+            rows_read: r.rows_read as i64,
+            added: r.counts.added as i64,
+            changed: r.counts.changed as i64,
+            unchanged: r.counts.unchanged as i64,
+            removed: r.counts.removed as i64,
+            written: r.written as i64,
+            rejected: (r.rejected + r.null_keys) as i64,
+            retryable: r.retryable as i64,
+            batches: r.batches as i64,
+            error,
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! sluice: reverse ETL from plain `.sql` files.
+//!
+//! Data flows one way: sync file ([`project`]) -> model rows ([`source`]) -> [`diff`] against
+//! the [`state`] store -> batches ([`engine`]) -> [`destinations`] -> outcomes -> state.
+//! See ARCHITECTURE.md for the map and the invariants.
+
+pub mod cli;
+pub mod destinations;
+pub mod diff;
+pub mod engine;
+pub mod project;
+pub mod source;
+pub mod state;
+pub mod value;

@@ -1,0 +1,230 @@
+//! `sluice.toml`: read with the `config` crate (the file, then `SLUICE__SECTION__KEY`
+//! environment overrides), then `${VAR}` interpolation and `*_file` secrets, then typed.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::{did_you_mean, ProjectError};
+use crate::project::syncfile::unknown_field;
+
+pub const CONFIG_FILE: &str = "sluice.toml";
+pub const DEFAULT_STATE_URL: &str = "sqlite://.sluice/state.db";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub sources: IndexMap<String, SourceConfig>,
+    #[serde(default)]
+    pub destinations: IndexMap<String, DestinationSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `sqlite://path` (relative to the project) or `postgres://...`. Secret: may hold a password.
+    pub url: SecretString,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig { url: SecretString::from(DEFAULT_STATE_URL) }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SourceConfig {
+    Duckdb(DuckdbSourceConfig),
+    Postgres(PostgresSourceConfig),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuckdbSourceConfig {
+    /// Database file, opened read-only; relative to the project. None: in-memory.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSourceConfig {
+    pub url: SecretString,
+}
+
+/// A destination's settings stay an untyped table here: each destination kind parses its own
+/// (see `destinations::build`), so a new kind needs no change to this file.
+#[derive(Debug, Deserialize)]
+pub struct DestinationSpec {
+    pub kind: String,
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+/// Reads, merges, interpolates and types the project config.
+pub fn load(root: &Path) -> Result<ProjectConfig, ProjectError> {
+    let path = root.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ProjectError::file(&path, format!("cannot read the project config: {e}"))
+            .with_hint(Some("run `sluice init DIR` to create a project, or pass --project DIR".into()))
+    })?;
+    // Syntax first, on the raw text, so errors carry the real line.
+    if let Err(e) = toml::from_str::<toml::Table>(&text) {
+        let line = e.span().map(|s| line_at(&text, s.start)).unwrap_or(1);
+        return Err(ProjectError::at(&path, line, format!("invalid TOML: {}", e.message().trim())));
+    }
+    let merged: toml::Table = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(config::Environment::with_prefix("SLUICE").prefix_separator("__").separator("__"))
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ProjectError::file(&path, format!("cannot merge config and SLUICE__* environment: {e}")))?;
+    let mut value = toml::Value::Table(merged);
+    resolve_strings(&mut value, &mut Vec::new(), root)
+        .map_err(|m| ProjectError::file(&path, m.message).with_line(line_of_key(&text, &m.key_path)))?;
+    ProjectConfig::deserialize(value).map_err(|e| {
+        let message = e.message().trim().to_string();
+        let unknown = unknown_field(&message);
+        let line = unknown.as_deref().and_then(|k| line_of_key(&text, &[k.to_string()]));
+        let hint = unknown.and_then(|k| {
+            did_you_mean(&k, ["state", "sources", "destinations", "url", "path", "kind"]).map(|s| format!("did you mean `{s}`?"))
+        });
+        ProjectError::file(&path, format!("invalid config: {message}")).with_line(line).with_hint(hint)
+    })
+}
+
+struct ResolveError {
+    key_path: Vec<String>,
+    message: String,
+}
+
+/// Replaces `${VAR}` in every string from the environment and turns `x_file = "path"` into
+/// `x = <contents of path>` (systemd credentials, docker secrets). Paths are relative to the
+/// project. Values are never echoed in errors: they may be secrets.
+fn resolve_strings(value: &mut toml::Value, path: &mut Vec<String>, root: &Path) -> Result<(), ResolveError> {
+    match value {
+        toml::Value::String(s) => {
+            *s = interpolate(s).map_err(|var| ResolveError {
+                key_path: path.clone(),
+                message: format!(
+                    "`{}` refers to the environment variable {var}, which is not set: export it, or set the value directly",
+                    path.join(".")
+                ),
+            })?;
+        }
+        toml::Value::Array(items) => {
+            for item in items {
+                resolve_strings(item, path, root)?;
+            }
+        }
+        toml::Value::Table(table) => {
+            let keys: Vec<String> = table.keys().cloned().collect();
+            for key in keys {
+                path.push(key.clone());
+                if let Some(v) = table.get_mut(&key) {
+                    resolve_strings(v, path, root)?;
+                }
+                if let (Some(base), Some(toml::Value::String(file))) = (key.strip_suffix("_file"), table.get(&key)) {
+                    // `credentials_file` etc. Only secrets use this suffix; `path` keys do not.
+                    if table.contains_key(base) {
+                        return Err(ResolveError {
+                            key_path: path.clone(),
+                            message: format!("both `{base}` and `{key}` are set in `{}`: keep one", path[..path.len() - 1].join(".")),
+                        });
+                    }
+                    let file_path = root.join(file);
+                    let contents = std::fs::read_to_string(&file_path).map_err(|e| ResolveError {
+                        key_path: path.clone(),
+                        message: format!("`{}`: cannot read {}: {e}", path.join("."), file_path.display()),
+                    })?;
+                    table.remove(&key);
+                    table.insert(base.to_string(), toml::Value::String(contents.trim_end_matches(['\n', '\r']).to_string()));
+                }
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `${VAR}` -> the variable's value; `$${` escapes a literal `${`. Err(name) for a missing var.
+pub fn interpolate(s: &str) -> Result<String, String> {
+    if !s.contains("${") {
+        return Ok(s.to_string());
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        if rest[..i].ends_with('$') {
+            out.push_str(&rest[..i - 1]);
+            out.push_str("${");
+            rest = &rest[i + 2..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[i..]);
+            return Ok(out);
+        };
+        let name = &after[..end];
+        out.push_str(&std::env::var(name).map_err(|_| name.to_string())?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn line_at(text: &str, offset: usize) -> usize {
+    1 + text[..offset.min(text.len())].matches('\n').count()
+}
+
+/// Best-effort line of `a.b.key` in the raw file: the key's line inside its table header, or
+/// the first line that assigns the last key. Used only to point errors at a line.
+fn line_of_key(text: &str, key_path: &[String]) -> Option<usize> {
+    let last = key_path.last()?;
+    let section = key_path[..key_path.len() - 1].join(".");
+    let mut in_section = section.is_empty();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            let name = t.trim_matches(|c| c == '[' || c == ']').trim();
+            in_section = section.is_empty() || name == section;
+            if section.is_empty() && name.split('.').any(|p| p.trim() == last) {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        let assigned = t.split('=').next().map(|k| k.trim().trim_matches('"')) == Some(last.as_str());
+        if in_section && assigned {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation_replaces_and_reports_missing() {
+        std::env::set_var("SLUICE_TEST_INTERP", "secret");
+        assert_eq!(interpolate("a ${SLUICE_TEST_INTERP} b").unwrap(), "a secret b");
+        assert_eq!(interpolate("$${X}").unwrap(), "${X}");
+        assert_eq!(interpolate("x ${SLUICE_TEST_NOT_SET_42}").unwrap_err(), "SLUICE_TEST_NOT_SET_42");
+    }
+
+    #[test]
+    fn key_lines_are_found_in_sections() {
+        let text = "[state]\nurl = \"x\"\n\n[destinations.out]\nkind = \"file\"\npth = \"a\"\n";
+        assert_eq!(line_of_key(text, &["destinations".into(), "out".into(), "pth".into()]), Some(6));
+        assert_eq!(line_of_key(text, &["pth".into()]), Some(6));
+    }
+}

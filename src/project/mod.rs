@@ -1,0 +1,200 @@
+//! A sluice project on disk: `sluice.toml` plus `syncs/**/*.sql`.
+//!
+//! Loading never fails because of one bad sync file: invalid syncs are collected in
+//! [`Project::invalid`] so the others can still run (and `check` can list every problem).
+
+pub mod config;
+pub mod schedule;
+pub mod syncfile;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use config::{DestinationSpec, ProjectConfig, SourceConfig};
+pub use schedule::Schedule;
+pub use syncfile::{FieldMapping, Located, Mode, SyncFile};
+
+pub const SYNCS_DIR: &str = "syncs";
+
+/// Something wrong with the project's files: what, where (file:line) and what to do.
+#[derive(Debug, Clone)]
+pub struct ProjectError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ProjectError {
+    pub fn file(file: &Path, message: String) -> Self {
+        ProjectError { file: file.to_path_buf(), line: None, message, hint: None }
+    }
+    pub fn at(file: &Path, line: usize, message: String) -> Self {
+        ProjectError { file: file.to_path_buf(), line: Some(line), message, hint: None }
+    }
+    pub fn with_line(mut self, line: Option<usize>) -> Self {
+        self.line = line.or(self.line);
+        self
+    }
+    pub fn with_hint(mut self, hint: Option<String>) -> Self {
+        self.hint = hint;
+        self
+    }
+}
+
+impl fmt::Display for ProjectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " ({hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ProjectError {}
+
+/// The closest candidate to a misspelt name, if any is close enough to be a likely typo.
+pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(input, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.to_string())
+}
+
+/// A sync whose references to the project config are resolved.
+#[derive(Clone, Debug)]
+pub struct Sync {
+    pub file: SyncFile,
+    pub source: String,
+    pub destination: String,
+}
+
+impl Sync {
+    pub fn name(&self) -> &str {
+        &self.file.name
+    }
+}
+
+pub struct Project {
+    pub root: PathBuf,
+    pub config: ProjectConfig,
+    pub syncs: Vec<Sync>,
+    /// Sync files that failed to parse or resolve; reported, never run.
+    pub invalid: Vec<ProjectError>,
+}
+
+impl Project {
+    /// Loads the project. Err only when `sluice.toml` itself is unusable.
+    pub fn load(root: &Path) -> Result<Project, ProjectError> {
+        let config = config::load(root)?;
+        let mut files = Vec::new();
+        collect_sql_files(&root.join(SYNCS_DIR), &mut files);
+        files.sort();
+        let mut syncs: Vec<Sync> = Vec::new();
+        let mut invalid = Vec::new();
+        for path in files {
+            let shown = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+            let parsed = std::fs::read_to_string(&path)
+                .map_err(|e| ProjectError::file(&shown, format!("cannot read: {e}")))
+                .and_then(|text| syncfile::parse(&shown, &text))
+                .and_then(|file| resolve(&config, file));
+            match parsed {
+                Ok(sync) => {
+                    if let Some(other) = syncs.iter().find(|s| s.name() == sync.name()) {
+                        invalid.push(ProjectError::file(
+                            &shown,
+                            format!("sync name `{}` is already used by {}: rename one file", sync.name(), other.file.path.display()),
+                        ));
+                    } else {
+                        syncs.push(sync);
+                    }
+                }
+                Err(e) => invalid.push(e),
+            }
+        }
+        Ok(Project { root: root.to_path_buf(), config, syncs, invalid })
+    }
+
+    /// The syncs named (all when `names` is empty); unknown names are an error with a suggestion.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&Sync>, String> {
+        if names.is_empty() {
+            return Ok(self.syncs.iter().collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.syncs.iter().find(|s| s.name() == n).ok_or_else(|| {
+                    if let Some(bad) = self.invalid.iter().find(|e| syncfile::sync_name(&e.file) == *n) {
+                        return format!("sync `{n}` is invalid: {bad}");
+                    }
+                    let hint =
+                        did_you_mean(n, self.syncs.iter().map(|s| s.name())).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                    format!("no sync named `{n}` in {}/{SYNCS_DIR}{hint}", self.root.display())
+                })
+            })
+            .collect()
+    }
+}
+
+fn collect_sql_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_sql_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "sql") {
+            out.push(path);
+        }
+    }
+}
+
+/// Resolves `source`/`destination` against the config. Omitted means "the only one there is".
+fn resolve(config: &ProjectConfig, file: SyncFile) -> Result<Sync, ProjectError> {
+    let source = pick(&file, file.source.as_ref(), config.sources.keys(), "source", "sources")?;
+    let destination = pick(&file, file.destination.as_ref(), config.destinations.keys(), "destination", "destinations")?;
+    Ok(Sync { file, source, destination })
+}
+
+fn pick<'a>(
+    file: &SyncFile,
+    named: Option<&Located<String>>,
+    available: impl Iterator<Item = &'a String> + Clone,
+    what: &str,
+    section: &str,
+) -> Result<String, ProjectError> {
+    let names: Vec<&str> = available.map(|s| s.as_str()).collect();
+    match named {
+        Some(n) if names.contains(&n.value.as_str()) => Ok(n.value.clone()),
+        Some(n) => Err(ProjectError::at(
+            &file.path,
+            n.line,
+            format!("{what} `{}` is not defined in sluice.toml (defined: {})", n.value, list(&names)),
+        )
+        .with_hint(
+            did_you_mean(&n.value, names.iter().copied())
+                .map(|s| format!("did you mean `{s}`?"))
+                .or_else(|| Some(format!("add a [{section}.{}] table to sluice.toml", n.value))),
+        )),
+        None if names.len() == 1 => Ok(names[0].to_string()),
+        None => Err(ProjectError::at(
+            &file.path,
+            file.header_line,
+            format!("the header names no `{what}` and sluice.toml defines {}: add `{what} = \"NAME\"`", list(&names)),
+        )),
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    }
+}

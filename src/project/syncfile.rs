@@ -1,0 +1,254 @@
+//! Parsing one `syncs/*.sql` file: a TOML header in a leading `/* sluice ... */` comment, then
+//! the model query. Errors carry the file and the line in that file (TOML spans are mapped
+//! back through the header's starting line).
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::schedule::Schedule;
+use super::{did_you_mean, ProjectError};
+
+/// How the rows of a model reach the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Send added and changed rows; the destination creates or updates by key.
+    Upsert,
+    /// Send added and changed rows, but only change records that already exist.
+    Update,
+    /// Send only rows whose key was never sent before.
+    Insert,
+    /// Upsert, plus delete the records of rows that left the model.
+    Mirror,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Upsert => "upsert",
+            Mode::Update => "update",
+            Mode::Insert => "insert",
+            Mode::Mirror => "mirror",
+        }
+    }
+}
+
+/// One destination field and the model column that fills it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldMapping {
+    pub field: String,
+    pub column: String,
+    /// Line of this entry in the sync file (0 when the mapping was derived from the model).
+    pub line: usize,
+}
+
+/// A parsed, not yet validated against the project, sync file.
+#[derive(Clone, Debug)]
+pub struct SyncFile {
+    pub name: String,
+    pub path: PathBuf,
+    pub schedule: Schedule,
+    pub source: Option<Located<String>>,
+    pub destination: Option<Located<String>>,
+    pub primary_key: Located<Vec<String>>,
+    pub mode: Mode,
+    pub target: toml::Table,
+    /// Explicit mapping, in file order. Empty means "every model column under its own name".
+    pub mapping: Vec<FieldMapping>,
+    pub model: String,
+    /// Line where the model SQL starts.
+    pub model_line: usize,
+    /// Line of the `/* sluice` opener, for errors about the header as a whole.
+    pub header_line: usize,
+}
+
+/// A value with the file line it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub line: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum KeySpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    schedule: Option<Spanned<String>>,
+    source: Option<Spanned<String>>,
+    destination: Option<Spanned<String>>,
+    primary_key: Option<Spanned<KeySpec>>,
+    mode: Option<Spanned<Mode>>,
+    #[serde(default)]
+    target: toml::Table,
+    #[serde(default)]
+    mapping: IndexMap<String, Spanned<String>>,
+}
+
+const HEADER_KEYS: &[&str] = &["schedule", "source", "destination", "primary_key", "mode", "target", "mapping"];
+const OPENER: &str = "/* sluice";
+
+/// The sync's name: the file stem (`syncs/team/high_value.sql` -> `high_value`).
+pub fn sync_name(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
+    let err = |line: usize, message: String| ProjectError::at(path, line, message);
+    let leading_ws = text.len() - text.trim_start().len();
+    let header_line = 1 + text[..leading_ws].matches('\n').count();
+    let body = &text[leading_ws..];
+    if !body.starts_with(OPENER) {
+        return Err(err(header_line, "a sync file must start with a `/* sluice` header comment (TOML), then the SQL model".into()));
+    }
+    // The header ends at the first line holding only `*/`: a cron such as "*/15 * * * *" inside
+    // the header must not end it early.
+    let header_start = leading_ws + OPENER.len();
+    let mut offset = header_start;
+    let mut close = None;
+    for line in text[header_start..].split_inclusive('\n') {
+        if line.trim() == "*/" {
+            close = Some((offset, offset + line.len()));
+            break;
+        }
+        offset += line.len();
+    }
+    let Some((header_end, model_start)) = close else {
+        return Err(err(header_line, "the header comment is never closed: end it with a line holding only `*/`".into()));
+    };
+    let header_text = &text[header_start..header_end];
+    let line_of = |span: Range<usize>| header_line + header_text[..span.start.min(header_text.len())].matches('\n').count();
+
+    let header: Header = toml::from_str(header_text).map_err(|e| {
+        let line = e.span().map(&line_of).unwrap_or(header_line);
+        let message = e.message().trim().to_string();
+        let mut pe = err(line, format!("invalid header: {message}"));
+        if let Some(unknown) = unknown_field(&message) {
+            pe = pe.with_hint(did_you_mean(&unknown, HEADER_KEYS.iter().copied()).map(|s| format!("did you mean `{s}`?")));
+        }
+        pe
+    })?;
+
+    let model_raw = &text[model_start..];
+    let model_ws = model_raw.len() - model_raw.trim_start().len();
+    let model_line = 1 + text[..model_start + model_ws].matches('\n').count();
+    let model = model_raw.trim().trim_end_matches(';').trim_end().to_string();
+    if model.is_empty() {
+        return Err(err(1 + text[..model_start].matches('\n').count(), "no SQL model after the header".into()));
+    }
+
+    let schedule = match &header.schedule {
+        None => Schedule::Manual,
+        Some(s) => Schedule::parse(s.get_ref()).map_err(|m| err(line_of(s.span()), m))?,
+    };
+    let located = |s: &Option<Spanned<String>>| s.as_ref().map(|s| Located { value: s.get_ref().clone(), line: line_of(s.span()) });
+    let primary_key = match &header.primary_key {
+        None => return Err(err(header_line, "the header has no `primary_key`: name the model column(s) that identify a row".into())),
+        Some(k) => {
+            let cols = match k.get_ref() {
+                KeySpec::One(c) => vec![c.clone()],
+                KeySpec::Many(cs) => cs.clone(),
+            };
+            let line = line_of(k.span());
+            if cols.is_empty() || cols.iter().any(|c| c.trim().is_empty()) {
+                return Err(err(line, "`primary_key` must name at least one non-empty column".into()));
+            }
+            Located { value: cols, line }
+        }
+    };
+    let mapping = header
+        .mapping
+        .iter()
+        .map(|(field, column)| FieldMapping { field: field.clone(), column: column.get_ref().clone(), line: line_of(column.span()) })
+        .collect::<Vec<_>>();
+    if let Some(m) = mapping.iter().find(|m| m.column.trim().is_empty()) {
+        return Err(err(m.line, format!("mapping `{}` names an empty column", m.field)));
+    }
+
+    Ok(SyncFile {
+        name: sync_name(path),
+        path: path.to_path_buf(),
+        schedule,
+        source: located(&header.source),
+        destination: located(&header.destination),
+        primary_key,
+        mode: header.mode.map(|m| *m.get_ref()).unwrap_or(Mode::Upsert),
+        target: header.target,
+        mapping,
+        model,
+        model_line,
+        header_line,
+    })
+}
+
+/// Pulls the field name out of serde's "unknown field `x`, expected ..." message.
+pub(crate) fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<SyncFile, ProjectError> {
+        parse(Path::new("syncs/t.sql"), text)
+    }
+
+    #[test]
+    fn parses_a_full_header_and_keeps_mapping_order() {
+        let f = parse_str(
+            "/* sluice\nschedule = \"*/15 * * * *\"\nsource = \"w\"\ndestination = \"crm\"\nprimary_key = \"id\"\nmode = \"mirror\"\n[target]\nobject = \"contacts\"\n[mapping]\nz = \"a\"\n\"Lifetime value\" = \"ltv\"\n*/\nSELECT 1 AS id;\n",
+        )
+        .unwrap();
+        assert_eq!(f.name, "t");
+        assert_eq!(f.mode, Mode::Mirror);
+        assert_eq!(f.primary_key.value, vec!["id".to_string()]);
+        assert_eq!(f.mapping.iter().map(|m| m.field.as_str()).collect::<Vec<_>>(), ["z", "Lifetime value"]);
+        assert_eq!(f.mapping[1].line, 11);
+        assert_eq!(f.model, "SELECT 1 AS id");
+        assert_eq!(f.model_line, 13);
+        assert_eq!(f.destination.unwrap().line, 4);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_suggests() {
+        let e = parse_str("/* sluice\nprimary_key = \"id\"\nshedule = \"@daily\"\n*/\nSELECT 1 AS id").unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("syncs/t.sql:3:"), "{text}");
+        assert!(text.contains("did you mean `schedule`?"), "{text}");
+    }
+
+    #[test]
+    fn composite_keys_and_defaults() {
+        let f = parse_str("/* sluice\nprimary_key = [\"a\", \"b\"]\n*/\nSELECT 1 a, 2 b").unwrap();
+        assert_eq!(f.primary_key.value, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(f.mode, Mode::Upsert);
+        assert_eq!(f.schedule, Schedule::Manual);
+    }
+
+    #[test]
+    fn structural_errors_are_clear() {
+        let e = parse_str("SELECT 1").unwrap_err().to_string();
+        assert!(e.contains("must start with a `/* sluice` header"), "{e}");
+        let e = parse_str("/* sluice\nprimary_key = \"id\"\nSELECT 1").unwrap_err().to_string();
+        assert!(e.contains("never closed"), "{e}");
+        let e = parse_str("/* sluice\nprimary_key = \"id\"\n*/\n  ;").unwrap_err().to_string();
+        assert!(e.contains("no SQL model"), "{e}");
+        let e = parse_str("/* sluice\n*/\nSELECT 1").unwrap_err().to_string();
+        assert!(e.contains("no `primary_key`"), "{e}");
+        let e = parse_str("/* sluice\nprimary_key = \"id\"\nmode = \"upsertt\"\n*/\nSELECT 1").unwrap_err().to_string();
+        assert!(e.starts_with("syncs/t.sql:3:") && e.contains("upsert"), "{e}");
+        let e = parse_str("/* sluice\nprimary_key = \"id\"\nschedule = \"61 * * * *\"\n*/\nSELECT 1").unwrap_err().to_string();
+        assert!(e.starts_with("syncs/t.sql:3:") && e.contains("schedule"), "{e}");
+    }
+}

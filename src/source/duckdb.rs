@@ -1,0 +1,223 @@
+//! DuckDB: the duckdb crate is synchronous, so each query runs on a blocking thread and sends
+//! chunks of rows back over a bounded channel.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta};
+use duckdb::core::LogicalTypeId;
+use duckdb::types::{TimeUnit, Value as D};
+use duckdb::{AccessMode, Config, Connection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
+use crate::project::config::DuckdbSourceConfig;
+use crate::value::{normalize_decimal, Value};
+
+pub struct DuckDbSource {
+    path: Option<PathBuf>,
+    root: PathBuf,
+}
+
+/// How to read one result column: DuckDB hands UUID and JSON over as text, so the logical
+/// type decides.
+#[derive(Clone, Copy)]
+enum Kind {
+    Plain,
+    Uuid,
+    Json,
+}
+
+impl DuckDbSource {
+    pub fn new(config: &DuckdbSourceConfig, root: &Path) -> Self {
+        DuckDbSource { path: config.path.as_ref().map(|p| root.join(p)), root: root.to_path_buf() }
+    }
+
+    fn connect(&self) -> Result<Connection, SourceError> {
+        let connect_err = |e: duckdb::Error| SourceError::Connect { source_name: "duckdb".into(), message: e.to_string() };
+        let conn = match &self.path {
+            // Read-only: sluice never writes to a source, and a read-only open does not take
+            // the write lock another process (a notebook, dbt) may hold.
+            Some(path) => {
+                if !path.exists() {
+                    return Err(SourceError::Connect {
+                        source_name: "duckdb".into(),
+                        message: format!("{} does not exist", path.display()),
+                    });
+                }
+                let config = Config::default().access_mode(AccessMode::ReadOnly).map_err(connect_err)?;
+                Connection::open_with_flags(path, config).map_err(connect_err)?
+            }
+            None => Connection::open_in_memory().map_err(connect_err)?,
+        };
+        // Relative file paths in models (read_csv('data/x.csv')) resolve against the project.
+        let root = self.root.display().to_string().replace('\'', "''");
+        conn.execute_batch(&format!("SET file_search_path = '{root}'")).map_err(connect_err)?;
+        Ok(conn)
+    }
+
+    pub async fn describe(&self, sql: &str) -> Result<Vec<Column>, SourceError> {
+        let conn = self.connect()?;
+        let wrapped = format!("SELECT * FROM (\n{sql}\n) AS sluice_model LIMIT 0");
+        tokio::task::spawn_blocking(move || -> Result<Vec<Column>, SourceError> {
+            let mut stmt = conn.prepare(&wrapped).map_err(query_err)?;
+            stmt.execute([]).map_err(query_err)?;
+            Ok(columns(&stmt).into_iter().map(|(c, _)| c).collect())
+        })
+        .await
+        .map_err(|e| SourceError::Query(format!("the DuckDB worker stopped: {e}")))?
+    }
+
+    pub async fn stream(&self, sql: &str) -> Result<ModelStream, SourceError> {
+        let conn = self.connect()?;
+        let sql = sql.to_string();
+        let (cols_tx, cols_rx) = oneshot::channel();
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        tokio::task::spawn_blocking(move || {
+            let mut cols_tx = Some(cols_tx);
+            let result = (|| -> Result<(), SourceError> {
+                let mut stmt = conn.prepare(&sql).map_err(query_err)?;
+                // `stream_arrow` executes with DuckDB's streaming API; the rows are then read
+                // through `raw_query`, which steps that same streaming result chunk by chunk
+                // instead of materialising the whole result first.
+                drop(stmt.stream_arrow([]).map_err(query_err)?);
+                let cols = columns(&stmt);
+                let kinds: Vec<Kind> = cols.iter().map(|(_, k)| *k).collect();
+                let names: Vec<String> = cols.iter().map(|(c, _)| c.name.clone()).collect();
+                if let Some(t) = cols_tx.take() {
+                    let _ = t.send(Ok(cols.into_iter().map(|(c, _)| c).collect::<Vec<_>>()));
+                }
+                let mut rows = stmt.raw_query();
+                let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
+                while let Some(row) = rows.next().map_err(query_err)? {
+                    let mut out = Vec::with_capacity(kinds.len());
+                    for (i, kind) in kinds.iter().enumerate() {
+                        let raw = row.get_ref(i).map_err(query_err)?.to_owned();
+                        out.push(convert(raw, *kind).map_err(|message| SourceError::Decode { column: names[i].clone(), message })?);
+                    }
+                    chunk.push(out);
+                    if chunk.len() == CHUNK_ROWS && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                        return Ok(()); // the run stopped listening
+                    }
+                }
+                if !chunk.is_empty() {
+                    let _ = tx.blocking_send(Ok(chunk));
+                }
+                Ok(())
+            })();
+            // An error before the columns were known answers the caller directly; a later one
+            // travels down the row channel.
+            if let Err(e) = result {
+                match cols_tx.take() {
+                    Some(t) => {
+                        let _ = t.send(Err(e));
+                    }
+                    None => {
+                        let _ = tx.blocking_send(Err(e));
+                    }
+                }
+            }
+        });
+        match cols_rx.await {
+            Ok(Ok(columns)) => Ok(ModelStream { columns, rows: rx }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SourceError::Query("the DuckDB worker stopped before returning columns".into())),
+        }
+    }
+}
+
+fn query_err(e: duckdb::Error) -> SourceError {
+    SourceError::Query(e.to_string())
+}
+
+fn columns(stmt: &duckdb::Statement<'_>) -> Vec<(Column, Kind)> {
+    (0..stmt.column_count())
+        .map(|i| {
+            let name = stmt.column_name(i).cloned().unwrap_or_else(|_| format!("column{i}"));
+            let logical = stmt.column_logical_type(i);
+            let alias = logical.get_alias();
+            let id = logical.id();
+            let kind = match (id, alias.as_deref()) {
+                (LogicalTypeId::Uuid, _) => Kind::Uuid,
+                (_, Some(a)) if a.eq_ignore_ascii_case("json") => Kind::Json,
+                _ => Kind::Plain,
+            };
+            let type_name = alias.unwrap_or_else(|| format!("{id:?}")).to_uppercase();
+            (Column { name, type_name }, kind)
+        })
+        .collect()
+}
+
+fn timestamp(unit: TimeUnit, v: i64) -> Result<Value, String> {
+    let (secs, nanos) = match unit {
+        TimeUnit::Second => (v, 0),
+        TimeUnit::Millisecond => (v.div_euclid(1_000), v.rem_euclid(1_000) * 1_000_000),
+        TimeUnit::Microsecond => (v.div_euclid(1_000_000), v.rem_euclid(1_000_000) * 1_000),
+        TimeUnit::Nanosecond => (v.div_euclid(1_000_000_000), v.rem_euclid(1_000_000_000)),
+    };
+    DateTime::from_timestamp(secs, nanos as u32).map(Value::Timestamp).ok_or_else(|| format!("timestamp {v} is out of range"))
+}
+
+fn time(unit: TimeUnit, v: i64) -> Result<Value, String> {
+    let nanos = match unit {
+        TimeUnit::Second => v * 1_000_000_000,
+        TimeUnit::Millisecond => v * 1_000_000,
+        TimeUnit::Microsecond => v * 1_000,
+        TimeUnit::Nanosecond => v,
+    };
+    Ok(Value::Time(NaiveTime::MIN + TimeDelta::nanoseconds(nanos)))
+}
+
+fn wide_int(v: i128) -> Value {
+    i64::try_from(v).map(Value::Int).unwrap_or_else(|_| Value::Decimal(v.to_string()))
+}
+
+fn convert(v: D, kind: Kind) -> Result<Value, String> {
+    Ok(match v {
+        D::Null => Value::Null,
+        D::Boolean(b) => Value::Bool(b),
+        D::TinyInt(i) => Value::Int(i.into()),
+        D::SmallInt(i) => Value::Int(i.into()),
+        D::Int(i) => Value::Int(i.into()),
+        D::BigInt(i) => Value::Int(i),
+        D::HugeInt(i) => wide_int(i),
+        D::UTinyInt(i) => Value::Int(i.into()),
+        D::USmallInt(i) => Value::Int(i.into()),
+        D::UInt(i) => Value::Int(i.into()),
+        D::UBigInt(i) => wide_int(i.into()),
+        D::UHugeInt(i) => i64::try_from(i).map(Value::Int).unwrap_or_else(|_| Value::Decimal(i.to_string())),
+        D::Float(f) => Value::Float(f.into()),
+        D::Double(f) => Value::Float(f),
+        D::Decimal(d) => Value::Decimal(normalize_decimal(&d.to_string())),
+        D::Timestamp(unit, v) => timestamp(unit, v)?,
+        D::Text(s) => match kind {
+            Kind::Uuid => Value::Uuid(s.parse().map_err(|e| format!("invalid UUID `{s}`: {e}"))?),
+            Kind::Json => Value::json_from_str(&s).map_err(|e| format!("invalid JSON: {e}"))?,
+            Kind::Plain => Value::Text(s),
+        },
+        D::Blob(b) => Value::Bytes(b),
+        D::Date32(days) => Value::Date(
+            NaiveDate::from_ymd_opt(1970, 1, 1)
+                .and_then(|epoch| epoch.checked_add_signed(TimeDelta::days(days.into())))
+                .ok_or_else(|| format!("date {days} is out of range"))?,
+        ),
+        D::Time64(unit, v) => time(unit, v)?,
+        D::Enum(s) => Value::Text(s),
+        D::List(items) | D::Array(items) => Value::Array(items.into_iter().map(|i| convert(i, Kind::Plain)).collect::<Result<_, _>>()?),
+        D::Struct(fields) => {
+            let mut obj = serde_json::Map::new();
+            for (k, v) in fields.iter() {
+                obj.insert(k.clone(), convert(v.clone(), Kind::Plain)?.to_json());
+            }
+            Value::json(&serde_json::Value::Object(obj))
+        }
+        D::Map(entries) => {
+            let mut obj = serde_json::Map::new();
+            for (k, v) in entries.iter() {
+                obj.insert(convert(k.clone(), Kind::Plain)?.to_text(), convert(v.clone(), Kind::Plain)?.to_json());
+            }
+            Value::json(&serde_json::Value::Object(obj))
+        }
+        D::Union(inner) => convert(*inner, kind)?,
+        other => return Err(format!("unsupported DuckDB value {other:?}: cast the column to VARCHAR in the model")),
+    })
+}

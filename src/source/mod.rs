@@ -1,0 +1,72 @@
+//! Sources run a model query and stream its rows as canonical [`Value`]s, in chunks over a
+//! bounded channel, so no model is ever held in memory whole.
+
+mod duckdb;
+mod postgres;
+
+use std::path::Path;
+
+use tokio::sync::mpsc;
+
+use crate::project::SourceConfig;
+use crate::value::Value;
+
+pub type Row = Vec<Value>;
+
+/// Rows per channel message, and messages in flight: bounds a source's memory.
+pub(crate) const CHUNK_ROWS: usize = 1024;
+pub(crate) const CHUNKS_IN_FLIGHT: usize = 4;
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Column {
+    pub name: String,
+    /// The source's own name for the type, for messages.
+    pub type_name: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot connect to source `{source_name}`: {message}")]
+    Connect { source_name: String, message: String },
+    #[error("the model query failed: {0}")]
+    Query(String),
+    #[error("column `{column}` has type {type_name}, which sluice cannot read: cast it in the model, e.g. `{column}::text`")]
+    UnsupportedType { column: String, type_name: String },
+    #[error("column `{column}`: cannot read a value: {message}")]
+    Decode { column: String, message: String },
+}
+
+/// A running model query: its columns, then chunks of rows.
+pub struct ModelStream {
+    pub columns: Vec<Column>,
+    pub rows: mpsc::Receiver<Result<Vec<Row>, SourceError>>,
+}
+
+pub enum Source {
+    DuckDb(duckdb::DuckDbSource),
+    Postgres(postgres::PostgresSource),
+}
+
+impl Source {
+    pub fn new(name: &str, config: &SourceConfig, root: &Path) -> Result<Source, SourceError> {
+        Ok(match config {
+            SourceConfig::Duckdb(c) => Source::DuckDb(duckdb::DuckDbSource::new(c, root)),
+            SourceConfig::Postgres(c) => Source::Postgres(postgres::PostgresSource::new(name, c)?),
+        })
+    }
+
+    /// The model's columns, without reading its rows (used by `check`).
+    pub async fn describe(&self, sql: &str) -> Result<Vec<Column>, SourceError> {
+        match self {
+            Source::DuckDb(s) => s.describe(sql).await,
+            Source::Postgres(s) => s.describe(sql).await,
+        }
+    }
+
+    pub async fn stream(&self, sql: &str) -> Result<ModelStream, SourceError> {
+        match self {
+            Source::DuckDb(s) => s.stream(sql).await,
+            Source::Postgres(s) => s.stream(sql).await,
+        }
+    }
+}

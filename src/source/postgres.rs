@@ -1,0 +1,253 @@
+//! Postgres through sqlx: the model's column types are read once (`describe`), each column gets
+//! a decoder, and rows stream from the server as they arrive.
+
+use bigdecimal::BigDecimal;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use futures_util::TryStreamExt;
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, PgTypeKind};
+use sqlx::{Column as _, Executor, Row as _, TypeInfo};
+use tokio::sync::mpsc;
+
+use super::{Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
+use crate::project::config::PostgresSourceConfig;
+use crate::value::{normalize_decimal, Value};
+
+pub struct PostgresSource {
+    name: String,
+    pool: PgPool,
+}
+
+/// How to decode one column.
+#[derive(Clone, Copy, Debug)]
+enum Dec {
+    Bool,
+    I16,
+    I32,
+    I64,
+    Oid,
+    F32,
+    F64,
+    Numeric,
+    Text,
+    Uuid,
+    Json,
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+    Bytes,
+    /// Enums and text-like extension types (citext): their binary form is the text.
+    TextLike,
+    Array(Elem),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Elem {
+    Bool,
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+    Numeric,
+    Text,
+    Uuid,
+    Json,
+    Date,
+    Timestamp,
+    TimestampTz,
+}
+
+fn decoder(type_info: &sqlx::postgres::PgTypeInfo) -> Option<Dec> {
+    let name = type_info.name();
+    if let Some(elem) = name.strip_suffix("[]") {
+        let e = match elem {
+            "BOOL" => Elem::Bool,
+            "INT2" => Elem::I16,
+            "INT4" => Elem::I32,
+            "INT8" => Elem::I64,
+            "FLOAT4" => Elem::F32,
+            "FLOAT8" => Elem::F64,
+            "NUMERIC" => Elem::Numeric,
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => Elem::Text,
+            "UUID" => Elem::Uuid,
+            "JSON" | "JSONB" => Elem::Json,
+            "DATE" => Elem::Date,
+            "TIMESTAMP" => Elem::Timestamp,
+            "TIMESTAMPTZ" => Elem::TimestampTz,
+            _ => return None,
+        };
+        return Some(Dec::Array(e));
+    }
+    Some(match name {
+        "BOOL" => Dec::Bool,
+        "INT2" => Dec::I16,
+        "INT4" => Dec::I32,
+        "INT8" => Dec::I64,
+        "OID" => Dec::Oid,
+        "FLOAT4" => Dec::F32,
+        "FLOAT8" => Dec::F64,
+        "NUMERIC" => Dec::Numeric,
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => Dec::Text,
+        "UUID" => Dec::Uuid,
+        "JSON" | "JSONB" => Dec::Json,
+        "DATE" => Dec::Date,
+        "TIME" => Dec::Time,
+        "TIMESTAMP" => Dec::Timestamp,
+        "TIMESTAMPTZ" => Dec::TimestampTz,
+        "BYTEA" => Dec::Bytes,
+        "CITEXT" => Dec::TextLike,
+        _ if matches!(type_info.kind(), PgTypeKind::Enum(_)) => Dec::TextLike,
+        _ => return None,
+    })
+}
+
+fn numeric(d: BigDecimal) -> Value {
+    Value::Decimal(normalize_decimal(&d.to_plain_string()))
+}
+
+fn naive_ts(t: NaiveDateTime) -> Value {
+    Value::Timestamp(t.and_utc())
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(row: &'r PgRow, i: usize) -> Result<Option<T>, String> {
+    row.try_get::<Option<T>, _>(i).map_err(|e| e.to_string())
+}
+
+fn array<'r, T, F>(row: &'r PgRow, i: usize, f: F) -> Result<Value, String>
+where
+    Vec<Option<T>>: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    F: Fn(T) -> Value,
+{
+    Ok(match get::<Vec<Option<T>>>(row, i)? {
+        None => Value::Null,
+        Some(items) => Value::Array(items.into_iter().map(|v| v.map(&f).unwrap_or(Value::Null)).collect()),
+    })
+}
+
+fn decode(row: &PgRow, i: usize, dec: Dec) -> Result<Value, String> {
+    fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
+        v.map(f).unwrap_or(Value::Null)
+    }
+    Ok(match dec {
+        Dec::Bool => opt(get::<bool>(row, i)?, Value::Bool),
+        Dec::I16 => opt(get::<i16>(row, i)?, |v| Value::Int(v.into())),
+        Dec::I32 => opt(get::<i32>(row, i)?, |v| Value::Int(v.into())),
+        Dec::I64 => opt(get::<i64>(row, i)?, Value::Int),
+        Dec::Oid => opt(get::<sqlx::postgres::types::Oid>(row, i)?, |v| Value::Int(v.0.into())),
+        Dec::F32 => opt(get::<f32>(row, i)?, |v| Value::Float(v.into())),
+        Dec::F64 => opt(get::<f64>(row, i)?, Value::Float),
+        Dec::Numeric => opt(get::<BigDecimal>(row, i)?, numeric),
+        Dec::Text => opt(get::<String>(row, i)?, Value::Text),
+        Dec::Uuid => opt(get::<uuid::Uuid>(row, i)?, Value::Uuid),
+        Dec::Json => opt(get::<serde_json::Value>(row, i)?, |v| Value::json(&v)),
+        Dec::Date => opt(get::<NaiveDate>(row, i)?, Value::Date),
+        Dec::Time => opt(get::<NaiveTime>(row, i)?, Value::Time),
+        Dec::Timestamp => opt(get::<NaiveDateTime>(row, i)?, naive_ts),
+        Dec::TimestampTz => opt(get::<DateTime<Utc>>(row, i)?, Value::Timestamp),
+        Dec::Bytes => opt(get::<Vec<u8>>(row, i)?, Value::Bytes),
+        Dec::TextLike => opt(row.try_get_unchecked::<Option<String>, _>(i).map_err(|e| e.to_string())?, Value::Text),
+        Dec::Array(e) => match e {
+            Elem::Bool => array::<bool, _>(row, i, Value::Bool)?,
+            Elem::I16 => array::<i16, _>(row, i, |v| Value::Int(v.into()))?,
+            Elem::I32 => array::<i32, _>(row, i, |v| Value::Int(v.into()))?,
+            Elem::I64 => array::<i64, _>(row, i, Value::Int)?,
+            Elem::F32 => array::<f32, _>(row, i, |v| Value::Float(v.into()))?,
+            Elem::F64 => array::<f64, _>(row, i, Value::Float)?,
+            Elem::Numeric => array::<BigDecimal, _>(row, i, numeric)?,
+            Elem::Text => array::<String, _>(row, i, Value::Text)?,
+            Elem::Uuid => array::<uuid::Uuid, _>(row, i, Value::Uuid)?,
+            Elem::Json => array::<serde_json::Value, _>(row, i, |v| Value::json(&v))?,
+            Elem::Date => array::<NaiveDate, _>(row, i, Value::Date)?,
+            Elem::Timestamp => array::<NaiveDateTime, _>(row, i, naive_ts)?,
+            Elem::TimestampTz => array::<DateTime<Utc>, _>(row, i, Value::Timestamp)?,
+        },
+    })
+}
+
+impl PostgresSource {
+    pub fn new(name: &str, config: &PostgresSourceConfig) -> Result<Self, SourceError> {
+        let connect_err = |message: String| SourceError::Connect { source_name: name.to_string(), message };
+        let options: sqlx::postgres::PgConnectOptions =
+            config.url.expose_secret().parse().map_err(|_| connect_err("`url` is not a valid postgres:// URL".into()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(std::time::Duration::from_secs(15))
+            .connect_lazy_with(options.application_name("sluice"));
+        Ok(PostgresSource { name: name.to_string(), pool })
+    }
+
+    fn map_err(&self, e: sqlx::Error) -> SourceError {
+        match e {
+            sqlx::Error::Database(db) => SourceError::Query(db.to_string()),
+            other @ (sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Configuration(_)) => {
+                SourceError::Connect { source_name: self.name.clone(), message: other.to_string() }
+            }
+            other => SourceError::Query(other.to_string()),
+        }
+    }
+
+    async fn columns(&self, sql: &str) -> Result<(Vec<Column>, Vec<Dec>), SourceError> {
+        let described = (&self.pool).describe(sql).await.map_err(|e| self.map_err(e))?;
+        let mut cols = Vec::new();
+        let mut decs = Vec::new();
+        for c in described.columns() {
+            let type_name = c.type_info().name().to_string();
+            let dec = decoder(c.type_info())
+                .ok_or_else(|| SourceError::UnsupportedType { column: c.name().to_string(), type_name: type_name.clone() })?;
+            cols.push(Column { name: c.name().to_string(), type_name });
+            decs.push(dec);
+        }
+        Ok((cols, decs))
+    }
+
+    pub async fn describe(&self, sql: &str) -> Result<Vec<Column>, SourceError> {
+        Ok(self.columns(sql).await?.0)
+    }
+
+    pub async fn stream(&self, sql: &str) -> Result<ModelStream, SourceError> {
+        let (columns, decs) = self.columns(sql).await?;
+        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let pool = self.pool.clone();
+        let sql = sql.to_string();
+        let source_name = self.name.clone();
+        tokio::spawn(async move {
+            let mut rows = sqlx::query(&sql).fetch(&pool);
+            let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
+            loop {
+                let row = match rows.try_next().await {
+                    Ok(Some(row)) => row,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let err = match e {
+                            sqlx::Error::Database(db) => SourceError::Query(db.to_string()),
+                            other => SourceError::Connect { source_name, message: other.to_string() },
+                        };
+                        let _ = tx.send(Err(err)).await;
+                        return;
+                    }
+                };
+                let mut out = Vec::with_capacity(decs.len());
+                for (i, dec) in decs.iter().enumerate() {
+                    match decode(&row, i, *dec) {
+                        Ok(v) => out.push(v),
+                        Err(message) => {
+                            let _ = tx.send(Err(SourceError::Decode { column: names[i].clone(), message })).await;
+                            return;
+                        }
+                    }
+                }
+                chunk.push(out);
+                if chunk.len() == CHUNK_ROWS && tx.send(Ok(std::mem::take(&mut chunk))).await.is_err() {
+                    return;
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.send(Ok(chunk)).await;
+            }
+        });
+        Ok(ModelStream { columns, rows: rx })
+    }
+}

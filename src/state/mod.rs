@@ -1,0 +1,284 @@
+//! The state store: what each destination holds (key, fingerprint, record id), run history and
+//! per-row errors. SQLite by default, Postgres for a shared store; one SQL dialect subset serves
+//! both through sqlx's `Any` driver. Migrations live in `migrations/{sqlite,postgres}` and are
+//! applied on open.
+//!
+//! Invariant: `sync_rows` changes only in [`Store::commit_batch`], for rows the destination
+//! reported written, in one transaction per batch.
+
+mod runs;
+
+use std::path::Path;
+
+use chrono::{SecondsFormat, Utc};
+use futures_util::TryStreamExt;
+use rustc_hash::FxHashMap;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use runs::{RowError, RunRecord, RunStatus};
+
+use crate::destinations::{Op, RowOutcome};
+use crate::value::Hash128;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state store: {0}")]
+    Config(String),
+    #[error("state store: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("state store migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub struct Store {
+    pool: AnyPool,
+}
+
+/// What the store remembers of a row the destination holds.
+#[derive(Clone, Debug)]
+pub struct StoredRow {
+    pub key_json: String,
+    pub destination_id: Option<String>,
+}
+
+/// One row's result, as committed after a batch.
+pub struct Committed<'a> {
+    pub key_hash: Hash128,
+    pub key_json: &'a str,
+    pub fingerprint: Hash128,
+    pub op: Op,
+    pub outcome: &'a RowOutcome,
+}
+
+/// Rows per multi-row statement: well under SQLite's and Postgres' bind-parameter limits.
+const CHUNK: usize = 500;
+
+pub(crate) fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn hash_bytes(h: Hash128) -> Vec<u8> {
+    h.to_be_bytes().to_vec()
+}
+
+fn hash_from(bytes: &[u8]) -> Hash128 {
+    let mut buf = [0u8; 16];
+    let n = bytes.len().min(16);
+    buf[16 - n..].copy_from_slice(&bytes[..n]);
+    u128::from_be_bytes(buf)
+}
+
+/// `($2, $3, ...), (...)` for `rows` rows of `cols` parameters, numbering from `first`.
+fn value_lists(rows: usize, cols: usize, first: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let ps: Vec<String> = (0..cols).map(|c| format!("${}", first + r * cols + c)).collect();
+            format!("({})", ps.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn in_list(n: usize, first: usize) -> String {
+    (0..n).map(|i| format!("${}", first + i)).collect::<Vec<_>>().join(", ")
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the store. A relative SQLite path is relative to
+    /// the project root.
+    pub async fn open(url: &str, root: &Path) -> Result<Store, StateError> {
+        sqlx::any::install_default_drivers();
+        let (url, sqlite) = if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            if path.is_empty() || path == ":memory:" {
+                return Err(StateError::Config("an in-memory SQLite store would forget everything: give a file path".into()));
+            }
+            let path = root.join(path);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| StateError::Config(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            let query = if query.is_empty() { "mode=rwc".to_string() } else { query.to_string() };
+            (format!("sqlite://{}?{query}", path.display()), true)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (url.to_string(), false)
+        } else {
+            return Err(StateError::Config("[state] url must start with sqlite:// or postgres://".into()));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 1 } else { 4 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // WAL lets `status` read while a run writes; the timeout waits out the
+                        // other process instead of failing with "database is locked".
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        if sqlite {
+            sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        } else {
+            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        }
+        Ok(Store { pool })
+    }
+
+    /// Key hash -> fingerprint of every row the destination holds for `sync`.
+    pub async fn snapshot(&self, sync: &str) -> Result<FxHashMap<Hash128, Hash128>, StateError> {
+        let mut map = FxHashMap::default();
+        let mut rows = sqlx::query("SELECT key_hash, fingerprint FROM sync_rows WHERE sync = $1").bind(sync).fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            let k: Vec<u8> = row.try_get(0)?;
+            let f: Vec<u8> = row.try_get(1)?;
+            map.insert(hash_from(&k), hash_from(&f));
+        }
+        Ok(map)
+    }
+
+    /// Whether any row of `sync` has a destination record id (lets the engine skip lookups).
+    pub async fn has_destination_ids(&self, sync: &str) -> Result<bool, StateError> {
+        let row = sqlx::query("SELECT 1 FROM sync_rows WHERE sync = $1 AND destination_id IS NOT NULL LIMIT 1")
+            .bind(sync)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Stored key and record id for the given key hashes (missing hashes are absent).
+    pub async fn lookup(&self, sync: &str, hashes: &[Hash128]) -> Result<FxHashMap<Hash128, StoredRow>, StateError> {
+        let mut out = FxHashMap::default();
+        for chunk in hashes.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT key_hash, key_json, destination_id FROM sync_rows WHERE sync = $1 AND key_hash IN ({})",
+                in_list(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql).bind(sync);
+            for h in chunk {
+                q = q.bind(hash_bytes(*h));
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                let k: Vec<u8> = row.try_get(0)?;
+                out.insert(hash_from(&k), StoredRow { key_json: row.try_get(1)?, destination_id: row.try_get(2)? });
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn config_fingerprint(&self, sync: &str) -> Result<Option<String>, StateError> {
+        let row = sqlx::query("SELECT config_fingerprint FROM sync_meta WHERE sync = $1").bind(sync).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r: AnyRow| r.try_get(0)).transpose()?)
+    }
+
+    pub async fn set_config_fingerprint(&self, sync: &str, fingerprint: &str) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO sync_meta (sync, config_fingerprint, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (sync) DO UPDATE SET config_fingerprint = excluded.config_fingerprint, updated_at = excluded.updated_at",
+        )
+        .bind(sync)
+        .bind(fingerprint)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records one batch's outcomes in one transaction: written rows advance `sync_rows` (a
+    /// written delete removes the row) and clear their errors; other rows record an error.
+    pub async fn commit_batch(&self, sync: &str, run_id: &str, items: &[Committed<'_>]) -> Result<(), StateError> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        let (written, failed): (Vec<&Committed>, Vec<&Committed>) =
+            items.iter().partition(|c| matches!(c.outcome, RowOutcome::Written { .. }));
+        let (deleted, upserted): (Vec<&Committed>, Vec<&Committed>) = written.iter().copied().partition(|c| c.op == Op::Delete);
+
+        for chunk in upserted.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO sync_rows (sync, key_hash, key_json, fingerprint, destination_id, updated_at) VALUES {} \
+                 ON CONFLICT (sync, key_hash) DO UPDATE SET key_json = excluded.key_json, fingerprint = excluded.fingerprint, \
+                 destination_id = COALESCE(excluded.destination_id, sync_rows.destination_id), updated_at = excluded.updated_at",
+                value_lists(chunk.len(), 6, 1)
+            );
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                let id = match c.outcome {
+                    RowOutcome::Written { destination_id } => destination_id.clone(),
+                    _ => None,
+                };
+                q = q.bind(sync).bind(hash_bytes(c.key_hash)).bind(c.key_json).bind(hash_bytes(c.fingerprint)).bind(id).bind(now.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for (table, rows) in [("sync_rows", &deleted), ("row_errors", &written)] {
+            for chunk in rows.chunks(CHUNK) {
+                let sql = format!("DELETE FROM {table} WHERE sync = $1 AND key_hash IN ({})", in_list(chunk.len(), 2));
+                let mut q = sqlx::query(&sql).bind(sync);
+                for c in chunk {
+                    q = q.bind(hash_bytes(c.key_hash));
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        for chunk in failed.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO row_errors (sync, key_hash, key_json, kind, message, attempts, first_seen, last_seen, last_run) VALUES {} \
+                 ON CONFLICT (sync, key_hash) DO UPDATE SET key_json = excluded.key_json, kind = excluded.kind, \
+                 message = excluded.message, attempts = row_errors.attempts + 1, last_seen = excluded.last_seen, last_run = excluded.last_run",
+                value_lists(chunk.len(), 9, 1)
+            );
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                let (kind, message) = match c.outcome {
+                    RowOutcome::Rejected(m) => ("rejected", m.as_str()),
+                    RowOutcome::Retryable(m) => ("retryable", m.as_str()),
+                    RowOutcome::Written { .. } => unreachable!("partitioned above"),
+                };
+                q = q
+                    .bind(sync)
+                    .bind(hash_bytes(c.key_hash))
+                    .bind(c.key_json)
+                    .bind(kind)
+                    .bind(message)
+                    .bind(1i64)
+                    .bind(now.clone())
+                    .bind(now.clone())
+                    .bind(run_id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets everything about `sync` except its run history: the next run sends every row.
+    pub async fn reset(&self, sync: &str) -> Result<u64, StateError> {
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query("DELETE FROM sync_rows WHERE sync = $1").bind(sync).execute(&mut *tx).await?.rows_affected();
+        sqlx::query("DELETE FROM row_errors WHERE sync = $1").bind(sync).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM sync_meta WHERE sync = $1").bind(sync).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_round_trip_through_bytes() {
+        let h: Hash128 = 0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10;
+        assert_eq!(hash_from(&hash_bytes(h)), h);
+        assert_eq!(value_lists(2, 2, 3), "($3, $4), ($5, $6)");
+        assert_eq!(in_list(3, 2), "$2, $3, $4");
+    }
+}

@@ -1,0 +1,193 @@
+//! Run history and the failed-rows list.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{now, StateError, Store};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    /// Every row that needed sending was written.
+    Success,
+    /// The run finished, but some rows were rejected or are pending a retry.
+    Partial,
+    Failed,
+    /// The process died while the run was going (found on the next run).
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Success => "success",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+    fn parse(s: &str) -> RunStatus {
+        match s {
+            "success" => RunStatus::Success,
+            "partial" => RunStatus::Partial,
+            "failed" => RunStatus::Failed,
+            "interrupted" => RunStatus::Interrupted,
+            _ => RunStatus::Running,
+        }
+    }
+}
+
+/// One run of one sync, as stored and as shown by `status`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub sync: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: Option<RunStatus>,
+    pub full_resync: bool,
+    pub rows_read: i64,
+    pub added: i64,
+    pub changed: i64,
+    pub unchanged: i64,
+    pub removed: i64,
+    pub written: i64,
+    pub rejected: i64,
+    pub retryable: i64,
+    pub batches: i64,
+    pub error: Option<String>,
+}
+
+/// A row the destination has not accepted (yet).
+#[derive(Clone, Debug, Serialize)]
+pub struct RowError {
+    pub sync: String,
+    pub key: serde_json::Value,
+    pub kind: String,
+    pub message: String,
+    pub attempts: i64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+const RUN_COLUMNS: &str = "id, sync, started_at, finished_at, status, full_resync, rows_read, added, changed, unchanged, \
+                           removed, written, rejected, retryable, batches, error";
+
+fn run_from(row: &AnyRow) -> Result<RunRecord, sqlx::Error> {
+    let status: String = row.try_get(4)?;
+    Ok(RunRecord {
+        id: row.try_get(0)?,
+        sync: row.try_get(1)?,
+        started_at: row.try_get(2)?,
+        finished_at: row.try_get(3)?,
+        status: Some(RunStatus::parse(&status)),
+        full_resync: row.try_get::<i64, _>(5)? != 0,
+        rows_read: row.try_get(6)?,
+        added: row.try_get(7)?,
+        changed: row.try_get(8)?,
+        unchanged: row.try_get(9)?,
+        removed: row.try_get(10)?,
+        written: row.try_get(11)?,
+        rejected: row.try_get(12)?,
+        retryable: row.try_get(13)?,
+        batches: row.try_get(14)?,
+        error: row.try_get(15)?,
+    })
+}
+
+impl Store {
+    /// Records the start of a run. Earlier runs of the sync still marked running were cut off
+    /// by a crash or kill: they are marked interrupted.
+    pub async fn begin_run(&self, sync: &str, run_id: &str, full_resync: bool) -> Result<String, StateError> {
+        let started = now();
+        sqlx::query("UPDATE runs SET status = 'interrupted', finished_at = $1 WHERE sync = $2 AND status = 'running'")
+            .bind(&started)
+            .bind(sync)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("INSERT INTO runs (id, sync, started_at, status, full_resync) VALUES ($1, $2, $3, 'running', $4)")
+            .bind(run_id)
+            .bind(sync)
+            .bind(&started)
+            .bind(full_resync as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(started)
+    }
+
+    pub async fn finish_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        let status = run.status.unwrap_or(RunStatus::Failed).as_str();
+        sqlx::query(
+            "UPDATE runs SET finished_at = $1, status = $2, rows_read = $3, added = $4, changed = $5, unchanged = $6, \
+             removed = $7, written = $8, rejected = $9, retryable = $10, batches = $11, error = $12 WHERE id = $13",
+        )
+        .bind(now())
+        .bind(status)
+        .bind(run.rows_read)
+        .bind(run.added)
+        .bind(run.changed)
+        .bind(run.unchanged)
+        .bind(run.removed)
+        .bind(run.written)
+        .bind(run.rejected)
+        .bind(run.retryable)
+        .bind(run.batches)
+        .bind(run.error.clone())
+        .bind(&run.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The latest `limit` runs of `sync`, newest first.
+    pub async fn runs(&self, sync: &str, limit: i64) -> Result<Vec<RunRecord>, StateError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE sync = $1 ORDER BY started_at DESC, id DESC LIMIT $2");
+        let rows = sqlx::query(&sql).bind(sync).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(run_from).collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Rows of `sync` not accepted by the destination, oldest first.
+    pub async fn row_errors(&self, sync: &str, limit: i64) -> Result<Vec<RowError>, StateError> {
+        let rows = sqlx::query(
+            "SELECT sync, key_json, kind, message, attempts, first_seen, last_seen FROM row_errors \
+             WHERE sync = $1 ORDER BY first_seen, key_json LIMIT $2",
+        )
+        .bind(sync)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| -> Result<RowError, StateError> {
+                let key_json: String = r.try_get(1)?;
+                Ok(RowError {
+                    sync: r.try_get(0)?,
+                    key: crate::engine::keys::display_key_json(&key_json),
+                    kind: r.try_get(2)?,
+                    message: r.try_get(3)?,
+                    attempts: r.try_get(4)?,
+                    first_seen: r.try_get(5)?,
+                    last_seen: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// (rejected, retryable) counts of pending rows for `sync`.
+    pub async fn error_counts(&self, sync: &str) -> Result<(i64, i64), StateError> {
+        let rows =
+            sqlx::query("SELECT kind, COUNT(*) FROM row_errors WHERE sync = $1 GROUP BY kind").bind(sync).fetch_all(&self.pool).await?;
+        let mut counts = (0, 0);
+        for r in rows {
+            let kind: String = r.try_get(0)?;
+            let n: i64 = r.try_get(1)?;
+            match kind.as_str() {
+                "rejected" => counts.0 = n,
+                _ => counts.1 += n,
+            }
+        }
+        Ok(counts)
+    }
+}

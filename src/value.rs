@@ -1,0 +1,300 @@
+//! The canonical value model.
+//!
+//! Every source converts its native values into [`Value`] so that the same data gives the same
+//! fingerprint whether it came from Postgres or DuckDB: integers of every width become `Int`,
+//! exact numerics become a normalised decimal string, timestamps are UTC instants, JSON is
+//! re-serialised with sorted keys. Destinations encode from `Value` too, so a type is converted
+//! in exactly one place per direction.
+
+use std::fmt;
+
+use base64::Engine as _;
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, SecondsFormat, Timelike, Utc};
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+/// One cell of a model row, in canonical form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    /// Every integer type that fits in 64 bits.
+    Int(i64),
+    Float(f64),
+    /// An exact numeric as a normalised decimal string: no exponent, no trailing fractional
+    /// zeros, no `-0` (see [`normalize_decimal`]). `1.50` and `1.5` are the same value.
+    Decimal(String),
+    Text(String),
+    Bytes(Vec<u8>),
+    Date(NaiveDate),
+    Time(NaiveTime),
+    /// A point in time. Timestamps without a time zone are taken as UTC.
+    Timestamp(DateTime<Utc>),
+    Uuid(uuid::Uuid),
+    /// Canonical JSON text: compact, object keys sorted.
+    Json(String),
+    Array(Vec<Value>),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// Canonical JSON text of any JSON document: compact, object keys sorted at every level.
+    pub fn json_from_str(text: &str) -> Result<Value, serde_json::Error> {
+        let parsed: serde_json::Value = serde_json::from_str(text)?;
+        Ok(Value::json(&parsed))
+    }
+
+    pub fn json(v: &serde_json::Value) -> Value {
+        Value::Json(sorted_json(v).to_string())
+    }
+
+    /// The value as a JSON value for destinations that speak JSON. Exact decimals become numbers
+    /// only when an f64 renders back to the same digits; otherwise they stay strings so that no
+    /// precision is lost silently.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or_else(|| J::String(float_text(*f))),
+            Value::Decimal(d) => decimal_as_json_number(d).unwrap_or_else(|| J::String(d.clone())),
+            Value::Json(text) => serde_json::from_str(text).unwrap_or_else(|_| J::String(text.clone())),
+            Value::Array(items) => J::Array(items.iter().map(Value::to_json).collect()),
+            other => J::String(other.to_text()),
+        }
+    }
+
+    /// The value as text, for text-only destinations (CSV cells, sheet cells). NULL is empty.
+    pub fn to_text(&self) -> String {
+        match self {
+            Value::Null => String::new(),
+            Value::Bool(b) => b.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => float_text(*f),
+            Value::Decimal(d) => d.clone(),
+            Value::Text(s) => s.clone(),
+            Value::Bytes(b) => base64::engine::general_purpose::STANDARD.encode(b),
+            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+            Value::Time(t) => time_text(t),
+            Value::Timestamp(ts) => ts.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            Value::Uuid(u) => u.hyphenated().to_string(),
+            Value::Json(text) => text.clone(),
+            Value::Array(_) => self.to_json().to_string(),
+        }
+    }
+
+    /// Feeds the type-tagged canonical encoding into a hasher. Every variable-length part is
+    /// length-prefixed, so two different value sequences never encode to the same bytes.
+    fn hash_into(&self, h: &mut Xxh3) {
+        match self {
+            Value::Null => h.update(&[0]),
+            Value::Bool(b) => h.update(&[1, *b as u8]),
+            Value::Int(i) => {
+                h.update(&[2]);
+                h.update(&i.to_le_bytes());
+            }
+            Value::Float(f) => {
+                h.update(&[3]);
+                h.update(&canonical_float_bits(*f).to_le_bytes());
+            }
+            Value::Decimal(d) => hash_bytes(h, 4, d.as_bytes()),
+            Value::Text(s) => hash_bytes(h, 5, s.as_bytes()),
+            Value::Bytes(b) => hash_bytes(h, 6, b),
+            Value::Date(d) => {
+                h.update(&[7]);
+                h.update(&d.num_days_from_ce().to_le_bytes());
+            }
+            Value::Time(t) => {
+                h.update(&[8]);
+                let nanos = t.num_seconds_from_midnight() as u64 * 1_000_000_000 + t.nanosecond() as u64;
+                h.update(&nanos.to_le_bytes());
+            }
+            Value::Timestamp(ts) => {
+                h.update(&[9]);
+                h.update(&ts.timestamp().to_le_bytes());
+                h.update(&ts.timestamp_subsec_nanos().to_le_bytes());
+            }
+            Value::Uuid(u) => {
+                h.update(&[10]);
+                h.update(u.as_bytes());
+            }
+            Value::Json(text) => hash_bytes(h, 11, text.as_bytes()),
+            Value::Array(items) => {
+                h.update(&[12]);
+                h.update(&(items.len() as u64).to_le_bytes());
+                for item in items {
+                    item.hash_into(h);
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            other => f.write_str(&other.to_text()),
+        }
+    }
+}
+
+/// Rebuilds objects with their keys inserted in sorted order, so the text is canonical whether
+/// serde_json's map keeps insertion order or sorts.
+fn sorted_json(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        J::Object(map) => {
+            let mut entries: Vec<(&String, &J)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            J::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted_json(v))).collect())
+        }
+        J::Array(items) => J::Array(items.iter().map(sorted_json).collect()),
+        other => other.clone(),
+    }
+}
+
+fn hash_bytes(h: &mut Xxh3, tag: u8, bytes: &[u8]) {
+    h.update(&[tag]);
+    h.update(&(bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+/// `-0.0` equals `0.0` and every NaN is the same NaN.
+fn canonical_float_bits(f: f64) -> u64 {
+    if f == 0.0 {
+        0
+    } else if f.is_nan() {
+        f64::NAN.to_bits()
+    } else {
+        f.to_bits()
+    }
+}
+
+fn float_text(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f.is_infinite() {
+        if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
+    } else {
+        f.to_string()
+    }
+}
+
+fn time_text(t: &NaiveTime) -> String {
+    if t.nanosecond() == 0 {
+        t.format("%H:%M:%S").to_string()
+    } else {
+        t.format("%H:%M:%S%.f").to_string()
+    }
+}
+
+fn decimal_as_json_number(d: &str) -> Option<serde_json::Value> {
+    if !d.contains('.') {
+        if let Ok(i) = d.parse::<i64>() {
+            return Some(serde_json::Value::from(i));
+        }
+    }
+    let f: f64 = d.parse().ok()?;
+    let number = serde_json::Number::from_f64(f)?;
+    // Only when the shortest f64 rendering is the same digits is the number exact.
+    let rendered = if f.fract() == 0.0 && !d.contains('.') { format!("{f:.0}") } else { f.to_string() };
+    (rendered == d).then_some(serde_json::Value::Number(number))
+}
+
+/// Normalises a plain decimal string (`-12.3400`, `+5`, `0.0`) to the canonical form
+/// (`-12.34`, `5`, `0`). Input must be digits with an optional sign and point: no exponent.
+pub fn normalize_decimal(plain: &str) -> String {
+    let (negative, digits) = match plain.as_bytes().first() {
+        Some(b'-') => (true, &plain[1..]),
+        Some(b'+') => (false, &plain[1..]),
+        _ => (false, plain),
+    };
+    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+    let int_part = int_part.trim_start_matches('0');
+    let frac_part = frac_part.trim_end_matches('0');
+    let int_part = if int_part.is_empty() { "0" } else { int_part };
+    if int_part == "0" && frac_part.is_empty() {
+        return "0".into();
+    }
+    let mut out = String::with_capacity(plain.len());
+    if negative {
+        out.push('-');
+    }
+    out.push_str(int_part);
+    if !frac_part.is_empty() {
+        out.push('.');
+        out.push_str(frac_part);
+    }
+    out
+}
+
+/// A 128-bit hash: the identity of a row (its key) or the content of a row (its fingerprint).
+pub type Hash128 = u128;
+
+/// Hashes a sequence of values (the key columns, or the mapped columns in mapping order).
+pub fn hash_values<'a>(values: impl IntoIterator<Item = &'a Value>) -> Hash128 {
+    let mut h = Xxh3::new();
+    for v in values {
+        v.hash_into(&mut h);
+    }
+    h.digest128()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_normalise_to_one_spelling() {
+        assert_eq!(normalize_decimal("1.50"), "1.5");
+        assert_eq!(normalize_decimal("-0.000"), "0");
+        assert_eq!(normalize_decimal("+007.0100"), "7.01");
+        assert_eq!(normalize_decimal("-12"), "-12");
+        assert_eq!(normalize_decimal(".5"), "0.5");
+        assert_eq!(normalize_decimal("100"), "100");
+    }
+
+    #[test]
+    fn decimals_become_json_numbers_only_when_exact() {
+        assert_eq!(Value::Decimal("123.45".into()).to_json(), serde_json::json!(123.45));
+        assert_eq!(Value::Decimal("100".into()).to_json(), serde_json::json!(100));
+        let big = "12345678901234567890.123456789";
+        assert_eq!(Value::Decimal(big.into()).to_json(), serde_json::json!(big));
+    }
+
+    #[test]
+    fn hashing_is_type_tagged_and_unambiguous() {
+        let a = hash_values(&[Value::Text("1".into())]);
+        let b = hash_values(&[Value::Int(1)]);
+        assert_ne!(a, b, "text '1' and integer 1 must differ");
+        let ab_c = hash_values(&[Value::Text("ab".into()), Value::Text("c".into())]);
+        let a_bc = hash_values(&[Value::Text("a".into()), Value::Text("bc".into())]);
+        assert_ne!(ab_c, a_bc, "column boundaries are part of the encoding");
+        assert_eq!(hash_values(&[Value::Float(0.0)]), hash_values(&[Value::Float(-0.0)]));
+        assert_ne!(hash_values(&[Value::Null]), hash_values(&[Value::Text(String::new())]));
+    }
+
+    #[test]
+    fn json_is_canonical_regardless_of_key_order() {
+        let a = Value::json_from_str(r#"{"b": 1, "a": [1, 2]}"#).unwrap();
+        let b = Value::json_from_str(r#"{"a":[1,2],"b":1}"#).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn text_rendering_of_temporal_values() {
+        let ts = DateTime::parse_from_rfc3339("2024-03-01T10:00:00.250+02:00").unwrap().with_timezone(&Utc);
+        assert_eq!(Value::Timestamp(ts).to_text(), "2024-03-01T08:00:00.250Z");
+        let t = NaiveTime::from_hms_opt(7, 5, 0).unwrap();
+        assert_eq!(Value::Time(t).to_text(), "07:05:00");
+    }
+}

@@ -1,0 +1,190 @@
+//! Shared test support: throwaway projects over a real DuckDB file or a real Postgres schema,
+//! with the state store in SQLite or Postgres, writing to a recording webhook sink.
+#![allow(dead_code)]
+
+pub mod webhook_sink;
+
+use std::path::{Path, PathBuf};
+
+use sluice::engine::{Engine, RunOptions, SyncReport};
+use sluice::project::Project;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgPool};
+pub use webhook_sink::{Sink, SinkRow};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    DuckDb,
+    Postgres,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateKind {
+    Sqlite,
+    Postgres,
+}
+
+pub const MATRIX: [(SourceKind, StateKind); 4] = [
+    (SourceKind::DuckDb, StateKind::Sqlite),
+    (SourceKind::DuckDb, StateKind::Postgres),
+    (SourceKind::Postgres, StateKind::Sqlite),
+    (SourceKind::Postgres, StateKind::Postgres),
+];
+
+/// The Postgres server tests use: `SLUICE_TEST_DATABASE_URL` (scripts/test sets it), else the
+/// local default. Tests that need it fail loudly when it cannot be reached; they never skip.
+pub fn pg_url() -> String {
+    std::env::var("SLUICE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A schema of its own for one test, dropped when the test ends (even on panic).
+pub struct PgSchema {
+    pub name: String,
+    pub pool: PgPool,
+}
+
+impl PgSchema {
+    pub async fn create() -> PgSchema {
+        let name = format!("sluice_t_{}", uuid::Uuid::new_v4().simple());
+        let pool = PgPoolOptions::new().max_connections(2).connect(&pg_url()).await.unwrap_or_else(|e| {
+            panic!(
+                "Postgres is needed for this test and {} cannot be reached: {e}. Run scripts/test, which finds or starts a server.",
+                pg_url()
+            )
+        });
+        pool.execute(format!("CREATE SCHEMA {name}").as_str()).await.expect("create schema");
+        PgSchema { name, pool }
+    }
+
+    /// A URL whose connections use this schema by default.
+    pub fn url(&self) -> String {
+        let base = pg_url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-c%20search_path%3D{}", self.name)
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        let sql = format!("SET search_path TO {}; {sql}", self.name);
+        let mut conn = self.pool.acquire().await.expect("pg connection");
+        sqlx::raw_sql(&sql).execute(&mut *conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        sqlx::raw_sql("SET search_path TO DEFAULT").execute(&mut *conn).await.expect("reset search_path");
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot be async: a short-lived runtime on its own thread does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let pool = PgPoolOptions::new().max_connections(1).connect(&pg_url()).await.ok()?;
+                pool.execute(format!("DROP SCHEMA IF EXISTS {name} CASCADE").as_str()).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// A throwaway sluice project.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub source: SourceKind,
+    pub state: StateKind,
+    pub sink: Sink,
+    /// The source schema (Postgres source) and/or the state schema (Postgres state).
+    pub pg_source: Option<PgSchema>,
+    pub pg_state: Option<PgSchema>,
+}
+
+impl Env {
+    pub async fn new(source: SourceKind, state: StateKind) -> Env {
+        Self::with_sink_settings(source, state, "max_batch_rows = 500").await
+    }
+
+    /// `extra` is appended to the webhook destination's table (batch size, retry settings).
+    pub async fn with_sink_settings(source: SourceKind, state: StateKind, extra: &str) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = Sink::start().await;
+        let pg_source = if source == SourceKind::Postgres { Some(PgSchema::create().await) } else { None };
+        let pg_state = if state == StateKind::Postgres { Some(PgSchema::create().await) } else { None };
+        let state_url = match &pg_state {
+            Some(s) => s.url(),
+            None => "sqlite://.sluice/state.db".into(),
+        };
+        let source_table = match &pg_source {
+            Some(s) => format!("kind = \"postgres\"\nurl = \"{}\"", s.url()),
+            None => "kind = \"duckdb\"\npath = \"warehouse.duckdb\"".into(),
+        };
+        let config = format!(
+            "[state]\nurl = \"{state_url}\"\n\n[sources.wh]\n{source_table}\n\n[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\nretry_initial_delay = \"10ms\"\n{extra}\n",
+            sink.url
+        );
+        std::fs::write(dir.path().join("sluice.toml"), config).expect("write sluice.toml");
+        std::fs::create_dir_all(dir.path().join("syncs")).expect("syncs dir");
+        let env = Env { dir, source, state, sink, pg_source, pg_state };
+        if source == SourceKind::DuckDb {
+            // Create the file so read-only opens work before the first table exists.
+            env.exec("SELECT 1").await;
+        }
+        env
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs SQL against the source database (DuckDB file or the Postgres schema).
+    pub async fn exec(&self, sql: &str) {
+        match &self.pg_source {
+            Some(pg) => pg.exec(sql).await,
+            None => {
+                let path = self.root().join("warehouse.duckdb");
+                let sql = sql.to_string();
+                tokio::task::spawn_blocking(move || {
+                    let conn = duckdb::Connection::open(&path).expect("open duckdb");
+                    conn.execute_batch(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                })
+                .await
+                .expect("duckdb task");
+            }
+        }
+    }
+
+    /// Writes `syncs/{name}.sql` with `header` (TOML) and `model`.
+    pub fn write_sync(&self, name: &str, header: &str, model: &str) -> PathBuf {
+        let path = self.root().join("syncs").join(format!("{name}.sql"));
+        std::fs::write(&path, format!("/* sluice\n{header}\n*/\n{model}\n")).expect("write sync");
+        path
+    }
+
+    pub async fn run_with(&self, name: &str, opts: RunOptions) -> SyncReport {
+        let project = Project::load(self.root()).expect("project loads");
+        assert!(project.invalid.is_empty(), "invalid syncs: {:?}", project.invalid);
+        let engine = Engine::open(&project).await.expect("engine opens");
+        let sync = project.select(&[name.to_string()]).expect("sync exists")[0];
+        let report = engine.run(sync, &opts).await;
+        engine.store.close().await;
+        report
+    }
+
+    pub async fn run(&self, name: &str) -> SyncReport {
+        self.run_with(name, RunOptions::default()).await
+    }
+
+    pub async fn plan(&self, name: &str) -> SyncReport {
+        self.run_with(name, RunOptions { dry_run: true, samples: 3, ..Default::default() }).await
+    }
+}
+
+/// Sorted keys of rows, as compact JSON text, for order-free comparison.
+pub fn keys_of(rows: &[SinkRow]) -> Vec<String> {
+    let mut keys: Vec<String> = rows.iter().map(|r| r.key.to_string()).collect();
+    keys.sort();
+    keys
+}
+
+/// The sluice binary built for this test run.
+pub fn sluice_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
+}

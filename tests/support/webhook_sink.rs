@@ -1,0 +1,154 @@
+//! A webhook receiver for tests: records every batch, and can be told to reject rows, fail with
+//! 5xx/429, or hold requests (to kill a run mid-batch). Speaks sluice's documented wire format.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SinkRow {
+    pub op: String,
+    pub key: Value,
+    pub fields: Value,
+    pub destination_id: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Every request that reached the handler, answered or not, in arrival order.
+    batches: Vec<Vec<SinkRow>>,
+    headers: Vec<HeaderMap>,
+    /// Keys (as JSON text) answered `ok: false` (a data error).
+    reject: HashSet<String>,
+    /// The next N requests get this status (e.g. 503, 429) before any succeed.
+    fail_next: Vec<(u16, Option<&'static str>)>,
+    /// Requests from this (0-based) index on never get an answer.
+    hold_from: Option<usize>,
+    /// Answer with a per-row results body even when all rows are ok.
+    always_results: bool,
+    /// Latency added to every answer (a slow destination).
+    delay: std::time::Duration,
+}
+
+#[derive(Clone, Default)]
+pub struct Sink {
+    inner: Arc<Mutex<Inner>>,
+    pub url: String,
+}
+
+impl Sink {
+    pub async fn start() -> Sink {
+        let mut sink = Sink::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let addr: SocketAddr = listener.local_addr().expect("sink addr");
+        sink.url = format!("http://{addr}/hook");
+        let app = Router::new().route("/hook", post(handle)).with_state(sink.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        sink
+    }
+
+    pub fn reject(&self, key: Value) {
+        self.inner.lock().unwrap().reject.insert(key.to_string());
+    }
+    pub fn clear_rejects(&self) {
+        self.inner.lock().unwrap().reject.clear();
+    }
+    pub fn fail_next(&self, status: u16, retry_after: Option<&'static str>) {
+        self.inner.lock().unwrap().fail_next.push((status, retry_after));
+    }
+    pub fn hold_from(&self, request_index: usize) {
+        self.inner.lock().unwrap().hold_from = Some(request_index);
+    }
+    pub fn release(&self) {
+        self.inner.lock().unwrap().hold_from = None;
+    }
+    pub fn slow(&self, delay: std::time::Duration) {
+        self.inner.lock().unwrap().delay = delay;
+    }
+    pub fn always_results(&self) {
+        self.inner.lock().unwrap().always_results = true;
+    }
+    pub fn batches(&self) -> Vec<Vec<SinkRow>> {
+        self.inner.lock().unwrap().batches.clone()
+    }
+    pub fn headers(&self) -> Vec<HeaderMap> {
+        self.inner.lock().unwrap().headers.clone()
+    }
+    pub fn requests(&self) -> usize {
+        self.inner.lock().unwrap().batches.len()
+    }
+    /// All rows received so far, flattened.
+    pub fn rows(&self) -> Vec<SinkRow> {
+        self.batches().into_iter().flatten().collect()
+    }
+    /// Forgets what was received (the rules stay).
+    pub fn take(&self) -> Vec<SinkRow> {
+        std::mem::take(&mut self.inner.lock().unwrap().batches).into_iter().flatten().collect()
+    }
+}
+
+async fn handle(State(sink): State<Sink>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    let rows: Vec<SinkRow> = body["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| SinkRow {
+            op: r["op"].as_str().unwrap_or("").to_string(),
+            key: r["key"].clone(),
+            fields: r["fields"].clone(),
+            destination_id: r["destination_id"].as_str().map(str::to_string),
+        })
+        .collect();
+    let (index, fail, hold, reject, always, delay) = {
+        let mut inner = sink.inner.lock().unwrap();
+        inner.batches.push(rows.clone());
+        inner.headers.push(headers);
+        let index = inner.batches.len() - 1;
+        let fail = if inner.fail_next.is_empty() { None } else { Some(inner.fail_next.remove(0)) };
+        (index, fail, inner.hold_from, inner.reject.clone(), inner.always_results, inner.delay)
+    };
+    if hold.is_some_and(|h| index >= h) {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(delay).await;
+    if let Some((status, retry_after)) = fail {
+        // A failed request wrote nothing: forget its rows so tests see only what landed.
+        sink.inner.lock().unwrap().batches.pop();
+        let mut resp = (StatusCode::from_u16(status).unwrap(), "temporarily unavailable").into_response();
+        if let Some(ra) = retry_after {
+            resp.headers_mut().insert("retry-after", ra.parse().unwrap());
+        }
+        return resp;
+    }
+    if reject.is_empty() && !always {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let results: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            if reject.contains(&r.key.to_string()) {
+                json!({ "key": r.key, "ok": false, "error": "email is not valid" })
+            } else {
+                json!({ "key": r.key, "ok": true, "destination_id": format!("rec-{}", r.key) })
+            }
+        })
+        .collect();
+    // Rejected rows were not written: keep only accepted ones in the record.
+    {
+        let mut inner = sink.inner.lock().unwrap();
+        if let Some(last) = inner.batches.get_mut(index) {
+            last.retain(|r| !reject.contains(&r.key.to_string()));
+        }
+    }
+    (StatusCode::OK, Json(json!({ "results": results }))).into_response()
+}
