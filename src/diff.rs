@@ -72,6 +72,11 @@ impl Differ {
         Ok(change)
     }
 
+    /// Whether the model produced `key` so far.
+    pub fn seen(&self, key: Hash128) -> bool {
+        self.prior.get(&key).is_some_and(|(_, seen)| *seen) || self.added.contains(&key)
+    }
+
     /// Ends the diff: the counts, and the stored keys the model no longer produced.
     pub fn finish(self) -> (Counts, Vec<Hash128>) {
         let mut counts = self.counts;

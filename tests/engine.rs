@@ -305,3 +305,18 @@ async fn an_unsupported_postgres_type_names_the_column_and_a_cast() {
     let error = run.error.unwrap();
     assert!(error.contains("column `took` has type INTERVAL") && error.contains("took::text"), "{error}");
 }
+
+#[tokio::test]
+async fn errors_of_rows_that_left_the_model_are_forgotten() {
+    let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
+    seed(&env, 3).await;
+    env.write_sync("g", &header("upsert"), MODEL);
+    env.sink.reject(json!({"id": 2}));
+    assert_eq!(env.run("g").await.rejected, 1);
+    env.exec("DELETE FROM customers WHERE id = 2").await;
+    env.run("g").await;
+    let project = sluice::project::Project::load(env.root()).unwrap();
+    let engine = sluice::engine::Engine::open(&project).await.unwrap();
+    assert_eq!(engine.store.error_counts("g").await.unwrap(), (0, 0));
+    engine.store.close().await;
+}

@@ -86,3 +86,25 @@ async fn insert_mode_appends() {
     env.run().await;
     assert_eq!(env.output("out/events.csv"), "id,event\n1,signup\n2,upgrade\n3,churn\n");
 }
+
+#[tokio::test]
+async fn models_read_parquet_files_relative_to_the_project() {
+    let env = FileEnv::new();
+    // A dataframe a notebook scored and saved as Parquet.
+    let parquet = env.dir.path().join("scores.parquet");
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    conn.execute_batch(&format!(
+        "COPY (SELECT i AS id, i / 10.0 AS score FROM range(1, 4) r(i)) TO '{}' (FORMAT parquet)",
+        parquet.display()
+    ))
+    .unwrap();
+    drop(conn);
+    std::fs::write(
+        env.dir.path().join("syncs/p.sql"),
+        "/* sluice\nprimary_key = \"id\"\n[target]\npath = \"out/scores.csv\"\n*/\nSELECT id, score FROM read_parquet('scores.parquet')\n",
+    )
+    .unwrap();
+    let run = env.run().await;
+    assert_eq!((run.status, run.written), (RunStatus::Success, 3), "{:?}", run.error);
+    assert_eq!(env.output("out/scores.csv"), "id,score\n1,0.1\n2,0.2\n3,0.3\n");
+}

@@ -10,7 +10,7 @@ use support::*;
 /// One table, declared with types both engines share, and the same literal rows.
 const TABLE: &str = "CREATE TABLE typed (
     id BIGINT, small SMALLINT, i INTEGER, flag BOOLEAN, ratio DOUBLE PRECISION, r REAL,
-    amount DECIMAL(12,3), label VARCHAR, day DATE, at TIME, ts TIMESTAMP, tstz TIMESTAMPTZ,
+    amount DECIMAL(12,3), label VARCHAR, day DATE, clock TIME, ts TIMESTAMP, tstz TIMESTAMPTZ,
     uid UUID, doc JSON, raw BYTEA, tags VARCHAR[], nums INTEGER[]
 )";
 
@@ -65,7 +65,7 @@ async fn duckdb_and_postgres_agree_on_values_and_fingerprints() {
         "\"doc\":{\"a\":\"x\",\"b\":[1,2]}",
         "\"raw\":\"AP8Q\"",
         "\"nums\":[1,null,3]",
-        "\"at\":\"13:45:01.250\"",
+        "\"clock\":\"13:45:01.250\"",
     ] {
         assert!(first.contains(expected), "missing {expected} in {first}");
     }

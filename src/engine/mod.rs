@@ -194,6 +194,11 @@ impl<'p> Engine<'p> {
                 shape.key_columns.join(", ")
             )));
         }
+        if !opts.dry_run {
+            // Errors of rows that left the model can never be fixed by a retry: forget them.
+            let stale: Vec<_> = self.store.error_hashes(name).await?.into_iter().filter(|h| !differ.seen(*h)).collect();
+            self.store.forget_errors(name, &stale).await?;
+        }
         let (counts, removed) = differ.finish();
         report.counts = counts;
         let deletes = if mode == Mode::Mirror { removed } else { Vec::new() };

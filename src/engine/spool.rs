@@ -33,10 +33,6 @@ impl Spool {
         Ok(Spool { writer: BufWriter::new(tempfile::tempfile().map_err(io)?), len: 0 })
     }
 
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
     pub fn push(&mut self, row: &SpoolRow) -> Result<(), String> {
         let bytes = postcard::to_stdvec(row).map_err(|e| format!("spool encode: {e}"))?;
         self.writer.write_all(&(bytes.len() as u32).to_le_bytes()).map_err(io)?;

@@ -175,6 +175,24 @@ impl Store {
             .collect()
     }
 
+    /// Key hashes of every pending row of `sync`.
+    pub async fn error_hashes(&self, sync: &str) -> Result<Vec<crate::value::Hash128>, StateError> {
+        let rows = sqlx::query("SELECT key_hash FROM row_errors WHERE sync = $1").bind(sync).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(super::hash_from(&r.try_get::<Vec<u8>, _>(0)?))).collect()
+    }
+
+    pub async fn forget_errors(&self, sync: &str, hashes: &[crate::value::Hash128]) -> Result<(), StateError> {
+        for chunk in hashes.chunks(super::CHUNK) {
+            let sql = format!("DELETE FROM row_errors WHERE sync = $1 AND key_hash IN ({})", super::in_list(chunk.len(), 2));
+            let mut q = sqlx::query(&sql).bind(sync);
+            for h in chunk {
+                q = q.bind(super::hash_bytes(*h));
+            }
+            q.execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
     /// (rejected, retryable) counts of pending rows for `sync`.
     pub async fn error_counts(&self, sync: &str) -> Result<(i64, i64), StateError> {
         let rows =

@@ -13,7 +13,6 @@ use crate::value::Value;
 
 /// The file's rows by key, in file order.
 pub struct Table {
-    pub header: Vec<String>,
     pub rows: IndexMap<String, Vec<J>>,
 }
 
@@ -32,7 +31,7 @@ pub fn key_of(cells: impl Iterator<Item = J>) -> String {
 /// Reads the file (missing: empty) and re-keys its rows under `header`; columns that are no
 /// longer mapped are dropped, new ones start empty.
 pub fn read(path: &Path, format: Format, header: &[String], key_idx: &[usize]) -> Result<Table, String> {
-    let mut table = Table { header: header.to_vec(), rows: IndexMap::new() };
+    let mut table = Table { rows: IndexMap::new() };
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(table),

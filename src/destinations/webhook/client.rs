@@ -20,6 +20,7 @@ pub struct Client {
 }
 
 /// What a response means for the batch.
+#[derive(Debug)]
 pub enum Answer {
     /// 2xx, with the body (which may hold per-row results).
     Accepted(String),

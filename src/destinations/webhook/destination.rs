@@ -3,7 +3,7 @@ use async_trait::async_trait;
 use super::client::{Answer, Client};
 use super::config::WebhookConfig;
 use super::encoding;
-use crate::destinations::{Capabilities, Destination, DestinationError, RowOp, RowOutcome, Target, Writer};
+use crate::destinations::{parse_settings, Capabilities, Destination, DestinationError, RowOp, RowOutcome, Target, Writer};
 use crate::project::Mode;
 
 pub struct WebhookDestination {
