@@ -4,6 +4,7 @@
 mod init;
 mod output;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -98,7 +99,7 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
         Command::Init { dir } => init::init(dir),
         Command::Check => check(&cli).await,
         Command::Plan { names, samples, full_resync } => {
-            let opts = RunOptions { dry_run: true, samples: *samples, full_resync: *full_resync, cancel };
+            let opts = RunOptions { dry_run: true, samples: *samples, full_resync: *full_resync, cancel, ..Default::default() };
             run(&cli, names, opts).await
         }
         Command::Run { names, full_resync } => {
@@ -170,8 +171,12 @@ async fn check_one(engine: &Engine<'_>, sync: &Sync) -> Result<String, String> {
     Ok(format!("{} -> {} ({}, {} column(s), {} field(s))", sync.source, sync.destination, mode.as_str(), columns.len(), shape.fields.len()))
 }
 
-async fn run(cli: &Cli, names: &[String], opts: RunOptions) -> Result<u8, Failure> {
+async fn run(cli: &Cli, names: &[String], mut opts: RunOptions) -> Result<u8, Failure> {
     let project = load(cli)?;
+    let live = !cli.json && std::io::stderr().is_terminal();
+    if live {
+        opts.progress = Some(output::progress_line());
+    }
     let (syncs, invalid) = selected(&project, names, cli.json)?;
     let engine = open_engine(&project).await?;
     let mut reports = Vec::new();
@@ -180,6 +185,9 @@ async fn run(cli: &Cli, names: &[String], opts: RunOptions) -> Result<u8, Failur
             break;
         }
         let report = engine.run(sync, &opts).await;
+        if live {
+            output::clear_progress();
+        }
         if !cli.json {
             output::report(&report);
         }

@@ -1,8 +1,12 @@
 //! Rendering command results as text or JSON.
 
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 
-use crate::engine::SyncReport;
+use crate::engine::{Progress, ProgressFn, SyncReport};
 use crate::state::{RowError, RunRecord, RunStatus};
 
 #[derive(Serialize)]
@@ -130,4 +134,29 @@ pub fn status(rows: &[StatusRow], as_json: bool) {
             }
         }
     }
+}
+
+/// A one-line progress display on stderr, redrawn at most ten times a second.
+pub fn progress_line() -> ProgressFn {
+    let last = Mutex::new(Instant::now() - Duration::from_secs(1));
+    ProgressFn(Arc::new(move |p: Progress<'_>| {
+        let Ok(mut last) = last.lock() else { return };
+        if last.elapsed() < Duration::from_millis(100) {
+            return;
+        }
+        *last = Instant::now();
+        let line = match p {
+            Progress::Scanning { sync, rows } => format!("{sync}: reading the model: {rows} rows"),
+            Progress::Sending { sync, sent, total } => format!("{sync}: sending: {sent}/{total} rows"),
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{line}");
+        let _ = err.flush();
+    }))
+}
+
+pub fn clear_progress() {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r\x1b[2K");
+    let _ = err.flush();
 }

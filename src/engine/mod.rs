@@ -53,6 +53,32 @@ pub struct RunOptions {
     pub samples: usize,
     /// Cancelled: finish the batch in flight, commit it, stop.
     pub cancel: CancellationToken,
+    /// Told how a run advances (the CLI draws a progress line from it on a terminal).
+    pub progress: Option<ProgressFn>,
+}
+
+/// Where a run is. Reported every chunk of rows read and every batch sent.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress<'a> {
+    Scanning { sync: &'a str, rows: u64 },
+    Sending { sync: &'a str, sent: u64, total: u64 },
+}
+
+#[derive(Clone)]
+pub struct ProgressFn(pub Arc<dyn Fn(Progress<'_>) + Send + std::marker::Sync>);
+
+impl std::fmt::Debug for ProgressFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressFn")
+    }
+}
+
+impl RunOptions {
+    fn progress(&self, p: Progress<'_>) {
+        if let Some(f) = &self.progress {
+            (f.0)(p);
+        }
+    }
 }
 
 /// How many duplicate keys a failed run names.
@@ -155,6 +181,7 @@ impl<'p> Engine<'p> {
         let mut duplicates: Vec<String> = Vec::new();
         let mut duplicate_count = 0u64;
         while let Some(chunk) = stream.rows.recv().await {
+            opts.progress(Progress::Scanning { sync: name, rows: report.rows_read });
             for row in chunk? {
                 report.rows_read += 1;
                 let key: Vec<Value> = shape.key_idx.iter().map(|&i| row[i].clone()).collect();
@@ -258,6 +285,8 @@ impl<'p> Engine<'p> {
                 })
                 .collect();
             report.batches += 1;
+            let total = report.to_send.total();
+            opts.progress(Progress::Sending { sync: name, sent: report.written + report.rejected + report.retryable, total });
             let outcomes = match retry::write_with_retry(writer.as_mut(), &ops, &caps, &opts.cancel).await {
                 Ok(outcomes) => outcomes,
                 Err(error) => {
