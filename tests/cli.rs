@@ -139,3 +139,18 @@ fn exit_code_1_when_a_sync_fails() {
     sluice(tmp.path()).arg("status").assert().success().stdout(predicate::str::contains("f: failed"));
     sluice(tmp.path()).args(["run", "nope"]).assert().code(2).stderr(predicate::str::contains("no sync named `nope`"));
 }
+
+#[test]
+fn environment_overrides_config_and_syncs_may_live_in_subfolders() {
+    let tmp = project(CONFIG, &[]);
+    std::fs::create_dir_all(tmp.path().join("syncs/team")).unwrap();
+    std::fs::write(tmp.path().join("syncs/team/deep.sql"), "/* sluice\nprimary_key = \"id\"\n*/\nSELECT 1 AS id\n").unwrap();
+    sluice(tmp.path())
+        .args(["run", "deep"])
+        .env("SLUICE__STATE__URL", "sqlite://elsewhere/state.db")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ok      deep:"));
+    assert!(tmp.path().join("elsewhere/state.db").exists(), "SLUICE__STATE__URL moved the state store");
+    assert!(!tmp.path().join(".sluice").exists());
+}
