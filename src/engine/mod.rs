@@ -253,35 +253,37 @@ impl<'p> Engine<'p> {
                     report.batches
                 )));
             }
-            let mut batch: Vec<(SpoolRow, String)> = Vec::new();
+            // Each row with its stored key text and the destination's record id, if any.
+            let mut batch: Vec<(SpoolRow, String, Option<String>)> = Vec::new();
             let rows = reader.next_batch(caps.max_batch_rows).map_err(RunError::Invalid)?;
             if !rows.is_empty() {
+                let mut ids = if needs_ids {
+                    let hashes: Vec<_> = rows.iter().map(|r| r.key_hash).collect();
+                    self.store.lookup(name, &hashes).await?
+                } else {
+                    Default::default()
+                };
                 for row in rows {
                     let key_json = keys::key_json(&shape.key_columns, &row.key);
-                    batch.push((row, key_json));
+                    let id = ids.remove(&row.key_hash).and_then(|s| s.destination_id);
+                    batch.push((row, key_json, id));
                 }
             } else if let Some(hashes) = delete_chunks.next() {
-                let stored = self.store.lookup(name, hashes).await?;
-                for (hash, row) in stored {
+                for (hash, row) in self.store.lookup(name, hashes).await? {
                     let key = keys::parse_key_json(&row.key_json).map_err(RunError::Invalid)?;
-                    batch.push((SpoolRow { op: Op::Delete, key_hash: hash, fingerprint: 0, key, fields: Vec::new() }, row.key_json));
+                    let spooled = SpoolRow { op: Op::Delete, key_hash: hash, fingerprint: 0, key, fields: Vec::new() };
+                    batch.push((spooled, row.key_json, row.destination_id));
                 }
             } else {
                 break;
             }
-            let ids = if needs_ids || batch.iter().any(|(r, _)| r.op == Op::Delete) {
-                let hashes: Vec<_> = batch.iter().map(|(r, _)| r.key_hash).collect();
-                self.store.lookup(name, &hashes).await?
-            } else {
-                Default::default()
-            };
             let ops: Vec<RowOp> = batch
                 .iter_mut()
-                .map(|(r, _)| RowOp {
+                .map(|(r, _, id)| RowOp {
                     op: r.op,
                     key: std::mem::take(&mut r.key),
                     fields: std::mem::take(&mut r.fields),
-                    destination_id: ids.get(&r.key_hash).and_then(|s| s.destination_id.clone()),
+                    destination_id: id.take(),
                 })
                 .collect();
             report.batches += 1;
@@ -295,7 +297,7 @@ impl<'p> Engine<'p> {
                     let pending = RowOutcome::Retryable(error.message.clone());
                     let items: Vec<Committed> = batch
                         .iter()
-                        .map(|(r, key_json)| Committed {
+                        .map(|(r, key_json, _)| Committed {
                             key_hash: r.key_hash,
                             key_json,
                             fingerprint: r.fingerprint,
@@ -311,7 +313,13 @@ impl<'p> Engine<'p> {
             let items: Vec<Committed> = batch
                 .iter()
                 .zip(&outcomes)
-                .map(|((r, key_json), outcome)| Committed { key_hash: r.key_hash, key_json, fingerprint: r.fingerprint, op: r.op, outcome })
+                .map(|((r, key_json, _), outcome)| Committed {
+                    key_hash: r.key_hash,
+                    key_json,
+                    fingerprint: r.fingerprint,
+                    op: r.op,
+                    outcome,
+                })
                 .collect();
             self.store.commit_batch(name, run_id, &items).await?;
             for (op, outcome) in ops.iter().zip(&outcomes) {

@@ -14,6 +14,7 @@ use crate::project::config::DuckdbSourceConfig;
 use crate::value::{normalize_decimal, Value};
 
 pub struct DuckDbSource {
+    name: String,
     path: Option<PathBuf>,
     root: PathBuf,
 }
@@ -28,19 +29,19 @@ enum Kind {
 }
 
 impl DuckDbSource {
-    pub fn new(config: &DuckdbSourceConfig, root: &Path) -> Self {
-        DuckDbSource { path: config.path.as_ref().map(|p| root.join(p)), root: root.to_path_buf() }
+    pub fn new(name: &str, config: &DuckdbSourceConfig, root: &Path) -> Self {
+        DuckDbSource { name: name.to_string(), path: config.path.as_ref().map(|p| root.join(p)), root: root.to_path_buf() }
     }
 
     fn connect(&self) -> Result<Connection, SourceError> {
-        let connect_err = |e: duckdb::Error| SourceError::Connect { source_name: "duckdb".into(), message: e.to_string() };
+        let connect_err = |e: duckdb::Error| SourceError::Connect { source_name: self.name.clone(), message: e.to_string() };
         let conn = match &self.path {
             // Read-only: sluice never writes to a source, and a read-only open does not take
             // the write lock another process (a notebook, dbt) may hold.
             Some(path) => {
                 if !path.exists() {
                     return Err(SourceError::Connect {
-                        source_name: "duckdb".into(),
+                        source_name: self.name.clone(),
                         message: format!("{} does not exist", path.display()),
                     });
                 }

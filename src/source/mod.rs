@@ -50,7 +50,7 @@ pub enum Source {
 impl Source {
     pub fn new(name: &str, config: &SourceConfig, root: &Path) -> Result<Source, SourceError> {
         Ok(match config {
-            SourceConfig::Duckdb(c) => Source::DuckDb(duckdb::DuckDbSource::new(c, root)),
+            SourceConfig::Duckdb(c) => Source::DuckDb(duckdb::DuckDbSource::new(name, c, root)),
             SourceConfig::Postgres(c) => Source::Postgres(postgres::PostgresSource::new(name, c)?),
         })
     }
