@@ -16,10 +16,14 @@
 //!   honouring `retry_after`); the destination never sleeps or retries by itself.
 //! - **At-least-once.** After a crash the engine re-sends the batches that were in flight, so a
 //!   destination must be idempotent by key: writing the same op twice leaves the same result.
+//! - **Self-healing (optional).** A writer that knows which keys the destination holds answers
+//!   [`Writer::holds`]; rows removed there by hand are then written again.
 //! - **State follows outcomes.** The engine advances its state only for `Written` rows, after
 //!   `write` returned; a destination must not report `Written` before the write is durable.
 
 pub mod file;
+pub mod google_sheets;
+pub(crate) mod http;
 pub mod webhook;
 
 use std::path::Path;
@@ -160,6 +164,16 @@ pub trait Destination: Send + Sync {
 pub trait Writer: Send {
     /// Writes one batch; one outcome per op, in order (see the module docs).
     async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError>;
+    /// Whether the destination still holds a row with this key, for destinations that read
+    /// their keys when opened (`None`: cannot tell). In upsert and mirror modes the engine
+    /// re-sends an unchanged row when this says `Some(false)`: someone removed it by hand.
+    fn holds(&self, _key: &[Value]) -> Option<bool> {
+        None
+    }
+    /// Warnings for the run report (e.g. a key found twice in a sheet); drained after each call.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// Ends the run; called once after the last batch.
     async fn close(self: Box<Self>) -> Result<(), DestinationError> {
         Ok(())
@@ -174,15 +188,20 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The destination kinds `build` knows.
+pub const KINDS: [&str; 3] = ["file", "google_sheets", "webhook"];
+
 /// Builds the destination for a `[destinations.NAME]` table. New kinds are added here.
 pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<Arc<dyn Destination>, ConfigError> {
     let err = |message: String| ConfigError { name: name.to_string(), message };
     match spec.kind.as_str() {
         "file" => Ok(Arc::new(file::FileDestination::from_settings(&spec.settings, project_root).map_err(err)?)),
         "webhook" => Ok(Arc::new(webhook::WebhookDestination::from_settings(&spec.settings).map_err(err)?)),
+        "google_sheets" => Ok(Arc::new(google_sheets::SheetsDestination::from_settings(&spec.settings).map_err(err)?)),
         other => Err(err(format!(
-            "unknown kind `{other}`{}: known kinds are `file` and `webhook`",
-            crate::project::did_you_mean(other, ["file", "webhook"]).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+            "unknown kind `{other}`{}: known kinds are {}",
+            crate::project::did_you_mean(other, KINDS).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(),
+            KINDS.map(|k| format!("`{k}`")).join(", ")
         ))),
     }
 }
@@ -190,4 +209,14 @@ pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<
 /// Deserialises a destination's settings table into its typed config, naming bad keys.
 pub(crate) fn parse_settings<T: serde::de::DeserializeOwned>(settings: &toml::Table) -> Result<T, String> {
     T::deserialize(toml::Value::Table(settings.clone())).map_err(|e| e.message().trim().to_string())
+}
+
+/// Durations in settings as humantime strings ("30s", "500ms").
+pub(crate) mod duration_setting {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration `{s}`: {e} (use e.g. \"30s\")")))
+    }
 }

@@ -175,6 +175,16 @@ impl<'p> Engine<'p> {
         // ---- scan: model -> diff -> spool ----
         let mut stream = source.stream(&sync.file.model).await?;
         let shape = Shape::new(sync, &stream.columns)?;
+        let target = shape.target(sync, run_id);
+        let dest_err = |error: DestinationError| RunError::Destination { name: sync.destination.clone(), error };
+        // Opened before the scan: a destination that reads its keys when opened can tell which
+        // stored rows someone removed by hand (`Writer::holds`). A plan opens nothing.
+        let writer = if opts.dry_run {
+            None
+        } else {
+            Some(retry::open_with_retry(destination.as_ref(), &target, &caps, &opts.cancel).await.map_err(dest_err)?)
+        };
+        let heal = matches!(mode, Mode::Upsert | Mode::Mirror);
         let mut differ = Differ::new(snapshot, opts.full_resync);
         let mut spool = Spool::new().map_err(RunError::Invalid)?;
         let fp_prefix = Value::Text(config_fp.clone());
@@ -197,6 +207,10 @@ impl<'p> Engine<'p> {
                 let key_hash = hash_values(&key);
                 let fingerprint = hash_values(std::iter::once(&fp_prefix).chain(fields.iter()));
                 let change = match differ.classify(key_hash, fingerprint) {
+                    Ok(Change::Unchanged) if heal && writer.as_ref().and_then(|w| w.holds(&key)) == Some(false) => {
+                        report.restored += 1;
+                        Change::Changed
+                    }
                     Ok(c) => c,
                     Err(Duplicate) => {
                         duplicate_count += 1;
@@ -239,10 +253,16 @@ impl<'p> Engine<'p> {
             return Ok(());
         }
 
+        if report.restored > 0 {
+            report.warn(format!(
+                "{} unchanged row(s) are missing from the destination (removed by hand?) and are written again",
+                report.restored
+            ));
+        }
+
         // ---- send: spool -> batches -> destination -> outcomes -> state ----
-        let target = shape.target(sync, run_id);
-        let dest_err = |error: DestinationError| RunError::Destination { name: sync.destination.clone(), error };
-        let mut writer = destination.open(&target).await.map_err(dest_err)?;
+        let Some(mut writer) = writer else { return Ok(()) };
+        writer.take_warnings().into_iter().for_each(|w| report.warn(w));
         let needs_ids = self.store.has_destination_ids(name).await?;
         let mut reader = spool.into_reader().map_err(RunError::Invalid)?;
         let mut delete_chunks = deletes.chunks(caps.max_batch_rows);
@@ -322,6 +342,7 @@ impl<'p> Engine<'p> {
                 })
                 .collect();
             self.store.commit_batch(name, run_id, &items).await?;
+            writer.take_warnings().into_iter().for_each(|w| report.warn(w));
             for (op, outcome) in ops.iter().zip(&outcomes) {
                 report.tally(&keys::key_label(&shape.key_columns, &op.key), outcome);
             }

@@ -55,6 +55,8 @@ pub struct SyncReport {
     #[serde(flatten)]
     pub counts: Counts,
     pub null_keys: u64,
+    /// Unchanged rows re-sent because the destination no longer holds them.
+    pub restored: u64,
     pub to_send: OpCounts,
     pub written: u64,
     pub rejected: u64,
@@ -82,6 +84,7 @@ impl SyncReport {
             rows_read: 0,
             counts: Counts::default(),
             null_keys: 0,
+            restored: 0,
             to_send: OpCounts::default(),
             written: 0,
             rejected: 0,

@@ -2,6 +2,7 @@
 //! with the state store in SQLite or Postgres, writing to a recording webhook sink.
 #![allow(dead_code)]
 
+pub mod google;
 pub mod webhook_sink;
 
 use std::path::{Path, PathBuf};
@@ -128,6 +129,14 @@ impl Env {
             env.exec("SELECT 1").await;
         }
         env
+    }
+
+    /// Appends `[destinations.NAME]` with `body` to sluice.toml.
+    pub fn add_destination(&self, name: &str, body: &str) {
+        let path = self.root().join("sluice.toml");
+        let mut config = std::fs::read_to_string(&path).expect("read sluice.toml");
+        config.push_str(&format!("\n[destinations.{name}]\n{body}\n"));
+        std::fs::write(path, config).expect("write sluice.toml");
     }
 
     pub fn root(&self) -> &Path {

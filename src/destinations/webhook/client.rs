@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::config::WebhookConfig;
 use super::encoding::{signature, SIGNATURE_HEADER};
+use crate::destinations::http::{parse_retry_after, transport_error};
 use crate::destinations::DestinationError;
 
 pub struct Client {
@@ -56,17 +57,11 @@ impl Client {
         if let Some(secret) = &self.signing_secret {
             request = request.header(SIGNATURE_HEADER, signature(secret, &body));
         }
-        let response = request.body(body).send().await.map_err(|e| {
-            // reqwest's error text can include the full URL; describe it without.
-            let what = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not connect"
-            } else {
-                "request failed"
-            };
-            DestinationError::transient(format!("POST {}: {what}", self.shown))
-        })?;
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| DestinationError::transient(format!("POST {}: {}", self.shown, transport_error(&e))))?;
         let status = response.status();
         let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
         let text = response
@@ -92,16 +87,6 @@ fn classify(shown: &str, status: StatusCode, retry_after: Option<Duration>, body
     }
 }
 
-/// Retry-After as delay-seconds or an HTTP date.
-fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
-    let text = value.to_str().ok()?.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(text).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,13 +99,5 @@ mod tests {
         assert!(c(503).unwrap_err().is_transient());
         assert!(!c(401).unwrap_err().is_transient());
         assert!(matches!(c(422), Ok(Answer::Refused(m)) if m.contains("oops")));
-    }
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("7")), Some(Duration::from_secs(7)));
-        let past = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
-        assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
     }
 }

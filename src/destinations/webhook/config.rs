@@ -2,6 +2,8 @@ use indexmap::IndexMap;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::destinations::duration_setting;
+
 /// `[destinations.NAME]` with `kind = "webhook"`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,13 +18,13 @@ pub struct WebhookConfig {
     #[serde(default = "default_batch_rows")]
     pub max_batch_rows: usize,
     /// Per-request timeout, e.g. "30s".
-    #[serde(default = "default_timeout", with = "humantime_serde_compat")]
+    #[serde(default = "default_timeout", with = "duration_setting")]
     pub timeout: std::time::Duration,
     /// Attempts per batch for transient failures (429, 5xx, network), including the first.
     #[serde(default = "default_attempts")]
     pub max_attempts: usize,
     /// First backoff delay; doubles per attempt, with jitter; Retry-After wins when given.
-    #[serde(default = "default_initial_delay", with = "humantime_serde_compat")]
+    #[serde(default = "default_initial_delay", with = "duration_setting")]
     pub retry_initial_delay: std::time::Duration,
 }
 
@@ -37,14 +39,4 @@ fn default_attempts() -> usize {
 }
 fn default_initial_delay() -> std::time::Duration {
     std::time::Duration::from_millis(500)
-}
-
-/// Durations as humantime strings ("30s", "500ms").
-mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration `{s}`: {e} (use e.g. \"30s\")")))
-    }
 }

@@ -1,0 +1,351 @@
+//! HTTP to the Sheets API: one method per call the writer makes, the quota limiters, the 401
+//! refresh, and the decision of what each failure means (`classify`). Retrying is the engine's.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::RETRY_AFTER;
+use reqwest::{Method, StatusCode, Url};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as J};
+
+use super::auth::Auth;
+use super::config::{SheetsConfig, ValueInput};
+use crate::destinations::http::{parse_retry_after, transport_error};
+use crate::destinations::DestinationError;
+
+/// Why a request failed, as the writer needs to know it.
+#[derive(Debug)]
+pub enum SheetsError {
+    /// A 400 about the data sent (bad range, grid limits, cell too long): the rows in the
+    /// request are rejected with this reason; retrying the same request cannot help.
+    Refused(String),
+    /// The request was not carried out; the error's kind decides whether the engine retries.
+    Failed(DestinationError),
+    /// No answer, or a 5xx: the request may or may not have been carried out.
+    Unanswered(DestinationError),
+}
+
+impl From<DestinationError> for SheetsError {
+    fn from(e: DestinationError) -> Self {
+        SheetsError::Failed(e)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Spreadsheet {
+    #[serde(default)]
+    pub sheets: Vec<Sheet>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Sheet {
+    pub properties: SheetProperties,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SheetProperties {
+    #[serde(default)]
+    pub sheet_id: i64,
+    pub title: String,
+    #[serde(default)]
+    pub grid_properties: GridProperties,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GridProperties {
+    #[serde(default)]
+    pub row_count: u64,
+    #[serde(default)]
+    pub column_count: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueRange {
+    pub range: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub major_dimension: Option<String>,
+    /// Absent when the range is empty.
+    #[serde(default)]
+    pub values: Vec<Vec<J>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchGetResponse {
+    #[serde(default)]
+    value_ranges: Vec<ValueRange>,
+}
+
+#[derive(Deserialize)]
+struct AppendResponse {
+    updates: AppendUpdates,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AppendUpdates {
+    #[serde(default)]
+    updated_range: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    details: Vec<J>,
+}
+
+/// Which per-user quota a request counts against.
+#[derive(Clone, Copy)]
+enum Budget {
+    Read,
+    Write,
+}
+
+pub struct SheetsClient {
+    http: reqwest::Client,
+    /// `{base_url}v4/spreadsheets`
+    root: Url,
+    spreadsheet_id: String,
+    pub auth: Auth,
+    reads: DefaultDirectRateLimiter,
+    writes: DefaultDirectRateLimiter,
+    pub value_input: ValueInput,
+}
+
+/// A limiter that never lets more than `per_minute` requests through in any minute: a small
+/// burst, then an even pace (a plain per-minute GCRA would allow twice that in the first minute).
+fn limiter(per_minute: u32) -> DefaultDirectRateLimiter {
+    let per_minute = per_minute.max(1);
+    let burst = (per_minute / 10).max(1);
+    let paced = (per_minute - burst).max(1);
+    let period = Duration::from_secs(60) / paced;
+    let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
+    RateLimiter::direct(quota.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
+}
+
+impl SheetsClient {
+    pub fn new(config: &SheetsConfig, auth: Auth) -> Result<SheetsClient, String> {
+        let mut base = Url::parse(&config.base_url).map_err(|e| format!("`base_url` is not a valid URL: {e}"))?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        if config.spreadsheet_id.trim().is_empty() || config.spreadsheet_id.contains('/') {
+            return Err(format!(
+                "`spreadsheet_id` = \"{}\" is not a spreadsheet id: use the long id in the sheet's URL, between /d/ and /edit",
+                config.spreadsheet_id
+            ));
+        }
+        let root = base.join("v4/spreadsheets").map_err(|e| format!("`base_url`: {e}"))?;
+        if root.cannot_be_a_base() {
+            return Err("`base_url` must be an http(s) URL".into());
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(SheetsClient {
+            http,
+            root,
+            spreadsheet_id: config.spreadsheet_id.clone(),
+            auth,
+            reads: limiter(config.read_requests_per_minute),
+            writes: limiter(config.write_requests_per_minute),
+            value_input: config.value_input,
+        })
+    }
+
+    /// `{root}/{id}{id_suffix}/{segments...}?{query}`, each segment percent-encoded.
+    fn url(&self, id_suffix: &str, segments: &[&str], query: &[(&str, &str)]) -> Url {
+        let mut url = self.root.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.push(&format!("{}{id_suffix}", self.spreadsheet_id)).extend(segments);
+        }
+        for (k, v) in query {
+            url.query_pairs_mut().append_pair(k, v);
+        }
+        url
+    }
+
+    /// `spreadsheets.get`: the tabs' ids, titles and grid sizes.
+    pub async fn metadata(&self) -> Result<Spreadsheet, SheetsError> {
+        let url = self.url("", &[], &[("fields", "sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))")]);
+        let body = self.send(Budget::Read, Method::GET, url, None).await?;
+        parse(&body, "spreadsheets.get")
+    }
+
+    /// `values:batchGet`, unformatted (numbers as numbers), in the given major dimension.
+    pub async fn batch_get(&self, ranges: &[String], major: &str) -> Result<Vec<ValueRange>, SheetsError> {
+        let mut url = self.url("", &["values:batchGet"], &[("majorDimension", major), ("valueRenderOption", "UNFORMATTED_VALUE")]);
+        for r in ranges {
+            url.query_pairs_mut().append_pair("ranges", r);
+        }
+        let body = self.send(Budget::Read, Method::GET, url, None).await?;
+        Ok(parse::<BatchGetResponse>(&body, "values.batchGet")?.value_ranges)
+    }
+
+    /// `values:batchUpdate` of whole ranges.
+    pub async fn values_batch_update(&self, data: &[ValueRange]) -> Result<(), SheetsError> {
+        let url = self.url("", &["values:batchUpdate"], &[]);
+        let body = json!({ "valueInputOption": self.value_input.as_str(), "data": data });
+        self.send(Budget::Write, Method::POST, url, Some(body)).await.map(drop)
+    }
+
+    /// `values.update` of one range (the header row).
+    pub async fn values_update(&self, range: &str, values: Vec<Vec<J>>) -> Result<(), SheetsError> {
+        let url = self.url("", &["values", range], &[("valueInputOption", self.value_input.as_str())]);
+        let body = json!({ "range": range, "majorDimension": "ROWS", "values": values });
+        self.send(Budget::Write, Method::PUT, url, Some(body)).await.map(drop)
+    }
+
+    /// `values:append` with INSERT_ROWS; returns the 1-based rows the values landed in.
+    pub async fn values_append(&self, range: &str, values: Vec<Vec<J>>) -> Result<(u32, u32), SheetsError> {
+        let url = self.url(
+            "",
+            &["values", &format!("{range}:append")],
+            &[("valueInputOption", self.value_input.as_str()), ("insertDataOption", "INSERT_ROWS")],
+        );
+        let body = json!({ "range": range, "majorDimension": "ROWS", "values": values });
+        let response: AppendResponse = parse(&self.send(Budget::Write, Method::POST, url, Some(body)).await?, "values.append")?;
+        super::encoding::range_rows(&response.updates.updated_range).ok_or_else(|| {
+            SheetsError::Unanswered(DestinationError::transient(format!(
+                "values.append answered with an unreadable range `{}`",
+                response.updates.updated_range
+            )))
+        })
+    }
+
+    /// `spreadsheets:batchUpdate`: structural requests, applied atomically.
+    pub async fn batch_update(&self, requests: Vec<J>) -> Result<J, SheetsError> {
+        let url = self.url(":batchUpdate", &[], &[]);
+        let body = self.send(Budget::Write, Method::POST, url, Some(json!({ "requests": requests }))).await?;
+        parse(&body, "spreadsheets.batchUpdate")
+    }
+
+    /// One request: waits for the quota, adds the token, refreshes it once on a 401.
+    async fn send(&self, budget: Budget, method: Method, url: Url, body: Option<J>) -> Result<Vec<u8>, SheetsError> {
+        match budget {
+            Budget::Read => self.reads.until_ready().await,
+            Budget::Write => self.writes.until_ready().await,
+        }
+        let what = format!("{method} {}", url.path());
+        let mut token = self.auth.token().await?;
+        let mut refreshed = false;
+        loop {
+            let mut request = self.http.request(method.clone(), url.clone()).bearer_auth(token.expose_secret());
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let unanswered =
+                |e: reqwest::Error| SheetsError::Unanswered(DestinationError::transient(format!("{what}: {}", transport_error(&e))));
+            let response = request.send().await.map_err(unanswered)?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !refreshed {
+                // The token was revoked or expired early: get a new one and try once more.
+                token = self.auth.refresh().await?;
+                refreshed = true;
+                continue;
+            }
+            let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
+            let bytes = response.bytes().await.map_err(unanswered)?;
+            if status.is_success() {
+                return Ok(bytes.to_vec());
+            }
+            return Err(classify(&what, status, retry_after, &bytes, &self.spreadsheet_id, self.auth.client_email()));
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], call: &str) -> Result<T, SheetsError> {
+    serde_json::from_slice(body)
+        // Answered with 2xx, so probably carried out: the writer re-reads the tab before going on.
+        .map_err(|e| SheetsError::Unanswered(DestinationError::transient(format!("{call} answered with an unexpected body: {e}"))))
+}
+
+/// What a failed response means. Whether to retry is decided here; how is the engine's.
+pub fn classify(what: &str, status: StatusCode, retry_after: Option<Duration>, body: &[u8], id: &str, email: &str) -> SheetsError {
+    let detail = serde_json::from_slice::<ErrorBody>(body).ok().map(|b| b.error);
+    let message = detail.as_ref().map(|d| d.message.clone()).unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect());
+    let reason = detail
+        .as_ref()
+        .and_then(|d| d.details.iter().find_map(|x| x.get("reason").and_then(J::as_str).map(str::to_string)))
+        .unwrap_or_default();
+    let status_text = detail.as_ref().map(|d| d.status.clone()).unwrap_or_default();
+    let shown = format!("{what}: HTTP {}: {message}", status.as_u16());
+    let fatal = |hint: String| SheetsError::Failed(DestinationError::fatal(format!("{shown} ({hint})")));
+    let rate_limited =
+        reason.to_ascii_lowercase().contains("ratelimit") || reason.contains("RATE_LIMIT") || status_text == "RESOURCE_EXHAUSTED";
+    match status.as_u16() {
+        500..=599 => SheetsError::Unanswered(DestinationError { retry_after, ..DestinationError::transient(shown) }),
+        408 | 429 => SheetsError::Failed(DestinationError { retry_after, ..DestinationError::transient(shown) }),
+        403 if rate_limited => SheetsError::Failed(DestinationError { retry_after, ..DestinationError::transient(shown) }),
+        403 if message.contains("has not been used") || message.contains("is disabled") || reason == "SERVICE_DISABLED" => {
+            fatal("enable the Google Sheets API for the service account's Cloud project".into())
+        }
+        403 => fatal(format!(
+            "share the spreadsheet {id} with {email} as an Editor: open it in Google Sheets, click Share and add that address"
+        )),
+        401 => fatal("the API refused a fresh access token: check the service account still exists and its key is enabled".into()),
+        404 => fatal(format!(
+            "no spreadsheet has the id `{id}`: check `spreadsheet_id` (the long id in the sheet's URL, between /d/ and /edit)"
+        )),
+        400 if message.contains("10000000 cells") => fatal(
+            "the spreadsheet is at Google's limit of 10,000,000 cells: delete unused tabs, rows or columns, or use another spreadsheet"
+                .into(),
+        ),
+        400 => SheetsError::Refused(shown),
+        _ => fatal("unexpected answer from the Sheets API".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(status: u16, body: &str) -> SheetsError {
+        classify("POST /x", StatusCode::from_u16(status).unwrap(), None, body.as_bytes(), "ID1", "sa@p.iam.gserviceaccount.com")
+    }
+
+    #[test]
+    fn failures_map_to_retry_decisions() {
+        let transient = |e: SheetsError| matches!(e, SheetsError::Failed(d) | SheetsError::Unanswered(d) if d.is_transient());
+        let quota = r#"{"error":{"code":429,"message":"Quota exceeded for quota metric 'Write requests'","status":"RESOURCE_EXHAUSTED",
+            "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED"}]}}"#;
+        assert!(transient(c(429, quota)));
+        assert!(transient(c(503, "<html>")));
+        assert!(transient(c(
+            403,
+            r#"{"error":{"code":403,"message":"Rate limit","status":"PERMISSION_DENIED","details":[{"reason":"userRateLimitExceeded"}]}}"#
+        )));
+        let unshared = c(403, r#"{"error":{"code":403,"message":"The caller does not have permission","status":"PERMISSION_DENIED"}}"#);
+        assert!(
+            matches!(&unshared, SheetsError::Failed(d) if !d.is_transient() && d.message.contains("share the spreadsheet ID1 with sa@p.iam"))
+        );
+        assert!(matches!(c(404, r#"{"error":{"code":404,"message":"Requested entity was not found.","status":"NOT_FOUND"}}"#),
+            SheetsError::Failed(d) if d.message.contains("spreadsheet_id")));
+        assert!(matches!(c(400, r#"{"error":{"code":400,"message":"Unable to parse range: X!A1","status":"INVALID_ARGUMENT"}}"#),
+            SheetsError::Refused(m) if m.contains("Unable to parse range")));
+    }
+
+    #[test]
+    fn limiter_never_exceeds_the_minute() {
+        let l = limiter(60);
+        let burst = (0..100).filter(|_| l.check().is_ok()).count();
+        assert_eq!(burst, 6);
+    }
+}

@@ -1,0 +1,92 @@
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::destinations::duration_setting;
+
+pub const DEFAULT_BASE_URL: &str = "https://sheets.googleapis.com/";
+pub const SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
+
+/// `[destinations.NAME]` with `kind = "google_sheets"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SheetsConfig {
+    pub spreadsheet_id: String,
+    /// The service-account key JSON: `credentials_file = "path"` (read by the config loader)
+    /// or `credentials_json = "${GOOGLE_SA_JSON}"`.
+    #[serde(alias = "credentials_json")]
+    pub credentials: Option<SecretString>,
+    /// Overrides the key's `token_uri` (tests, proxies).
+    pub token_url: Option<String>,
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    #[serde(default)]
+    pub value_input: ValueInput,
+    /// Client-side limits matching Google's per-user quotas (requests per minute).
+    #[serde(default = "default_per_minute")]
+    pub write_requests_per_minute: u32,
+    #[serde(default = "default_per_minute")]
+    pub read_requests_per_minute: u32,
+    /// Requests larger than this are split (Google recommends at most 2 MB).
+    #[serde(default = "default_request_bytes")]
+    pub max_request_bytes: usize,
+    #[serde(default = "default_batch_rows")]
+    pub max_batch_rows: usize,
+    #[serde(default = "default_timeout", with = "duration_setting")]
+    pub timeout: Duration,
+    #[serde(default = "default_attempts")]
+    pub max_attempts: usize,
+    #[serde(default = "default_initial_delay", with = "duration_setting")]
+    pub retry_initial_delay: Duration,
+}
+
+/// How Sheets reads the values sluice sends.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ValueInput {
+    /// Stored as sent: numbers as numbers, text (dates too) as text.
+    #[default]
+    Raw,
+    /// Parsed as if typed by a person: dates become dates, `=` starts a formula.
+    UserEntered,
+}
+
+impl ValueInput {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueInput::Raw => "RAW",
+            ValueInput::UserEntered => "USER_ENTERED",
+        }
+    }
+}
+
+/// A sync's `[target]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SheetsTarget {
+    /// The tab's title; the sync's name when left out. Created when missing.
+    pub sheet: Option<String>,
+}
+
+fn default_base_url() -> String {
+    DEFAULT_BASE_URL.into()
+}
+fn default_per_minute() -> u32 {
+    60
+}
+fn default_request_bytes() -> usize {
+    2_000_000
+}
+fn default_batch_rows() -> usize {
+    2000
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_attempts() -> usize {
+    6
+}
+fn default_initial_delay() -> Duration {
+    Duration::from_secs(1)
+}

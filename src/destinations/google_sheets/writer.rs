@@ -1,0 +1,381 @@
+//! One run of one sync against its tab: read the tab (header row, key column) when opened,
+//! then per batch update rows in place, delete removed rows and append new ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{json, Value as J};
+
+use super::client::{GridProperties, SheetsClient, SheetsError, ValueRange};
+use super::destination::{failed, MAX_CELLS, NEW_TAB_COLUMNS, NEW_TAB_ROWS};
+use super::encoding::{cell, column_range, column_runs, row_range, sheet_prefix, value_key, MAX_CELL_CHARS};
+use super::layout::{KeyIndex, Layout};
+use crate::destinations::{DestinationError, Op, RowOp, RowOutcome, Target, Writer};
+use crate::project::Mode;
+use crate::value::Value;
+
+/// Duplicate keys named per run; more are counted.
+const DUPLICATES_SHOWN: usize = 10;
+
+/// What a run knows of its tab: read when the run starts, kept current as it writes.
+pub struct Tab {
+    pub title: String,
+    /// `None` until the tab exists.
+    sheet_id: Option<i64>,
+    grid: GridProperties,
+    /// Cells of the whole spreadsheet, every tab's grid counted.
+    cells: u64,
+    layout: Layout,
+    index: KeyIndex,
+}
+
+impl Tab {
+    /// Reads the tab: spreadsheet metadata, row 1, and (except in insert mode) the key columns.
+    pub async fn read(client: &SheetsClient, title: &str, target: &Target) -> Result<Tab, SheetsError> {
+        let meta = client.metadata().await?;
+        let cells = meta.sheets.iter().map(|s| s.properties.grid_properties.row_count * s.properties.grid_properties.column_count).sum();
+        let Some(sheet) = meta.sheets.into_iter().find(|s| s.properties.title == title) else {
+            let layout = Layout::align(&[], &target.fields);
+            return Ok(Tab {
+                title: title.into(),
+                sheet_id: None,
+                grid: GridProperties::default(),
+                cells,
+                layout,
+                index: KeyIndex::default(),
+            });
+        };
+        let header = client.batch_get(&[format!("{}1:1", sheet_prefix(title))], "ROWS").await?;
+        let row1 = header.into_iter().next().and_then(|r| r.values.into_iter().next()).unwrap_or_default();
+        let layout = Layout::align(&row1, &target.fields);
+        let key_columns: Vec<usize> = target.key_fields.iter().flatten().map(|&f| layout.field_columns[f]).collect();
+        let key_headers_present = key_columns.iter().all(|c| !layout.missing.iter().any(|(m, _)| m == c));
+        let index = if target.mode == Mode::Insert || key_columns.is_empty() || !key_headers_present {
+            KeyIndex::default()
+        } else {
+            let ranges: Vec<String> = key_columns.iter().map(|&c| column_range(title, c)).collect();
+            let columns: Vec<Vec<J>> =
+                client.batch_get(&ranges, "COLUMNS").await?.into_iter().map(|r| r.values.into_iter().next().unwrap_or_default()).collect();
+            KeyIndex::from_columns(&columns)
+        };
+        let p = sheet.properties;
+        Ok(Tab { title: title.into(), sheet_id: Some(p.sheet_id), grid: p.grid_properties, cells, layout, index })
+    }
+
+    /// Whether the tab can be created and its headers added within Google's limits.
+    pub fn check_fits(&self, target: &Target) -> Result<(), String> {
+        let columns = (self.layout.last_column() as u64 + 1).max(target.fields.len() as u64);
+        let extra = match self.sheet_id {
+            None => NEW_TAB_ROWS * columns.max(NEW_TAB_COLUMNS),
+            Some(_) => self.grid.row_count * columns.saturating_sub(self.grid.column_count),
+        };
+        self.fits(extra)
+    }
+
+    fn fits(&self, extra_cells: u64) -> Result<(), String> {
+        if self.cells + extra_cells > MAX_CELLS {
+            return Err(format!(
+                "writing to tab '{}' would take the spreadsheet to {} cells, past Google's limit of {MAX_CELLS}: \
+                 delete unused tabs, rows or columns, or use another spreadsheet (nothing was sent)",
+                self.title,
+                self.cells + extra_cells
+            ));
+        }
+        Ok(())
+    }
+
+    fn duplicate_warnings(&self) -> Vec<String> {
+        let mut dups: Vec<(&str, &[u32])> = self.index.duplicates().collect();
+        dups.sort_by_key(|(_, rows)| rows[0]);
+        let mut out: Vec<String> = dups
+            .iter()
+            .take(DUPLICATES_SHOWN)
+            .map(|(key, rows)| {
+                let rows: Vec<String> = rows.iter().map(u32::to_string).collect();
+                format!(
+                    "key {} is in rows {} of tab '{}': sluice updates row {} only (delete the other rows)",
+                    key.replace('\u{1f}', ", "),
+                    rows.join(", "),
+                    self.title,
+                    rows[0]
+                )
+            })
+            .collect();
+        if dups.len() > DUPLICATES_SHOWN {
+            out.push(format!("... and {} more keys found in several rows of tab '{}'", dups.len() - DUPLICATES_SHOWN, self.title));
+        }
+        out
+    }
+}
+
+pub struct SheetsWriter {
+    client: Arc<SheetsClient>,
+    target: Target,
+    tab: Tab,
+    max_request_bytes: usize,
+    /// A request went unanswered: the sheet may hold some of it, so re-read the tab first.
+    stale: bool,
+    /// The batch whose in-place updates went through before a later request of it failed,
+    /// with the rows those updates rejected: a retry of that batch does not send them again.
+    updated: Option<(crate::value::Hash128, HashMap<usize, String>)>,
+    warnings: Vec<String>,
+}
+
+impl SheetsWriter {
+    pub async fn open(
+        client: Arc<SheetsClient>,
+        title: String,
+        target: Target,
+        max_request_bytes: usize,
+    ) -> Result<Self, DestinationError> {
+        let tab = Tab::read(&client, &title, &target).await.map_err(failed)?;
+        let warnings = tab.duplicate_warnings();
+        Ok(SheetsWriter { client, target, tab, max_request_bytes, stale: false, updated: None, warnings })
+    }
+
+    /// The tab exists and row 1 holds every field's header.
+    async fn prepare(&mut self) -> Result<(), SheetsError> {
+        let needed_columns = self.tab.layout.last_column() as u64 + 1;
+        if self.tab.sheet_id.is_none() {
+            let columns = needed_columns.max(NEW_TAB_COLUMNS);
+            self.tab.fits(NEW_TAB_ROWS * columns).map_err(|m| SheetsError::Failed(DestinationError::fatal(m)))?;
+            let reply = self
+                .client
+                .batch_update(vec![json!({ "addSheet": { "properties": {
+                    "title": self.tab.title, "gridProperties": { "rowCount": NEW_TAB_ROWS, "columnCount": columns } } } })])
+                .await?;
+            let props = &reply["replies"][0]["addSheet"]["properties"];
+            self.tab.sheet_id = Some(props["sheetId"].as_i64().unwrap_or_default());
+            self.tab.grid = GridProperties { row_count: NEW_TAB_ROWS, column_count: columns };
+            self.tab.cells += NEW_TAB_ROWS * columns;
+        }
+        if needed_columns > self.tab.grid.column_count {
+            let extra = needed_columns - self.tab.grid.column_count;
+            self.tab.fits(extra * self.tab.grid.row_count).map_err(|m| SheetsError::Failed(DestinationError::fatal(m)))?;
+            self.client
+                .batch_update(vec![json!({ "appendDimension": { "sheetId": self.tab.sheet_id, "dimension": "COLUMNS", "length": extra } })])
+                .await?;
+            self.tab.grid.column_count = needed_columns;
+            self.tab.cells += extra * self.tab.grid.row_count;
+        }
+        if let (Some((first, _)), Some((last, _))) = (self.tab.layout.missing.first(), self.tab.layout.missing.last()) {
+            let names: Vec<J> = self.tab.layout.missing.iter().map(|(_, name)| J::String(name.clone())).collect();
+            self.client.values_update(&row_range(&self.tab.title, 1, *first, *last), vec![names]).await?;
+            self.tab.layout.missing.clear();
+        }
+        Ok(())
+    }
+
+    /// Rows that cannot be sent as they are, with the reason.
+    fn too_long(&self, op: &RowOp) -> Option<String> {
+        self.target.fields.iter().zip(&op.fields).find_map(|(name, value)| {
+            let text = match value {
+                Value::Text(s) | Value::Json(s) => s.chars().count(),
+                Value::Array(_) | Value::Bytes(_) => value.to_text().chars().count(),
+                _ => 0,
+            };
+            (text > MAX_CELL_CHARS).then(|| {
+                format!(
+                    "field `{name}` holds {text} characters; a Google Sheets cell holds at most {MAX_CELL_CHARS} (shorten it in the model)"
+                )
+            })
+        })
+    }
+
+    /// Splits items into requests of at most `max_request_bytes` of JSON.
+    fn chunks<T: serde::Serialize>(&self, items: Vec<(usize, T)>) -> Vec<Vec<(usize, T)>> {
+        let mut chunks: Vec<Vec<(usize, T)>> = vec![Vec::new()];
+        let mut size = 0;
+        for (i, item) in items {
+            let len = serde_json::to_vec(&item).map(|v| v.len()).unwrap_or(0) + 1;
+            if size + len > self.max_request_bytes && chunks.last().is_some_and(|c| !c.is_empty()) {
+                chunks.push(Vec::new());
+                size = 0;
+            }
+            size += len;
+            if let Some(chunk) = chunks.last_mut() {
+                chunk.push((i, item));
+            }
+        }
+        chunks.retain(|c| !c.is_empty());
+        chunks
+    }
+
+    /// Writes the mapped cells of rows already in the sheet, one values:batchUpdate per chunk.
+    async fn update(
+        &self,
+        batch: &[RowOp],
+        rows: &[(usize, u32)],
+        outcomes: &mut [RowOutcome],
+    ) -> Result<HashMap<usize, String>, SheetsError> {
+        let columns = &self.tab.layout.field_columns;
+        let field_at: HashMap<usize, usize> = columns.iter().enumerate().map(|(f, &c)| (c, f)).collect();
+        let runs = column_runs(columns);
+        let mut ranges: Vec<(usize, ValueRange)> = Vec::new();
+        for &(i, row) in rows {
+            for &(first, last) in &runs {
+                let values: Vec<J> = (first..=last).map(|c| cell(&batch[i].fields[field_at[&c]])).collect();
+                let range = row_range(&self.tab.title, row, first, last);
+                ranges.push((i, ValueRange { range, major_dimension: Some("ROWS".into()), values: vec![values] }));
+            }
+        }
+        let mut rejected = HashMap::new();
+        for chunk in self.chunks(ranges) {
+            let (ops, data): (Vec<usize>, Vec<ValueRange>) = chunk.into_iter().unzip();
+            match self.client.values_batch_update(&data).await {
+                Ok(()) => {}
+                Err(SheetsError::Refused(reason)) => ops.into_iter().for_each(|i| {
+                    rejected.insert(i, reason.clone());
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        for (&i, reason) in &rejected {
+            outcomes[i] = RowOutcome::Rejected(reason.clone());
+        }
+        Ok(rejected)
+    }
+
+    /// Deletes rows (all rows of each removed key), bottom first, in one atomic batchUpdate.
+    async fn delete(&mut self, mut rows: Vec<u32>) -> Result<(), SheetsError> {
+        rows.sort_unstable_by(|a, b| b.cmp(a));
+        rows.dedup();
+        let mut spans: Vec<(u32, u32)> = Vec::new(); // (first, last), descending
+        for r in &rows {
+            match spans.last_mut() {
+                Some((first, _)) if *first == r + 1 => *first = *r,
+                _ => spans.push((*r, *r)),
+            }
+        }
+        let requests = spans
+            .iter()
+            .map(|(first, last)| {
+                json!({ "deleteDimension": { "range": {
+                    "sheetId": self.tab.sheet_id, "dimension": "ROWS", "startIndex": first - 1, "endIndex": last } } })
+            })
+            .collect();
+        self.client.batch_update(requests).await?;
+        self.tab.index.remove_rows(&rows);
+        let n = rows.len() as u64;
+        self.tab.grid.row_count = self.tab.grid.row_count.saturating_sub(n);
+        self.tab.cells = self.tab.cells.saturating_sub(n * self.tab.grid.column_count);
+        Ok(())
+    }
+
+    /// Appends new rows (INSERT_ROWS) and records where they landed.
+    async fn append(&mut self, batch: &[RowOp], ops: &[usize], outcomes: &mut [RowOutcome]) -> Result<(), SheetsError> {
+        let added = ops.len() as u64 * self.tab.grid.column_count;
+        self.tab.fits(added).map_err(|m| SheetsError::Failed(DestinationError::fatal(m)))?;
+        let columns = &self.tab.layout.field_columns;
+        let width = self.tab.layout.last_column() + 1;
+        let rows: Vec<(usize, Vec<J>)> = ops
+            .iter()
+            .map(|&i| {
+                // `null` leaves a cell alone: columns between mapped ones stay empty.
+                let mut row = vec![J::Null; width];
+                for (f, &c) in columns.iter().enumerate() {
+                    row[c] = cell(&batch[i].fields[f]);
+                }
+                (i, row)
+            })
+            .collect();
+        let range = row_range(&self.tab.title, 1, 0, width - 1);
+        for chunk in self.chunks(rows) {
+            let (ids, values): (Vec<usize>, Vec<Vec<J>>) = chunk.into_iter().unzip();
+            match self.client.values_append(&range, values).await {
+                Ok((first, _)) => {
+                    let n = ids.len() as u64;
+                    for (j, &i) in ids.iter().enumerate() {
+                        if self.target.mode != Mode::Insert {
+                            self.tab.index.insert(value_key(&batch[i].key), first + j as u32);
+                        }
+                    }
+                    self.tab.grid.row_count += n;
+                    self.tab.cells += n * self.tab.grid.column_count;
+                }
+                Err(SheetsError::Refused(reason)) => ids.into_iter().for_each(|i| outcomes[i] = RowOutcome::Rejected(reason.clone())),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_batch(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, SheetsError> {
+        let batch_id = crate::value::hash_values(batch.iter().flat_map(|op| op.key.iter()));
+        let mut outcomes = vec![RowOutcome::written(); batch.len()];
+        let (mut updates, mut appends, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, op) in batch.iter().enumerate() {
+            if let Some(reason) = (op.op != Op::Delete).then(|| self.too_long(op)).flatten() {
+                outcomes[i] = RowOutcome::Rejected(reason);
+                continue;
+            }
+            let rows = self.tab.index.rows(&value_key(&op.key));
+            match (op.op, rows.first()) {
+                (Op::Insert, _) | (Op::Upsert, None) => appends.push(i),
+                (Op::Upsert | Op::Update, Some(&row)) => updates.push((i, row)),
+                (Op::Update, None) => {
+                    outcomes[i] = RowOutcome::Rejected(format!(
+                        "no row of tab '{}' has this key; update mode changes existing rows only",
+                        self.tab.title
+                    ))
+                }
+                (Op::Delete, _) => deletes.extend_from_slice(rows),
+            }
+        }
+        if !updates.is_empty() || !appends.is_empty() {
+            self.prepare().await?;
+        }
+        if !updates.is_empty() {
+            match self.updated.take() {
+                // A retry of a batch whose updates already went through.
+                Some((id, rejected)) if id == batch_id => {
+                    for (i, reason) in &rejected {
+                        outcomes[*i] = RowOutcome::Rejected(reason.clone());
+                    }
+                    self.updated = Some((id, rejected));
+                }
+                _ => {
+                    let rejected = self.update(batch, &updates, &mut outcomes).await?;
+                    self.updated = Some((batch_id, rejected));
+                }
+            }
+        }
+        if !deletes.is_empty() {
+            self.delete(deletes).await?;
+        }
+        if !appends.is_empty() {
+            self.append(batch, &appends, &mut outcomes).await?;
+        }
+        Ok(outcomes)
+    }
+}
+
+#[async_trait]
+impl Writer for SheetsWriter {
+    async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
+        if self.stale {
+            self.tab = Tab::read(&self.client, &self.tab.title, &self.target).await.map_err(failed)?;
+            self.stale = false;
+        }
+        match self.write_batch(batch).await {
+            Ok(outcomes) => {
+                self.updated = None;
+                Ok(outcomes)
+            }
+            Err(e) => {
+                // Only a request that may have been carried out leaves the sheet unknown.
+                self.stale = matches!(e, SheetsError::Unanswered(_));
+                Err(failed(e))
+            }
+        }
+    }
+
+    fn holds(&self, key: &[Value]) -> Option<bool> {
+        (self.target.mode != Mode::Insert).then(|| self.tab.index.contains(&value_key(key)))
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+}
