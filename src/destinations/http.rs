@@ -1,8 +1,10 @@
 //! HTTP details every HTTP destination shares: reading Retry-After and describing transport
 //! failures without echoing URLs (which may carry tokens).
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::HeaderValue;
 
 /// Retry-After as delay-seconds or an HTTP date.
@@ -29,6 +31,17 @@ pub fn transport_error(e: &reqwest::Error) -> &'static str {
     }
 }
 
+/// A limiter that never lets more than `max` requests through in any `window` (the way SaaS
+/// quotas are counted): a burst of a tenth, then an even pace. A plain GCRA of `max` per
+/// `window` would allow twice that in the first window.
+pub fn window_limiter(max: u32, window: Duration) -> DefaultDirectRateLimiter {
+    let max = max.max(1);
+    let burst = (max / 10).max(1);
+    let paced = (max - burst).max(1);
+    let quota = Quota::with_period(window / paced).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
+    RateLimiter::direct(quota.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +52,11 @@ mod tests {
         let past = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
         assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
         assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+    }
+
+    #[test]
+    fn limiter_allows_a_tenth_as_a_burst() {
+        let l = window_limiter(60, Duration::from_secs(60));
+        assert_eq!((0..100).filter(|_| l.check().is_ok()).count(), 6);
     }
 }

@@ -24,6 +24,7 @@
 pub mod file;
 pub mod google_sheets;
 pub(crate) mod http;
+pub mod hubspot;
 pub mod webhook;
 
 use std::path::Path;
@@ -189,7 +190,7 @@ pub struct ConfigError {
 }
 
 /// The destination kinds `build` knows.
-pub const KINDS: [&str; 3] = ["file", "google_sheets", "webhook"];
+pub const KINDS: [&str; 4] = ["file", "google_sheets", "hubspot", "webhook"];
 
 /// Builds the destination for a `[destinations.NAME]` table. New kinds are added here.
 pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<Arc<dyn Destination>, ConfigError> {
@@ -198,6 +199,7 @@ pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<
         "file" => Ok(Arc::new(file::FileDestination::from_settings(&spec.settings, project_root).map_err(err)?)),
         "webhook" => Ok(Arc::new(webhook::WebhookDestination::from_settings(&spec.settings).map_err(err)?)),
         "google_sheets" => Ok(Arc::new(google_sheets::SheetsDestination::from_settings(&spec.settings).map_err(err)?)),
+        "hubspot" => Ok(Arc::new(hubspot::HubSpotDestination::from_settings(&spec.settings).map_err(err)?)),
         other => Err(err(format!(
             "unknown kind `{other}`{}: known kinds are {}",
             crate::project::did_you_mean(other, KINDS).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(),

@@ -2,7 +2,9 @@
 //! with the state store in SQLite or Postgres, writing to a recording webhook sink.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod google;
+pub mod hubspot;
 pub mod webhook_sink;
 
 use std::path::{Path, PathBuf};

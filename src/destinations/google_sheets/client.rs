@@ -1,10 +1,9 @@
 //! HTTP to the Sheets API: one method per call the writer makes, the quota limiters, the 401
 //! refresh, and the decision of what each failure means (`classify`). Retrying is the engine's.
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, StatusCode, Url};
 use secrecy::ExposeSecret;
@@ -13,8 +12,10 @@ use serde_json::{json, Value as J};
 
 use super::auth::Auth;
 use super::config::{SheetsConfig, ValueInput};
-use crate::destinations::http::{parse_retry_after, transport_error};
+use crate::destinations::http::{parse_retry_after, transport_error, window_limiter};
 use crate::destinations::DestinationError;
+
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// Why a request failed, as the writer needs to know it.
 #[derive(Debug)]
@@ -127,17 +128,6 @@ pub struct SheetsClient {
     pub value_input: ValueInput,
 }
 
-/// A limiter that never lets more than `per_minute` requests through in any minute: a small
-/// burst, then an even pace (a plain per-minute GCRA would allow twice that in the first minute).
-fn limiter(per_minute: u32) -> DefaultDirectRateLimiter {
-    let per_minute = per_minute.max(1);
-    let burst = (per_minute / 10).max(1);
-    let paced = (per_minute - burst).max(1);
-    let period = Duration::from_secs(60) / paced;
-    let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
-    RateLimiter::direct(quota.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
-}
-
 impl SheetsClient {
     pub fn new(config: &SheetsConfig, auth: Auth) -> Result<SheetsClient, String> {
         let mut base = Url::parse(&config.base_url).map_err(|e| format!("`base_url` is not a valid URL: {e}"))?;
@@ -164,8 +154,8 @@ impl SheetsClient {
             root,
             spreadsheet_id: config.spreadsheet_id.clone(),
             auth,
-            reads: limiter(config.read_requests_per_minute),
-            writes: limiter(config.write_requests_per_minute),
+            reads: window_limiter(config.read_requests_per_minute, MINUTE),
+            writes: window_limiter(config.write_requests_per_minute, MINUTE),
             value_input: config.value_input,
         })
     }
@@ -340,12 +330,5 @@ mod tests {
             SheetsError::Failed(d) if d.message.contains("spreadsheet_id")));
         assert!(matches!(c(400, r#"{"error":{"code":400,"message":"Unable to parse range: X!A1","status":"INVALID_ARGUMENT"}}"#),
             SheetsError::Refused(m) if m.contains("Unable to parse range")));
-    }
-
-    #[test]
-    fn limiter_never_exceeds_the_minute() {
-        let l = limiter(60);
-        let burst = (0..100).filter(|_| l.check().is_ok()).count();
-        assert_eq!(burst, 6);
     }
 }

@@ -20,6 +20,7 @@ use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{json, Value as J};
 
+pub use super::faults::Fault;
 pub use grid::{Spreadsheet, Tab};
 pub use sheets::Logged;
 
@@ -30,20 +31,6 @@ pub const ACCOUNT: &str = "sluice-sync@sluice-test.iam.gserviceaccount.com";
 fn test_key() -> &'static RsaPrivateKey {
     static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
     KEY.get_or_init(|| RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("generate a test RSA key"))
-}
-
-/// What to do to a request instead of (or before) answering it.
-#[derive(Clone, Copy, Debug)]
-pub enum Fault {
-    Status(u16),
-    /// Close the connection without an answer.
-    Drop,
-    /// Do what was asked at once, but answer this much later.
-    Slow(Duration),
-    /// Do what was asked, then close the connection: the client cannot know it was done.
-    DropAfter,
-    /// Revoke every token, then answer 401 (a token that expired or was revoked server-side).
-    Revoke,
 }
 
 /// Per-user request quotas over a sliding window (Google: 60 per minute per user).
@@ -259,7 +246,7 @@ async fn serve(AxumState(google): AxumState<Google>, method: Method, uri: Uri, h
         (s.faults.pop_front().or(write_fault).or(every), s.log.len() - 1)
     });
     if let Some(Fault::Drop) = fault {
-        std::panic::resume_unwind(Box::new("emulated dropped connection"));
+        super::faults::drop_connection();
     }
     let (status, body) = google.with(|s| {
         if let Some(Fault::Revoke) = fault {
@@ -282,7 +269,7 @@ async fn serve(AxumState(google): AxumState<Google>, method: Method, uri: Uri, h
         answer
     });
     match fault {
-        Some(Fault::DropAfter) => std::panic::resume_unwind(Box::new("emulated dropped connection")),
+        Some(Fault::DropAfter) => super::faults::drop_connection(),
         Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
         _ => {}
     }

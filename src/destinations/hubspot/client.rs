@@ -1,0 +1,144 @@
+//! HTTP to HubSpot's CRM v3 API: the bearer token, the 10-second rate limit (a limiter plus the
+//! `X-HubSpot-RateLimit-*` headers), and what each failed response means (`classify`).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use governor::DefaultDirectRateLimiter;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value as J;
+
+use super::config::HubSpotConfig;
+use crate::destinations::http::{parse_retry_after, transport_error, window_limiter};
+use crate::destinations::DestinationError;
+
+/// A request HubSpot refused for its content (400/409/422): its rows are rejected.
+#[derive(Debug)]
+pub enum HubSpotError {
+    Refused(String),
+    Failed(DestinationError),
+}
+
+impl From<DestinationError> for HubSpotError {
+    fn from(e: DestinationError) -> Self {
+        HubSpotError::Failed(e)
+    }
+}
+
+pub struct HubSpotClient {
+    http: reqwest::Client,
+    base: Url,
+    token: SecretString,
+    limiter: DefaultDirectRateLimiter,
+    /// Set when HubSpot says the window is used up: no request before then.
+    pause_until: Mutex<Option<Instant>>,
+}
+
+impl HubSpotClient {
+    pub fn new(config: &HubSpotConfig) -> Result<HubSpotClient, String> {
+        let mut base = Url::parse(&config.base_url).map_err(|e| format!("`base_url` is not a valid URL: {e}"))?;
+        if base.cannot_be_a_base() {
+            return Err("`base_url` must be an http(s) URL".into());
+        }
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(HubSpotClient {
+            http,
+            base,
+            token: config.token.clone(),
+            limiter: window_limiter(config.rate_limit_per_10s, Duration::from_secs(10)),
+            pause_until: Mutex::new(None),
+        })
+    }
+
+    /// One request to `crm/v3/{path}`. Returns the status and body of any 2xx (207 included).
+    pub async fn call(&self, method: Method, path: &str, body: Option<&J>) -> Result<(u16, J), HubSpotError> {
+        let pause = self.pause_until.lock().map(|p| *p).unwrap_or(None);
+        if let Some(until) = pause {
+            tokio::time::sleep_until(until.into()).await;
+        }
+        self.limiter.until_ready().await;
+        let url = self.base.join(&format!("crm/v3/{path}")).map_err(|e| DestinationError::fatal(format!("bad request path: {e}")))?;
+        let what = format!("{method} /crm/v3/{path}");
+        let mut request = self.http.request(method, url).bearer_auth(self.token.expose_secret());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| DestinationError::transient(format!("{what}: {}", transport_error(&e))))?;
+        let status = response.status();
+        let window = rate_window(response.headers());
+        if let (Some((remaining, interval)), Ok(mut pause)) = (window, self.pause_until.lock()) {
+            *pause = (remaining == 0).then(|| Instant::now() + interval);
+        }
+        // A 429 without Retry-After waits for the window to roll over.
+        let window_wait = window.map(|(_, i)| i).filter(|_| status == StatusCode::TOO_MANY_REQUESTS);
+        let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after).or(window_wait);
+        let text = response.text().await.map_err(|e| DestinationError::transient(format!("{what}: {}", transport_error(&e))))?;
+        if status.is_success() {
+            let body = if text.trim().is_empty() { J::Null } else { serde_json::from_str(&text).unwrap_or(J::Null) };
+            return Ok((status.as_u16(), body));
+        }
+        Err(classify(&what, status, retry_after, &text))
+    }
+}
+
+/// `(remaining, interval)` from the `X-HubSpot-RateLimit-*` headers, when present.
+fn rate_window(headers: &HeaderMap) -> Option<(u64, Duration)> {
+    let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let remaining = number("x-hubspot-ratelimit-remaining")?;
+    let interval = number("x-hubspot-ratelimit-interval-milliseconds").unwrap_or(10_000);
+    Some((remaining, Duration::from_millis(interval)))
+}
+
+/// What a failed response means. Whether to retry is decided here; how is the engine's.
+pub fn classify(what: &str, status: StatusCode, retry_after: Option<Duration>, body: &str) -> HubSpotError {
+    let parsed: J = serde_json::from_str(body).unwrap_or(J::Null);
+    let message = parsed["message"].as_str().map(str::to_string).unwrap_or_else(|| body.chars().take(300).collect());
+    let category = parsed["category"].as_str().or(parsed["errorType"].as_str()).unwrap_or("");
+    let shown =
+        format!("{what}: HTTP {}{}: {message}", status.as_u16(), if category.is_empty() { String::new() } else { format!(" {category}") });
+    let fatal = |hint: &str| HubSpotError::Failed(DestinationError::fatal(format!("{shown} ({hint})")));
+    match status.as_u16() {
+        408 | 429 | 500..=599 => HubSpotError::Failed(DestinationError { retry_after, ..DestinationError::transient(shown) }),
+        401 => fatal("check `token`: a private app access token, from Settings > Integrations > Private apps"),
+        403 => fatal("the private app lacks a scope this object needs: add its crm.objects.*.read/write scopes"),
+        404 => fatal("check `object` in the sync's [target]: no such object type"),
+        400 | 409 | 422 => HubSpotError::Refused(shown),
+        _ => fatal("unexpected answer from HubSpot"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_retry_decisions() {
+        let c = |s: u16, body: &str| classify("POST /x", StatusCode::from_u16(s).unwrap(), None, body);
+        let rate =
+            r#"{"status":"error","message":"You have reached your secondly limit.","errorType":"RATE_LIMIT","policyName":"SECONDLY"}"#;
+        assert!(matches!(c(429, rate), HubSpotError::Failed(e) if e.is_transient() && e.message.contains("RATE_LIMIT")));
+        assert!(matches!(c(502, "bad gateway"), HubSpotError::Failed(e) if e.is_transient()));
+        let auth = r#"{"status":"error","message":"Authentication credentials not found.","category":"INVALID_AUTHENTICATION"}"#;
+        assert!(matches!(c(401, auth), HubSpotError::Failed(e) if !e.is_transient() && e.message.contains("Private apps")));
+        assert!(matches!(c(400, r#"{"message":"Property values were not valid","category":"VALIDATION_ERROR"}"#),
+            HubSpotError::Refused(m) if m.contains("VALIDATION_ERROR")));
+    }
+
+    #[test]
+    fn rate_headers_pause_when_the_window_is_used_up() {
+        let mut h = HeaderMap::new();
+        h.insert("x-hubspot-ratelimit-remaining", "0".parse().unwrap());
+        h.insert("x-hubspot-ratelimit-interval-milliseconds", "10000".parse().unwrap());
+        assert_eq!(rate_window(&h), Some((0, Duration::from_secs(10))));
+        assert_eq!(rate_window(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,208 @@
+//! One run of one sync against a HubSpot object: each batch becomes one batch request per kind
+//! of operation (upsert, update, create, archive), at most 100 inputs each.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{json, Map, Value as J};
+
+use super::client::{HubSpotClient, HubSpotError};
+use super::destination::{failed, Plan};
+use super::encoding::{id_key, outcomes, property};
+use crate::destinations::{DestinationError, Op, RowOp, RowOutcome, Target, Writer};
+
+pub struct HubSpotWriter {
+    client: Arc<HubSpotClient>,
+    target: Target,
+    plan: Plan,
+}
+
+impl HubSpotWriter {
+    pub fn new(client: Arc<HubSpotClient>, target: Target, plan: Plan) -> Self {
+        HubSpotWriter { client, target, plan }
+    }
+
+    fn path(&self, action: &str) -> String {
+        format!("objects/{}/batch/{action}", self.plan.object)
+    }
+
+    /// The id property's value for a row: from its fields, or for a delete from its key.
+    fn id_of(&self, op: &RowOp) -> Option<String> {
+        let p = &self.plan;
+        let value = match op.op {
+            Op::Delete => op.key.get(p.key_id?)?,
+            _ => op.fields.get(p.id_field)?,
+        };
+        Some(property(value, p.types[p.id_field])).filter(|s| !s.trim().is_empty())
+    }
+
+    fn properties(&self, op: &RowOp, with_id: bool) -> J {
+        let p = &self.plan;
+        let map: Map<String, J> = self
+            .target
+            .fields
+            .iter()
+            .zip(&op.fields)
+            .zip(&p.types)
+            .enumerate()
+            .filter(|(i, _)| with_id || *i != p.id_field)
+            .map(|(_, ((name, value), kind))| (name.clone(), J::String(property(value, *kind))))
+            .collect();
+        J::Object(map)
+    }
+
+    /// Sends one batch request for the rows `rows` and records their outcomes.
+    async fn send(
+        &self,
+        action: &str,
+        body: J,
+        rows: &[usize],
+        ids: Vec<Option<String>>,
+        by_record_id: bool,
+        out: &mut [Option<RowOutcome>],
+    ) -> Result<(), DestinationError> {
+        match self.client.call(Method::POST, &self.path(action), Some(&body)).await {
+            Ok((_, answer)) => {
+                // Rows decided before sending (rejected, or not sent) keep their outcome.
+                for (&i, outcome) in rows.iter().zip(outcomes(&answer, &ids, &self.plan.id_property, by_record_id)) {
+                    if outcome.is_some() {
+                        out[i] = outcome;
+                    }
+                }
+                Ok(())
+            }
+            // The whole request was refused for its content: every row in it is rejected.
+            Err(HubSpotError::Refused(reason)) => {
+                rows.iter().for_each(|&i| out[i] = Some(RowOutcome::Rejected(reason.clone())));
+                Ok(())
+            }
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    /// HubSpot record ids of rows by id property value (`batch/read`); absent values have none.
+    async fn lookup(&self, values: &[String]) -> Result<HashMap<String, String>, DestinationError> {
+        if values.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let p = &self.plan;
+        let inputs: Vec<J> = values.iter().map(|v| json!({ "id": v })).collect();
+        let body = json!({ "idProperty": p.id_property, "inputs": inputs, "properties": [p.id_property] });
+        let (_, answer) = self.client.call(Method::POST, &self.path("read"), Some(&body)).await.map_err(failed)?;
+        Ok(answer["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some((id_key(r["properties"][&p.id_property].as_str()?), r["id"].as_str()?.to_string())))
+            .collect())
+    }
+
+    async fn upsert(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
+        let ids: Vec<Option<String>> = rows.iter().map(|&i| self.id_of(&batch[i])).collect();
+        let inputs: Vec<J> = rows
+            .iter()
+            .zip(&ids)
+            .filter_map(|(&i, id)| {
+                Some(json!({ "idProperty": self.plan.id_property, "id": id.as_ref()?, "properties": self.properties(&batch[i], false) }))
+            })
+            .collect();
+        if !inputs.is_empty() {
+            self.send("upsert", json!({ "inputs": inputs }), rows, ids, false, out).await?;
+        }
+        Ok(())
+    }
+
+    async fn create(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
+        let ids: Vec<Option<String>> = rows.iter().map(|&i| self.id_of(&batch[i])).collect();
+        let inputs: Vec<J> = rows
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| id.is_some())
+            .map(|(&i, _)| json!({ "properties": self.properties(&batch[i], true) }))
+            .collect();
+        if !inputs.is_empty() {
+            self.send("create", json!({ "inputs": inputs }), rows, ids, false, out).await?;
+        }
+        Ok(())
+    }
+
+    /// Update mode: only records that exist change. Record ids come from state, else by lookup.
+    async fn update(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
+        let p = &self.plan;
+        let unknown: Vec<String> =
+            rows.iter().filter(|&&i| batch[i].destination_id.is_none()).filter_map(|&i| self.id_of(&batch[i])).collect();
+        let found = self.lookup(&unknown).await?;
+        let mut record_ids: Vec<Option<String>> = Vec::with_capacity(rows.len());
+        for &i in rows {
+            let id = self.id_of(&batch[i]);
+            let record = batch[i].destination_id.clone().or_else(|| id.as_ref().and_then(|v| found.get(&id_key(v)).cloned()));
+            if record.is_none() && id.is_some() {
+                out[i] = Some(RowOutcome::Rejected(format!(
+                    "no {} record has {} = {}: update mode changes existing records only",
+                    p.object,
+                    p.id_property,
+                    id.unwrap_or_default()
+                )));
+            }
+            record_ids.push(record);
+        }
+        let inputs: Vec<J> = rows
+            .iter()
+            .zip(&record_ids)
+            .filter_map(|(&i, r)| Some(json!({ "id": r.as_ref()?, "properties": self.properties(&batch[i], true) })))
+            .collect();
+        if !inputs.is_empty() {
+            self.send("update", json!({ "inputs": inputs }), rows, record_ids, true, out).await?;
+        }
+        Ok(())
+    }
+
+    /// Mirror removals: archive by stored record id (or by lookup); already gone counts as done.
+    async fn archive(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
+        let unknown: Vec<String> =
+            rows.iter().filter(|&&i| batch[i].destination_id.is_none()).filter_map(|&i| self.id_of(&batch[i])).collect();
+        let found = self.lookup(&unknown).await?;
+        let records: Vec<String> = rows
+            .iter()
+            .filter_map(|&i| {
+                batch[i].destination_id.clone().or_else(|| self.id_of(&batch[i]).and_then(|v| found.get(&id_key(&v)).cloned()))
+            })
+            .collect();
+        if !records.is_empty() {
+            let inputs: Vec<J> = records.iter().map(|r| json!({ "id": r })).collect();
+            match self.client.call(Method::POST, &self.path("archive"), Some(&json!({ "inputs": inputs }))).await {
+                Ok(_) => {}
+                Err(HubSpotError::Refused(reason)) => {
+                    rows.iter().for_each(|&i| out[i] = Some(RowOutcome::Rejected(reason.clone())));
+                    return Ok(());
+                }
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        rows.iter().for_each(|&i| out[i] = Some(RowOutcome::written()));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Writer for HubSpotWriter {
+    async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
+        let mut out: Vec<Option<RowOutcome>> = vec![None; batch.len()];
+        let of = |op: Op| -> Vec<usize> { batch.iter().enumerate().filter(|(_, r)| r.op == op).map(|(i, _)| i).collect() };
+        for (i, op) in batch.iter().enumerate() {
+            if op.op != Op::Delete && self.id_of(op).is_none() {
+                out[i] = Some(RowOutcome::Rejected(format!("`{}` is empty: HubSpot matches records by it", self.plan.id_property)));
+            }
+        }
+        self.upsert(batch, &of(Op::Upsert), &mut out).await?;
+        self.update(batch, &of(Op::Update), &mut out).await?;
+        self.create(batch, &of(Op::Insert), &mut out).await?;
+        self.archive(batch, &of(Op::Delete), &mut out).await?;
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| RowOutcome::Retryable("HubSpot's answer did not mention this row".into())))
+            .collect())
+    }
+}
