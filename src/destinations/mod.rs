@@ -25,6 +25,7 @@ pub mod file;
 pub mod google_sheets;
 pub(crate) mod http;
 pub mod hubspot;
+pub mod salesforce;
 pub mod webhook;
 
 use std::path::Path;
@@ -120,6 +121,18 @@ pub struct Capabilities {
     pub retry_initial_delay: Duration,
 }
 
+impl Capabilities {
+    /// A destination that takes every mode, with its batch size and whole-batch retry policy.
+    pub fn every_mode(max_batch_rows: usize, retry_attempts: usize, retry_initial_delay: Duration) -> Capabilities {
+        Capabilities {
+            modes: vec![Mode::Upsert, Mode::Update, Mode::Insert, Mode::Mirror],
+            max_batch_rows: max_batch_rows.max(1),
+            retry_attempts: retry_attempts.max(1),
+            retry_initial_delay,
+        }
+    }
+}
+
 /// Whether a failed whole batch is worth retrying. Decided by the destination (it knows its
 /// protocol); acted on by the engine (`engine::retry`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,6 +184,11 @@ pub trait Writer: Send {
     fn holds(&self, _key: &[Value]) -> Option<bool> {
         None
     }
+    /// The batch size this writer wants for a run with `pending` rows to send, when it differs
+    /// from [`Capabilities::max_batch_rows`] (Salesforce sends large runs as Bulk API jobs).
+    fn preferred_batch_rows(&self, _pending: u64) -> Option<usize> {
+        None
+    }
     /// Warnings for the run report (e.g. a key found twice in a sheet); drained after each call.
     fn take_warnings(&mut self) -> Vec<String> {
         Vec::new()
@@ -190,7 +208,7 @@ pub struct ConfigError {
 }
 
 /// The destination kinds `build` knows.
-pub const KINDS: [&str; 4] = ["file", "google_sheets", "hubspot", "webhook"];
+pub const KINDS: [&str; 5] = ["file", "google_sheets", "hubspot", "salesforce", "webhook"];
 
 /// Builds the destination for a `[destinations.NAME]` table. New kinds are added here.
 pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<Arc<dyn Destination>, ConfigError> {
@@ -200,6 +218,7 @@ pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<
         "webhook" => Ok(Arc::new(webhook::WebhookDestination::from_settings(&spec.settings).map_err(err)?)),
         "google_sheets" => Ok(Arc::new(google_sheets::SheetsDestination::from_settings(&spec.settings).map_err(err)?)),
         "hubspot" => Ok(Arc::new(hubspot::HubSpotDestination::from_settings(&spec.settings).map_err(err)?)),
+        "salesforce" => Ok(Arc::new(salesforce::SalesforceDestination::from_settings(&spec.settings).map_err(err)?)),
         other => Err(err(format!(
             "unknown kind `{other}`{}: known kinds are {}",
             crate::project::did_you_mean(other, KINDS).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(),

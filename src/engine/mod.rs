@@ -263,9 +263,10 @@ impl<'p> Engine<'p> {
         // ---- send: spool -> batches -> destination -> outcomes -> state ----
         let Some(mut writer) = writer else { return Ok(()) };
         writer.take_warnings().into_iter().for_each(|w| report.warn(w));
+        let batch_rows = writer.preferred_batch_rows(report.to_send.total()).unwrap_or(caps.max_batch_rows).max(1);
         let needs_ids = self.store.has_destination_ids(name).await?;
         let mut reader = spool.into_reader().map_err(RunError::Invalid)?;
-        let mut delete_chunks = deletes.chunks(caps.max_batch_rows);
+        let mut delete_chunks = deletes.chunks(batch_rows);
         loop {
             if opts.cancel.is_cancelled() {
                 return Err(RunError::Invalid(format!(
@@ -275,7 +276,7 @@ impl<'p> Engine<'p> {
             }
             // Each row with its stored key text and the destination's record id, if any.
             let mut batch: Vec<(SpoolRow, String, Option<String>)> = Vec::new();
-            let rows = reader.next_batch(caps.max_batch_rows).map_err(RunError::Invalid)?;
+            let rows = reader.next_batch(batch_rows).map_err(RunError::Invalid)?;
             if !rows.is_empty() {
                 let mut ids = if needs_ids {
                     let hashes: Vec<_> = rows.iter().map(|r| r.key_hash).collect();

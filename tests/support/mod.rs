@@ -5,6 +5,8 @@
 pub mod faults;
 pub mod google;
 pub mod hubspot;
+pub mod jwt;
+pub mod salesforce;
 pub mod webhook_sink;
 
 use std::path::{Path, PathBuf};

@@ -62,12 +62,7 @@ struct Layout {
 #[async_trait]
 impl Destination for FileDestination {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            modes: vec![Mode::Upsert, Mode::Update, Mode::Insert, Mode::Mirror],
-            max_batch_rows: self.config.max_batch_rows.max(1),
-            retry_attempts: 1,
-            retry_initial_delay: std::time::Duration::ZERO,
-        }
+        Capabilities::every_mode(self.config.max_batch_rows, 1, std::time::Duration::ZERO)
     }
 
     async fn check(&self, target: &Target) -> Result<(), DestinationError> {

@@ -144,11 +144,7 @@ impl SheetsClient {
         if root.cannot_be_a_base() {
             return Err("`base_url` must be an http(s) URL".into());
         }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = crate::destinations::http::client(config.timeout)?;
         Ok(SheetsClient {
             http,
             root,

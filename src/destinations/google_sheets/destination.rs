@@ -66,12 +66,7 @@ pub(super) fn failed(e: SheetsError) -> DestinationError {
 #[async_trait]
 impl Destination for SheetsDestination {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            modes: vec![Mode::Upsert, Mode::Update, Mode::Insert, Mode::Mirror],
-            max_batch_rows: self.config.max_batch_rows.max(1),
-            retry_attempts: self.config.max_attempts.max(1),
-            retry_initial_delay: self.config.retry_initial_delay,
-        }
+        Capabilities::every_mode(self.config.max_batch_rows, self.config.max_attempts, self.config.retry_initial_delay)
     }
 
     /// Token obtainable, spreadsheet reachable, tab present or creatable, headers alignable.

@@ -10,7 +10,7 @@ use super::config::{HubSpotConfig, HubSpotTarget, MAX_BATCH};
 use super::encoding::PropertyType;
 use super::writer::HubSpotWriter;
 use crate::destinations::{parse_settings, Capabilities, Destination, DestinationError, Target, Writer};
-use crate::project::{did_you_mean, Mode};
+use crate::project::did_you_mean;
 
 pub struct HubSpotDestination {
     config: HubSpotConfig,
@@ -100,12 +100,7 @@ pub async fn plan(client: &HubSpotClient, target: &Target) -> Result<Plan, Desti
 #[async_trait]
 impl Destination for HubSpotDestination {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            modes: vec![Mode::Upsert, Mode::Update, Mode::Insert, Mode::Mirror],
-            max_batch_rows: self.config.max_batch_rows.clamp(1, MAX_BATCH),
-            retry_attempts: self.config.max_attempts.max(1),
-            retry_initial_delay: self.config.retry_initial_delay,
-        }
+        Capabilities::every_mode(self.config.max_batch_rows.min(MAX_BATCH), self.config.max_attempts, self.config.retry_initial_delay)
     }
 
     /// The token works and the mapping fits the object's properties. Reads only.

@@ -44,11 +44,7 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = crate::destinations::http::client(config.timeout)?;
         Ok(Client { http, url: config.url.clone(), shown, headers, signing_secret: config.signing_secret.clone() })
     }
 

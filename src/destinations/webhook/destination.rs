@@ -4,7 +4,6 @@ use super::client::{Answer, Client};
 use super::config::WebhookConfig;
 use super::encoding;
 use crate::destinations::{parse_settings, Capabilities, Destination, DestinationError, RowOp, RowOutcome, Target, Writer};
-use crate::project::Mode;
 
 pub struct WebhookDestination {
     config: WebhookConfig,
@@ -22,12 +21,7 @@ impl WebhookDestination {
 #[async_trait]
 impl Destination for WebhookDestination {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            modes: vec![Mode::Upsert, Mode::Update, Mode::Insert, Mode::Mirror],
-            max_batch_rows: self.config.max_batch_rows.max(1),
-            retry_attempts: self.config.max_attempts.max(1),
-            retry_initial_delay: self.config.retry_initial_delay,
-        }
+        Capabilities::every_mode(self.config.max_batch_rows, self.config.max_attempts, self.config.retry_initial_delay)
     }
 
     /// A webhook has no schema to check against and no side-effect-free probe; `check`

@@ -8,7 +8,7 @@ pub mod sheets;
 pub mod token;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -18,6 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use rsa::{RsaPrivateKey, RsaPublicKey};
+
+use super::jwt::test_key;
 use serde_json::{json, Value as J};
 
 pub use super::faults::Fault;
@@ -26,12 +28,6 @@ pub use sheets::Logged;
 
 pub const SPREADSHEET_ID: &str = "1xj6APSKhepp8-sJIucbD9DDx7eyBt4UI2KlAYaQ9EKs";
 pub const ACCOUNT: &str = "sluice-sync@sluice-test.iam.gserviceaccount.com";
-
-/// One RSA key per test binary: generating it is the slow part.
-fn test_key() -> &'static RsaPrivateKey {
-    static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("generate a test RSA key"))
-}
 
 /// Per-user request quotas over a sliding window (Google: 60 per minute per user).
 pub struct Quotas {

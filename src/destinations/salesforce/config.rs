@@ -1,0 +1,78 @@
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::destinations::duration_setting;
+
+/// Records per sObject Collections request (Salesforce's maximum).
+pub const MAX_COLLECTION: usize = 200;
+
+/// `[destinations.NAME]` with `kind = "salesforce"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SalesforceConfig {
+    /// `https://login.salesforce.com`, `https://test.salesforce.com` (sandboxes) or My Domain.
+    pub login_url: String,
+    /// The connected app's consumer key.
+    pub client_id: String,
+    /// The user the integration acts as (pre-authorized for the connected app).
+    pub username: String,
+    /// The PEM private key whose certificate is uploaded to the connected app
+    /// (`private_key_file = "/etc/sluice/sf.pem"`).
+    pub private_key: SecretString,
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    /// Runs sending more rows than this use Bulk API 2.0 jobs instead of sObject Collections.
+    #[serde(default = "default_bulk_threshold")]
+    pub bulk_threshold: u64,
+    /// Rows per Bulk API job.
+    #[serde(default = "default_bulk_batch_rows")]
+    pub bulk_batch_rows: usize,
+    #[serde(default = "default_poll", with = "duration_setting")]
+    pub bulk_poll_interval: Duration,
+    /// How long a Bulk job may take before the batch is given up (and retried next run).
+    #[serde(default = "default_bulk_timeout", with = "duration_setting")]
+    pub bulk_timeout: Duration,
+    #[serde(default = "default_timeout", with = "duration_setting")]
+    pub timeout: Duration,
+    #[serde(default = "default_attempts")]
+    pub max_attempts: usize,
+    #[serde(default = "default_initial_delay", with = "duration_setting")]
+    pub retry_initial_delay: Duration,
+}
+
+/// A sync's `[target]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SalesforceTarget {
+    /// The sObject API name: `Contact`, `Account`, `My_Object__c`.
+    pub object: String,
+    /// An External ID field the mapping fills: how records are matched.
+    pub external_id: String,
+}
+
+fn default_api_version() -> String {
+    "62.0".into()
+}
+fn default_bulk_threshold() -> u64 {
+    10_000
+}
+fn default_bulk_batch_rows() -> usize {
+    50_000
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_bulk_timeout() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_attempts() -> usize {
+    6
+}
+fn default_initial_delay() -> Duration {
+    Duration::from_secs(1)
+}

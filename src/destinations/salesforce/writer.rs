@@ -1,0 +1,245 @@
+//! One run of one sync against a Salesforce object. Batches of up to 200 rows go through sObject
+//! Collections (one request per kind of operation); in runs larger than `bulk_threshold` the
+//! engine sends bigger batches, and their upserts become one Bulk API 2.0 job each.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{json, Value as J};
+
+use super::bulk;
+use super::client::{Body, SfClient, SfError};
+use super::config::MAX_COLLECTION;
+use super::destination::{failed, Plan};
+use super::encoding::{bulk_csv, bulk_error, gone, outcome, record, soql_quote};
+use crate::destinations::{DestinationError, Op, RowOp, RowOutcome, Target, Writer};
+use crate::value::Value;
+
+pub struct BulkSettings {
+    pub threshold: u64,
+    pub batch_rows: usize,
+    pub poll: Duration,
+    pub timeout: Duration,
+}
+
+pub struct SalesforceWriter {
+    client: Arc<SfClient>,
+    target: Target,
+    plan: Plan,
+    bulk: BulkSettings,
+}
+
+type Out = [Option<RowOutcome>];
+
+impl SalesforceWriter {
+    pub fn new(client: Arc<SfClient>, target: Target, plan: Plan, bulk: BulkSettings) -> Self {
+        SalesforceWriter { client, target, plan, bulk }
+    }
+
+    /// The external id of a row: from its fields, or for a delete from its key.
+    fn ext_of(&self, op: &RowOp) -> Option<String> {
+        let value: &Value = match op.op {
+            Op::Delete => op.key.get(self.plan.key_ext?)?,
+            _ => op.fields.get(self.plan.ext_field)?,
+        };
+        Some(value.to_text()).filter(|s| !s.trim().is_empty())
+    }
+
+    fn record(&self, op: &RowOp, id: Option<&str>) -> J {
+        record(&self.plan.object, &self.target.fields, &op.fields, id.map(|id| ("Id", J::String(id.into()))))
+    }
+
+    /// One sObject Collections request; its answer lists one result per record, in order.
+    async fn collection(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<J>,
+        rows: &[usize],
+        out: &mut Out,
+    ) -> Result<(), DestinationError> {
+        match self.client.call(method, path, query, body.map(Body::Json).as_ref()).await {
+            Ok((_, text)) => {
+                let items: Vec<J> = serde_json::from_str(&text)
+                    .map_err(|e| DestinationError::transient(format!("{path}: Salesforce answered with an unexpected body: {e}")))?;
+                for (&i, item) in rows.iter().zip(&items) {
+                    out[i] = Some(outcome(item));
+                }
+                Ok(())
+            }
+            Err(SfError::Refused(reason)) => {
+                rows.iter().for_each(|&i| out[i] = Some(RowOutcome::Rejected(reason.clone())));
+                Ok(())
+            }
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    /// Salesforce ids by external id (one SOQL query per 200 values).
+    async fn lookup(&self, values: Vec<String>) -> Result<HashMap<String, String>, DestinationError> {
+        let p = &self.plan;
+        let mut found = HashMap::new();
+        for chunk in values.chunks(MAX_COLLECTION) {
+            let list: Vec<String> = chunk.iter().map(|v| soql_quote(v)).collect();
+            let q = format!("SELECT Id, {} FROM {} WHERE {} IN ({})", p.external_id, p.object, p.external_id, list.join(", "));
+            let (_, text) = self.client.call(Method::GET, "query", &[("q", q.as_str())], None).await.map_err(failed)?;
+            let answer: J = serde_json::from_str(&text).map_err(|e| DestinationError::transient(format!("query: {e}")))?;
+            for r in answer["records"].as_array().into_iter().flatten() {
+                let ext = match &r[&p.external_id] {
+                    J::String(s) => s.clone(),
+                    J::Null => continue,
+                    other => other.to_string(),
+                };
+                if let Some(id) = r["Id"].as_str() {
+                    found.insert(ext, id.to_string());
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Each row's Salesforce id: stored, or looked up by external id.
+    async fn ids(&self, batch: &[RowOp], rows: &[usize]) -> Result<Vec<Option<String>>, DestinationError> {
+        let unknown: Vec<String> =
+            rows.iter().filter(|&&i| batch[i].destination_id.is_none()).filter_map(|&i| self.ext_of(&batch[i])).collect();
+        let found = if unknown.is_empty() { HashMap::new() } else { self.lookup(unknown).await? };
+        Ok(rows
+            .iter()
+            .map(|&i| batch[i].destination_id.clone().or_else(|| self.ext_of(&batch[i]).and_then(|e| found.get(&e).cloned())))
+            .collect())
+    }
+
+    async fn upsert(&self, batch: &[RowOp], rows: &[usize], out: &mut Out) -> Result<(), DestinationError> {
+        if rows.len() > MAX_COLLECTION {
+            return self.bulk_upsert(batch, rows, out).await;
+        }
+        let path = format!("composite/sobjects/{}/{}", self.plan.object, self.plan.external_id);
+        let records: Vec<J> = rows.iter().map(|&i| self.record(&batch[i], None)).collect();
+        self.collection(Method::PATCH, &path, &[], Some(json!({ "allOrNone": false, "records": records })), rows, out).await
+    }
+
+    async fn bulk_upsert(&self, batch: &[RowOp], rows: &[usize], out: &mut Out) -> Result<(), DestinationError> {
+        let values: Vec<&[Value]> = rows.iter().map(|&i| batch[i].fields.as_slice()).collect();
+        let csv = bulk_csv(&self.target.fields, &values).map_err(|e| DestinationError::fatal(format!("building the Bulk API CSV: {e}")))?;
+        let result =
+            match bulk::upsert(&self.client, &self.plan.object, &self.plan.external_id, csv, self.bulk.poll, self.bulk.timeout).await {
+                Ok(r) => r,
+                Err(SfError::Refused(reason)) => {
+                    rows.iter().for_each(|&i| out[i] = Some(RowOutcome::Rejected(reason.clone())));
+                    return Ok(());
+                }
+                Err(e) => return Err(failed(e)),
+            };
+        for &i in rows {
+            let ext = self.ext_of(&batch[i]).unwrap_or_default();
+            out[i] = Some(match (result.succeeded.get(&ext), result.failed.get(&ext)) {
+                (Some(id), _) => RowOutcome::Written { destination_id: Some(id.clone()) },
+                (None, Some(error)) => bulk_error(error),
+                (None, None) => RowOutcome::Retryable("the Bulk API job did not process this row".into()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Update mode: only existing records change; a row without one is rejected.
+    async fn update(&self, batch: &[RowOp], rows: &[usize], out: &mut Out) -> Result<(), DestinationError> {
+        for chunk in rows.chunks(MAX_COLLECTION) {
+            let ids = self.ids(batch, chunk).await?;
+            let mut sent = Vec::new();
+            let mut records = Vec::new();
+            for (&i, id) in chunk.iter().zip(&ids) {
+                match id {
+                    Some(id) => {
+                        sent.push(i);
+                        records.push(self.record(&batch[i], Some(id)));
+                    }
+                    None => {
+                        out[i] = Some(RowOutcome::Rejected(format!(
+                            "no {} has {} = {}: update mode changes existing records only",
+                            self.plan.object,
+                            self.plan.external_id,
+                            self.ext_of(&batch[i]).unwrap_or_default()
+                        )))
+                    }
+                }
+            }
+            if !records.is_empty() {
+                self.collection(
+                    Method::PATCH,
+                    "composite/sobjects",
+                    &[],
+                    Some(json!({ "allOrNone": false, "records": records })),
+                    &sent,
+                    out,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn insert(&self, batch: &[RowOp], rows: &[usize], out: &mut Out) -> Result<(), DestinationError> {
+        for chunk in rows.chunks(MAX_COLLECTION) {
+            let records: Vec<J> = chunk.iter().map(|&i| self.record(&batch[i], None)).collect();
+            self.collection(Method::POST, "composite/sobjects", &[], Some(json!({ "allOrNone": false, "records": records })), chunk, out)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Mirror removals by Salesforce id; a record already gone counts as deleted.
+    async fn delete(&self, batch: &[RowOp], rows: &[usize], out: &mut Out) -> Result<(), DestinationError> {
+        for chunk in rows.chunks(MAX_COLLECTION) {
+            let ids = self.ids(batch, chunk).await?;
+            let (sent, list): (Vec<usize>, Vec<String>) = chunk.iter().zip(ids).filter_map(|(&i, id)| Some((i, id?))).unzip();
+            chunk.iter().filter(|i| !sent.contains(i)).for_each(|&i| out[i] = Some(RowOutcome::written()));
+            if list.is_empty() {
+                continue;
+            }
+            let joined = list.join(",");
+            self.collection(Method::DELETE, "composite/sobjects", &[("ids", joined.as_str()), ("allOrNone", "false")], None, &sent, out)
+                .await?;
+            for &i in &sent {
+                if let Some(RowOutcome::Rejected(reason)) = &out[i] {
+                    if gone(reason.split(':').next().unwrap_or_default()) {
+                        out[i] = Some(RowOutcome::written());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Writer for SalesforceWriter {
+    fn preferred_batch_rows(&self, pending: u64) -> Option<usize> {
+        (pending > self.bulk.threshold).then_some(self.bulk.batch_rows)
+    }
+
+    async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
+        let mut out: Vec<Option<RowOutcome>> = vec![None; batch.len()];
+        for (i, op) in batch.iter().enumerate() {
+            if op.op == Op::Upsert && self.ext_of(op).is_none() {
+                out[i] = Some(RowOutcome::Rejected(format!("`{}` is empty: Salesforce matches records by it", self.plan.external_id)));
+            }
+        }
+        let of =
+            |op: Op| -> Vec<usize> { batch.iter().enumerate().filter(|(i, r)| r.op == op && out[*i].is_none()).map(|(i, _)| i).collect() };
+        let (upserts, updates, inserts, deletes) = (of(Op::Upsert), of(Op::Update), of(Op::Insert), of(Op::Delete));
+        if !upserts.is_empty() {
+            self.upsert(batch, &upserts, &mut out).await?;
+        }
+        self.update(batch, &updates, &mut out).await?;
+        self.insert(batch, &inserts, &mut out).await?;
+        self.delete(batch, &deletes, &mut out).await?;
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| RowOutcome::Retryable("Salesforce's answer did not mention this row".into())))
+            .collect())
+    }
+}

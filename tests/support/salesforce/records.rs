@@ -1,0 +1,139 @@
+//! The emulated org's data: sObject schemas, records, and the record operations with
+//! Salesforce's per-record results and error codes.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value as J};
+
+#[derive(Clone, Debug)]
+pub struct Field {
+    pub name: &'static str,
+    /// string, email, double, boolean, date, datetime, id
+    pub kind: &'static str,
+    pub external_id: bool,
+    pub createable: bool,
+    pub nillable: bool,
+    pub length: usize,
+}
+
+const fn f(name: &'static str, kind: &'static str) -> Field {
+    Field { name, kind, external_id: false, createable: true, nillable: true, length: 255 }
+}
+
+pub fn contact() -> Vec<Field> {
+    vec![
+        Field { createable: false, nillable: false, ..f("Id", "id") },
+        Field { nillable: false, length: 80, ..f("LastName", "string") },
+        Field { length: 40, ..f("FirstName", "string") },
+        f("Email", "email"),
+        Field { external_id: true, ..f("Customer_Id__c", "string") },
+        f("Score__c", "double"),
+        f("Signup_Date__c", "date"),
+        Field { nillable: false, ..f("VIP__c", "boolean") },
+        Field { createable: false, ..f("CreatedDate", "datetime") },
+    ]
+}
+
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub id: String,
+    pub fields: BTreeMap<String, J>,
+    pub deleted: bool,
+}
+
+pub fn error(code: &str, message: &str, fields: &[&str]) -> J {
+    json!({ "statusCode": code, "message": message, "fields": fields })
+}
+
+pub fn failure(errors: Vec<J>) -> J {
+    json!({ "id": J::Null, "success": false, "errors": errors })
+}
+
+/// Checks one record's fields for a create (`creating`) or an update; the errors Salesforce gives.
+pub fn validate(schema: &[Field], object: &str, record: &serde_json::Map<String, J>, creating: bool) -> Vec<J> {
+    let mut errors = Vec::new();
+    for (name, value) in record {
+        if name == "attributes" || (name == "Id" && !creating) {
+            continue;
+        }
+        let Some(field) = schema.iter().find(|f| f.name == name) else {
+            errors.push(error("INVALID_FIELD", &format!("No such column '{name}' on sobject of type {object}"), &[]));
+            continue;
+        };
+        if !field.createable {
+            errors.push(error(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                &format!("Unable to create/update fields: {name}. Please check the security settings of this field and verify that it is read/write for your profile or permission set."),
+                &[field.name],
+            ));
+            continue;
+        }
+        let text = value.as_str().unwrap_or_default();
+        let bad = match (field.kind, value) {
+            (_, J::Null) => None,
+            ("double", J::Number(_)) | ("boolean", J::Bool(_)) => None,
+            ("double" | "boolean", _) => Some(("INVALID_TYPE_ON_FIELD_IN_RECORD", format!("{name}: value not of required type: {value}"))),
+            ("email", J::String(s)) if !s.contains('@') => Some(("INVALID_EMAIL_ADDRESS", format!("{name}: invalid email address: {s}"))),
+            ("date", J::String(s)) if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_err() => {
+                Some(("INVALID_TYPE_ON_FIELD_IN_RECORD", format!("{name}: value not of required type: {s}")))
+            }
+            (_, J::String(s)) if s.chars().count() > field.length => Some((
+                "STRING_TOO_LONG",
+                format!("{name}: data value too large: {} (max length={})", &text[..text.len().min(20)], field.length),
+            )),
+            _ => None,
+        };
+        if let Some((code, message)) = bad {
+            errors.push(error(code, &message, &[field.name]));
+        }
+    }
+    if creating {
+        let missing: Vec<&str> = schema
+            .iter()
+            .filter(|f| f.createable && !f.nillable && f.kind != "boolean" && record.get(f.name).is_none_or(J::is_null))
+            .map(|f| f.name)
+            .collect();
+        if !missing.is_empty() {
+            errors.push(error("REQUIRED_FIELD_MISSING", &format!("Required fields are missing: [{}]", missing.join(", ")), &missing));
+        }
+    }
+    errors
+}
+
+/// Values as the CSV of a Bulk job gives them, typed by the schema (`#N/A` is NULL).
+pub fn typed(schema: &[Field], name: &str, text: &str) -> J {
+    if text == "#N/A" {
+        return J::Null;
+    }
+    match schema.iter().find(|f| f.name == name).map(|f| f.kind) {
+        Some("double") => text.parse::<f64>().map(|n| json!(n)).unwrap_or_else(|_| J::String(text.into())),
+        Some("boolean") if text == "true" || text == "false" => J::Bool(text == "true"),
+        _ if text.is_empty() => J::Null,
+        _ => J::String(text.into()),
+    }
+}
+
+/// `SELECT Id, X FROM Obj WHERE X IN ('a', 'b')`: the only query shape the client sends.
+pub fn parse_in_query(q: &str) -> Option<(Vec<String>, String, String, Vec<String>)> {
+    let rest = q.trim().strip_prefix("SELECT ")?;
+    let (fields, rest) = rest.split_once(" FROM ")?;
+    let (object, rest) = rest.split_once(" WHERE ")?;
+    let (field, list) = rest.split_once(" IN (")?;
+    let list = list.strip_suffix(')')?;
+    let mut values = Vec::new();
+    let mut chars = list.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            let mut v = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => v.extend(chars.next()),
+                    '\'' => break,
+                    c => v.push(c),
+                }
+            }
+            values.push(v);
+        }
+    }
+    Some((fields.split(',').map(|s| s.trim().to_string()).collect(), object.trim().into(), field.trim().into(), values))
+}
