@@ -5,6 +5,7 @@
 //! See ARCHITECTURE.md for the map and the invariants.
 
 pub mod cli;
+pub mod daemon;
 pub mod destinations;
 pub mod diff;
 pub mod engine;

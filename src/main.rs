@@ -6,13 +6,19 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = sluice::cli::Cli::parse();
-    let default_level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
+    // A daemon logs each run; one-off commands print their own report and log only problems.
+    let daemon = matches!(cli.command, sluice::cli::Command::Daemon);
+    let default_level = match (cli.verbose, daemon) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new(format!("sluice={default_level}")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        sluice::cli::LogFormat::Json => logs.json().init(),
+        sluice::cli::LogFormat::Text => logs.init(),
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

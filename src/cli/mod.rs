@@ -35,8 +35,17 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug). SLUICE_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log lines as text for people or JSON for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,6 +80,9 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         runs: i64,
     },
+    /// Run every sync on its schedule until stopped (SIGTERM/Ctrl-C); SIGHUP reloads the project.
+    /// Meant to run under systemd: see contrib/systemd/sluice.service.
+    Daemon,
     /// Forget a sync's state: its next run sends every row again.
     Reset {
         #[arg(required = true)]
@@ -108,6 +120,7 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
         }
         Command::Status { names, runs } => status(&cli, names, *runs).await,
         Command::Reset { names } => reset(&cli, names).await,
+        Command::Daemon => crate::daemon::run(&cli.project, cancel).await.map(|_| EXIT_OK).map_err(|e| fail(EXIT_INVALID, e)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -122,7 +135,7 @@ fn load(cli: &Cli) -> Result<Project, Failure> {
     Ok(Project::load(&cli.project)?)
 }
 
-async fn open_engine(project: &Project) -> Result<Engine<'_>, Failure> {
+async fn open_engine(project: &Project) -> Result<Engine, Failure> {
     Engine::open(project).await.map_err(|e| fail(EXIT_INVALID, e.to_string()))
 }
 
@@ -156,7 +169,7 @@ async fn check(cli: &Cli) -> Result<u8, Failure> {
 }
 
 /// Everything `check` verifies for one sync, short of running it.
-async fn check_one(engine: &Engine<'_>, sync: &Sync) -> Result<String, String> {
+async fn check_one(engine: &Engine, sync: &Sync) -> Result<String, String> {
     let at = |m: String| format!("{}:{}: {m}", sync.file.path.display(), sync.file.header_line);
     let destination = engine.destination(&sync.destination).map_err(|e| at(e.to_string()))?;
     let mode = sync.file.mode;

@@ -119,6 +119,8 @@ pub struct Capabilities {
     /// Whole-batch retries inside one run: attempts (including the first) and the first delay.
     pub retry_attempts: usize,
     pub retry_initial_delay: Duration,
+    /// Runs of syncs writing to this destination that may go on at once (`None`: no cap).
+    pub concurrent_runs: Option<usize>,
 }
 
 impl Capabilities {
@@ -129,6 +131,7 @@ impl Capabilities {
             max_batch_rows: max_batch_rows.max(1),
             retry_attempts: retry_attempts.max(1),
             retry_initial_delay,
+            concurrent_runs: None,
         }
     }
 }

@@ -85,15 +85,17 @@ impl RunOptions {
 const DUPLICATES_SHOWN: usize = 10;
 
 /// The resources a set of runs share: the state store and one client per source/destination.
-pub struct Engine<'p> {
-    pub project: &'p Project,
+/// It owns what it needs of the project, so a daemon can keep one per loaded configuration.
+pub struct Engine {
     pub store: Store,
     destinations: HashMap<String, Result<Arc<dyn Destination>, String>>,
+    /// Destination name -> kind, mixed into configuration fingerprints.
+    kinds: HashMap<String, String>,
     sources: HashMap<String, Result<Source, String>>,
 }
 
-impl<'p> Engine<'p> {
-    pub async fn open(project: &'p Project) -> Result<Engine<'p>, StateError> {
+impl Engine {
+    pub async fn open(project: &Project) -> Result<Engine, StateError> {
         let store = Store::open(project.config.state.url.expose_secret(), &project.root).await?;
         let destinations = project
             .config
@@ -101,13 +103,14 @@ impl<'p> Engine<'p> {
             .iter()
             .map(|(name, spec)| (name.clone(), destinations::build(name, spec, &project.root).map_err(|e| e.to_string())))
             .collect();
+        let kinds = project.config.destinations.iter().map(|(name, spec)| (name.clone(), spec.kind.clone())).collect();
         let sources = project
             .config
             .sources
             .iter()
             .map(|(name, cfg)| (name.clone(), Source::new(name, cfg, &project.root).map_err(|e| e.to_string())))
             .collect();
-        Ok(Engine { project, store, destinations, sources })
+        Ok(Engine { store, destinations, kinds, sources })
     }
 
     pub fn destination(&self, name: &str) -> Result<&Arc<dyn Destination>, RunError> {
@@ -127,7 +130,7 @@ impl<'p> Engine<'p> {
     }
 
     fn destination_kind(&self, sync: &Sync) -> &str {
-        self.project.config.destinations.get(&sync.destination).map(|d| d.kind.as_str()).unwrap_or("")
+        self.kinds.get(&sync.destination).map(String::as_str).unwrap_or("")
     }
 
     /// Runs (or, with `dry_run`, plans) one sync. Never panics on a bad sync: every failure

@@ -22,6 +22,51 @@ pub struct ProjectConfig {
     pub sources: IndexMap<String, SourceConfig>,
     #[serde(default)]
     pub destinations: IndexMap<String, DestinationSpec>,
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+}
+
+/// `[daemon]`: how `sluice daemon` schedules runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// IANA time zone the cron schedules are read in (e.g. "Europe/Berlin").
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Runs at the same time, over all syncs.
+    #[serde(default = "default_concurrent_runs")]
+    pub max_concurrent_runs: usize,
+    /// How long runs in flight may take to finish their batch after SIGTERM.
+    #[serde(default = "default_shutdown_timeout", with = "crate::destinations::duration_setting")]
+    pub shutdown_timeout: std::time::Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            timezone: default_timezone(),
+            max_concurrent_runs: default_concurrent_runs(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+}
+
+impl DaemonConfig {
+    pub fn tz(&self) -> Result<chrono_tz::Tz, String> {
+        self.timezone.parse().map_err(|_| {
+            format!("[daemon] timezone = \"{}\" is not an IANA time zone name (e.g. \"UTC\", \"Europe/Berlin\")", self.timezone)
+        })
+    }
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_concurrent_runs() -> usize {
+    4
+}
+fn default_shutdown_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(20)
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,7 +137,22 @@ pub fn load(root: &Path) -> Result<ProjectConfig, ProjectError> {
         let unknown = unknown_field(&message);
         let line = unknown.as_deref().and_then(|k| line_of_key(&text, &[k.to_string()]));
         let hint = unknown.and_then(|k| {
-            did_you_mean(&k, ["state", "sources", "destinations", "url", "path", "kind"]).map(|s| format!("did you mean `{s}`?"))
+            did_you_mean(
+                &k,
+                [
+                    "state",
+                    "sources",
+                    "destinations",
+                    "daemon",
+                    "url",
+                    "path",
+                    "kind",
+                    "timezone",
+                    "max_concurrent_runs",
+                    "shutdown_timeout",
+                ],
+            )
+            .map(|s| format!("did you mean `{s}`?"))
         });
         ProjectError::file(&path, format!("invalid config: {message}")).with_line(line).with_hint(hint)
     })

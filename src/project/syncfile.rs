@@ -64,6 +64,10 @@ pub struct SyncFile {
     pub model_line: usize,
     /// Line of the `/* sluice` opener, for errors about the header as a whole.
     pub header_line: usize,
+    /// Run once at daemon start when a scheduled run was missed while it was down.
+    pub catch_up: bool,
+    /// Up to this many seconds of random delay per scheduled run, to spread syncs sharing a schedule.
+    pub jitter_secs: u64,
 }
 
 /// A value with the file line it came from.
@@ -92,9 +96,11 @@ struct Header {
     target: toml::Table,
     #[serde(default)]
     mapping: IndexMap<String, Spanned<String>>,
+    catch_up: Option<bool>,
+    jitter: Option<Spanned<i64>>,
 }
 
-const HEADER_KEYS: &[&str] = &["schedule", "source", "destination", "primary_key", "mode", "target", "mapping"];
+const HEADER_KEYS: &[&str] = &["schedule", "source", "destination", "primary_key", "mode", "target", "mapping", "catch_up", "jitter"];
 const OPENER: &str = "/* sluice";
 
 /// The sync's name: the file stem (`syncs/team/high_value.sql` -> `high_value`).
@@ -174,7 +180,14 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
         return Err(err(m.line, format!("mapping `{}` names an empty column", m.field)));
     }
 
+    let jitter_secs = match &header.jitter {
+        None => 0,
+        Some(j) if *j.get_ref() >= 0 && *j.get_ref() <= 3600 => *j.get_ref() as u64,
+        Some(j) => return Err(err(line_of(j.span()), "`jitter` is seconds of random delay: 0 to 3600".into())),
+    };
     Ok(SyncFile {
+        catch_up: header.catch_up.unwrap_or(true),
+        jitter_secs,
         name: sync_name(path),
         path: path.to_path_buf(),
         schedule,

@@ -143,6 +143,15 @@ impl Store {
     }
 
     /// The latest `limit` runs of `sync`, newest first.
+    /// When the sync's last run that got through (success or partial) started.
+    pub async fn last_completed_start(&self, sync: &str) -> Result<Option<String>, StateError> {
+        let row = sqlx::query("SELECT MAX(started_at) FROM runs WHERE sync = $1 AND status IN ('success', 'partial')")
+            .bind(sync)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<String>, _>(0)?)
+    }
+
     pub async fn runs(&self, sync: &str, limit: i64) -> Result<Vec<RunRecord>, StateError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE sync = $1 ORDER BY started_at DESC, id DESC LIMIT $2");
         let rows = sqlx::query(&sql).bind(sync).bind(limit).fetch_all(&self.pool).await?;

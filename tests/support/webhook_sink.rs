@@ -40,6 +40,8 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct Sink {
     inner: Arc<Mutex<Inner>>,
+    /// Wakes held requests when `release` is called.
+    released: Arc<tokio::sync::Notify>,
     pub url: String,
 }
 
@@ -68,8 +70,10 @@ impl Sink {
     pub fn hold_from(&self, request_index: usize) {
         self.inner.lock().unwrap().hold_from = Some(request_index);
     }
+    /// Stops holding: held requests are answered now, new ones at once.
     pub fn release(&self) {
         self.inner.lock().unwrap().hold_from = None;
+        self.released.notify_waiters();
     }
     pub fn slow(&self, delay: std::time::Duration) {
         self.inner.lock().unwrap().delay = delay;
@@ -118,7 +122,15 @@ async fn handle(State(sink): State<Sink>, headers: HeaderMap, Json(body): Json<V
         (index, fail, inner.hold_from, inner.reject.clone(), inner.always_results, inner.delay)
     };
     if hold.is_some_and(|h| index >= h) {
-        std::future::pending::<()>().await;
+        loop {
+            let released = sink.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if sink.inner.lock().unwrap().hold_from.is_none_or(|h| index < h) {
+                break;
+            }
+            released.await;
+        }
     }
     tokio::time::sleep(delay).await;
     if let Some((status, retry_after)) = fail {

@@ -66,7 +66,11 @@ pub(super) fn failed(e: SheetsError) -> DestinationError {
 #[async_trait]
 impl Destination for SheetsDestination {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::every_mode(self.config.max_batch_rows, self.config.max_attempts, self.config.retry_initial_delay)
+        // Runs against one spreadsheet take turns: each reads row numbers the other would shift.
+        Capabilities {
+            concurrent_runs: Some(1),
+            ..Capabilities::every_mode(self.config.max_batch_rows, self.config.max_attempts, self.config.retry_initial_delay)
+        }
     }
 
     /// Token obtainable, spreadsheet reachable, tab present or creatable, headers alignable.

@@ -1,0 +1,273 @@
+//! `sluice daemon` as a process: schedules, overlapping ticks, SIGTERM, SIGHUP reloads,
+//! sd_notify, catch-up, and two replicas on one Postgres state store.
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::Row;
+use support::{Env, SourceKind, StateKind};
+
+const EVERY_SECOND: &str = "* * * * * *";
+
+/// A daemon process with its stderr in a file.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(root: &Path, envs: &[(&str, String)]) -> Daemon {
+        let log = root.join(format!("daemon-{}.log", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(support::sluice_bin())
+            .args(["daemon", "--project"])
+            .arg(root)
+            .envs(envs.iter().map(|(k, v)| (k.to_string(), v.clone())))
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start the daemon");
+        Daemon { child, log }
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().expect("kill").success();
+        assert!(ok, "kill -{name}");
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit (it was told to stop); its exit code.
+    async fn wait_exit(&mut self, within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "the daemon did not exit within {within:?}; its log:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it holds or `within` passes.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `(status, started_at, finished_at)` of a sync's runs, oldest first.
+async fn runs(env: &Env, sync: &str) -> Vec<(String, String, Option<String>)> {
+    let sql = "SELECT status, started_at, finished_at FROM runs WHERE sync = $1 ORDER BY started_at";
+    let rows = match &env.pg_state {
+        Some(pg) => {
+            let sql = sql.replace("FROM runs", &format!("FROM {}.runs", pg.name));
+            sqlx::query(&sql)
+                .bind(sync)
+                .fetch_all(&pg.pool)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1), r.get::<Option<String>, _>(2)))
+                .collect()
+        }
+        None => {
+            let path = env.root().join(".sluice/state.db");
+            if !path.exists() {
+                return Vec::new();
+            }
+            let Ok(pool) = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", path.display())).await else { return Vec::new() };
+            let rows = sqlx::query(sql).bind(sync).fetch_all(&pool).await.unwrap_or_default();
+            pool.close().await;
+            rows.iter().map(|r| (r.get::<String, _>(0), r.get::<String, _>(1), r.get::<Option<String>, _>(2))).collect()
+        }
+    };
+    rows
+}
+
+async fn completed(env: &Env, sync: &str) -> usize {
+    runs(env, sync).await.iter().filter(|(s, _, _)| s == "success").count()
+}
+
+async fn project(state: StateKind, extra: &str) -> Env {
+    let env = Env::with_sink_settings(SourceKind::DuckDb, state, extra).await;
+    env.exec("CREATE TABLE t AS SELECT i AS id, i * 2 AS v FROM range(1, 31) r(i)").await;
+    env
+}
+
+fn sync_header(schedule: &str, extra: &str) -> String {
+    format!("destination = \"hook\"\nprimary_key = \"id\"\nschedule = \"{schedule}\"\n{extra}")
+}
+
+#[tokio::test]
+async fn scheduled_runs_fire_and_an_overlapping_tick_is_skipped() {
+    let env = project(StateKind::Sqlite, "max_batch_rows = 10").await;
+    env.write_sync("every_second", &sync_header(EVERY_SECOND, ""), "SELECT id, v FROM t");
+    env.sink.hold_from(0);
+    let mut daemon = Daemon::start(env.root(), &[]);
+    eventually(Duration::from_secs(15), "a tick skipped while the first run is held", || async {
+        daemon.logs().contains("the previous run is still going: this tick is skipped")
+    })
+    .await;
+    env.sink.release();
+    eventually(Duration::from_secs(15), "two completed runs", || async { completed(&env, "every_second").await >= 2 }).await;
+    assert_eq!(env.sink.rows().len(), 30, "the first run sent every row, later ones nothing");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0, "{}", daemon.logs());
+    assert!(daemon.logs().contains("run finished"), "a log line per run: {}", daemon.logs());
+}
+
+#[tokio::test]
+async fn sigterm_during_a_run_commits_the_batch_in_flight_and_exits_0() {
+    let env = project(StateKind::Sqlite, "max_batch_rows = 10").await;
+    env.write_sync("every_second", &sync_header(EVERY_SECOND, ""), "SELECT id, v FROM t");
+    env.sink.hold_from(1);
+    let mut daemon = Daemon::start(env.root(), &[]);
+    eventually(Duration::from_secs(15), "the second batch in flight", || async { env.sink.requests() >= 2 }).await;
+    daemon.signal("TERM");
+    env.sink.release();
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0, "{}", daemon.logs());
+    // Both batches the sink answered are in the state; the third was never sent.
+    assert_eq!(env.sink.rows().len(), 20);
+    let state = sqlx::SqlitePool::connect(&format!("sqlite://{}", env.root().join(".sluice/state.db").display())).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_rows").fetch_one(&state).await.unwrap();
+    assert_eq!(stored, 20);
+}
+
+#[tokio::test]
+async fn sighup_adds_and_drops_syncs_and_an_invalid_config_keeps_the_old_one() {
+    let env = project(StateKind::Sqlite, "").await;
+    let first = env.write_sync("first", &sync_header(EVERY_SECOND, ""), "SELECT id, v FROM t");
+    let mut daemon = Daemon::start(env.root(), &[]);
+    eventually(Duration::from_secs(15), "first runs", || async { completed(&env, "first").await >= 1 }).await;
+    std::fs::remove_file(first).unwrap();
+    env.write_sync("second", &sync_header(EVERY_SECOND, ""), "SELECT id, v FROM t");
+    daemon.signal("HUP");
+    eventually(Duration::from_secs(15), "second runs", || async { completed(&env, "second").await >= 1 }).await;
+    let first_runs = runs(&env, "first").await.len();
+    eventually(Duration::from_secs(15), "second runs twice more", || async { completed(&env, "second").await >= 3 }).await;
+    assert_eq!(runs(&env, "first").await.len(), first_runs, "the removed sync no longer runs");
+
+    let config = env.root().join("sluice.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{good}\n[daemon]\ntimezone = \"Mars/Olympus\"\n")).unwrap();
+    daemon.signal("HUP");
+    eventually(Duration::from_secs(15), "the reload refused", || async { daemon.logs().contains("reload failed") }).await;
+    assert!(daemon.logs().contains("Mars/Olympus"), "{}", daemon.logs());
+    let before = completed(&env, "second").await;
+    eventually(Duration::from_secs(15), "the old configuration still runs", || async { completed(&env, "second").await > before }).await;
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0);
+}
+
+#[tokio::test]
+async fn sd_notify_messages_arrive_in_order() {
+    let env = project(StateKind::Sqlite, "").await;
+    env.write_sync("manual_only", "destination = \"hook\"\nprimary_key = \"id\"", "SELECT id, v FROM t");
+    let socket_path = env.root().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut daemon = Daemon::start(env.root(), &[("NOTIFY_SOCKET", socket_path.display().to_string()), ("WATCHDOG_USEC", "200000".into())]);
+    let mut messages: Vec<String> = Vec::new();
+    let receive = |messages: &mut Vec<String>| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = socket.recv(&mut buf) {
+            messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    };
+    let has = |messages: &Vec<String>, m: &str| messages.iter().any(|x| x.lines().any(|l| l == m));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(has(&messages, "READY=1") && has(&messages, "WATCHDOG=1")) {
+        assert!(Instant::now() < deadline, "READY and WATCHDOG: {messages:?}");
+        receive(&mut messages);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.signal("HUP");
+    while messages.iter().filter(|m| m.lines().any(|l| l == "READY=1")).count() < 2 {
+        assert!(Instant::now() < deadline, "RELOADING then READY: {messages:?}");
+        receive(&mut messages);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0);
+    receive(&mut messages);
+    let order: Vec<&str> =
+        messages.iter().filter_map(|m| m.lines().find(|l| ["READY=1", "RELOADING=1", "STOPPING=1"].contains(l))).collect();
+    assert_eq!(order, vec!["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"], "{messages:?}");
+    let first_ready = messages.iter().find(|m| m.contains("READY=1")).unwrap();
+    assert!(first_ready.contains("STATUS=0 sync(s) scheduled, 1 manual"), "{first_ready}");
+    let watchdog_at = messages.iter().position(|m| m.lines().any(|l| l == "WATCHDOG=1")).unwrap();
+    assert!(watchdog_at > 0, "the watchdog starts once ready");
+}
+
+#[tokio::test]
+async fn a_run_missed_while_down_runs_once_at_start() {
+    let env = project(StateKind::Sqlite, "").await;
+    // Due every 1 January: always missed by a daemon that never ran.
+    env.write_sync("yearly", &sync_header("0 0 0 1 1 *", ""), "SELECT id, v FROM t");
+    env.write_sync("yearly_no_catch_up", &sync_header("0 0 0 1 1 *", "catch_up = false"), "SELECT id, v FROM t");
+    let mut daemon = Daemon::start(env.root(), &[]);
+    eventually(Duration::from_secs(15), "the catch-up run", || async { completed(&env, "yearly").await == 1 }).await;
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0);
+    assert!(runs(&env, "yearly_no_catch_up").await.is_empty(), "catch_up = false waits for its schedule");
+    // Started again: the missed run is done, nothing to catch up.
+    let mut again = Daemon::start(env.root(), &[]);
+    eventually(Duration::from_secs(15), "the second daemon is up", || async { again.logs().contains("daemon started") }).await;
+    again.signal("TERM");
+    assert_eq!(again.wait_exit(Duration::from_secs(15)).await, 0);
+    assert_eq!(runs(&env, "yearly").await.len(), 1);
+}
+
+#[tokio::test]
+async fn two_daemons_on_one_postgres_store_never_run_a_sync_at_the_same_time() {
+    let env = project(StateKind::Postgres, "").await;
+    env.sink.slow(Duration::from_millis(400));
+    env.write_sync("shared", &sync_header(EVERY_SECOND, ""), "SELECT id, (random() * 1000000)::BIGINT AS v FROM t");
+    let mut a = Daemon::start(env.root(), &[]);
+    let mut b = Daemon::start(env.root(), &[]);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while runs(&env, "shared").await.iter().filter(|(s, _, f)| s == "success" && f.is_some()).count() < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "eight runs between them; logs:\n{}\n---\n{}\n{:?}",
+            a.logs(),
+            b.logs(),
+            runs(&env, "shared").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.signal("TERM");
+    b.signal("TERM");
+    assert_eq!(a.wait_exit(Duration::from_secs(15)).await, 0);
+    assert_eq!(b.wait_exit(Duration::from_secs(15)).await, 0);
+    let history = runs(&env, "shared").await;
+    for pair in history.windows(2) {
+        let finished = pair[0].2.as_deref().unwrap_or("9999");
+        assert!(finished <= pair[1].1.as_str(), "runs overlap: {pair:?}");
+    }
+    let skipped =
+        a.logs().matches("another daemon is running this sync").count() + b.logs().matches("another daemon is running this sync").count();
+    assert!(skipped > 0, "the replicas met on the lock");
+    assert!(history.iter().all(|(s, _, _)| s == "success"), "{history:?}");
+}
