@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod destinations;
 pub mod diff;
 pub mod engine;
+pub mod metrics;
 pub mod project;
 pub mod source;
 pub mod state;

@@ -20,10 +20,34 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// The HTTP endpoint's base URL, once the daemon logged it.
+    async fn base_url(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let logs = self.logs();
+            if let Some(port) = logs
+                .lines()
+                .find(|l| l.contains("HTTP endpoint"))
+                .and_then(|l| l.split("addr=").nth(1))
+                .and_then(|a| a.split_whitespace().next())
+                .and_then(|a| a.rsplit(':').next())
+            {
+                return format!("http://127.0.0.1:{port}");
+            }
+            assert!(Instant::now() < deadline, "no HTTP endpoint in the log:\n{logs}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn start(root: &Path, envs: &[(&str, String)]) -> Daemon {
+        Self::start_with(root, envs, &[])
+    }
+
+    fn start_with(root: &Path, envs: &[(&str, String)], args: &[&str]) -> Daemon {
         let log = root.join(format!("daemon-{}.log", uuid::Uuid::new_v4().simple()));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(support::sluice_bin())
+            .args(args)
             .args(["daemon", "--project"])
             .arg(root)
             .envs(envs.iter().map(|(k, v)| (k.to_string(), v.clone())))
@@ -110,7 +134,16 @@ async fn completed(env: &Env, sync: &str) -> usize {
 }
 
 async fn project(state: StateKind, extra: &str) -> Env {
+    project_with(state, extra, "").await
+}
+
+/// A project whose daemon listens on a free port (found in its log) with `daemon` settings added.
+async fn project_with(state: StateKind, extra: &str, daemon: &str) -> Env {
     let env = Env::with_sink_settings(SourceKind::DuckDb, state, extra).await;
+    let config = env.root().join("sluice.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let listen = if daemon.contains("listen") { String::new() } else { "listen = \"127.0.0.1:0\"\n".into() };
+    std::fs::write(&config, format!("{text}\n[daemon]\ntimezone = \"UTC\"\n{listen}{daemon}\n")).unwrap();
     env.exec("CREATE TABLE t AS SELECT i AS id, i * 2 AS v FROM range(1, 31) r(i)").await;
     env
 }
@@ -170,7 +203,7 @@ async fn sighup_adds_and_drops_syncs_and_an_invalid_config_keeps_the_old_one() {
 
     let config = env.root().join("sluice.toml");
     let good = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("{good}\n[daemon]\ntimezone = \"Mars/Olympus\"\n")).unwrap();
+    std::fs::write(&config, good.replace("timezone = \"UTC\"", "timezone = \"Mars/Olympus\"")).unwrap();
     daemon.signal("HUP");
     eventually(Duration::from_secs(15), "the reload refused", || async { daemon.logs().contains("reload failed") }).await;
     assert!(daemon.logs().contains("Mars/Olympus"), "{}", daemon.logs());
@@ -270,4 +303,114 @@ async fn two_daemons_on_one_postgres_store_never_run_a_sync_at_the_same_time() {
         a.logs().matches("another daemon is running this sync").count() + b.logs().matches("another daemon is running this sync").count();
     assert!(skipped > 0, "the replicas met on the lock");
     assert!(history.iter().all(|(s, _, _)| s == "success"), "{history:?}");
+}
+
+/// Every sample line of a Prometheus text exposition: name with labels, and the value.
+fn samples(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample line: {l}"));
+            (name.to_string(), value.parse::<f64>().unwrap_or_else(|_| panic!("not a number in: {l}")))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_http_endpoint_serves_health_metrics_and_the_api() {
+    let env = project(StateKind::Sqlite, "").await;
+    env.write_sync("on_demand", "destination = \"hook\"\nprimary_key = \"id\"", "SELECT id, v FROM t");
+    env.write_sync("yearly", &sync_header("0 0 0 1 1 *", "catch_up = false"), "SELECT id, v FROM t");
+    let mut daemon = Daemon::start(env.root(), &[]);
+    let base = daemon.base_url().await;
+    let http = reqwest::Client::new();
+    let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let list: serde_json::Value = http.get(format!("{base}/api/syncs")).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> = list["syncs"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{list}");
+    let yearly = list["syncs"].as_array().unwrap().iter().find(|s| s["name"] == "yearly").unwrap();
+    assert!(yearly["next_run"].as_str().unwrap().contains("-01-01T00:00:00"), "{yearly}");
+    assert_eq!(yearly["schedule"], "0 0 0 1 1 *");
+
+    let started = http.post(format!("{base}/api/syncs/on_demand/run")).send().await.unwrap();
+    assert_eq!(started.status(), 202);
+    eventually(Duration::from_secs(15), "the triggered run", || async { completed(&env, "on_demand").await == 1 }).await;
+    let one: serde_json::Value = http.get(format!("{base}/api/syncs/on_demand")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(one["last_runs"][0]["status"], "success", "{one}");
+    assert_eq!(one["last_runs"][0]["written"], 30);
+    assert_eq!(http.post(format!("{base}/api/syncs/nope/run")).send().await.unwrap().status(), 404);
+    assert_eq!(http.get(format!("{base}/api/syncs/nope")).send().await.unwrap().status(), 404);
+    assert_eq!(http.post(format!("{base}/api/reload")).send().await.unwrap().status(), 200);
+
+    let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = samples(&text);
+    let value = |name: &str| metrics.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    assert_eq!(value("sluice_runs_total{sync=\"on_demand\",result=\"success\"}"), Some(1.0), "{text}");
+    assert_eq!(value("sluice_rows_total{sync=\"on_demand\",op=\"written\"}"), Some(30.0));
+    assert_eq!(value("sluice_destination_http_requests_total{destination=\"webhook\",status=\"204\"}"), Some(1.0));
+    assert!(value("sluice_next_run_timestamp_seconds{sync=\"yearly\"}").is_some_and(|t| t > 1.7e9));
+    assert!(value("sluice_run_duration_seconds_count{sync=\"on_demand\"}") == Some(1.0));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0);
+}
+
+#[tokio::test]
+async fn mutating_endpoints_need_the_token_or_a_loopback_address() {
+    let env = project_with(StateKind::Sqlite, "", "api_token = \"s3cret\"").await;
+    env.write_sync("on_demand", "destination = \"hook\"\nprimary_key = \"id\"", "SELECT id, v FROM t");
+    let mut daemon = Daemon::start(env.root(), &[]);
+    let base = daemon.base_url().await;
+    let http = reqwest::Client::new();
+    let url = format!("{base}/api/syncs/on_demand/run");
+    assert_eq!(http.post(&url).send().await.unwrap().status(), 401);
+    assert_eq!(http.post(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
+    assert_eq!(http.post(&url).bearer_auth("s3cret").send().await.unwrap().status(), 202);
+    assert!(!daemon.logs().contains("s3cret"), "the token never reaches the logs");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0);
+
+    let open = project_with(StateKind::Sqlite, "", "listen = \"0.0.0.0:0\"").await;
+    open.write_sync("on_demand", "destination = \"hook\"\nprimary_key = \"id\"", "SELECT id, v FROM t");
+    let mut daemon = Daemon::start(open.root(), &[]);
+    let base = daemon.base_url().await;
+    let refused = http.post(format!("{base}/api/syncs/on_demand/run")).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("api_token"));
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200, "reading needs no token");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0);
+}
+
+#[tokio::test]
+async fn max_concurrent_runs_bounds_runs_across_syncs_and_json_logs_parse() {
+    let env = project_with(StateKind::Sqlite, "", "max_concurrent_runs = 1").await;
+    env.sink.slow(Duration::from_millis(300));
+    for name in ["one", "two", "three"] {
+        env.write_sync(name, &sync_header(EVERY_SECOND, ""), "SELECT id, (random() * 1000000)::BIGINT AS v FROM t");
+    }
+    let mut daemon = Daemon::start_with(env.root(), &[], &["--log-format", "json"]);
+    eventually(Duration::from_secs(30), "each sync ran twice", || async {
+        let mut all = true;
+        for name in ["one", "two", "three"] {
+            all &= completed(&env, name).await >= 2;
+        }
+        all
+    })
+    .await;
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0);
+    let mut spans: Vec<(String, String)> = Vec::new();
+    for name in ["one", "two", "three"] {
+        spans.extend(runs(&env, name).await.into_iter().filter_map(|(_, start, end)| Some((start, end?))));
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "two runs at once with max_concurrent_runs = 1: {pair:?}");
+    }
+    let logs = daemon.logs();
+    let line = logs.lines().find(|l| l.contains("run finished")).expect("a run line");
+    let parsed: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(parsed["fields"]["message"], "run finished");
+    assert!(parsed["fields"]["sync"].is_string() && parsed["fields"]["written"].is_number(), "{parsed}");
 }

@@ -8,6 +8,7 @@
 //! Shutdown: the cancellation token stops scheduling; runs in flight see it through their
 //! `RunOptions`, finish their batch and commit; the daemon waits at most `shutdown_timeout`.
 
+mod http;
 mod notify;
 mod runs;
 pub mod schedule;
@@ -17,6 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -24,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::project::Schedule;
+use http::{Control, Shared, View};
 use notify::Notifier;
 use runs::{log_done, Generation, Runs};
 
@@ -38,6 +42,8 @@ struct Tick {
 struct Pending {
     scheduler: JobScheduler,
     jobs: HashMap<String, Uuid>,
+    /// When each scheduled sync runs next.
+    due: HashMap<String, DateTime<Utc>>,
     ticks: mpsc::UnboundedSender<Tick>,
 }
 
@@ -63,6 +69,7 @@ impl Pending {
             Ok(job) => match self.scheduler.add(job).await {
                 Ok(uuid) => {
                     self.jobs.insert(sync.to_string(), uuid);
+                    self.due.insert(sync.to_string(), due);
                 }
                 Err(e) => tracing::error!(sync, error = %e, "could not schedule the next run"),
             },
@@ -71,6 +78,7 @@ impl Pending {
     }
 
     async fn clear(&mut self) {
+        self.due.clear();
         for (_, id) in self.jobs.drain() {
             let _ = self.scheduler.remove(&id).await;
         }
@@ -121,79 +129,159 @@ fn log_invalid(generation: &Generation) {
     }
 }
 
+/// The loop's state: the current configuration, its pending jobs, the runs in flight.
+struct Daemon {
+    root: std::path::PathBuf,
+    generation: Arc<Generation>,
+    pending: Pending,
+    runs: Runs,
+    notifier: Notifier,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+}
+
+impl Daemon {
+    async fn schedule_all(&mut self) {
+        let now = Utc::now();
+        let generation = self.generation.clone();
+        for sync in &generation.project.syncs {
+            self.pending.schedule(&generation, sync.name(), now).await;
+        }
+    }
+
+    /// Publishes the state the HTTP endpoint and systemd see.
+    fn publish(&self) {
+        let view = View {
+            generation: self.generation.clone(),
+            next_runs: self.pending.due.clone(),
+            running: self.runs.running().map(str::to_string).collect(),
+        };
+        if let Ok(mut v) = self.shared.view.write() {
+            *v = view;
+        }
+        let metrics = crate::metrics::global();
+        for (sync, due) in &self.pending.due {
+            metrics.next_run.get_or_create(&crate::metrics::SyncLabel { sync: sync.clone() }).set(due.timestamp() as f64);
+        }
+        self.notifier.status(&status_line(&self.generation, &self.runs));
+    }
+
+    /// Re-reads the project. An invalid one is refused and the running configuration kept.
+    async fn reload(&mut self) -> Result<(), String> {
+        self.notifier.reloading();
+        let result = match Generation::load(&self.root, self.generation.id + 1).await {
+            Ok(next) => {
+                self.pending.clear().await;
+                self.generation = Arc::new(next);
+                log_invalid(&self.generation);
+                self.schedule_all().await;
+                tracing::info!("configuration reloaded: {}", status_line(&self.generation, &self.runs));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed: the new configuration is invalid; still running the previous one");
+                Err(e)
+            }
+        };
+        self.notifier.ready(&status_line(&self.generation, &self.runs));
+        self.publish();
+        result
+    }
+
+    fn trigger(&mut self, name: &str) -> Result<(), String> {
+        if !self.generation.project.syncs.iter().any(|s| s.name() == name) {
+            return Err(format!("no sync named `{name}`"));
+        }
+        if self.runs.start(&self.generation, name, &self.cancel) {
+            Ok(())
+        } else {
+            Err(format!("`{name}` is running already"))
+        }
+    }
+}
+
 pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
-    let notifier = Notifier::from_env();
-    let mut generation = Arc::new(Generation::load(root, 1).await?);
+    let generation = Arc::new(Generation::load(root, 1).await?);
     log_invalid(&generation);
+    let daemon_config = &generation.project.config.daemon;
     let scheduler = JobScheduler::new().await.map_err(|e| format!("cannot start the scheduler: {e}"))?;
     scheduler.start().await.map_err(|e| format!("cannot start the scheduler: {e}"))?;
     let (ticks, mut tick_rx) = mpsc::unbounded_channel();
-    let mut pending = Pending { scheduler, jobs: HashMap::new(), ticks };
-    let mut runs = Runs::new(generation.project.config.daemon.max_concurrent_runs);
-    let now = Utc::now();
-    for sync in &generation.project.syncs {
-        pending.schedule(&generation, sync.name(), now).await;
+    let (control, mut control_rx) = mpsc::channel(16);
+    let shared = Arc::new(Shared {
+        view: std::sync::RwLock::new(View { generation: generation.clone(), next_runs: HashMap::new(), running: Vec::new() }),
+        heartbeat: AtomicI64::new(Utc::now().timestamp_millis()),
+    });
+    if !daemon_config.listen.eq_ignore_ascii_case("off") {
+        let addr = http::serve(&daemon_config.listen, daemon_config.api_token.clone(), shared.clone(), control, cancel.clone()).await?;
+        tracing::info!(%addr, "HTTP endpoint: /healthz, /metrics, /api/syncs");
     }
-    for name in missed(&generation, now).await {
+    let mut d = Daemon {
+        root: root.to_path_buf(),
+        runs: Runs::new(daemon_config.max_concurrent_runs),
+        generation,
+        pending: Pending { scheduler, jobs: HashMap::new(), due: HashMap::new(), ticks },
+        notifier: Notifier::from_env(),
+        shared,
+        cancel: cancel.clone(),
+    };
+    d.schedule_all().await;
+    for name in missed(&d.generation, Utc::now()).await {
         tracing::info!(sync = %name, "a scheduled run was missed while the daemon was down: running it now");
-        runs.start(&generation, &name, &cancel);
+        d.runs.start(&d.generation, &name, &cancel);
     }
-    tracing::info!(project = %root.display(), timezone = %generation.tz, "daemon started: {}", status_line(&generation, &runs));
-    notifier.ready(&status_line(&generation, &runs));
+    tracing::info!(project = %root.display(), timezone = %d.generation.tz, "daemon started: {}", status_line(&d.generation, &d.runs));
+    d.notifier.ready(&status_line(&d.generation, &d.runs));
+    d.publish();
 
     let mut hangup =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
-    let mut watchdog = notifier.watchdog_every.map(tokio::time::interval);
+    let mut watchdog = d.notifier.watchdog_every.map(tokio::time::interval);
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(tick) = tick_rx.recv() => {
-                if tick.generation != generation.id {
+                if tick.generation != d.generation.id {
                     continue; // scheduled by a configuration since replaced
                 }
-                pending.jobs.remove(&tick.sync);
-                pending.schedule(&generation, &tick.sync, tick.due.max(Utc::now())).await;
-                runs.start(&generation, &tick.sync, &cancel);
-                notifier.status(&status_line(&generation, &runs));
+                d.pending.jobs.remove(&tick.sync);
+                d.pending.due.remove(&tick.sync);
+                let generation = d.generation.clone();
+                d.pending.schedule(&generation, &tick.sync, tick.due.max(Utc::now())).await;
+                d.runs.start(&d.generation, &tick.sync, &cancel);
+                d.publish();
             }
-            Some(done) = runs.next(), if runs.in_flight() > 0 => {
+            Some(done) = d.runs.next(), if d.runs.in_flight() > 0 => {
                 log_done(&done);
-                notifier.status(&status_line(&generation, &runs));
+                d.publish();
             }
-            _ = hangup_recv(&mut hangup) => {
-                notifier.reloading();
-                match Generation::load(root, generation.id + 1).await {
-                    Ok(next) => {
-                        pending.clear().await;
-                        generation = Arc::new(next);
-                        log_invalid(&generation);
-                        let now = Utc::now();
-                        for sync in &generation.project.syncs {
-                            pending.schedule(&generation, sync.name(), now).await;
-                        }
-                        tracing::info!("configuration reloaded: {}", status_line(&generation, &runs));
-                    }
-                    Err(e) => tracing::error!(error = %e, "reload failed: the new configuration is invalid; still running the previous one"),
+            Some(request) = control_rx.recv() => match request {
+                Control::Run(name, reply) => {
+                    let _ = reply.send(d.trigger(&name));
+                    d.publish();
                 }
-                notifier.ready(&status_line(&generation, &runs));
+                Control::Reload(reply) => {
+                    let _ = reply.send(d.reload().await);
+                }
+            },
+            _ = hangup.recv() => {
+                let _ = d.reload().await;
             }
-            _ = watchdog_tick(&mut watchdog) => notifier.watchdog(),
+            _ = watchdog_tick(&mut watchdog) => d.notifier.watchdog(),
+            _ = heartbeat.tick() => d.shared.heartbeat.store(Utc::now().timestamp_millis(), Ordering::Relaxed),
         }
     }
-    notifier.stopping();
-    tracing::info!(running = runs.in_flight(), "stopping: runs in flight finish their batch");
-    pending.clear().await;
-    let _ = pending.scheduler.shutdown().await;
-    let abandoned = runs.drain(generation.project.config.daemon.shutdown_timeout).await;
-    generation.engine.store.close().await;
+    d.notifier.stopping();
+    tracing::info!(running = d.runs.in_flight(), "stopping: runs in flight finish their batch");
+    d.pending.clear().await;
+    let _ = d.pending.scheduler.shutdown().await;
+    let abandoned = d.runs.drain(d.generation.project.config.daemon.shutdown_timeout).await;
+    d.generation.engine.store.close().await;
     if abandoned > 0 {
         return Err(format!("{abandoned} run(s) did not finish within [daemon] shutdown_timeout; they resume on the next start"));
     }
     Ok(())
-}
-
-async fn hangup_recv(hangup: &mut tokio::signal::unix::Signal) {
-    hangup.recv().await;
 }
 
 async fn watchdog_tick(watchdog: &mut Option<tokio::time::Interval>) {
@@ -202,5 +290,19 @@ async fn watchdog_tick(watchdog: &mut Option<tokio::time::Interval>) {
             i.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_is_a_fixed_offset_within_the_bound() {
+        assert_eq!(jitter_offset("a", 0), Duration::ZERO);
+        let offsets: Vec<Duration> = ["a", "b", "c", "d", "e", "f"].iter().map(|s| jitter_offset(s, 30)).collect();
+        assert!(offsets.iter().all(|d| *d <= Duration::from_secs(30)));
+        assert_eq!(jitter_offset("a", 30), offsets[0], "the same every time");
+        assert!(offsets.iter().any(|d| *d != offsets[0]), "syncs spread out: {offsets:?}");
     }
 }

@@ -84,10 +84,15 @@ impl Runs {
         self.running.len()
     }
 
+    pub fn running(&self) -> impl Iterator<Item = &str> {
+        self.running.iter().map(String::as_str)
+    }
+
     /// Starts a run of `name` unless one is going; `false` when the tick is skipped.
     pub fn start(&mut self, generation: &Arc<Generation>, name: &str, cancel: &CancellationToken) -> bool {
         if self.running.contains(name) {
             *self.skipped.entry(name.to_string()).or_default() += 1;
+            crate::metrics::global().skipped_ticks.get_or_create(&crate::metrics::SyncLabel { sync: name.to_string() }).inc();
             tracing::warn!(sync = name, "the previous run is still going: this tick is skipped");
             return false;
         }
@@ -194,6 +199,7 @@ async fn unlock(mut conn: PgConnection, sync: &str) {
 pub fn log_done(done: &Done) {
     match &done.outcome {
         Outcome::Ran(r) => {
+            crate::metrics::global().record_run(r);
             let c = &r.counts;
             if r.failed() {
                 tracing::error!(sync = %done.sync, run_id = %r.run_id, error = r.error.as_deref().unwrap_or(""), duration_ms = r.duration_ms, "run failed");

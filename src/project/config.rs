@@ -39,6 +39,12 @@ pub struct DaemonConfig {
     /// How long runs in flight may take to finish their batch after SIGTERM.
     #[serde(default = "default_shutdown_timeout", with = "crate::destinations::duration_setting")]
     pub shutdown_timeout: std::time::Duration,
+    /// Address of the HTTP endpoint (health, metrics, API); "off" disables it.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Bearer token the mutating API endpoints require. Without it they answer only on a
+    /// loopback address.
+    pub api_token: Option<SecretString>,
 }
 
 impl Default for DaemonConfig {
@@ -47,6 +53,8 @@ impl Default for DaemonConfig {
             timezone: default_timezone(),
             max_concurrent_runs: default_concurrent_runs(),
             shutdown_timeout: default_shutdown_timeout(),
+            listen: default_listen(),
+            api_token: None,
         }
     }
 }
@@ -59,6 +67,9 @@ impl DaemonConfig {
     }
 }
 
+fn default_listen() -> String {
+    "127.0.0.1:9187".into()
+}
 fn default_timezone() -> String {
     "UTC".into()
 }

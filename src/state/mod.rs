@@ -265,6 +265,11 @@ impl Store {
         Ok(removed)
     }
 
+    /// Whether the store answers (the daemon's health check).
+    pub async fn ping(&self) -> Result<(), StateError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(StateError::from)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

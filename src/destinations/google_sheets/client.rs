@@ -241,6 +241,7 @@ impl SheetsClient {
                 |e: reqwest::Error| SheetsError::Unanswered(DestinationError::transient(format!("{what}: {}", transport_error(&e))));
             let response = request.send().await.map_err(unanswered)?;
             let status = response.status();
+            crate::metrics::global().http("google_sheets", status.as_u16());
             if status == StatusCode::UNAUTHORIZED && !refreshed {
                 // The token was revoked or expired early: get a new one and try once more.
                 token = self.auth.refresh().await?;

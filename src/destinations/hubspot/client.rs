@@ -70,6 +70,7 @@ impl HubSpotClient {
         }
         let response = request.send().await.map_err(|e| DestinationError::transient(format!("{what}: {}", transport_error(&e))))?;
         let status = response.status();
+        crate::metrics::global().http("hubspot", status.as_u16());
         let window = rate_window(response.headers());
         if let (Some((remaining, interval)), Ok(mut pause)) = (window, self.pause_until.lock()) {
             *pause = (remaining == 0).then(|| Instant::now() + interval);

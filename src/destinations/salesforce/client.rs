@@ -86,6 +86,7 @@ impl SfClient {
             };
             let response = request.send().await.map_err(|e| DestinationError::transient(format!("{what}: {}", transport_error(&e))))?;
             let status = response.status();
+            crate::metrics::global().http("salesforce", status.as_u16());
             self.record_usage(response.headers());
             let text = response.text().await.map_err(|e| DestinationError::transient(format!("{what}: {}", transport_error(&e))))?;
             if status == StatusCode::UNAUTHORIZED && !renewed {
@@ -109,6 +110,7 @@ impl SfClient {
         });
         if let (Some((used, limit)), Ok(mut slot)) = (usage, self.usage.lock()) {
             tracing::debug!(used, limit, "Salesforce API usage");
+            crate::metrics::global().api_usage("salesforce", used, limit);
             *slot = Some((used, limit));
         }
     }

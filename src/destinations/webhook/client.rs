@@ -59,6 +59,7 @@ impl Client {
             .await
             .map_err(|e| DestinationError::transient(format!("POST {}: {}", self.shown, transport_error(&e))))?;
         let status = response.status();
+        crate::metrics::global().http("webhook", status.as_u16());
         let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
         let text = response
             .text()

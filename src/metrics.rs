@@ -1,0 +1,132 @@
+//! Prometheus metrics, process-wide: what the daemon's `GET /metrics` serves. Runs are recorded
+//! by the daemon; HTTP requests by each destination's client as answers arrive.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::engine::SyncReport;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabel {
+    pub sync: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub sync: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RowLabels {
+    pub sync: String,
+    pub op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UsageLabels {
+    pub destination: String,
+    pub measure: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub destination: String,
+    pub status: String,
+}
+
+type Seconds = Gauge<f64, AtomicU64>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub runs: Family<RunLabels, Counter>,
+    pub rows: Family<RowLabels, Counter>,
+    pub duration: Family<SyncLabel, Histogram, fn() -> Histogram>,
+    pub last_success: Family<SyncLabel, Seconds>,
+    pub next_run: Family<SyncLabel, Seconds>,
+    pub skipped_ticks: Family<SyncLabel, Counter>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// API usage a destination reports (Salesforce's `Sforce-Limit-Info`: used and limit).
+    pub api_usage: Family<UsageLabels, Gauge>,
+}
+
+fn duration_histogram() -> Histogram {
+    // 0.1 s to about 27 minutes.
+    Histogram::new(exponential_buckets(0.1, 2.0, 15))
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("sluice");
+    let m = Metrics {
+        registry: Registry::default(),
+        runs: Family::default(),
+        rows: Family::default(),
+        duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+        last_success: Family::default(),
+        next_run: Family::default(),
+        skipped_ticks: Family::default(),
+        http_requests: Family::default(),
+        api_usage: Family::default(),
+    };
+    registry.register("runs", "Runs by sync and result", m.runs.clone());
+    registry.register("rows", "Rows by sync and what happened to them (added, changed, removed, written, rejected)", m.rows.clone());
+    registry.register("run_duration_seconds", "Run duration", m.duration.clone());
+    registry.register("last_success_timestamp_seconds", "When the sync's last completed run ended (unix time)", m.last_success.clone());
+    registry.register("next_run_timestamp_seconds", "When the sync is next scheduled (unix time)", m.next_run.clone());
+    registry.register("skipped_ticks", "Scheduled ticks skipped because the sync's previous run was still going", m.skipped_ticks.clone());
+    registry.register(
+        "destination_http_requests",
+        "HTTP requests to destinations by answer status (429: rate limited)",
+        m.http_requests.clone(),
+    );
+    registry.register("destination_api_usage", "API calls used and allowed, as the destination reports them", m.api_usage.clone());
+    Metrics { registry, ..m }
+});
+
+pub fn global() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn record_run(&self, report: &SyncReport) {
+        let sync = report.sync.clone();
+        self.runs.get_or_create(&RunLabels { sync: sync.clone(), result: report.status.as_str().into() }).inc();
+        let c = &report.counts;
+        for (op, n) in
+            [("added", c.added), ("changed", c.changed), ("removed", c.removed), ("written", report.written), ("rejected", report.rejected)]
+        {
+            self.rows.get_or_create(&RowLabels { sync: sync.clone(), op: op.into() }).inc_by(n);
+        }
+        self.duration.get_or_create(&SyncLabel { sync: sync.clone() }).observe(report.duration_ms as f64 / 1000.0);
+        if !report.failed() {
+            let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+            self.last_success.get_or_create(&SyncLabel { sync }).set(now);
+        }
+    }
+
+    pub fn api_usage(&self, destination: &str, used: u64, limit: u64) {
+        for (measure, n) in [("used", used), ("limit", limit)] {
+            self.api_usage.get_or_create(&UsageLabels { destination: destination.into(), measure: measure.into() }).set(n as i64);
+        }
+    }
+
+    /// One answer from a destination's API (`status` 0: no answer).
+    pub fn http(&self, destination: &str, status: u16) {
+        self.http_requests.get_or_create(&HttpLabels { destination: destination.into(), status: status.to_string() }).inc();
+    }
+}
