@@ -414,3 +414,62 @@ async fn max_concurrent_runs_bounds_runs_across_syncs_and_json_logs_parse() {
     assert_eq!(parsed["fields"]["message"], "run finished");
     assert!(parsed["fields"]["sync"].is_string() && parsed["fields"]["written"].is_number(), "{parsed}");
 }
+
+#[tokio::test]
+async fn runs_that_outlast_the_shutdown_timeout_are_abandoned_and_healthz_sees_a_broken_store() {
+    let env = project_with(StateKind::Postgres, "timeout = \"60s\"", "shutdown_timeout = \"1s\"").await;
+    env.write_sync("stuck", &sync_header(EVERY_SECOND, ""), "SELECT id, v FROM t");
+    env.sink.hold_from(0);
+    let mut daemon = Daemon::start(env.root(), &[]);
+    let base = daemon.base_url().await;
+    eventually(Duration::from_secs(15), "the run in flight", || async { env.sink.requests() >= 1 }).await;
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    // The state store loses its tables: the daemon is no longer healthy.
+    let schema = &env.pg_state.as_ref().unwrap().name;
+    sqlx::query(&format!("ALTER TABLE {schema}.runs RENAME TO runs_gone")).execute(&env.pg_state.as_ref().unwrap().pool).await.unwrap();
+    let sick = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(sick.status(), 503);
+    assert!(sick.text().await.unwrap().contains("runs"));
+    sqlx::query(&format!("ALTER TABLE {schema}.runs_gone RENAME TO runs")).execute(&env.pg_state.as_ref().unwrap().pool).await.unwrap();
+    let started = Instant::now();
+    daemon.signal("TERM");
+    let code = daemon.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(code, 2, "a run abandoned at the timeout is an unclean stop: {}", daemon.logs());
+    assert!(started.elapsed() < Duration::from_secs(10), "it did not wait for the 60 s request");
+    assert!(daemon.logs().contains("did not finish within [daemon] shutdown_timeout"), "{}", daemon.logs());
+    // Nothing was answered, so nothing was committed.
+    let stored: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {schema}.sync_rows"))
+        .fetch_one(&env.pg_state.as_ref().unwrap().pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}
+
+#[tokio::test]
+async fn syncs_writing_to_one_spreadsheet_take_turns() {
+    let env = project(StateKind::Sqlite, "").await;
+    let google = support::google::Google::start().await;
+    google.fault_every(1, support::google::Fault::Slow(Duration::from_millis(150)));
+    env.add_destination("sheet", &google.destination_toml(env.root(), ""));
+    for name in ["tab_a", "tab_b"] {
+        let header = format!("destination = \"sheet\"\nprimary_key = \"id\"\nschedule = \"{EVERY_SECOND}\"\nmode = \"mirror\"");
+        env.write_sync(name, &header, "SELECT id, (random() * 1000000)::BIGINT AS v FROM t");
+    }
+    let mut daemon = Daemon::start(env.root(), &[]);
+    eventually(Duration::from_secs(40), "both syncs ran twice", || async {
+        completed(&env, "tab_a").await >= 2 && completed(&env, "tab_b").await >= 2
+    })
+    .await;
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).await, 0, "{}", daemon.logs());
+    let mut spans: Vec<(String, String)> = Vec::new();
+    for name in ["tab_a", "tab_b"] {
+        spans.extend(runs(&env, name).await.into_iter().filter_map(|(_, start, end)| Some((start, end?))));
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "two runs against one spreadsheet at once: {pair:?}");
+    }
+    assert_eq!(google.rows("tab_a").unwrap().len(), 31);
+}
