@@ -473,3 +473,21 @@ async fn syncs_writing_to_one_spreadsheet_take_turns() {
     }
     assert_eq!(google.rows("tab_a").unwrap().len(), 31);
 }
+
+#[tokio::test]
+async fn runs_start_when_their_schedule_says() {
+    let env = project(StateKind::Sqlite, "").await;
+    env.write_sync("even_seconds", &sync_header("*/2 * * * * *", "catch_up = false"), "SELECT id, v FROM t");
+    let mut daemon = Daemon::start(env.root(), &[]);
+    eventually(Duration::from_secs(20), "three runs", || async { completed(&env, "even_seconds").await >= 3 }).await;
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0);
+    for (_, started, _) in runs(&env, "even_seconds").await {
+        // `2026-11-24T20:40:02.153Z`: an even second, shortly after it began.
+        let t = chrono::DateTime::parse_from_rfc3339(&started).unwrap();
+        let millis = chrono::Timelike::nanosecond(&t) / 1_000_000;
+        assert!(chrono::Timelike::second(&t) % 2 == 0 && millis < 900, "run started off schedule at {started}");
+    }
+    let line = daemon.logs().lines().find(|l| l.contains("run started")).map(str::to_string).unwrap_or_default();
+    assert!(line.contains("sync=even_seconds") && line.contains("run_id="), "{line}");
+}

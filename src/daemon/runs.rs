@@ -163,7 +163,6 @@ async fn run_one(generation: &Generation, name: &str, cancel: &CancellationToken
             Err(e) => return Outcome::Failed(format!("could not take the sync's lock in the state store: {e}")),
         }
     }
-    tracing::info!(sync = name, "run started");
     let report = generation.engine.run(sync, &RunOptions { cancel: cancel.clone(), ..Default::default() }).await;
     if let Some(conn) = lock {
         unlock(conn, name).await;

@@ -139,6 +139,7 @@ impl Engine {
         let started = Instant::now();
         let run_id = uuid::Uuid::new_v4().to_string();
         let mut report = SyncReport::new(sync.name(), &run_id, opts);
+        tracing::info!(sync = %sync.name(), run_id = %run_id, dry_run = opts.dry_run, "run started");
         if !opts.dry_run {
             if let Err(e) = self.store.begin_run(sync.name(), &run_id, opts.full_resync).await {
                 report.fail(e.to_string());
