@@ -72,6 +72,9 @@ pub enum Command {
         /// Re-send every row, whatever was sent before.
         #[arg(long)]
         full_resync: bool,
+        /// Let mirror runs remove more rows than the delete guard allows (or all, for an empty model).
+        #[arg(long)]
+        allow_deletes: bool,
     },
     /// Recent runs per sync: when, result, counts, errors, pending rows.
     Status {
@@ -114,8 +117,8 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
             let opts = RunOptions { dry_run: true, samples: *samples, full_resync: *full_resync, cancel, ..Default::default() };
             run(&cli, names, opts).await
         }
-        Command::Run { names, full_resync } => {
-            let opts = RunOptions { full_resync: *full_resync, cancel, ..Default::default() };
+        Command::Run { names, full_resync, allow_deletes } => {
+            let opts = RunOptions { full_resync: *full_resync, allow_deletes: *allow_deletes, cancel, ..Default::default() };
             run(&cli, names, opts).await
         }
         Command::Status { names, runs } => status(&cli, names, *runs).await,

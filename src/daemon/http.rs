@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,7 +38,8 @@ pub struct Shared {
 
 /// Requests the loop carries out.
 pub enum Control {
-    Run(String, oneshot::Sender<Result<(), String>>),
+    /// Run a sync now; `true` lets it past the delete guard.
+    Run(String, bool, oneshot::Sender<Result<(), String>>),
     Reload(oneshot::Sender<Result<(), String>>),
 }
 
@@ -164,11 +165,12 @@ async fn ask(api: &Api, make: impl FnOnce(oneshot::Sender<Result<(), String>>) -
     rx.await.map_err(|_| "the daemon is stopping".to_string())?
 }
 
-async fn trigger(State(api): State<Api>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+async fn trigger(State(api): State<Api>, Path(name): Path<String>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
     if let Some(r) = refusal(&api, &headers) {
         return r;
     }
-    match ask(&api, |tx| Control::Run(name.clone(), tx)).await {
+    let allow_deletes = query.unwrap_or_default().split('&').any(|p| p == "allow_deletes=true");
+    match ask(&api, |tx| Control::Run(name.clone(), allow_deletes, tx)).await {
         Ok(()) => (StatusCode::ACCEPTED, Json(json!({ "started": name }))).into_response(),
         Err(e) if e.contains("no sync") => error(StatusCode::NOT_FOUND, e),
         Err(e) => error(StatusCode::CONFLICT, e),

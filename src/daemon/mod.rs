@@ -188,11 +188,11 @@ impl Daemon {
         result
     }
 
-    fn trigger(&mut self, name: &str) -> Result<(), String> {
+    fn trigger(&mut self, name: &str, allow_deletes: bool) -> Result<(), String> {
         if !self.generation.project.syncs.iter().any(|s| s.name() == name) {
             return Err(format!("no sync named `{name}`"));
         }
-        if self.runs.start(&self.generation, name, &self.cancel) {
+        if self.runs.start_with(&self.generation, name, &self.cancel, allow_deletes) {
             Ok(())
         } else {
             Err(format!("`{name}` is running already"))
@@ -257,8 +257,8 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
                 d.publish();
             }
             Some(request) = control_rx.recv() => match request {
-                Control::Run(name, reply) => {
-                    let _ = reply.send(d.trigger(&name));
+                Control::Run(name, allow_deletes, reply) => {
+                    let _ = reply.send(d.trigger(&name, allow_deletes));
                     d.publish();
                 }
                 Control::Reload(reply) => {

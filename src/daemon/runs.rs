@@ -90,6 +90,11 @@ impl Runs {
 
     /// Starts a run of `name` unless one is going; `false` when the tick is skipped.
     pub fn start(&mut self, generation: &Arc<Generation>, name: &str, cancel: &CancellationToken) -> bool {
+        self.start_with(generation, name, cancel, false)
+    }
+
+    /// `start`, optionally past the delete guard (a person asked for it through the API).
+    pub fn start_with(&mut self, generation: &Arc<Generation>, name: &str, cancel: &CancellationToken, allow_deletes: bool) -> bool {
         if self.running.contains(name) {
             *self.skipped.entry(name.to_string()).or_default() += 1;
             crate::metrics::global().skipped_ticks.get_or_create(&crate::metrics::SyncLabel { sync: name.to_string() }).inc();
@@ -100,7 +105,7 @@ impl Runs {
         let (generation, name, cancel, limit) = (generation.clone(), name.to_string(), cancel.clone(), self.limit.clone());
         let task_name = name.clone();
         let handle = self.set.spawn(async move {
-            let outcome = run_one(&generation, &name, &cancel, limit).await;
+            let outcome = run_one(&generation, &name, &cancel, limit, allow_deletes).await;
             Done { sync: name, outcome }
         });
         self.tasks.insert(handle.id(), task_name);
@@ -144,7 +149,7 @@ impl Runs {
     }
 }
 
-async fn run_one(generation: &Generation, name: &str, cancel: &CancellationToken, limit: Arc<Semaphore>) -> Outcome {
+async fn run_one(generation: &Generation, name: &str, cancel: &CancellationToken, limit: Arc<Semaphore>, allow_deletes: bool) -> Outcome {
     let Some(sync) = generation.project.syncs.iter().find(|s| s.name() == name) else {
         return Outcome::Failed(format!("sync `{name}` is no longer defined"));
     };
@@ -163,7 +168,8 @@ async fn run_one(generation: &Generation, name: &str, cancel: &CancellationToken
             Err(e) => return Outcome::Failed(format!("could not take the sync's lock in the state store: {e}")),
         }
     }
-    let report = generation.engine.run(sync, &RunOptions { cancel: cancel.clone(), ..Default::default() }).await;
+    let opts = RunOptions { cancel: cancel.clone(), allow_deletes, ..Default::default() };
+    let report = generation.engine.run(sync, &opts).await;
     if let Some(conn) = lock {
         unlock(conn, name).await;
     }

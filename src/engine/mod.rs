@@ -5,6 +5,7 @@
 //! run with nothing written. The *send* phase writes the spool in batches and commits each
 //! batch's outcomes to the state store in one transaction, after the destination answered.
 
+mod guard;
 pub mod keys;
 mod report;
 mod retry;
@@ -49,6 +50,8 @@ pub struct RunOptions {
     pub full_resync: bool,
     /// Plan only: diff and report, send and store nothing.
     pub dry_run: bool,
+    /// Let a mirror run past the delete guard (`--allow-deletes`).
+    pub allow_deletes: bool,
     /// Sample rows to keep per change class (plan output).
     pub samples: usize,
     /// Cancelled: finish the batch in flight, commit it, stop.
@@ -91,6 +94,7 @@ pub struct Engine {
     destinations: HashMap<String, Result<Arc<dyn Destination>, String>>,
     /// Destination name -> kind, mixed into configuration fingerprints.
     kinds: HashMap<String, String>,
+    delete_guard: crate::project::config::DeleteGuardConfig,
     sources: HashMap<String, Result<Source, String>>,
 }
 
@@ -110,7 +114,7 @@ impl Engine {
             .iter()
             .map(|(name, cfg)| (name.clone(), Source::new(name, cfg, &project.root).map_err(|e| e.to_string())))
             .collect();
-        Ok(Engine { store, destinations, kinds, sources })
+        Ok(Engine { store, destinations, kinds, sources, delete_guard: project.config.delete_guard.clone() })
     }
 
     pub fn destination(&self, name: &str) -> Result<&Arc<dyn Destination>, RunError> {
@@ -250,6 +254,19 @@ impl Engine {
         report.to_send.delete = deletes.len() as u64;
         if report.config_changed {
             report.warn("the sync's mode, key, mapping, target or destination changed: every row is re-sent".into());
+        }
+        // The delete guard, before anything is sent: a run it stops sends nothing at all.
+        let stored_rows = counts.changed + counts.unchanged + counts.removed;
+        let limits = guard::limits(&self.delete_guard, &sync.file);
+        if let Some(why) = guard::violation(&limits, deletes.len() as u64, stored_rows, report.rows_read).filter(|_| !opts.allow_deletes) {
+            let message = format!(
+                "delete guard: {why}; nothing was sent. If that is intended, run `sluice run {name} --allow-deletes` \
+                 (or raise max_deletes / max_delete_pct); otherwise check the model"
+            );
+            if !opts.dry_run {
+                return Err(RunError::Invalid(message));
+            }
+            report.warn(format!("a real run would stop here: {message}"));
         }
         if opts.dry_run {
             let stored = self.store.lookup(name, &deletes[..deletes.len().min(opts.samples)]).await?;

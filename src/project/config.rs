@@ -24,6 +24,30 @@ pub struct ProjectConfig {
     pub destinations: IndexMap<String, DestinationSpec>,
     #[serde(default)]
     pub daemon: DaemonConfig,
+    #[serde(default)]
+    pub delete_guard: DeleteGuardConfig,
+}
+
+/// `[delete_guard]`: how many removals a mirror run may send before it needs `--allow-deletes`.
+/// A sync's header can set its own `max_deletes` / `max_delete_pct`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteGuardConfig {
+    /// At most this many removals per run (no limit when unset).
+    pub max_deletes: Option<u64>,
+    /// At most this share of the rows the destination holds, in percent.
+    #[serde(default = "default_delete_pct")]
+    pub max_delete_pct: f64,
+}
+
+impl Default for DeleteGuardConfig {
+    fn default() -> Self {
+        DeleteGuardConfig { max_deletes: None, max_delete_pct: default_delete_pct() }
+    }
+}
+
+fn default_delete_pct() -> f64 {
+    50.0
 }
 
 /// `[daemon]`: how `sluice daemon` schedules runs.

@@ -68,6 +68,9 @@ pub struct SyncFile {
     pub catch_up: bool,
     /// Up to this many seconds of random delay per scheduled run, to spread syncs sharing a schedule.
     pub jitter_secs: u64,
+    /// The sync's own delete guard, overriding `[delete_guard]`.
+    pub max_deletes: Option<u64>,
+    pub max_delete_pct: Option<f64>,
 }
 
 /// A value with the file line it came from.
@@ -98,9 +101,23 @@ struct Header {
     mapping: IndexMap<String, Spanned<String>>,
     catch_up: Option<bool>,
     jitter: Option<Spanned<i64>>,
+    max_deletes: Option<Spanned<i64>>,
+    max_delete_pct: Option<Spanned<f64>>,
 }
 
-const HEADER_KEYS: &[&str] = &["schedule", "source", "destination", "primary_key", "mode", "target", "mapping", "catch_up", "jitter"];
+const HEADER_KEYS: &[&str] = &[
+    "schedule",
+    "source",
+    "destination",
+    "primary_key",
+    "mode",
+    "target",
+    "mapping",
+    "catch_up",
+    "jitter",
+    "max_deletes",
+    "max_delete_pct",
+];
 const OPENER: &str = "/* sluice";
 
 /// The sync's name: the file stem (`syncs/team/high_value.sql` -> `high_value`).
@@ -185,7 +202,19 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
         Some(j) if *j.get_ref() >= 0 && *j.get_ref() <= 3600 => *j.get_ref() as u64,
         Some(j) => return Err(err(line_of(j.span()), "`jitter` is seconds of random delay: 0 to 3600".into())),
     };
+    let max_deletes = match &header.max_deletes {
+        None => None,
+        Some(m) if *m.get_ref() >= 0 => Some(*m.get_ref() as u64),
+        Some(m) => return Err(err(line_of(m.span()), "`max_deletes` must be 0 or more".into())),
+    };
+    let max_delete_pct = match &header.max_delete_pct {
+        None => None,
+        Some(p) if (0.0..=100.0).contains(p.get_ref()) => Some(*p.get_ref()),
+        Some(p) => return Err(err(line_of(p.span()), "`max_delete_pct` is a percentage: 0 to 100 (100 turns the share check off)".into())),
+    };
     Ok(SyncFile {
+        max_deletes,
+        max_delete_pct,
         catch_up: header.catch_up.unwrap_or(true),
         jitter_secs,
         name: sync_name(path),
