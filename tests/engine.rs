@@ -115,7 +115,7 @@ async fn insert_mode_sends_only_new_keys() {
 }
 
 #[tokio::test]
-async fn rejected_rows_are_reported_and_retried_next_run() {
+async fn rejected_rows_are_held_until_they_change_or_are_retried() {
     for (source, state) in MATRIX {
         let env = Env::new(source, state).await;
         let ctx = format!("{source:?}/{state:?}");
@@ -136,12 +136,22 @@ async fn rejected_rows_are_reported_and_retried_next_run() {
         engine.store.close().await;
         env.sink.take();
 
+        // Unchanged, it is not sent again: the destination would refuse it again.
         let second = env.run("r").await;
-        assert_eq!((second.to_send.upsert, second.rejected), (1, 1), "{ctx}: the rejected row is tried again");
+        assert_eq!((second.status, second.to_send.upsert, second.held), (RunStatus::Partial, 0, 1), "{ctx}");
+        assert!(second.warnings.iter().any(|w| w.contains("held back") && w.contains("sluice retry r")), "{ctx}: {:?}", second.warnings);
+        assert_eq!(env.sink.requests(), 0, "{ctx}");
 
-        env.sink.clear_rejects();
+        // Changed, it is sent (and refused) again.
+        env.exec("UPDATE customers SET email = 'fixed@x.com' WHERE id = 4").await;
         let third = env.run("r").await;
-        assert_eq!((third.status, third.written), (RunStatus::Success, 1), "{ctx}");
+        assert_eq!((third.to_send.upsert, third.rejected), (1, 1), "{ctx}");
+
+        // `sluice retry`: sent now, though unchanged.
+        env.sink.clear_rejects();
+        env.sink.take();
+        let retried = env.run_with("r", sluice::engine::RunOptions { retry_rejected: true, ..Default::default() }).await;
+        assert_eq!((retried.status, retried.written), (RunStatus::Success, 1), "{ctx}");
         assert_eq!(ids(&env.sink.take()), vec![4], "{ctx}");
         let engine = sluice::engine::Engine::open(&project).await.unwrap();
         assert_eq!(engine.store.error_counts("r").await.unwrap(), (0, 0), "{ctx}: written rows leave the error list");

@@ -83,6 +83,19 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         runs: i64,
     },
+    /// Rows a destination rejected or that wait for a retry: key, reason, attempts, first/last seen.
+    Failures {
+        /// Syncs to list (default: all).
+        names: Vec<String>,
+        /// Rows shown per sync.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Run syncs now, sending again the rows the destination rejected even if they did not change.
+    Retry {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Run every sync on its schedule until stopped (SIGTERM/Ctrl-C); SIGHUP reloads the project.
     /// Meant to run under systemd: see contrib/systemd/sluice.service.
     Daemon,
@@ -122,6 +135,11 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
             run(&cli, names, opts).await
         }
         Command::Status { names, runs } => status(&cli, names, *runs).await,
+        Command::Failures { names, limit } => failures(&cli, names, *limit).await,
+        Command::Retry { names } => {
+            let opts = RunOptions { retry_rejected: true, cancel, ..Default::default() };
+            run(&cli, names, opts).await
+        }
         Command::Reset { names } => reset(&cli, names).await,
         Command::Daemon => crate::daemon::run(&cli.project, cancel).await.map(|_| EXIT_OK).map_err(|e| fail(EXIT_INVALID, e)),
     };
@@ -245,6 +263,22 @@ async fn status(cli: &Cli, names: &[String], runs: i64) -> Result<u8, Failure> {
     }
     engine.store.close().await;
     output::status(&rows, cli.json);
+    Ok(EXIT_OK)
+}
+
+async fn failures(cli: &Cli, names: &[String], limit: i64) -> Result<u8, Failure> {
+    let project = load(cli)?;
+    let (syncs, _) = selected(&project, names, cli.json)?;
+    let engine = open_engine(&project).await?;
+    let mut rows = Vec::new();
+    for sync in syncs {
+        let db = |e: crate::state::StateError| fail(EXIT_SYNC_FAILED, e.to_string());
+        let (rejected, retryable) = engine.store.error_counts(sync.name()).await.map_err(db)?;
+        let errors = engine.store.row_errors(sync.name(), limit.max(1)).await.map_err(db)?;
+        rows.push(output::FailureRows { sync: sync.name().to_string(), rejected, retryable, rows: errors });
+    }
+    engine.store.close().await;
+    output::failures(&rows, cli.json);
     Ok(EXIT_OK)
 }
 

@@ -25,6 +25,38 @@ pub struct StatusRow {
     pub errors: Vec<RowError>,
 }
 
+#[derive(Serialize)]
+pub struct FailureRows {
+    pub sync: String,
+    pub rejected: i64,
+    pub retryable: i64,
+    pub rows: Vec<RowError>,
+}
+
+/// `sluice failures`: per sync, the rows that did not land and why.
+pub fn failures(syncs: &[FailureRows], as_json: bool) {
+    if as_json {
+        return json(&serde_json::json!({ "syncs": syncs }));
+    }
+    for s in syncs {
+        if s.rows.is_empty() {
+            println!("{}: no failed rows", s.sync);
+            continue;
+        }
+        println!(
+            "{}: {} rejected (held until they change or `sluice retry {}`), {} to retry on the next run",
+            s.sync, s.rejected, s.sync, s.retryable
+        );
+        for e in &s.rows {
+            println!("  {} {:<9} {} attempt(s), first {} last {}: {}", e.key, e.kind, e.attempts, e.first_seen, e.last_seen, e.message);
+        }
+        let shown = s.rows.len() as i64;
+        if s.rejected + s.retryable > shown {
+            println!("  ... and {} more (--limit)", s.rejected + s.retryable - shown);
+        }
+    }
+}
+
 pub fn json(value: &impl Serialize) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),

@@ -52,6 +52,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Let a mirror run past the delete guard (`--allow-deletes`).
     pub allow_deletes: bool,
+    /// Send rows the destination rejected before even if unchanged (`sluice retry`).
+    pub retry_rejected: bool,
     /// Sample rows to keep per change class (plan output).
     pub samples: usize,
     /// Cancelled: finish the batch in flight, commit it, stop.
@@ -95,6 +97,7 @@ pub struct Engine {
     /// Destination name -> kind, mixed into configuration fingerprints.
     kinds: HashMap<String, String>,
     delete_guard: crate::project::config::DeleteGuardConfig,
+    retry: crate::project::config::RetryConfig,
     sources: HashMap<String, Result<Source, String>>,
 }
 
@@ -114,7 +117,14 @@ impl Engine {
             .iter()
             .map(|(name, cfg)| (name.clone(), Source::new(name, cfg, &project.root).map_err(|e| e.to_string())))
             .collect();
-        Ok(Engine { store, destinations, kinds, sources, delete_guard: project.config.delete_guard.clone() })
+        Ok(Engine {
+            store,
+            destinations,
+            kinds,
+            sources,
+            delete_guard: project.config.delete_guard.clone(),
+            retry: project.config.retry.clone(),
+        })
     }
 
     pub fn destination(&self, name: &str) -> Result<&Arc<dyn Destination>, RunError> {
@@ -153,7 +163,11 @@ impl Engine {
         if let Err(e) = self.run_inner(sync, opts, &run_id, &mut report).await {
             report.fail(e.to_string());
         } else {
-            report.status = if report.rejected + report.retryable + report.null_keys > 0 { RunStatus::Partial } else { RunStatus::Success };
+            report.status = if report.rejected + report.retryable + report.null_keys + report.held > 0 {
+                RunStatus::Partial
+            } else {
+                RunStatus::Success
+            };
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
         if !opts.dry_run {
@@ -179,6 +193,10 @@ impl Engine {
         let stored_fp = self.store.config_fingerprint(name).await?;
         report.config_changed = stored_fp.as_ref().is_some_and(|s| *s != config_fp);
         let snapshot = self.store.snapshot(name).await?;
+        // Rejected rows stay held back while unchanged, until `sluice retry` or their hold ends.
+        let hold_for = sync.file.retry_rejected_after.unwrap_or(self.retry.rejected_after);
+        let held_since = chrono::Utc::now() - chrono::Duration::from_std(hold_for).unwrap_or(chrono::Duration::MAX);
+        let holds = if opts.retry_rejected { Default::default() } else { self.store.rejected_holds(name).await? };
 
         // ---- scan: model -> diff -> spool ----
         let mut stream = source.stream(&sync.file.model).await?;
@@ -228,6 +246,15 @@ impl Engine {
                         continue;
                     }
                 };
+                if change != Change::Unchanged {
+                    let still_held = holds.get(&key_hash).is_some_and(|(fp, seen)| {
+                        *fp == fingerprint && chrono::DateTime::parse_from_rfc3339(seen).is_ok_and(|t| t > held_since)
+                    });
+                    if still_held {
+                        report.held += 1;
+                        continue;
+                    }
+                }
                 report.sample(change, &shape, &key, &fields);
                 if let Some(op) = op_for(mode, change) {
                     report.to_send.add(op);
@@ -274,6 +301,12 @@ impl Engine {
             return Ok(());
         }
 
+        if report.held > 0 {
+            report.warn(format!(
+                "{} row(s) the destination rejected before are unchanged and held back (see `sluice failures {name}`; `sluice retry {name}` sends them now)",
+                report.held
+            ));
+        }
         if report.restored > 0 {
             report.warn(format!(
                 "{} unchanged row(s) are missing from the destination (removed by hand?) and are written again",

@@ -57,6 +57,8 @@ pub struct SyncReport {
     pub null_keys: u64,
     /// Unchanged rows re-sent because the destination no longer holds them.
     pub restored: u64,
+    /// Rows rejected before and unchanged since: not sent this run.
+    pub held: u64,
     pub to_send: OpCounts,
     pub written: u64,
     pub rejected: u64,
@@ -85,6 +87,7 @@ impl SyncReport {
             counts: Counts::default(),
             null_keys: 0,
             restored: 0,
+            held: 0,
             to_send: OpCounts::default(),
             written: 0,
             rejected: 0,

@@ -26,6 +26,27 @@ pub struct ProjectConfig {
     pub daemon: DaemonConfig,
     #[serde(default)]
     pub delete_guard: DeleteGuardConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// `[retry]`: what happens to rows a destination rejected.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// A rejected row that has not changed is sent again after this long (`sluice retry` sooner).
+    #[serde(default = "default_rejected_after", with = "crate::destinations::duration_setting")]
+    pub rejected_after: std::time::Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig { rejected_after: default_rejected_after() }
+    }
+}
+
+fn default_rejected_after() -> std::time::Duration {
+    std::time::Duration::from_secs(24 * 3600)
 }
 
 /// `[delete_guard]`: how many removals a mirror run may send before it needs `--allow-deletes`.

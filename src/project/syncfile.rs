@@ -71,6 +71,8 @@ pub struct SyncFile {
     /// The sync's own delete guard, overriding `[delete_guard]`.
     pub max_deletes: Option<u64>,
     pub max_delete_pct: Option<f64>,
+    /// The sync's own `[retry] rejected_after`.
+    pub retry_rejected_after: Option<std::time::Duration>,
 }
 
 /// A value with the file line it came from.
@@ -103,6 +105,7 @@ struct Header {
     jitter: Option<Spanned<i64>>,
     max_deletes: Option<Spanned<i64>>,
     max_delete_pct: Option<Spanned<f64>>,
+    retry_rejected_after: Option<Spanned<String>>,
 }
 
 const HEADER_KEYS: &[&str] = &[
@@ -212,7 +215,17 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
         Some(p) if (0.0..=100.0).contains(p.get_ref()) => Some(*p.get_ref()),
         Some(p) => return Err(err(line_of(p.span()), "`max_delete_pct` is a percentage: 0 to 100 (100 turns the share check off)".into())),
     };
+    let retry_rejected_after = match &header.retry_rejected_after {
+        None => None,
+        Some(d) => Some(humantime::parse_duration(d.get_ref()).map_err(|e| {
+            err(
+                line_of(d.span()),
+                format!("`retry_rejected_after` = \"{}\" is not a duration ({e}): use e.g. \"6h\" or \"30m\"", d.get_ref()),
+            )
+        })?),
+    };
     Ok(SyncFile {
+        retry_rejected_after,
         max_deletes,
         max_delete_pct,
         catch_up: header.catch_up.unwrap_or(true),

@@ -226,10 +226,11 @@ impl Store {
         }
         for chunk in failed.chunks(CHUNK) {
             let sql = format!(
-                "INSERT INTO row_errors (sync, key_hash, key_json, kind, message, attempts, first_seen, last_seen, last_run) VALUES {} \
-                 ON CONFLICT (sync, key_hash) DO UPDATE SET key_json = excluded.key_json, kind = excluded.kind, \
-                 message = excluded.message, attempts = row_errors.attempts + 1, last_seen = excluded.last_seen, last_run = excluded.last_run",
-                value_lists(chunk.len(), 9, 1)
+                "INSERT INTO row_errors (sync, key_hash, key_json, kind, message, attempts, first_seen, last_seen, last_run, fingerprint) \
+                 VALUES {} ON CONFLICT (sync, key_hash) DO UPDATE SET key_json = excluded.key_json, kind = excluded.kind, \
+                 message = excluded.message, attempts = row_errors.attempts + 1, last_seen = excluded.last_seen, \
+                 last_run = excluded.last_run, fingerprint = excluded.fingerprint",
+                value_lists(chunk.len(), 10, 1)
             );
             let mut q = sqlx::query(&sql);
             for c in chunk {
@@ -247,7 +248,8 @@ impl Store {
                     .bind(1i64)
                     .bind(now.clone())
                     .bind(now.clone())
-                    .bind(run_id);
+                    .bind(run_id)
+                    .bind(hash_bytes(c.fingerprint));
             }
             q.execute(&mut *tx).await?;
         }

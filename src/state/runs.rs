@@ -1,10 +1,12 @@
 //! Run history and the failed-rows list.
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{now, StateError, Store};
+use crate::value::Hash128;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -143,6 +145,24 @@ impl Store {
     }
 
     /// The latest `limit` runs of `sync`, newest first.
+    /// Rejected rows with the fingerprint of the version rejected and when: the engine holds them
+    /// back while they stay unchanged.
+    pub async fn rejected_holds(&self, sync: &str) -> Result<FxHashMap<Hash128, (Hash128, String)>, StateError> {
+        let rows = sqlx::query(
+            "SELECT key_hash, fingerprint, last_seen FROM row_errors WHERE sync = $1 AND kind = 'rejected' AND fingerprint IS NOT NULL",
+        )
+        .bind(sync)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = FxHashMap::default();
+        for row in rows {
+            let key: Vec<u8> = row.try_get(0)?;
+            let fp: Vec<u8> = row.try_get(1)?;
+            out.insert(super::hash_from(&key), (super::hash_from(&fp), row.try_get::<String, _>(2)?));
+        }
+        Ok(out)
+    }
+
     /// When the sync's last run that got through (success or partial) started.
     pub async fn last_completed_start(&self, sync: &str) -> Result<Option<String>, StateError> {
         let row = sqlx::query("SELECT MAX(started_at) FROM runs WHERE sync = $1 AND status IN ('success', 'partial')")
