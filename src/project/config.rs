@@ -167,6 +167,33 @@ pub struct DestinationSpec {
     pub settings: toml::Table,
 }
 
+/// Keys that hold credentials when written out in the file instead of `${VAR}` or `*_file`.
+const SECRET_KEYS: [&str; 7] = ["token", "private_key", "credentials", "credentials_json", "signing_secret", "api_token", "password"];
+
+/// The first secret key the config sets to a literal value, if any.
+fn literal_secret(text: &str) -> Option<&'static str> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        let key = key.trim();
+        let value = value.trim().trim_start_matches(['"', '\'']);
+        SECRET_KEYS.iter().find(|k| **k == key).filter(|_| !value.starts_with("${") && !value.is_empty()).copied()
+    })
+}
+
+/// Warns when a file that may hold secrets can be read by every user on the machine.
+fn warn_if_world_readable(path: &Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o004 != 0 {
+            tracing::warn!(
+                "{what} {} is readable by every user on this machine: `chmod o-r {}` (or keep secrets in `${{VAR}}`s)",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+}
+
 /// Reads, merges, interpolates and types the project config.
 pub fn load(root: &Path) -> Result<ProjectConfig, ProjectError> {
     let path = root.join(CONFIG_FILE);
@@ -174,6 +201,9 @@ pub fn load(root: &Path) -> Result<ProjectConfig, ProjectError> {
         ProjectError::file(&path, format!("cannot read the project config: {e}"))
             .with_hint(Some("run `sluice init DIR` to create a project, or pass --project DIR".into()))
     })?;
+    if let Some(key) = literal_secret(&text) {
+        warn_if_world_readable(&path, &format!("the project config (it sets `{key}` literally)"));
+    }
     // Syntax first, on the raw text, so errors carry the real line.
     if let Err(e) = toml::from_str::<toml::Table>(&text) {
         let line = e.span().map(|s| line_at(&text, s.start)).unwrap_or(1);
@@ -254,6 +284,7 @@ fn resolve_strings(value: &mut toml::Value, path: &mut Vec<String>, root: &Path)
                         });
                     }
                     let file_path = root.join(file);
+                    warn_if_world_readable(&file_path, &format!("the secret file of `{}`", path.join(".")));
                     let contents = std::fs::read_to_string(&file_path).map_err(|e| ResolveError {
                         key_path: path.clone(),
                         message: format!("`{}`: cannot read {}: {e}", path.join("."), file_path.display()),

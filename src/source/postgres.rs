@@ -16,6 +16,10 @@ use crate::value::{normalize_decimal, Value};
 pub struct PostgresSource {
     name: String,
     pool: PgPool,
+    /// Boxed: connect options are large and sources live in a map.
+    options: Box<sqlx::postgres::PgConnectOptions>,
+    /// `host:port`: what errors show of the URL (never the password).
+    shown: String,
 }
 
 /// How to decode one column.
@@ -171,11 +175,35 @@ impl PostgresSource {
         let connect_err = |message: String| SourceError::Connect { source_name: name.to_string(), message };
         let options: sqlx::postgres::PgConnectOptions =
             config.url.expose_secret().parse().map_err(|_| connect_err("`url` is not a valid postgres:// URL".into()))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(std::time::Duration::from_secs(15))
-            .connect_lazy_with(options.application_name("sluice"));
-        Ok(PostgresSource { name: name.to_string(), pool })
+        let options = options.application_name("sluice");
+        let shown = format!("{}:{}", options.get_host(), options.get_port());
+        let pool =
+            PgPoolOptions::new().max_connections(2).acquire_timeout(std::time::Duration::from_secs(15)).connect_lazy_with(options.clone());
+        Ok(PostgresSource { name: name.to_string(), pool, options: Box::new(options), shown })
+    }
+
+    /// Before the pool's first connection, one direct attempt: a refused or unknown host fails
+    /// at once with the reason, instead of the pool's "timed out" after 15 s.
+    async fn check_reachable(&self) -> Result<(), SourceError> {
+        if self.pool.size() > 0 {
+            return Ok(());
+        }
+        use sqlx::Connection;
+        let attempt =
+            tokio::time::timeout(std::time::Duration::from_secs(10), sqlx::postgres::PgConnection::connect_with(&self.options)).await;
+        let why = match attempt {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Ok(Err(sqlx::Error::Database(db))) => db.message().to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 10 s".into(),
+        };
+        Err(SourceError::Connect {
+            source_name: self.name.clone(),
+            message: format!("{}: {why} (is the server up? check the source's `url`)", self.shown),
+        })
     }
 
     fn map_err(&self, e: sqlx::Error) -> SourceError {
@@ -189,6 +217,7 @@ impl PostgresSource {
     }
 
     async fn columns(&self, sql: &str) -> Result<(Vec<Column>, Vec<Dec>), SourceError> {
+        self.check_reachable().await?;
         let described = (&self.pool).describe(sql).await.map_err(|e| self.map_err(e))?;
         let mut cols = Vec::new();
         let mut decs = Vec::new();
