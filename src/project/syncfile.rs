@@ -171,6 +171,7 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
     if model.is_empty() {
         return Err(err(1 + text[..model_start].matches('\n').count(), "no SQL model after the header".into()));
     }
+    check_model(&model).map_err(|m| err(model_line, m))?;
 
     let schedule = match &header.schedule {
         None => Schedule::Manual,
@@ -245,10 +246,81 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
     })
 }
 
+/// `$tag$` at the start of `s` (Postgres dollar quoting), if there.
+fn dollar_tag(s: &str) -> Option<&str> {
+    let end = s.strip_prefix('$')?.find('$')? + 2;
+    s[1..end - 1].chars().all(|c| c.is_alphanumeric() || c == '_').then(|| &s[..end])
+}
+
+/// The model must be one query: sluice only reads. Catches a second statement (`;` outside
+/// strings and comments) and a statement that is not a query (DELETE, CREATE, ...).
+fn check_model(model: &str) -> Result<(), String> {
+    // The model with comments and quoted text replaced by a space.
+    let mut code = String::with_capacity(model.len());
+    let mut rest = model;
+    while let Some(c) = rest.chars().next() {
+        let skipped = if rest.starts_with("--") {
+            rest.find('\n').unwrap_or(rest.len())
+        } else if rest.starts_with("/*") {
+            rest.find("*/").map(|e| e + 2).unwrap_or(rest.len())
+        } else if c == '\'' || c == '"' {
+            let q = &rest[..1];
+            let mut end = 1;
+            loop {
+                match rest[end..].find(q) {
+                    // A doubled quote is an escaped quote inside the literal.
+                    Some(p) if rest[end + p + 1..].starts_with(q) => end += p + 2,
+                    Some(p) => break end + p + 1,
+                    None => break rest.len(),
+                }
+            }
+        } else if let Some(tag) = dollar_tag(rest) {
+            rest[tag.len()..].find(tag).map(|e| e + 2 * tag.len()).unwrap_or(rest.len())
+        } else {
+            0
+        };
+        if skipped > 0 {
+            code.push(' ');
+            rest = &rest[skipped..];
+        } else {
+            code.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    if code.contains(';') {
+        return Err("the model holds more than one statement: a sync file's model is one query".into());
+    }
+    let first = code.trim_start().trim_start_matches('(').split(|c: char| !c.is_alphanumeric()).next().unwrap_or("").to_ascii_lowercase();
+    if !matches!(first.as_str(), "select" | "with" | "from" | "values" | "table" | "pivot" | "unpivot") {
+        return Err(format!(
+            "the model starts with `{}`, not a query: it must be a SELECT (or WITH ... SELECT); sluice only reads",
+            first.to_ascii_uppercase()
+        ));
+    }
+    Ok(())
+}
+
 /// Pulls the field name out of serde's "unknown field `x`, expected ..." message.
 pub(crate) fn unknown_field(message: &str) -> Option<String> {
     let rest = message.split("unknown field `").nth(1)?;
     Some(rest.split('`').next()?.to_string())
+}
+
+#[cfg(test)]
+mod model_tests {
+    use super::check_model;
+
+    #[test]
+    fn one_query_only() {
+        assert!(check_model("SELECT 1").is_ok());
+        assert!(check_model("-- top\nWITH a AS (SELECT ';' AS x) SELECT * FROM a").is_ok());
+        assert!(check_model("SELECT 'it''s; fine', \"a;b\" FROM t /* ; */").is_ok());
+        assert!(check_model("SELECT $$a;b$$, $x$;$x$").is_ok());
+        assert!(check_model("(SELECT 1) UNION (SELECT 2)").is_ok());
+        assert!(check_model("SELECT 1; SELECT 2").unwrap_err().contains("more than one statement"));
+        assert!(check_model("DELETE FROM customers").unwrap_err().contains("starts with `DELETE`"));
+        assert!(check_model("/* c */ create table x (a int)").unwrap_err().contains("`CREATE`"));
+    }
 }
 
 #[cfg(test)]

@@ -175,7 +175,8 @@ impl PostgresSource {
         let connect_err = |message: String| SourceError::Connect { source_name: name.to_string(), message };
         let options: sqlx::postgres::PgConnectOptions =
             config.url.expose_secret().parse().map_err(|_| connect_err("`url` is not a valid postgres:// URL".into()))?;
-        let options = options.application_name("sluice");
+        // Read-only transactions: a model can never change the warehouse, whatever it calls.
+        let options = options.application_name("sluice").options([("default_transaction_read_only", "on")]);
         let shown = format!("{}:{}", options.get_host(), options.get_port());
         let pool =
             PgPoolOptions::new().max_connections(2).acquire_timeout(std::time::Duration::from_secs(15)).connect_lazy_with(options.clone());

@@ -35,6 +35,23 @@ pub struct Store {
     pool: AnyPool,
 }
 
+/// One direct connection before the pool: an unreachable server fails at once with the reason,
+/// naming `host:port` only (the URL may hold a password), instead of the pool's "timed out".
+async fn reachable(url: &str) -> Result<(), StateError> {
+    use sqlx::Connection;
+    let shown = reqwest::Url::parse(url).map(|u| format!("{}:{}", u.host_str().unwrap_or(""), u.port().unwrap_or(5432))).unwrap_or_default();
+    let why = match tokio::time::timeout(std::time::Duration::from_secs(10), sqlx::AnyConnection::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            return Ok(());
+        }
+        Ok(Err(sqlx::Error::Database(db))) => db.message().to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer within 10 s".into(),
+    };
+    Err(StateError::Config(format!("cannot reach the state database at {shown}: {why} (is it up? check [state] url)")))
+}
+
 /// What the store remembers of a row the destination holds.
 #[derive(Clone, Debug)]
 pub struct StoredRow {
@@ -105,6 +122,9 @@ impl Store {
         } else {
             return Err(StateError::Config("[state] url must start with sqlite:// or postgres://".into()));
         };
+        if !sqlite {
+            reachable(&url).await?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 1 } else { 4 })
             .after_connect(move |conn, _| {
@@ -121,12 +141,19 @@ impl Store {
             })
             .connect(&url)
             .await?;
-        if sqlite {
-            sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        let migrated = if sqlite {
+            sqlx::migrate!("migrations/sqlite").run(&pool).await
         } else {
-            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            sqlx::migrate!("migrations/postgres").run(&pool).await
+        };
+        match migrated {
+            Ok(()) => Ok(Store { pool }),
+            Err(sqlx::migrate::MigrateError::VersionMissing(v)) => Err(StateError::Config(format!(
+                "the state database was written by a newer sluice (its migration {v} is unknown to this version): \
+                 upgrade sluice, or point [state] url at another database"
+            ))),
+            Err(e) => Err(e.into()),
         }
-        Ok(Store { pool })
     }
 
     /// Key hash -> fingerprint of every row the destination holds for `sync`.
