@@ -497,3 +497,19 @@ async fn the_next_run_is_the_schedules_next_time_in_the_configured_zone() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0);
 }
+
+#[tokio::test]
+async fn a_destination_that_keeps_failing_does_not_hold_up_other_syncs() {
+    let env = project(StateKind::Sqlite, "").await;
+    let config = env.root().join("sluice.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("[daemon]", "[destinations.down]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/hook\"\nmax_attempts = 50\nretry_initial_delay = \"200ms\"\n\n[daemon]")).unwrap();
+    env.write_sync("stuck", "destination = \"down\"\nprimary_key = \"id\"\nschedule = \"* * * * * *\"", "SELECT id, v FROM t");
+    env.write_sync("fine", &sync_header(EVERY_SECOND, ""), "SELECT id, (random() * 1000000)::BIGINT AS v FROM t");
+    let mut daemon = Daemon::start(env.root(), &[]);
+    eventually(Duration::from_secs(30), "the healthy sync runs on", || async { completed(&env, "fine").await >= 3 }).await;
+    assert!(completed(&env, "stuck").await == 0, "the failing sync is still retrying its first batch");
+    assert!(daemon.logs().contains("the previous run is still going"), "its ticks are skipped meanwhile");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).await, 0, "{}", daemon.logs());
+}

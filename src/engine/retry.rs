@@ -11,11 +11,15 @@ use crate::destinations::{Capabilities, Destination, DestinationError, RowOp, Ro
 
 /// The longest a server's Retry-After may hold one call.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// The most time one call may spend waiting between attempts; then its rows stay pending for
+/// the next run, so one struggling destination cannot hold a run (or a daemon slot) for hours.
+pub const MAX_TOTAL_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// Paces the attempts of one call.
 struct Pacer<'a> {
     delays: ExponentialBackoff,
     attempt: usize,
+    waited: Duration,
     cancel: &'a CancellationToken,
 }
 
@@ -27,7 +31,7 @@ impl<'a> Pacer<'a> {
             .with_max_times(caps.retry_attempts.saturating_sub(1))
             .with_jitter()
             .build();
-        Pacer { delays, attempt: 1, cancel }
+        Pacer { delays, attempt: 1, waited: Duration::ZERO, cancel }
     }
 
     /// After a failed attempt: waits for the next one, or gives the error back to give up with.
@@ -39,6 +43,13 @@ impl<'a> Pacer<'a> {
             return Err(DestinationError { message: format!("{} (gave up after {} attempts)", error.message, self.attempt), ..error });
         };
         let delay = error.retry_after.map(|d| d.min(MAX_RETRY_AFTER)).unwrap_or(delay);
+        if self.waited + delay > MAX_TOTAL_WAIT {
+            return Err(DestinationError {
+                message: format!("{} (gave up after {} attempts and {} s of waiting)", error.message, self.attempt, self.waited.as_secs()),
+                ..error
+            });
+        }
+        self.waited += delay;
         tracing::warn!(attempt = self.attempt, delay_ms = delay.as_millis() as u64, error = %error.message, "{what} failed, retrying");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

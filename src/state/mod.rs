@@ -39,7 +39,8 @@ pub struct Store {
 /// naming `host:port` only (the URL may hold a password), instead of the pool's "timed out".
 async fn reachable(url: &str) -> Result<(), StateError> {
     use sqlx::Connection;
-    let shown = reqwest::Url::parse(url).map(|u| format!("{}:{}", u.host_str().unwrap_or(""), u.port().unwrap_or(5432))).unwrap_or_default();
+    let shown =
+        reqwest::Url::parse(url).map(|u| format!("{}:{}", u.host_str().unwrap_or(""), u.port().unwrap_or(5432))).unwrap_or_default();
     let why = match tokio::time::timeout(std::time::Duration::from_secs(10), sqlx::AnyConnection::connect(url)).await {
         Ok(Ok(conn)) => {
             let _ = conn.close().await;

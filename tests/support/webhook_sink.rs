@@ -35,6 +35,9 @@ struct Inner {
     always_results: bool,
     /// Latency added to every answer (a slow destination).
     delay: std::time::Duration,
+    /// Random faults: the share of requests that get one, and the generator.
+    fault_rate: Option<(f64, fastrand::Rng)>,
+    faults_injected: usize,
 }
 
 #[derive(Clone, Default)]
@@ -78,6 +81,15 @@ impl Sink {
     pub fn slow(&self, delay: std::time::Duration) {
         self.inner.lock().unwrap().delay = delay;
     }
+    /// From now on `rate` of the requests meet a fault, picked at random (seeded): 429 with or
+    /// without Retry-After, 500, 503, an answer slower than `slow`, a reset connection, or a 200
+    /// whose body is cut off.
+    pub fn fault_rate(&self, rate: f64, seed: u64) {
+        self.inner.lock().unwrap().fault_rate = Some((rate, fastrand::Rng::with_seed(seed)));
+    }
+    pub fn faults_injected(&self) -> usize {
+        self.inner.lock().unwrap().faults_injected
+    }
     pub fn always_results(&self) {
         self.inner.lock().unwrap().always_results = true;
     }
@@ -113,6 +125,29 @@ async fn handle(State(sink): State<Sink>, headers: HeaderMap, Json(body): Json<V
             destination_id: r["destination_id"].as_str().map(str::to_string),
         })
         .collect();
+    let random_fault = {
+        let mut inner = sink.inner.lock().unwrap();
+        let pick = inner.fault_rate.as_mut().and_then(|(rate, rng)| (rng.f64() < *rate).then(|| rng.u8(0..7)));
+        inner.faults_injected += pick.is_some() as usize;
+        pick
+    };
+    match random_fault {
+        Some(0) => return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], "slow down").into_response(),
+        Some(1) => return (StatusCode::TOO_MANY_REQUESTS, "slow down").into_response(),
+        Some(2) => return (StatusCode::INTERNAL_SERVER_ERROR, "oops").into_response(),
+        Some(3) => return (StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response(),
+        Some(4) => tokio::time::sleep(std::time::Duration::from_secs(3)).await, // past the client's timeout
+        Some(5) => super::faults::drop_connection(),
+        Some(_) => {
+            // A 200 whose body is cut: the length promised is longer than what is sent. The
+            // rows were accepted, so they are recorded; the client cannot know and sends them again.
+            sink.inner.lock().unwrap().batches.push(rows.clone());
+            let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> =
+                vec![Ok("{\"results\":".into()), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut"))];
+            return (StatusCode::OK, axum::body::Body::from_stream(futures_util::stream::iter(chunks))).into_response();
+        }
+        None => {}
+    }
     let (index, fail, hold, reject, always, delay) = {
         let mut inner = sink.inner.lock().unwrap();
         inner.batches.push(rows.clone());
