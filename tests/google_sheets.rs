@@ -306,3 +306,21 @@ async fn large_payloads_are_split_into_requests_under_the_size_limit() {
     expected.extend((1..=50).map(customer));
     assert_eq!(s.rows(), expected);
 }
+
+#[tokio::test]
+async fn a_fifth_of_requests_failing_still_ends_with_the_sheet_equal_to_the_model() {
+    let s = Sheets::new("mirror", 60, "max_batch_rows = 10\nmax_attempts = 12\ntimeout = \"1s\"").await;
+    let seed = std::env::var("SLUICE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    println!("fault seed: {seed} (replay with SLUICE_FAULT_SEED={seed})");
+    s.google.with(|st| st.random_faults = Some(support::faults::RandomFaults::new(0.2, seed)));
+    s.run_ok().await;
+    s.env.exec("UPDATE customers SET ltv = 0 WHERE id % 5 = 0; DELETE FROM customers WHERE id > 50").await;
+    s.run_ok().await;
+    assert!(s.google.with(|st| st.random_faults.as_ref().unwrap().injected) > 0);
+    s.google.with(|st| st.random_faults = None);
+    let mut expected = vec![header()];
+    expected.extend((1..=50).map(|i| if i % 5 == 0 { vec![i.to_string(), format!("c{i}@x.com"), "0".into()] } else { customer(i) }));
+    let mut rows = s.rows();
+    rows[1..].sort_by_key(|r| r[0].parse::<u32>().unwrap());
+    assert_eq!(rows, expected, "seed {seed}");
+}

@@ -233,3 +233,20 @@ async fn check_names_the_sync_and_field_that_do_not_fit_and_login_refusals_say_w
     assert!(error.contains("was refused: invalid_grant: user hasn't approved this consumer") && error.contains("pre-authorize"), "{error}");
     assert_eq!(org.sf.with(|s| s.login_refusals), 1, "a refusal is not retried");
 }
+
+#[tokio::test]
+async fn a_fifth_of_requests_failing_still_ends_with_the_org_equal_to_the_model() {
+    let org = Org::new("mirror", 600, "max_attempts = 12\ntimeout = \"1s\"").await;
+    let seed = std::env::var("SLUICE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    println!("fault seed: {seed} (replay with SLUICE_FAULT_SEED={seed})");
+    org.sf.with(|s| s.random_faults = Some(support::faults::RandomFaults::new(0.2, seed)));
+    org.run_ok().await;
+    org.env.exec("UPDATE people SET score = -1 WHERE customer_id IN ('c7', 'c70', 'c300'); DELETE FROM people WHERE customer_id IN ('c1', 'c2', 'c500')").await;
+    org.run_ok().await;
+    assert!(org.sf.with(|s| s.random_faults.as_ref().unwrap().injected) > 0);
+    let contacts = org.sf.contacts();
+    let exts: std::collections::HashSet<String> = contacts.iter().map(|r| r.fields["Customer_Id__c"].to_string()).collect();
+    assert_eq!((contacts.len(), exts.len()), (597, 597), "seed {seed}: no record missing or twice");
+    assert_eq!(org.field("c70", "Score__c"), json!(-1.0), "seed {seed}");
+    assert!(org.sf.contact("c2").is_none(), "seed {seed}");
+}

@@ -21,3 +21,32 @@ pub enum Fault {
 pub fn drop_connection() -> ! {
     std::panic::resume_unwind(Box::new("emulated dropped connection"))
 }
+
+/// Faults at random, for a share of requests: an emulator asks `pick` once per request.
+pub struct RandomFaults {
+    rate: f64,
+    rng: fastrand::Rng,
+    pub injected: usize,
+}
+
+impl RandomFaults {
+    pub fn new(rate: f64, seed: u64) -> RandomFaults {
+        RandomFaults { rate, rng: fastrand::Rng::with_seed(seed), injected: 0 }
+    }
+
+    /// 429, 500, 503, an answer slower than a client's timeout, a reset before or after the work.
+    pub fn pick(&mut self) -> Option<Fault> {
+        if self.rng.f64() >= self.rate {
+            return None;
+        }
+        self.injected += 1;
+        Some(match self.rng.u8(0..6) {
+            0 => Fault::Status(429),
+            1 => Fault::Status(500),
+            2 => Fault::Status(503),
+            3 => Fault::Slow(Duration::from_secs(3)),
+            4 => Fault::Drop,
+            _ => Fault::DropAfter,
+        })
+    }
+}

@@ -58,6 +58,7 @@ pub struct State {
     pub rate_refusals: usize,
     pub log: Vec<Logged>,
     faults: VecDeque<Fault>,
+    pub random_faults: Option<super::faults::RandomFaults>,
 }
 
 #[derive(Clone)]
@@ -103,6 +104,7 @@ impl HubSpot {
             rate_refusals: 0,
             log: Vec::new(),
             faults: VecDeque::new(),
+            random_faults: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind emulator");
         let addr = listener.local_addr().expect("emulator address");
@@ -432,7 +434,8 @@ async fn serve(AxumState(hubspot): AxumState<HubSpot>, method: Method, uri: Uri,
     let path = uri.path().to_string();
     let (fault, logged) = hubspot.with(|s| {
         s.log.push(Logged { method: method.to_string(), path: path.clone(), body: body.clone(), status: 0 });
-        (s.faults.pop_front(), s.log.len() - 1)
+        let random = s.random_faults.as_mut().and_then(|r| r.pick());
+        (s.faults.pop_front().or(random), s.log.len() - 1)
     });
     if let Some(Fault::Drop) = fault {
         super::faults::drop_connection();

@@ -164,12 +164,22 @@ impl HubSpotWriter {
         let unknown: Vec<String> =
             rows.iter().filter(|&&i| batch[i].destination_id.is_none()).filter_map(|&i| self.id_of(&batch[i])).collect();
         let found = self.lookup(&unknown).await?;
-        let records: Vec<String> = rows
-            .iter()
-            .filter_map(|&i| {
-                batch[i].destination_id.clone().or_else(|| self.id_of(&batch[i]).and_then(|v| found.get(&id_key(&v)).cloned()))
-            })
-            .collect();
+        let mut records: Vec<String> = Vec::new();
+        for &i in rows {
+            let op = &batch[i];
+            match (&op.destination_id, self.id_of(op)) {
+                (Some(id), _) => records.push(id.clone()),
+                // Looked up and not found: already gone.
+                (None, Some(v)) => records.extend(found.get(&id_key(&v)).cloned()),
+                // Nothing identifies the record: say so rather than pretend it was archived.
+                (None, None) => {
+                    out[i] = Some(RowOutcome::Rejected(format!(
+                        "no HubSpot record id is stored for this row and its key does not carry `{}`: archive the record by hand",
+                        self.plan.id_property
+                    )))
+                }
+            }
+        }
         if !records.is_empty() {
             let inputs: Vec<J> = records.iter().map(|r| json!({ "id": r })).collect();
             match self.client.call(Method::POST, &self.path("archive"), Some(&json!({ "inputs": inputs }))).await {
@@ -181,7 +191,9 @@ impl HubSpotWriter {
                 Err(e) => return Err(failed(e)),
             }
         }
-        rows.iter().for_each(|&i| out[i] = Some(RowOutcome::written()));
+        for &i in rows {
+            out[i].get_or_insert_with(RowOutcome::written);
+        }
         Ok(())
     }
 }

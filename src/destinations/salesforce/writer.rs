@@ -196,7 +196,18 @@ impl SalesforceWriter {
         for chunk in rows.chunks(MAX_COLLECTION) {
             let ids = self.ids(batch, chunk).await?;
             let (sent, list): (Vec<usize>, Vec<String>) = chunk.iter().zip(ids).filter_map(|(&i, id)| Some((i, id?))).unzip();
-            chunk.iter().filter(|i| !sent.contains(i)).for_each(|&i| out[i] = Some(RowOutcome::written()));
+            for &i in chunk.iter().filter(|i| !sent.contains(i)) {
+                // Looked up by external id and not found: already gone. Nothing to look up by:
+                // say so rather than pretend it was deleted.
+                out[i] = Some(if batch[i].destination_id.is_none() && self.ext_of(&batch[i]).is_none() {
+                    RowOutcome::Rejected(format!(
+                        "no Salesforce id is stored for this row and its key does not carry `{}`: delete the record by hand",
+                        self.plan.external_id
+                    ))
+                } else {
+                    RowOutcome::written()
+                });
+            }
             if list.is_empty() {
                 continue;
             }

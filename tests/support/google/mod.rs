@@ -71,6 +71,7 @@ pub struct State {
     write_faults: VecDeque<Fault>,
     /// Every n-th Sheets request gets this fault.
     fault_every: Option<(usize, Fault)>,
+    pub random_faults: Option<super::faults::RandomFaults>,
     requests: usize,
 }
 
@@ -100,6 +101,7 @@ impl Google {
             faults: VecDeque::new(),
             write_faults: VecDeque::new(),
             fault_every: None,
+            random_faults: None,
             requests: 0,
         };
         state.spreadsheets.insert(SPREADSHEET_ID.into(), Spreadsheet::new(SPREADSHEET_ID));
@@ -239,7 +241,8 @@ async fn serve(AxumState(google): AxumState<Google>, method: Method, uri: Uri, h
         s.log.push(entry);
         let every = s.fault_every.filter(|(n, _)| s.requests % n == 0).map(|(_, f)| f);
         let write_fault = if method != Method::GET { s.write_faults.pop_front() } else { None };
-        (s.faults.pop_front().or(write_fault).or(every), s.log.len() - 1)
+        let random = s.random_faults.as_mut().and_then(|r| r.pick());
+        (s.faults.pop_front().or(write_fault).or(every).or(random), s.log.len() - 1)
     });
     if let Some(Fault::Drop) = fault {
         super::faults::drop_connection();

@@ -53,6 +53,7 @@ pub struct State {
     pub jobs: HashMap<String, bulk::Job>,
     pub log: Vec<Logged>,
     faults: VecDeque<Fault>,
+    pub random_faults: Option<super::faults::RandomFaults>,
     base: String,
 }
 
@@ -81,6 +82,7 @@ impl Salesforce {
             jobs: HashMap::new(),
             log: Vec::new(),
             faults: VecDeque::new(),
+            random_faults: None,
             base: base.clone(),
         };
         let sf = Salesforce { state: Arc::new(Mutex::new(state)), base_url: base };
@@ -350,7 +352,8 @@ async fn serve(AxumState(sf): AxumState<Salesforce>, method: Method, uri: Uri, h
     let logged_path = path.strip_prefix(API).unwrap_or(&path).to_string();
     let (fault, logged) = sf.with(|s| {
         s.log.push(Logged { method: method.to_string(), path: logged_path.clone(), query: query.clone(), body: body.clone(), status: 0 });
-        (s.faults.pop_front(), s.log.len() - 1)
+        let random = s.random_faults.as_mut().and_then(|r| r.pick());
+        (s.faults.pop_front().or(random), s.log.len() - 1)
     });
     if let Some(Fault::Drop) = fault {
         super::faults::drop_connection();
