@@ -25,6 +25,25 @@ const GOOD: &str =
 
 fn none(_: &Path) {}
 
+/// A state database another process holds the write lock of, for longer than the busy timeout.
+fn locked_state(root: &Path) {
+    let url = format!("sqlite://{}/.sluice/state.db?mode=rwc", root.display());
+    std::fs::create_dir_all(root.join(".sluice")).unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::migrate!("migrations/sqlite").run(&pool).await.unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::query("BEGIN EXCLUSIVE").execute(&mut *conn).await.unwrap();
+            ready_tx.send(()).unwrap();
+            // Held past the busy timeout of the run the case starts; released with the thread.
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        })
+    });
+    ready_rx.recv().unwrap();
+}
+
 /// A state database a later sluice migrated further than this one knows.
 fn newer_state(root: &Path) {
     let url = format!("sqlite://{}/.sluice/state.db?mode=rwc", root.display());
@@ -110,6 +129,7 @@ fn cases() -> Vec<(Case, Option<String>)> {
         (Case { name: "10 MB JSON cell", config: "", sync: None, setup: none, args: &["run"], code: 0, expect: &["1 written"] }, Some(sync("primary_key = \"id\"", "SELECT 1 AS id, to_json(repeat('x', 10000000)) AS big"))),
         (Case { name: "bytes that are not UTF-8", config: "", sync: None, setup: none, args: &["run"], code: 0, expect: &["1 written"] }, Some(sync("primary_key = \"id\"", "SELECT 1 AS id, '\\xFF\\xFE'::BLOB AS raw"))),
         // Runtime.
+        (Case { name: "state database locked", config: "", sync: None, setup: locked_state, args: &["run"], code: 1, expect: &["the state database is locked by another process", "[state] url"] }, None),
         (Case { name: "state database from a newer sluice", config: "", sync: None, setup: newer_state, args: &["run"], code: 2, expect: &["written by a newer sluice", "upgrade sluice"] }, None),
         c("source down", "[sources.pg]\nkind = \"postgres\"\nurl = \"postgres://u:p@127.0.0.1:1/db\"", Some("/* sluice\nsource = \"pg\"\ndestination = \"out\"\nprimary_key = \"id\"\n*/\nSELECT 1 AS id"), run, 1, &["cannot connect to source `pg`: 127.0.0.1:1", "is the server up"]),
         c("state store down", "[state]\nurl = \"postgres://u:p@127.0.0.1:1/db\"", None, run, 2, &["state store: cannot reach the state database at 127.0.0.1:1", "check [state] url"]),

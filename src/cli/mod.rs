@@ -157,7 +157,11 @@ fn load(cli: &Cli) -> Result<Project, Failure> {
 }
 
 async fn open_engine(project: &Project) -> Result<Engine, Failure> {
-    Engine::open(project).await.map_err(|e| fail(EXIT_INVALID, e.to_string()))
+    Engine::open(project).await.map_err(|e| {
+        // A busy store is a failure to retry, not an invalid project.
+        let code = if matches!(e, crate::state::StateError::Locked) { EXIT_SYNC_FAILED } else { EXIT_INVALID };
+        fail(code, e.to_string())
+    })
 }
 
 /// The syncs a command works on. Naming an invalid sync is an error; without names, invalid

@@ -26,13 +26,30 @@ pub enum StateError {
     #[error("state store: {0}")]
     Config(String),
     #[error("state store: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+    #[error(
+        "state store: the state database is locked by another process (another `sluice run` or `sluice daemon` on this project?): \
+         wait for it to finish, or give each its own [state] url"
+    )]
+    Locked,
     #[error("state store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 pub struct Store {
     pool: AnyPool,
+}
+
+impl From<sqlx::Error> for StateError {
+    fn from(e: sqlx::Error) -> Self {
+        // SQLite's SQLITE_BUSY (5) after the busy timeout: someone else holds the write lock.
+        match &e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("5") || db.message().contains("database is locked") => {
+                StateError::Locked
+            }
+            _ => StateError::Db(e),
+        }
+    }
 }
 
 /// One direct connection before the pool: an unreachable server fails at once with the reason,
@@ -128,6 +145,7 @@ impl Store {
         }
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 1 } else { 4 })
+            .acquire_timeout(std::time::Duration::from_secs(15))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
@@ -141,7 +159,12 @@ impl Store {
                 })
             })
             .connect(&url)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // A SQLite connection that cannot even be set up in time: another process holds the lock.
+                sqlx::Error::PoolTimedOut if sqlite => StateError::Locked,
+                e => e.into(),
+            })?;
         let migrated = if sqlite {
             sqlx::migrate!("migrations/sqlite").run(&pool).await
         } else {
