@@ -10,6 +10,7 @@ pub mod destinations;
 pub mod diff;
 pub mod engine;
 pub mod metrics;
+mod probe;
 pub mod project;
 pub mod source;
 pub mod state;

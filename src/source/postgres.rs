@@ -186,20 +186,12 @@ impl PostgresSource {
     /// Before the pool's first connection, one direct attempt: a refused or unknown host fails
     /// at once with the reason, instead of the pool's "timed out" after 15 s.
     async fn check_reachable(&self) -> Result<(), SourceError> {
+        use sqlx::Connection;
         if self.pool.size() > 0 {
             return Ok(());
         }
-        use sqlx::Connection;
-        let attempt =
-            tokio::time::timeout(std::time::Duration::from_secs(10), sqlx::postgres::PgConnection::connect_with(&self.options)).await;
-        let why = match attempt {
-            Ok(Ok(conn)) => {
-                let _ = conn.close().await;
-                return Ok(());
-            }
-            Ok(Err(sqlx::Error::Database(db))) => db.message().to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "no answer within 10 s".into(),
+        let Some(why) = crate::probe::why_unreachable(sqlx::postgres::PgConnection::connect_with(&self.options)).await else {
+            return Ok(());
         };
         Err(SourceError::Connect {
             source_name: self.name.clone(),

@@ -58,14 +58,8 @@ async fn reachable(url: &str) -> Result<(), StateError> {
     use sqlx::Connection;
     let shown =
         reqwest::Url::parse(url).map(|u| format!("{}:{}", u.host_str().unwrap_or(""), u.port().unwrap_or(5432))).unwrap_or_default();
-    let why = match tokio::time::timeout(std::time::Duration::from_secs(10), sqlx::AnyConnection::connect(url)).await {
-        Ok(Ok(conn)) => {
-            let _ = conn.close().await;
-            return Ok(());
-        }
-        Ok(Err(sqlx::Error::Database(db))) => db.message().to_string(),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "no answer within 10 s".into(),
+    let Some(why) = crate::probe::why_unreachable(sqlx::AnyConnection::connect(url)).await else {
+        return Ok(());
     };
     Err(StateError::Config(format!("cannot reach the state database at {shown}: {why} (is it up? check [state] url)")))
 }
