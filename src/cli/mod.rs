@@ -247,22 +247,31 @@ async fn run(cli: &Cli, names: &[String], mut opts: RunOptions) -> Result<u8, Fa
     })
 }
 
+fn db_error(e: crate::state::StateError) -> Failure {
+    fail(EXIT_SYNC_FAILED, e.to_string())
+}
+
+/// A sync's rejected and pending rows: the counts and the first `limit`.
+async fn failed_rows(engine: &Engine, sync: &str, limit: i64) -> Result<output::FailureRows, Failure> {
+    let (rejected, retryable) = engine.store.error_counts(sync).await.map_err(db_error)?;
+    let rows = engine.store.row_errors(sync, limit.max(1)).await.map_err(db_error)?;
+    Ok(output::FailureRows { sync: sync.to_string(), rejected, retryable, rows })
+}
+
 async fn status(cli: &Cli, names: &[String], runs: i64) -> Result<u8, Failure> {
     let project = load(cli)?;
     let (syncs, _) = selected(&project, names, cli.json)?;
     let engine = open_engine(&project).await?;
     let mut rows = Vec::new();
     for sync in syncs {
-        let db = |e: crate::state::StateError| fail(EXIT_SYNC_FAILED, e.to_string());
-        let history = engine.store.runs(sync.name(), runs.max(1)).await.map_err(db)?;
-        let (rejected, retryable) = engine.store.error_counts(sync.name()).await.map_err(db)?;
-        let errors = engine.store.row_errors(sync.name(), 5).await.map_err(db)?;
+        let history = engine.store.runs(sync.name(), runs.max(1)).await.map_err(db_error)?;
+        let failed = failed_rows(&engine, sync.name(), 5).await?;
         rows.push(output::StatusRow {
-            sync: sync.name().to_string(),
+            sync: failed.sync,
             runs: history,
-            pending_rejected: rejected,
-            pending_retryable: retryable,
-            errors,
+            pending_rejected: failed.rejected,
+            pending_retryable: failed.retryable,
+            errors: failed.rows,
         });
     }
     engine.store.close().await;
@@ -276,10 +285,7 @@ async fn failures(cli: &Cli, names: &[String], limit: i64) -> Result<u8, Failure
     let engine = open_engine(&project).await?;
     let mut rows = Vec::new();
     for sync in syncs {
-        let db = |e: crate::state::StateError| fail(EXIT_SYNC_FAILED, e.to_string());
-        let (rejected, retryable) = engine.store.error_counts(sync.name()).await.map_err(db)?;
-        let errors = engine.store.row_errors(sync.name(), limit.max(1)).await.map_err(db)?;
-        rows.push(output::FailureRows { sync: sync.name().to_string(), rejected, retryable, rows: errors });
+        rows.push(failed_rows(&engine, sync.name(), limit).await?);
     }
     engine.store.close().await;
     output::failures(&rows, cli.json);
