@@ -324,3 +324,37 @@ async fn a_fifth_of_requests_failing_still_ends_with_the_sheet_equal_to_the_mode
     rows[1..].sort_by_key(|r| r[0].parse::<u32>().unwrap());
     assert_eq!(rows, expected, "seed {seed}");
 }
+
+#[tokio::test]
+async fn rows_below_a_blank_row_stay_found_when_an_append_lands_above_them() {
+    let s = Sheets::new("mirror", 6, "max_batch_rows = 1").await;
+    s.run_ok().await;
+    // A person clears customer 3's row instead of deleting it: the data now has a gap at row 4.
+    s.google.edit(|sp| sp.clear("Customers!A4:C4").unwrap());
+    s.env.exec("UPDATE customers SET ltv = 1 WHERE id = 6").await;
+    let report = s.run_ok().await;
+    assert_eq!(report.restored, 1);
+    // Customer 3 was appended into the gap (Google appends after the first table), pushing the
+    // rows below down; customer 6's update still found its row.
+    let rows = s.rows();
+    assert_eq!(rows[3], customer(3));
+    assert_eq!(rows[4], Vec::<String>::new(), "the blank row moved down");
+    assert_eq!(rows[6], customer(5), "customer 5 untouched");
+    assert_eq!(rows[7], vec!["6".to_string(), "c6@x.com".into(), "1".into()]);
+}
+
+#[tokio::test]
+async fn text_keys_survive_user_entered_values() {
+    let s = Sheets::new("upsert", 0, "value_input = \"USER_ENTERED\"").await;
+    s.env.write_sync(
+        "codes",
+        "destination = \"sheet\"\nprimary_key = \"code\"\n[target]\nsheet = \"Codes\"",
+        "SELECT '00042' AS code, 7 AS n",
+    );
+    assert_eq!(s.env.run("codes").await.written, 1);
+    assert_eq!(s.google.rows("Codes").unwrap()[1], vec!["00042", "7"], "kept as text, not parsed to 42");
+    s.google.clear_log();
+    let again = s.env.run("codes").await;
+    assert_eq!((again.restored, again.written), (0, 0), "found again by its key");
+    assert!(s.google.writes().is_empty());
+}

@@ -52,12 +52,19 @@ impl Pending {
     async fn schedule(&mut self, generation: &Generation, sync: &str, after: DateTime<Utc>) {
         let Some(s) = generation.project.syncs.iter().find(|s| s.name() == sync) else { return };
         let Schedule::Cron(cron) = &s.file.schedule else { return };
-        let Some(due) = schedule::next_after(cron, generation.tz, after) else {
+        let offset = jitter_offset(sync, s.file.jitter_secs);
+        let now = Utc::now();
+        // The occurrence after the one that fired, so a jitter offset longer than the interval
+        // skips nothing; but after a long stall (suspend, overload) not a burst of past ones.
+        let next = schedule::next_after(cron, generation.tz, after)
+            .filter(|due| chrono::Duration::from_std(offset).is_ok_and(|o| *due + o + chrono::Duration::seconds(1) >= now))
+            .or_else(|| schedule::next_after(cron, generation.tz, now));
+        let Some(due) = next else {
             tracing::warn!(sync, "the schedule has no next run time");
             return;
         };
-        let offset = jitter_offset(sync, s.file.jitter_secs);
-        let wait = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO) + offset;
+        let fire = chrono::Duration::from_std(offset).map(|o| due + o).unwrap_or(due);
+        let wait = (fire - now).to_std().unwrap_or(Duration::ZERO);
         let (tx, name, id) = (self.ticks.clone(), sync.to_string(), generation.id);
         let job = Job::new_one_shot_async(wait, move |_, _| {
             let (tx, name) = (tx.clone(), name.clone());
@@ -248,7 +255,7 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
                 d.pending.jobs.remove(&tick.sync);
                 d.pending.due.remove(&tick.sync);
                 let generation = d.generation.clone();
-                d.pending.schedule(&generation, &tick.sync, tick.due.max(Utc::now())).await;
+                d.pending.schedule(&generation, &tick.sync, tick.due).await;
                 d.runs.start(&d.generation, &tick.sync, &cancel);
                 d.publish();
             }

@@ -27,7 +27,6 @@ pub struct Generation {
     pub tz: Tz,
     /// The Postgres state store's URL, for advisory locks (SQLite: one daemon, no locks).
     lock_url: Option<SecretString>,
-    destination_limits: HashMap<String, Arc<Semaphore>>,
 }
 
 impl Generation {
@@ -37,13 +36,7 @@ impl Generation {
         let engine = Engine::open(&project).await.map_err(|e| e.to_string())?;
         let url = project.config.state.url.expose_secret();
         let lock_url = (url.starts_with("postgres://") || url.starts_with("postgresql://")).then(|| project.config.state.url.clone());
-        let mut destination_limits = HashMap::new();
-        for name in project.config.destinations.keys() {
-            if let Some(n) = engine.destination(name).ok().and_then(|d| d.capabilities().concurrent_runs) {
-                destination_limits.insert(name.clone(), Arc::new(Semaphore::new(n.max(1))));
-            }
-        }
-        Ok(Generation { id, project, engine, tz, lock_url, destination_limits })
+        Ok(Generation { id, project, engine, tz, lock_url })
     }
 }
 
@@ -65,6 +58,9 @@ pub struct Runs {
     /// Task -> sync, to free the sync when its task panics.
     tasks: HashMap<tokio::task::Id, String>,
     limit: Arc<Semaphore>,
+    /// Per destination name, for destinations that cap their concurrent runs. Kept across
+    /// reloads, so runs started under the old configuration still count.
+    destination_limits: HashMap<String, Arc<Semaphore>>,
     /// Ticks skipped because the sync's previous run was still going, per sync.
     pub skipped: HashMap<String, u64>,
 }
@@ -75,6 +71,7 @@ impl Runs {
             set: JoinSet::new(),
             running: HashSet::new(),
             tasks: HashMap::new(),
+            destination_limits: HashMap::new(),
             limit: Arc::new(Semaphore::new(max_concurrent.max(1))),
             skipped: HashMap::new(),
         }
@@ -102,10 +99,14 @@ impl Runs {
             return false;
         }
         self.running.insert(name.to_string());
+        let destination_limit = generation.project.syncs.iter().find(|s| s.name() == name).and_then(|sync| {
+            let cap = generation.engine.destination(&sync.destination).ok()?.capabilities().concurrent_runs?;
+            Some(self.destination_limits.entry(sync.destination.clone()).or_insert_with(|| Arc::new(Semaphore::new(cap.max(1)))).clone())
+        });
         let (generation, name, cancel, limit) = (generation.clone(), name.to_string(), cancel.clone(), self.limit.clone());
         let task_name = name.clone();
         let handle = self.set.spawn(async move {
-            let outcome = run_one(&generation, &name, &cancel, limit, allow_deletes).await;
+            let outcome = run_one(&generation, &name, &cancel, limit, destination_limit, allow_deletes).await;
             Done { sync: name, outcome }
         });
         self.tasks.insert(handle.id(), task_name);
@@ -149,15 +150,23 @@ impl Runs {
     }
 }
 
-async fn run_one(generation: &Generation, name: &str, cancel: &CancellationToken, limit: Arc<Semaphore>, allow_deletes: bool) -> Outcome {
+async fn run_one(
+    generation: &Generation,
+    name: &str,
+    cancel: &CancellationToken,
+    limit: Arc<Semaphore>,
+    destination_limit: Option<Arc<Semaphore>>,
+    allow_deletes: bool,
+) -> Outcome {
     let Some(sync) = generation.project.syncs.iter().find(|s| s.name() == name) else {
         return Outcome::Failed(format!("sync `{name}` is no longer defined"));
     };
-    let _permit = limit.acquire_owned().await;
-    let _destination_permit = match generation.destination_limits.get(&sync.destination) {
-        Some(s) => Some(s.clone().acquire_owned().await),
+    // The destination's turn first: a run queued behind its destination holds no global slot.
+    let _destination_permit = match destination_limit {
+        Some(s) => Some(s.acquire_owned().await),
         None => None,
     };
+    let _permit = limit.acquire_owned().await;
     // On a shared Postgres store, the lock says which daemon runs this sync now; it is held on a
     // connection of its own and goes with it, so a crashed daemon never keeps it.
     let mut lock = None;

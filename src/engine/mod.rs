@@ -195,7 +195,11 @@ impl Engine {
         let snapshot = self.store.snapshot(name).await?;
         // Rejected rows stay held back while unchanged, until `sluice retry` or their hold ends.
         let hold_for = sync.file.retry_rejected_after.unwrap_or(self.retry.rejected_after);
-        let held_since = chrono::Utc::now() - chrono::Duration::from_std(hold_for).unwrap_or(chrono::Duration::MAX);
+        // A hold longer than the calendar (e.g. "1000y": never) reaches back to the start of time.
+        let held_since = chrono::Duration::from_std(hold_for)
+            .ok()
+            .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
         let holds = if opts.retry_rejected { Default::default() } else { self.store.rejected_holds(name).await? };
 
         // ---- scan: model -> diff -> spool ----
@@ -270,11 +274,10 @@ impl Engine {
                 shape.key_columns.join(", ")
             )));
         }
-        if !opts.dry_run {
-            // Errors of rows that left the model can never be fixed by a retry: forget them.
-            let stale: Vec<_> = self.store.error_hashes(name).await?.into_iter().filter(|h| !differ.seen(*h)).collect();
-            self.store.forget_errors(name, &stale).await?;
-        }
+        // Errors of rows that left the model can never be fixed by a retry: forgotten below, once
+        // the delete guard has let the run go on (a broken, empty model must not erase them).
+        let stale_errors: Vec<_> =
+            if opts.dry_run { Vec::new() } else { self.store.error_hashes(name).await?.into_iter().filter(|h| !differ.seen(*h)).collect() };
         let (counts, removed) = differ.finish();
         report.counts = counts;
         let deletes = if mode == Mode::Mirror { removed } else { Vec::new() };
@@ -294,6 +297,9 @@ impl Engine {
                 return Err(RunError::Invalid(message));
             }
             report.warn(format!("a real run would stop here: {message}"));
+        }
+        if !stale_errors.is_empty() {
+            self.store.forget_errors(name, &stale_errors).await?;
         }
         if opts.dry_run {
             let stored = self.store.lookup(name, &deletes[..deletes.len().min(opts.samples)]).await?;

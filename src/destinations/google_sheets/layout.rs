@@ -88,6 +88,15 @@ impl KeyIndex {
         self.rows.iter().filter(|(_, r)| r.len() > 1).map(|(k, r)| (k.as_str(), r.as_slice()))
     }
 
+    /// Accounts for `n` rows inserted at row `at` (1-based): rows from there on move down.
+    pub fn insert_rows(&mut self, at: u32, n: u32) {
+        for rows in self.rows.values_mut() {
+            for r in rows.iter_mut().filter(|r| **r >= at) {
+                *r += n;
+            }
+        }
+    }
+
     /// Accounts for rows deleted from the sheet: they go, and the rows below move up.
     pub fn remove_rows(&mut self, deleted: &[u32]) {
         let mut deleted = deleted.to_vec();
@@ -131,6 +140,9 @@ mod tests {
         assert_eq!(idx.duplicates().count(), 1);
         idx.remove_rows(&[2, 4]);
         assert_eq!(idx.rows("7"), &[3]);
+        idx.insert_rows(3, 2);
+        assert_eq!((idx.rows("7"), idx.rows("9")), (&[5][..], &[6][..]));
+        idx.remove_rows(&[3, 4]);
         assert_eq!(idx.rows("9"), &[4]);
         assert!(!idx.contains("x"));
     }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde_json::{json, Value as J};
 
 use super::client::{GridProperties, SheetsClient, SheetsError, ValueRange};
+use super::config::ValueInput;
 use super::destination::{failed, MAX_CELLS, NEW_TAB_COLUMNS, NEW_TAB_ROWS};
 use super::encoding::{cell, column_range, column_runs, row_range, sheet_prefix, value_key, MAX_CELL_CHARS};
 use super::layout::{KeyIndex, Layout};
@@ -167,6 +168,17 @@ impl SheetsWriter {
         Ok(())
     }
 
+    /// A field's cell. With USER_ENTERED, text in key columns gets a leading `'` so Sheets keeps
+    /// it as the text it is ("00042" must not become 42, or the row is never found again).
+    fn cell(&self, field: usize, value: &Value) -> J {
+        let c = cell(value);
+        let is_key = self.target.key_fields.contains(&Some(field));
+        match c {
+            J::String(s) if is_key && self.client.value_input == ValueInput::UserEntered && !s.is_empty() => J::String(format!("'{s}")),
+            c => c,
+        }
+    }
+
     /// Rows that cannot be sent as they are, with the reason.
     fn too_long(&self, op: &RowOp) -> Option<String> {
         self.target.fields.iter().zip(&op.fields).find_map(|(name, value)| {
@@ -215,7 +227,7 @@ impl SheetsWriter {
         let mut ranges: Vec<(usize, ValueRange)> = Vec::new();
         for &(i, row) in rows {
             for &(first, last) in &runs {
-                let values: Vec<J> = (first..=last).map(|c| cell(&batch[i].fields[field_at[&c]])).collect();
+                let values: Vec<J> = (first..=last).map(|c| self.cell(field_at[&c], &batch[i].fields[field_at[&c]])).collect();
                 let range = row_range(&self.tab.title, row, first, last);
                 ranges.push((i, ValueRange { range, major_dimension: Some("ROWS".into()), values: vec![values] }));
             }
@@ -275,7 +287,7 @@ impl SheetsWriter {
                 // `null` leaves a cell alone: columns between mapped ones stay empty.
                 let mut row = vec![J::Null; width];
                 for (f, &c) in columns.iter().enumerate() {
-                    row[c] = cell(&batch[i].fields[f]);
+                    row[c] = self.cell(f, &batch[i].fields[f]);
                 }
                 (i, row)
             })
@@ -286,6 +298,9 @@ impl SheetsWriter {
             match self.client.values_append(&range, values).await {
                 Ok((first, _)) => {
                     let n = ids.len() as u64;
+                    // INSERT_ROWS lands after the table Google finds, which may be above rows
+                    // the index knows (a blank row splits the data): those move down.
+                    self.tab.index.insert_rows(first, n as u32);
                     for (j, &i) in ids.iter().enumerate() {
                         if self.target.mode != Mode::Insert {
                             self.tab.index.insert(value_key(&batch[i].key), first + j as u32);

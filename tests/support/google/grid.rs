@@ -401,10 +401,15 @@ impl Spreadsheet {
         let (i, a1) = self.resolve(range)?;
         let tab = &self.tabs[i];
         let anchor = a1.origin();
-        let last = tab.last_used_row();
-        let at = last.map(|l| (l + 1).max(anchor.r0)).unwrap_or(anchor.r0);
+        // The "table" is the run of non-empty rows from the range's first row: a blank row ends
+        // it, and the values go right after it (like Google, which appends to the first table).
+        let used = |r: usize| tab.cells.get(r).is_some_and(|row| row.iter().any(Option::is_some));
+        let mut at = anchor.r0;
+        while used(at) {
+            at += 1;
+        }
         let width = values.iter().map(Vec::len).max().unwrap_or(0);
-        let table = Rect { r0: anchor.r0, r1: last.unwrap_or(anchor.r0).max(anchor.r0), c0: anchor.c0, c1: anchor.c0 + width.max(1) - 1 };
+        let table = Rect { r0: anchor.r0, r1: at.saturating_sub(1).max(anchor.r0), c0: anchor.c0, c1: anchor.c0 + width.max(1) - 1 };
         let n = values.len();
         let before = (self.tabs[i].row_count, self.tabs[i].column_count, self.tabs[i].cells.clone());
         {
