@@ -38,17 +38,16 @@ impl HubSpotWriter {
         Some(property(value, p.types[p.id_field])).filter(|s| !s.trim().is_empty())
     }
 
-    fn properties(&self, op: &RowOp, with_id: bool) -> J {
-        let p = &self.plan;
+    /// Every mapped field as a property, the id property included: HubSpot then echoes it in
+    /// each result, which is how results are matched to rows.
+    fn properties(&self, op: &RowOp) -> J {
         let map: Map<String, J> = self
             .target
             .fields
             .iter()
             .zip(&op.fields)
-            .zip(&p.types)
-            .enumerate()
-            .filter(|(i, _)| with_id || *i != p.id_field)
-            .map(|(_, ((name, value), kind))| (name.clone(), J::String(property(value, *kind))))
+            .zip(&self.plan.types)
+            .map(|((name, value), kind)| (name.clone(), J::String(property(value, *kind))))
             .collect();
         J::Object(map)
     }
@@ -105,7 +104,7 @@ impl HubSpotWriter {
             .iter()
             .zip(&ids)
             .filter_map(|(&i, id)| {
-                Some(json!({ "idProperty": self.plan.id_property, "id": id.as_ref()?, "properties": self.properties(&batch[i], false) }))
+                Some(json!({ "idProperty": self.plan.id_property, "id": id.as_ref()?, "properties": self.properties(&batch[i]) }))
             })
             .collect();
         if !inputs.is_empty() {
@@ -120,7 +119,7 @@ impl HubSpotWriter {
             .iter()
             .zip(&ids)
             .filter(|(_, id)| id.is_some())
-            .map(|(&i, _)| json!({ "properties": self.properties(&batch[i], true) }))
+            .map(|(&i, _)| json!({ "properties": self.properties(&batch[i]) }))
             .collect();
         if !inputs.is_empty() {
             self.send("create", json!({ "inputs": inputs }), rows, ids, false, out).await?;
@@ -151,7 +150,7 @@ impl HubSpotWriter {
         let inputs: Vec<J> = rows
             .iter()
             .zip(&record_ids)
-            .filter_map(|(&i, r)| Some(json!({ "id": r.as_ref()?, "properties": self.properties(&batch[i], true) })))
+            .filter_map(|(&i, r)| Some(json!({ "id": r.as_ref()?, "properties": self.properties(&batch[i]) })))
             .collect();
         if !inputs.is_empty() {
             self.send("update", json!({ "inputs": inputs }), rows, record_ids, true, out).await?;
