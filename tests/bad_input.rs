@@ -5,7 +5,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
 struct Case {
     name: &'static str,
@@ -138,12 +137,7 @@ fn cases() -> Vec<(Case, Option<String>)> {
 }
 
 async fn cli(root: &Path, args: &'static [&'static str]) -> (i32, String) {
-    let root = root.to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(support::sluice_bin()).args(args).arg("--project").arg(root).env("SLUICE_TEST_NOT_A_KEY", "nope").output().unwrap()
-    })
-    .await
-    .unwrap();
+    let out = support::sluice_cli(root, args, &[("SLUICE_TEST_NOT_A_KEY", "nope")]).await;
     (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 

@@ -2,7 +2,6 @@
 
 mod support;
 
-use assert_cmd::Command;
 use sluice::engine::RunOptions;
 use sluice::state::RunStatus;
 use support::{Env, SourceKind, StateKind};
@@ -23,10 +22,7 @@ async fn mirror(header_extra: &str, project_extra: &str) -> Env {
 
 /// The CLI, on a blocking thread so the sink (on this runtime) can answer it.
 async fn sluice(env: &Env, args: &[&str]) -> std::process::Output {
-    let (root, args): (_, Vec<String>) = (env.root().to_path_buf(), args.iter().map(|s| s.to_string()).collect());
-    tokio::task::spawn_blocking(move || Command::new(support::sluice_bin()).args(args).arg("--project").arg(root).output().unwrap())
-        .await
-        .unwrap()
+    support::sluice_cli(env.root(), args, &[]).await
 }
 
 async fn stored(env: &Env) -> i64 {

@@ -2,7 +2,6 @@
 
 mod support;
 
-use assert_cmd::Command;
 use serde_json::{json, Value};
 use sluice::state::RunStatus;
 use support::{Env, SourceKind, StateKind};
@@ -16,11 +15,7 @@ async fn project(header_extra: &str) -> Env {
 
 /// The CLI, on a blocking thread so the sink (on this runtime) can answer it.
 async fn sluice(env: &Env, args: &[&str]) -> (i32, String) {
-    let (root, args): (_, Vec<String>) = (env.root().to_path_buf(), args.iter().map(|s| s.to_string()).collect());
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(support::sluice_bin()).args(args).arg("--project").arg(root).output().unwrap())
-            .await
-            .unwrap();
+    let out = support::sluice_cli(env.root(), args, &[]).await;
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

@@ -3,7 +3,6 @@
 
 mod support;
 
-use assert_cmd::Command;
 use serde_json::{json, Value as J};
 use sluice::state::RunStatus;
 use support::google::{Google, ACCOUNT, SPREADSHEET_ID};
@@ -26,10 +25,7 @@ const PEOPLE: &str = "SELECT * FROM (VALUES (1, 'ann'), (2, 'bob')) t(id, name)"
 
 /// `sluice check` on the project, on a blocking thread so the emulator (on this runtime) can answer.
 async fn sluice_check(env: &Env) -> std::process::Output {
-    let root = env.root().to_path_buf();
-    tokio::task::spawn_blocking(move || Command::new(support::sluice_bin()).args(["check", "--project"]).arg(root).output().unwrap())
-        .await
-        .unwrap()
+    support::sluice_cli(env.root(), &["check"], &[]).await
 }
 
 async fn failed_run(env: &Env) -> String {

@@ -2,7 +2,6 @@
 
 mod support;
 
-use assert_cmd::Command;
 use sluice::state::RunStatus;
 use support::hubspot::{Fault, HubSpot};
 use support::{Env, SourceKind, StateKind};
@@ -218,11 +217,7 @@ async fn insert_mode_creates_and_reports_conflicts() {
 #[tokio::test]
 async fn check_names_the_sync_and_field_that_do_not_fit() {
     let crm = Crm::new("upsert", 1, "").await;
-    let check = |env: &Env| {
-        let root = env.root().to_path_buf();
-        tokio::task::spawn_blocking(move || Command::new(support::sluice_bin()).args(["check", "--project"]).arg(root).output().unwrap())
-    };
-    let out = check(&crm.env).await.unwrap();
+    let out = support::sluice_cli(crm.env.root(), &["check"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     for (from, to, expected) in [
         ("firstname = ", "first_nmae = ", "sync `people`: field `first_nmae` is not a property of contacts (did you mean `firstname`?)"),
@@ -232,7 +227,7 @@ async fn check_names_the_sync_and_field_that_do_not_fit() {
         ("object = \"contacts\"", "object = \"contact\"", "Unable to infer object type from: contact"),
     ] {
         crm.env.write_sync("people", &HEADER.replace("MODE", "upsert").replace(from, to), MODEL);
-        let out = check(&crm.env).await.unwrap();
+        let out = support::sluice_cli(crm.env.root(), &["check"], &[]).await;
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(2), "{stdout}");
         assert!(stdout.contains("ERROR  people") && stdout.contains(expected), "expected `{expected}` in {stdout}");

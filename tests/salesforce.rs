@@ -2,7 +2,6 @@
 
 mod support;
 
-use assert_cmd::Command;
 use serde_json::{json, Value as J};
 use sluice::state::RunStatus;
 use support::salesforce::{Fault, Salesforce};
@@ -203,11 +202,7 @@ async fn update_mode_changes_existing_records_and_insert_mode_reports_duplicates
 #[tokio::test]
 async fn check_names_the_sync_and_field_that_do_not_fit_and_login_refusals_say_why() {
     let org = Org::new("upsert", 1, "").await;
-    let check = |env: &Env| {
-        let root = env.root().to_path_buf();
-        tokio::task::spawn_blocking(move || Command::new(support::sluice_bin()).args(["check", "--project"]).arg(root).output().unwrap())
-    };
-    let out = check(&org.env).await.unwrap();
+    let out = support::sluice_cli(org.env.root(), &["check"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     for (from, to, expected) in [
         ("Score__c = ", "Scor__c = ", "sync `people`: field `Scor__c` is not a field of Contact (did you mean `Score__c`?)"),
@@ -220,7 +215,7 @@ async fn check_names_the_sync_and_field_that_do_not_fit_and_login_refusals_say_w
         ("object = \"Contact\"", "object = \"Contakt\"", "HTTP 404 NOT_FOUND"),
     ] {
         org.env.write_sync("people", &HEADER.replace("MODE", "upsert").replace(from, to), MODEL);
-        let out = check(&org.env).await.unwrap();
+        let out = support::sluice_cli(org.env.root(), &["check"], &[]).await;
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(2), "{stdout}");
         assert!(stdout.contains("ERROR  people") && stdout.contains(expected), "expected `{expected}` in {stdout}");

@@ -14,18 +14,7 @@ const CANARIES: [&str; 5] = ["CANARYURLTOKEN", "CANARYHEADER", "CANARYSIGNING", 
 
 /// Runs the CLI on a blocking thread (the emulators answer on this runtime); stdout + stderr.
 async fn sluice(env: &Env, args: &[&str]) -> String {
-    let (root, args): (_, Vec<String>) = (env.root().to_path_buf(), args.iter().map(|s| s.to_string()).collect());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(support::sluice_bin())
-            .args(args)
-            .arg("--project")
-            .arg(root)
-            .env("SLUICE_CANARY_HEADER", "CANARYHEADER")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = support::sluice_cli(env.root(), args, &[("SLUICE_CANARY_HEADER", "CANARYHEADER")]).await;
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 

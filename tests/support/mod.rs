@@ -197,6 +197,19 @@ pub fn keys_of(rows: &[SinkRow]) -> Vec<String> {
     keys
 }
 
+/// `sluice ARGS --project ROOT` with extra environment, on a blocking thread: the sink and the
+/// emulators answer on the test's runtime, which must keep running while the CLI waits on them.
+pub async fn sluice_cli(root: &Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let root = root.to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(sluice_bin()).args(args).arg("--project").arg(root).envs(envs).output().expect("run sluice")
+    })
+    .await
+    .expect("the CLI thread")
+}
+
 /// The sluice binary built for this test run.
 pub fn sluice_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
