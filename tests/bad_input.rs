@@ -166,3 +166,70 @@ async fn every_bad_input_gets_a_clear_message_and_the_right_exit_code() {
     }
     assert!(failures.is_empty(), "{} case(s) wrong:\n\n{}", failures.len(), failures.join("\n\n"));
 }
+
+/// Disk full while writing the file destination: the run fails (exit 1) with a message saying so
+/// and what to do, the output files are exactly as before the run (no torn line, no half
+/// batch), and nothing is recorded as sent. The full disk is a 64 KiB tmpfs mounted over the
+/// output directory inside a user and mount namespace (`unshare`), so the machine's own disks
+/// are never filled.
+#[test]
+fn a_full_disk_fails_the_run_and_leaves_the_output_as_it_was() {
+    let probe = std::process::Command::new("unshare").args(["--user", "--map-root-user", "--mount", "true"]).status();
+    assert!(
+        probe.map(|s| s.success()).unwrap_or(false),
+        "this test needs `unshare --user --map-root-user --mount` (util-linux, with user namespaces enabled)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for sub in ["syncs", "out", "big"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    std::fs::write(root.join("sluice.toml"), "[sources.mem]\nkind = \"duckdb\"\n\n[destinations.out]\nkind = \"file\"\n").unwrap();
+    let sync = |mode: &str, model: &str| {
+        format!("/* sluice\nsource = \"mem\"\ndestination = \"out\"\nprimary_key = \"id\"\nmode = \"{mode}\"\n[target]\npath = \"out/{mode}.csv\"\n*/\n{model}")
+    };
+    let small = "SELECT i AS id, 'v' || i AS v FROM range(5) r(i)";
+    let big = "SELECT i AS id, repeat('x', 100) || i AS v FROM range(2000) r(i)";
+    for mode in ["mirror", "insert"] {
+        std::fs::write(root.join(format!("syncs/{mode}.sql")), sync(mode, small)).unwrap();
+        std::fs::write(root.join(format!("big/{mode}.sql")), sync(mode, big)).unwrap();
+    }
+    // One run that fits, a copy of its output, the big models, a run that cannot fit.
+    let script = r#"
+        set -e
+        mount -t tmpfs -o size=64k tmpfs "$ROOT/out"
+        "$SLUICE" --project "$ROOT" run > "$ROOT/run1.out" 2>&1
+        cp "$ROOT/out/mirror.csv" "$ROOT/out/insert.csv" "$ROOT/"
+        cp "$ROOT"/big/*.sql "$ROOT/syncs/"
+        set +e
+        "$SLUICE" --project "$ROOT" run > "$ROOT/run2.out" 2>&1
+        echo $? > "$ROOT/run2.code"
+        mkdir "$ROOT/after"
+        cp "$ROOT/out/mirror.csv" "$ROOT/out/insert.csv" "$ROOT/after/"
+        ls "$ROOT/out" > "$ROOT/after/listing"
+    "#;
+    let status = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
+        .env("ROOT", root)
+        .env("SLUICE", support::sluice_bin())
+        .status()
+        .unwrap();
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert!(status.success(), "the namespace script failed; first run:\n{}", read("run1.out"));
+    let out = read("run2.out");
+    assert_eq!(read("run2.code").trim(), "1", "{out}");
+    assert!(out.contains("No space left on device") && out.contains("the disk is full"), "{out}");
+    assert!(out.contains("Free some space"), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
+    for mode in ["mirror", "insert"] {
+        assert_eq!(read(&format!("after/{mode}.csv")), read(&format!("{mode}.csv")), "{mode}.csv changed by the failed run");
+    }
+    assert_eq!(read("after/listing").lines().count(), 2, "a temp file was left behind: {}", read("after/listing"));
+    // Outside the namespace `out/` is an empty directory on the real disk: a run there sends
+    // every new row of the big models, so the failed run recorded none of them as sent.
+    let run = std::process::Command::new(support::sluice_bin()).arg("--project").arg(root).arg("run").output().unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{text}{}", String::from_utf8_lossy(&run.stderr));
+    // (Insert mode sends added rows only: the five keys of the first run are not new.)
+    assert!(text.contains("2000 written") && text.contains("1995 written"), "{text}");
+}

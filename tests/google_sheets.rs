@@ -308,6 +308,25 @@ async fn large_payloads_are_split_into_requests_under_the_size_limit() {
 }
 
 #[tokio::test]
+async fn an_insert_batch_that_fails_part_way_appends_each_row_once() {
+    let s = Sheets::new("insert", 1, "max_request_bytes = 400").await;
+    s.run_ok().await;
+    // 39 new rows in one batch: at least three appends under the size limit.
+    s.env.exec("INSERT INTO customers SELECT i, 'c' || i || '@x.com', i * 10.5 FROM range(2, 41) t(i)").await;
+    s.google.clear_log();
+    // The first append lands; the second meets a 503. A retry of the whole batch would append
+    // the first chunk again (nothing in insert mode would notice).
+    s.google.fail_write(2, Fault::Status(503));
+    assert_eq!(s.run_ok().await.written, 39);
+    let appended: usize =
+        s.google.writes().iter().filter(|w| w.path.ends_with(":append")).map(|w| w.body["values"].as_array().unwrap().len()).sum();
+    assert_eq!(appended, 39, "each row appended once");
+    let mut expected = vec![header()];
+    expected.extend((1..=40).map(customer));
+    assert_eq!(s.rows(), expected);
+}
+
+#[tokio::test]
 async fn a_fifth_of_requests_failing_still_ends_with_the_sheet_equal_to_the_model() {
     let s = Sheets::new("mirror", 60, "max_batch_rows = 10\nmax_attempts = 12\ntimeout = \"1s\"").await;
     let seed = std::env::var("SLUICE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));

@@ -245,3 +245,17 @@ async fn a_fifth_of_requests_failing_still_ends_with_the_org_equal_to_the_model(
     assert_eq!(org.field("c70", "Score__c"), json!(-1.0), "seed {seed}");
     assert!(org.sf.contact("c2").is_none(), "seed {seed}");
 }
+
+#[tokio::test]
+async fn a_batch_that_fails_part_way_resends_only_the_records_not_yet_created() {
+    // 500 inserts in one bulk-sized batch: three sObject Collections creates of 200, 200, 100.
+    let org = Org::new("insert", 500, "bulk_threshold = 100").await;
+    let pass = Fault::Slow(std::time::Duration::ZERO);
+    // Login, describe and the first create go through; the second create meets a 503.
+    org.sf.fail_next(&[pass, pass, pass, Fault::Status(503)]);
+    let report = org.run_ok().await;
+    assert_eq!((report.written, report.rejected, report.batches), (500, 0, 1), "{:?}", report.warnings);
+    let creates: Vec<usize> = org.sf.calls("POST", "composite/sobjects").iter().map(|c| records_in(c).len()).collect();
+    assert_eq!(creates, vec![200, 200, 100], "the first 200 are not sent again");
+    assert_eq!(org.sf.contacts().len(), 500);
+}

@@ -14,6 +14,10 @@
 //! - **Whole-batch failure.** `Err(DestinationError)` means nothing in the batch is known to be
 //!   written. Its [`ErrorKind`] decides whether the engine retries the batch (with backoff,
 //!   honouring `retry_after`); the destination never sleeps or retries by itself.
+//! - **Partial failure.** A writer that carried out part of a batch (one request of several)
+//!   before an error must not answer `Err`, or the engine would send the done part again (an
+//!   insert twice). It returns the outcomes it has and `Retryable` for the rest ([`partial`]);
+//!   the engine retries just those rows, with the same backoff, within the run.
 //! - **At-least-once.** After a crash the engine re-sends the batches that were in flight, so a
 //!   destination must be idempotent by key: writing the same op twice leaves the same result.
 //! - **Self-healing (optional).** A writer that knows which keys the destination holds answers
@@ -85,7 +89,8 @@ pub enum RowOutcome {
     },
     /// The destination refused the data; retried only once the row changes.
     Rejected(String),
-    /// A transient problem with this row; retried on the next run.
+    /// A transient problem with this row: retried within the run (with backoff), then on the
+    /// next run.
     Retryable(String),
 }
 
@@ -93,6 +98,16 @@ impl RowOutcome {
     pub fn written() -> Self {
         RowOutcome::Written { destination_id: None }
     }
+}
+
+/// The answer to a batch that stopped at `error` after the rows in `out` got their outcomes:
+/// when any row was carried out, those keep their outcome and the rest become `Retryable` (the
+/// engine retries them); when none was, the error stands for the whole batch.
+pub fn partial(out: Vec<Option<RowOutcome>>, error: DestinationError) -> Result<Vec<RowOutcome>, DestinationError> {
+    if !out.iter().any(|o| matches!(o, Some(RowOutcome::Written { .. }))) {
+        return Err(error);
+    }
+    Ok(out.into_iter().map(|o| o.unwrap_or_else(|| RowOutcome::Retryable(error.message.clone()))).collect())
 }
 
 /// What a sync sends: the destination-side shape of its rows.

@@ -370,27 +370,9 @@ impl Engine {
             report.batches += 1;
             let total = report.to_send.total();
             opts.progress(Progress::Sending { sync: name, sent: report.written + report.rejected + report.retryable, total });
-            let outcomes = match retry::write_with_retry(writer.as_mut(), &ops, &caps, &opts.cancel).await {
-                Ok(outcomes) => outcomes,
-                Err(error) => {
-                    // Nothing in this batch is known to be written: record the rows as pending
-                    // so `status` shows them, then stop; the next run sends them again.
-                    let pending = RowOutcome::Retryable(error.message.clone());
-                    let items: Vec<Committed> = batch
-                        .iter()
-                        .map(|(r, key_json, _)| Committed {
-                            key_hash: r.key_hash,
-                            key_json,
-                            fingerprint: r.fingerprint,
-                            op: r.op,
-                            outcome: &pending,
-                        })
-                        .collect();
-                    self.store.commit_batch(name, run_id, &items).await?;
-                    report.retryable += items.len() as u64;
-                    return Err(dest_err(error));
-                }
-            };
+            // A batch that ended in an error still has outcomes: rows written before it are
+            // committed like any others, the rest as pending; then the run stops.
+            let retry::Sent { outcomes, error } = retry::write_with_retry(writer.as_mut(), &ops, &caps, &opts.cancel).await;
             let items: Vec<Committed> = batch
                 .iter()
                 .zip(&outcomes)
@@ -405,7 +387,14 @@ impl Engine {
             self.store.commit_batch(name, run_id, &items).await?;
             writer.take_warnings().into_iter().for_each(|w| report.warn(w));
             for (op, outcome) in ops.iter().zip(&outcomes) {
-                report.tally(&keys::key_label(&shape.key_columns, &op.key), outcome);
+                match (outcome, &error) {
+                    // Left undone by the error that ends the run: the run's error says why, once.
+                    (RowOutcome::Retryable(m), Some(e)) if *m == e.message => report.retryable += 1,
+                    _ => report.tally(&keys::key_label(&shape.key_columns, &op.key), outcome),
+                }
+            }
+            if let Some(error) = error {
+                return Err(dest_err(error));
             }
         }
         writer.close().await.map_err(dest_err)?;

@@ -60,26 +60,66 @@ impl<'a> Pacer<'a> {
     }
 }
 
-pub async fn write_with_retry(
-    writer: &mut dyn Writer,
-    batch: &[RowOp],
-    caps: &Capabilities,
-    cancel: &CancellationToken,
-) -> Result<Vec<RowOutcome>, DestinationError> {
+/// The answer to one batch after its retries: one outcome per row, and the error that ended
+/// the batch, if one did (the rows it left undone are `Retryable` in `outcomes`).
+pub struct Sent {
+    pub outcomes: Vec<RowOutcome>,
+    pub error: Option<DestinationError>,
+}
+
+/// Sends a batch, retrying what failed: the whole batch after an `Err`, only the `Retryable`
+/// rows after a partial answer, so rows already written are never sent twice in a run.
+pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &Capabilities, cancel: &CancellationToken) -> Sent {
     let mut pacer = Pacer::new(caps, cancel);
+    let mut outcomes: Vec<Option<RowOutcome>> = vec![None; batch.len()];
+    // Rows with no final outcome yet; all of them on the first attempt.
+    let mut pending: Vec<usize> = (0..batch.len()).collect();
     loop {
-        match writer.write(batch).await {
-            Ok(outcomes) if outcomes.len() == batch.len() => return Ok(outcomes),
-            Ok(outcomes) => {
-                return Err(DestinationError::fatal(format!(
-                    "the destination returned {} outcomes for {} rows (a destination bug)",
-                    outcomes.len(),
-                    batch.len()
-                )))
+        let answer = if pending.len() == batch.len() {
+            writer.write(batch).await
+        } else {
+            let rows: Vec<RowOp> = pending.iter().map(|&i| batch[i].clone()).collect();
+            writer.write(&rows).await
+        };
+        let error = match answer {
+            Ok(answer) if answer.len() == pending.len() => {
+                let mut still = Vec::new();
+                for (&i, outcome) in pending.iter().zip(answer) {
+                    if matches!(outcome, RowOutcome::Retryable(_)) {
+                        still.push(i);
+                    }
+                    outcomes[i] = Some(outcome);
+                }
+                pending = still;
+                let Some(RowOutcome::Retryable(reason)) = pending.first().and_then(|&i| outcomes[i].as_ref()) else {
+                    return Sent { outcomes: finish(outcomes), error: None };
+                };
+                // Rows the destination could not take this time: retry just them, as a batch.
+                match pacer.wait(DestinationError::transient(reason.clone()), "rows").await {
+                    Ok(()) => continue,
+                    // Out of attempts: they stay pending for the next run; the run goes on.
+                    Err(_) => return Sent { outcomes: finish(outcomes), error: None },
+                }
             }
-            Err(e) => pacer.wait(e, "batch").await?,
+            Ok(answer) => DestinationError::fatal(format!(
+                "the destination returned {} outcomes for {} rows (a destination bug)",
+                answer.len(),
+                pending.len()
+            )),
+            Err(e) => e,
+        };
+        if let Err(error) = pacer.wait(error, "batch").await {
+            for &i in &pending {
+                outcomes[i] = Some(RowOutcome::Retryable(error.message.clone()));
+            }
+            return Sent { outcomes: finish(outcomes), error: Some(error) };
         }
     }
+}
+
+/// Every row has an outcome by the time a batch ends; the fallback only keeps this total.
+fn finish(outcomes: Vec<Option<RowOutcome>>) -> Vec<RowOutcome> {
+    outcomes.into_iter().map(|o| o.unwrap_or_else(|| RowOutcome::Retryable("not sent".into()))).collect()
 }
 
 /// Opening a writer may read from the destination (Sheets reads its tab): a transient failure

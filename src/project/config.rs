@@ -201,27 +201,33 @@ pub fn load(root: &Path) -> Result<ProjectConfig, ProjectError> {
         ProjectError::file(&path, format!("cannot read the project config: {e}"))
             .with_hint(Some("run `sluice init DIR` to create a project, or pass --project DIR".into()))
     })?;
-    if let Some(key) = literal_secret(&text) {
-        warn_if_world_readable(&path, &format!("the project config (it sets `{key}` literally)"));
+    parse(root, &path, &text)
+}
+
+/// [`load`] on text already read: `path` names the file in messages, `root` anchors relative
+/// paths (`*_file` secrets). Never panics, whatever the text (fuzzed: `fuzz/`).
+pub fn parse(root: &Path, path: &Path, text: &str) -> Result<ProjectConfig, ProjectError> {
+    if let Some(key) = literal_secret(text) {
+        warn_if_world_readable(path, &format!("the project config (it sets `{key}` literally)"));
     }
     // Syntax first, on the raw text, so errors carry the real line.
-    if let Err(e) = toml::from_str::<toml::Table>(&text) {
-        let line = e.span().map(|s| line_at(&text, s.start)).unwrap_or(1);
-        return Err(ProjectError::at(&path, line, format!("invalid TOML: {}", e.message().trim())));
+    if let Err(e) = toml::from_str::<toml::Table>(text) {
+        let line = e.span().map(|s| line_at(text, s.start)).unwrap_or(1);
+        return Err(ProjectError::at(path, line, format!("invalid TOML: {}", e.message().trim())));
     }
     let merged: toml::Table = config::Config::builder()
-        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(config::Environment::with_prefix("SLUICE").prefix_separator("__").separator("__"))
         .build()
         .and_then(|c| c.try_deserialize())
-        .map_err(|e| ProjectError::file(&path, format!("cannot merge config and SLUICE__* environment: {e}")))?;
+        .map_err(|e| ProjectError::file(path, format!("cannot merge config and SLUICE__* environment: {e}")))?;
     let mut value = toml::Value::Table(merged);
     resolve_strings(&mut value, &mut Vec::new(), root)
-        .map_err(|m| ProjectError::file(&path, m.message).with_line(line_of_key(&text, &m.key_path)))?;
+        .map_err(|m| ProjectError::file(path, m.message).with_line(line_of_key(text, &m.key_path)))?;
     ProjectConfig::deserialize(value).map_err(|e| {
         let message = e.message().trim().to_string();
         let unknown = unknown_field(&message);
-        let line = unknown.as_deref().and_then(|k| line_of_key(&text, &[k.to_string()]));
+        let line = unknown.as_deref().and_then(|k| line_of_key(text, &[k.to_string()]));
         let hint = unknown.and_then(|k| {
             did_you_mean(
                 &k,
@@ -240,7 +246,7 @@ pub fn load(root: &Path) -> Result<ProjectConfig, ProjectError> {
             )
             .map(|s| format!("did you mean `{s}`?"))
         });
-        ProjectError::file(&path, format!("invalid config: {message}")).with_line(line).with_hint(hint)
+        ProjectError::file(path, format!("invalid config: {message}")).with_line(line).with_hint(hint)
     })
 }
 

@@ -1,6 +1,7 @@
 //! Sources run a model query and stream its rows as canonical [`Value`]s, in chunks over a
 //! bounded channel, so no model is ever held in memory whole.
 
+#[cfg(feature = "duckdb")]
 mod duckdb;
 mod postgres;
 
@@ -43,6 +44,7 @@ pub struct ModelStream {
 }
 
 pub enum Source {
+    #[cfg(feature = "duckdb")]
     DuckDb(duckdb::DuckDbSource),
     Postgres(postgres::PostgresSource),
 }
@@ -50,7 +52,16 @@ pub enum Source {
 impl Source {
     pub fn new(name: &str, config: &SourceConfig, root: &Path) -> Result<Source, SourceError> {
         Ok(match config {
+            #[cfg(feature = "duckdb")]
             SourceConfig::Duckdb(c) => Source::DuckDb(duckdb::DuckDbSource::new(name, c, root)),
+            #[cfg(not(feature = "duckdb"))]
+            SourceConfig::Duckdb(_) => {
+                let _ = root;
+                return Err(SourceError::Connect {
+                    source_name: name.to_string(),
+                    message: "this sluice was built without DuckDB (the `duckdb` feature): use a build with default features".into(),
+                });
+            }
             SourceConfig::Postgres(c) => Source::Postgres(postgres::PostgresSource::new(name, c)?),
         })
     }
@@ -58,6 +69,7 @@ impl Source {
     /// The model's columns, without reading its rows (used by `check`).
     pub async fn describe(&self, sql: &str) -> Result<Vec<Column>, SourceError> {
         match self {
+            #[cfg(feature = "duckdb")]
             Source::DuckDb(s) => s.describe(sql).await,
             Source::Postgres(s) => s.describe(sql).await,
         }
@@ -65,6 +77,7 @@ impl Source {
 
     pub async fn stream(&self, sql: &str) -> Result<ModelStream, SourceError> {
         match self {
+            #[cfg(feature = "duckdb")]
             Source::DuckDb(s) => s.stream(sql).await,
             Source::Postgres(s) => s.stream(sql).await,
         }

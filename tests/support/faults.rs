@@ -23,22 +23,28 @@ pub fn drop_connection() -> ! {
 }
 
 /// Faults at random, for a share of requests: an emulator asks `pick` once per request.
+/// However the dice fall, no more than `1 / rate` requests in a row go through, so a short run
+/// meets faults too (a test that asserts faults were injected cannot pass by luck or fail by it).
 pub struct RandomFaults {
     rate: f64,
     rng: fastrand::Rng,
     pub injected: usize,
+    clean_streak: usize,
 }
 
 impl RandomFaults {
     pub fn new(rate: f64, seed: u64) -> RandomFaults {
-        RandomFaults { rate, rng: fastrand::Rng::with_seed(seed), injected: 0 }
+        RandomFaults { rate, rng: fastrand::Rng::with_seed(seed), injected: 0, clean_streak: 0 }
     }
 
     /// 429, 500, 503, an answer slower than a client's timeout, a reset before or after the work.
     pub fn pick(&mut self) -> Option<Fault> {
-        if self.rng.f64() >= self.rate {
+        let overdue = self.clean_streak as f64 >= 1.0 / self.rate;
+        if self.rng.f64() >= self.rate && !overdue {
+            self.clean_streak += 1;
             return None;
         }
+        self.clean_streak = 0;
         self.injected += 1;
         Some(match self.rng.u8(0..6) {
             0 => Fault::Status(429),

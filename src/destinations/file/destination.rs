@@ -107,8 +107,15 @@ impl FileWriter {
         let fresh = std::fs::metadata(&l.path).map(|m| m.len() == 0).unwrap_or(true);
         let rows: Vec<Vec<J>> = batch.iter().map(|op| self.row_cells(op)).collect();
         let mut file = OpenOptions::new().create(true).append(true).open(&l.path).map_err(|e| io_err(&l.path, e))?;
-        encoding::write_rows(&mut file, l.format, &l.header, rows.iter(), fresh).map_err(|e| io_err(&l.path, e))?;
-        file.sync_all().map_err(|e| io_err(&l.path, e))
+        let before = file.metadata().map_err(|e| io_err(&l.path, e))?.len();
+        let written = encoding::write_rows(&mut file, l.format, &l.header, rows.iter(), fresh).and_then(|_| file.sync_all());
+        if let Err(e) = written {
+            // A half-written batch (a full disk) is cut off, so the retry does not leave a torn
+            // line or a second copy of the rows that did fit.
+            let _ = file.set_len(before);
+            return Err(io_err(&l.path, e));
+        }
+        Ok(())
     }
 
     fn rewrite(&self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, String> {
@@ -149,7 +156,14 @@ impl FileWriter {
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> String {
-    format!("{}: {e}", path.display())
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => format!(
+            "{}: {e}: the disk is full; the file was left as it was before this batch and nothing was recorded as sent. \
+             Free some space (or point `path` elsewhere), then run again",
+            path.display()
+        ),
+        _ => format!("{}: {e}", path.display()),
+    }
 }
 
 #[async_trait]

@@ -70,6 +70,17 @@ fn csv_err(path: &Path, e: csv::Error) -> String {
     format!("cannot read {} as CSV: {e}", path.display())
 }
 
+/// The I/O error inside a CSV error, so its kind (a full disk) survives.
+fn csv_io(e: csv::Error) -> std::io::Error {
+    if !e.is_io_error() {
+        return std::io::Error::other(e);
+    }
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => io,
+        other => std::io::Error::other(format!("{other:?}")),
+    }
+}
+
 /// Writes rows to `out` in `format`; `with_header` only matters for CSV.
 pub fn write_rows<'a>(
     out: &mut impl Write,
@@ -82,14 +93,15 @@ pub fn write_rows<'a>(
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             if with_header {
-                w.write_record(header)?;
+                w.write_record(header).map_err(csv_io)?;
             }
             for row in rows {
                 w.write_record(row.iter().map(|c| match c {
                     J::String(s) => s.clone(),
                     J::Null => String::new(),
                     other => other.to_string(),
-                }))?;
+                }))
+                .map_err(csv_io)?;
             }
             w.flush()
         }

@@ -293,7 +293,9 @@ impl SheetsWriter {
             })
             .collect();
         let range = row_range(&self.tab.title, 1, 0, width - 1);
-        for chunk in self.chunks(rows) {
+        let mut chunks = self.chunks(rows).into_iter();
+        let mut appended = false;
+        while let Some(chunk) = chunks.next() {
             let (ids, values): (Vec<usize>, Vec<Vec<J>>) = chunk.into_iter().unzip();
             match self.client.values_append(&range, values).await {
                 Ok((first, _)) => {
@@ -308,8 +310,19 @@ impl SheetsWriter {
                     }
                     self.tab.grid.row_count += n;
                     self.tab.cells += n * self.tab.grid.column_count;
+                    appended = true;
                 }
                 Err(SheetsError::Refused(reason)) => ids.into_iter().for_each(|i| outcomes[i] = RowOutcome::Rejected(reason.clone())),
+                // Earlier chunks landed: sending the whole batch again would append them twice
+                // (in insert mode nothing would notice), so only the rest is left to retry.
+                Err(e) if appended => {
+                    self.stale = matches!(e, SheetsError::Unanswered(_));
+                    let reason = failed(e).message;
+                    for i in ids.into_iter().chain(chunks.flatten().map(|(i, _)| i)) {
+                        outcomes[i] = RowOutcome::Retryable(reason.clone());
+                    }
+                    return Ok(());
+                }
                 Err(e) => return Err(e),
             }
         }

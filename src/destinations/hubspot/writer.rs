@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value as J};
 use super::client::{HubSpotClient, HubSpotError};
 use super::destination::{failed, Plan};
 use super::encoding::{id_key, outcomes, property};
-use crate::destinations::{DestinationError, Op, RowOp, RowOutcome, Target, Writer};
+use crate::destinations::{partial, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
 
 pub struct HubSpotWriter {
     client: Arc<HubSpotClient>,
@@ -207,10 +207,16 @@ impl Writer for HubSpotWriter {
                 out[i] = Some(RowOutcome::Rejected(format!("`{}` is empty: HubSpot matches records by it", self.plan.id_property)));
             }
         }
-        self.upsert(batch, &of(Op::Upsert), &mut out).await?;
-        self.update(batch, &of(Op::Update), &mut out).await?;
-        self.create(batch, &of(Op::Insert), &mut out).await?;
-        self.archive(batch, &of(Op::Delete), &mut out).await?;
+        let sent = async {
+            self.upsert(batch, &of(Op::Upsert), &mut out).await?;
+            self.update(batch, &of(Op::Update), &mut out).await?;
+            self.create(batch, &of(Op::Insert), &mut out).await?;
+            self.archive(batch, &of(Op::Delete), &mut out).await
+        };
+        if let Err(e) = sent.await {
+            // Requests before this one were carried out: their rows keep their outcomes.
+            return partial(out, e);
+        }
         Ok(out
             .into_iter()
             .map(|o| o.unwrap_or_else(|| RowOutcome::Retryable("HubSpot's answer did not mention this row".into())))

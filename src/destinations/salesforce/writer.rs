@@ -15,7 +15,7 @@ use super::client::{Body, SfClient, SfError};
 use super::config::MAX_COLLECTION;
 use super::destination::{failed, Plan};
 use super::encoding::{bulk_csv, bulk_error, gone, outcome, record, soql_quote};
-use crate::destinations::{DestinationError, Op, RowOp, RowOutcome, Target, Writer};
+use crate::destinations::{partial, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
 use crate::value::Value;
 
 pub struct BulkSettings {
@@ -242,12 +242,18 @@ impl Writer for SalesforceWriter {
         let of =
             |op: Op| -> Vec<usize> { batch.iter().enumerate().filter(|(i, r)| r.op == op && out[*i].is_none()).map(|(i, _)| i).collect() };
         let (upserts, updates, inserts, deletes) = (of(Op::Upsert), of(Op::Update), of(Op::Insert), of(Op::Delete));
-        if !upserts.is_empty() {
-            self.upsert(batch, &upserts, &mut out).await?;
+        let sent = async {
+            if !upserts.is_empty() {
+                self.upsert(batch, &upserts, &mut out).await?;
+            }
+            self.update(batch, &updates, &mut out).await?;
+            self.insert(batch, &inserts, &mut out).await?;
+            self.delete(batch, &deletes, &mut out).await
+        };
+        if let Err(e) = sent.await {
+            // Requests before this one were carried out: their rows keep their outcomes.
+            return partial(out, e);
         }
-        self.update(batch, &updates, &mut out).await?;
-        self.insert(batch, &inserts, &mut out).await?;
-        self.delete(batch, &deletes, &mut out).await?;
         Ok(out
             .into_iter()
             .map(|o| o.unwrap_or_else(|| RowOutcome::Retryable("Salesforce's answer did not mention this row".into())))

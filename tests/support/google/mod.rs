@@ -67,8 +67,8 @@ pub struct State {
     pub quota_refusals: usize,
     pub log: Vec<Logged>,
     faults: VecDeque<Fault>,
-    /// Faults for the next write requests only.
-    write_faults: VecDeque<Fault>,
+    /// Faults for the next write requests only (`None`: let that one through).
+    write_faults: VecDeque<Option<Fault>>,
     /// Every n-th Sheets request gets this fault.
     fault_every: Option<(usize, Fault)>,
     pub random_faults: Option<super::faults::RandomFaults>,
@@ -175,7 +175,15 @@ impl Google {
     }
 
     pub fn fail_next_write(&self, fault: Fault) {
-        self.with(|s| s.write_faults.push_back(fault));
+        self.fail_write(1, fault);
+    }
+
+    /// The `nth` write request from now (1: the next) gets `fault`; the ones before go through.
+    pub fn fail_write(&self, nth: usize, fault: Fault) {
+        self.with(|s| {
+            s.write_faults.extend(std::iter::repeat_n(None, nth.saturating_sub(1)));
+            s.write_faults.push_back(Some(fault));
+        });
     }
 
     pub fn clear_faults(&self) {
@@ -240,7 +248,7 @@ async fn serve(AxumState(google): AxumState<Google>, method: Method, uri: Uri, h
         s.requests += 1;
         s.log.push(entry);
         let every = s.fault_every.filter(|(n, _)| s.requests % n == 0).map(|(_, f)| f);
-        let write_fault = if method != Method::GET { s.write_faults.pop_front() } else { None };
+        let write_fault = if method != Method::GET { s.write_faults.pop_front().flatten() } else { None };
         let random = s.random_faults.as_mut().and_then(|r| r.pick());
         (s.faults.pop_front().or(write_fault).or(every).or(random), s.log.len() - 1)
     });
