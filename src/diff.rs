@@ -26,9 +26,14 @@ pub struct Counts {
     pub removed: u64,
 }
 
+/// The top bit of a stored fingerprint marks "the model produced this key this run", so the
+/// whole state is one map of two 128-bit hashes per row, built once (fingerprints compare on
+/// the other 127 bits: a collision is still a 2^-127 chance).
+const SEEN: u128 = 1 << 127;
+
 pub struct Differ {
-    /// Stored fingerprint per key, and whether the model produced the key this run.
-    prior: FxHashMap<Hash128, (Hash128, bool)>,
+    /// Stored fingerprint per key, its top bit set once the model produced the key this run.
+    prior: FxHashMap<Hash128, Hash128>,
     /// Keys new this run (not in `prior`), for duplicate detection.
     added: FxHashSet<Hash128>,
     /// Treat every stored row as changed (`--full-resync`).
@@ -37,21 +42,18 @@ pub struct Differ {
 }
 
 impl Differ {
-    pub fn new(prior: FxHashMap<Hash128, Hash128>, full_resync: bool) -> Self {
-        Differ {
-            prior: prior.into_iter().map(|(k, fp)| (k, (fp, false))).collect(),
-            added: FxHashSet::default(),
-            full_resync,
-            counts: Counts::default(),
-        }
+    pub fn new(mut prior: FxHashMap<Hash128, Hash128>, full_resync: bool) -> Self {
+        prior.values_mut().for_each(|fp| *fp &= !SEEN);
+        Differ { prior, added: FxHashSet::default(), full_resync, counts: Counts::default() }
     }
 
     pub fn classify(&mut self, key: Hash128, fingerprint: Hash128) -> Result<Change, Duplicate> {
         let change = match self.prior.get_mut(&key) {
-            Some((_, true)) => return Err(Duplicate),
-            Some((stored, seen)) => {
-                *seen = true;
-                if *stored == fingerprint && !self.full_resync {
+            Some(stored) if *stored & SEEN != 0 => return Err(Duplicate),
+            Some(stored) => {
+                let same = *stored == fingerprint & !SEEN;
+                *stored |= SEEN;
+                if same && !self.full_resync {
                     Change::Unchanged
                 } else {
                     Change::Changed
@@ -74,13 +76,13 @@ impl Differ {
 
     /// Whether the model produced `key` so far.
     pub fn seen(&self, key: Hash128) -> bool {
-        self.prior.get(&key).is_some_and(|(_, seen)| *seen) || self.added.contains(&key)
+        self.prior.get(&key).is_some_and(|fp| fp & SEEN != 0) || self.added.contains(&key)
     }
 
     /// Ends the diff: the counts, and the stored keys the model no longer produced.
     pub fn finish(self) -> (Counts, Vec<Hash128>) {
         let mut counts = self.counts;
-        let removed: Vec<Hash128> = self.prior.into_iter().filter(|(_, (_, seen))| !seen).map(|(k, _)| k).collect();
+        let removed: Vec<Hash128> = self.prior.into_iter().filter(|(_, fp)| fp & SEEN == 0).map(|(k, _)| k).collect();
         counts.removed = removed.len() as u64;
         (counts, removed)
     }
@@ -112,6 +114,16 @@ mod tests {
         assert_eq!(d.classify(1, 11), Err(Duplicate));
         assert_eq!(d.classify(5, 50), Ok(Change::Added));
         assert_eq!(d.classify(5, 50), Err(Duplicate));
+    }
+
+    #[test]
+    fn fingerprints_with_the_top_bit_set_still_compare() {
+        let high = u128::MAX;
+        let mut d = Differ::new(prior(&[(1, high), (2, high)]), false);
+        assert_eq!(d.classify(1, high), Ok(Change::Unchanged));
+        assert_eq!(d.classify(2, high ^ 1), Ok(Change::Changed));
+        assert_eq!(d.classify(1, high), Err(Duplicate));
+        assert_eq!(d.finish().1, Vec::<u128>::new());
     }
 
     #[test]

@@ -224,8 +224,7 @@ impl Engine {
             opts.progress(Progress::Scanning { sync: name, rows: report.rows_read });
             for row in chunk? {
                 report.rows_read += 1;
-                let key: Vec<Value> = shape.key_idx.iter().map(|&i| row[i].clone()).collect();
-                if let Some(k) = key.iter().position(Value::is_null) {
+                if let Some(k) = shape.key_idx.iter().position(|&i| row[i].is_null()) {
                     report.null_keys += 1;
                     report.warn(format!(
                         "model row {} has NULL in primary key column `{}`: row skipped (fix the model or filter it out)",
@@ -233,11 +232,12 @@ impl Engine {
                     ));
                     continue;
                 }
-                let fields: Vec<Value> = shape.field_idx.iter().map(|&i| row[i].clone()).collect();
-                let key_hash = hash_values(&key);
-                let fingerprint = hash_values(std::iter::once(&fp_prefix).chain(fields.iter()));
+                // Hashed in place: most rows of most runs are unchanged, and copy nothing.
+                let key_hash = hash_values(shape.key_idx.iter().map(|&i| &row[i]));
+                let fingerprint = hash_values(std::iter::once(&fp_prefix).chain(shape.field_idx.iter().map(|&i| &row[i])));
+                let key = || -> Vec<Value> { shape.key_idx.iter().map(|&i| row[i].clone()).collect() };
                 let change = match differ.classify(key_hash, fingerprint) {
-                    Ok(Change::Unchanged) if heal && writer.as_ref().and_then(|w| w.holds(&key)) == Some(false) => {
+                    Ok(Change::Unchanged) if heal && writer.as_ref().and_then(|w| w.holds(&key())) == Some(false) => {
                         report.restored += 1;
                         Change::Changed
                     }
@@ -245,20 +245,22 @@ impl Engine {
                     Err(Duplicate) => {
                         duplicate_count += 1;
                         if duplicates.len() < DUPLICATES_SHOWN {
-                            duplicates.push(format!("({})", keys::key_label(&shape.key_columns, &key)));
+                            duplicates.push(format!("({})", keys::key_label(&shape.key_columns, &key())));
                         }
                         continue;
                     }
                 };
-                if change != Change::Unchanged {
-                    let still_held = holds.get(&key_hash).is_some_and(|(fp, seen)| {
-                        *fp == fingerprint && chrono::DateTime::parse_from_rfc3339(seen).is_ok_and(|t| t > held_since)
-                    });
-                    if still_held {
-                        report.held += 1;
-                        continue;
-                    }
+                if change == Change::Unchanged {
+                    continue;
                 }
+                let still_held = holds.get(&key_hash).is_some_and(|(fp, seen)| {
+                    *fp == fingerprint && chrono::DateTime::parse_from_rfc3339(seen).is_ok_and(|t| t > held_since)
+                });
+                if still_held {
+                    report.held += 1;
+                    continue;
+                }
+                let (key, fields): (Vec<Value>, Vec<Value>) = (key(), shape.field_idx.iter().map(|&i| row[i].clone()).collect());
                 report.sample(change, &shape, &key, &fields);
                 if let Some(op) = op_for(mode, change) {
                     report.to_send.add(op);

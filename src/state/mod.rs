@@ -176,7 +176,9 @@ impl Store {
 
     /// Key hash -> fingerprint of every row the destination holds for `sync`.
     pub async fn snapshot(&self, sync: &str) -> Result<FxHashMap<Hash128, Hash128>, StateError> {
-        let mut map = FxHashMap::default();
+        // Sized up front: growing a map of millions of rows doubles its memory while it rehashes.
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_rows WHERE sync = $1").bind(sync).fetch_one(&self.pool).await?;
+        let mut map = FxHashMap::with_capacity_and_hasher(usize::try_from(count).unwrap_or(0), Default::default());
         let mut rows = sqlx::query("SELECT key_hash, fingerprint FROM sync_rows WHERE sync = $1").bind(sync).fetch(&self.pool);
         while let Some(row) = rows.try_next().await? {
             let k: Vec<u8> = row.try_get(0)?;
