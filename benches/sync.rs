@@ -191,9 +191,11 @@ impl Bench {
                            (ARRAY['DE','US','FR','JP','BR'])[1 + i % 5] AS country,
                            jsonb_build_object('visits', i % 50, 'tags', jsonb_build_array('a', i % 7)) AS attrs
                          FROM generate_series(1, {n}) AS i;
-                         ALTER TABLE model ADD PRIMARY KEY (id); VACUUM ANALYZE model;"
+                         ALTER TABLE model ADD PRIMARY KEY (id);"
                     ),
-                )
+                )?;
+                // (its own statement: psql runs one -c string as one transaction)
+                psql(&self.pg_url, "VACUUM ANALYZE model")
             }
             _ => self.duckdb(&format!(
                 "CREATE OR REPLACE TABLE model AS SELECT i::BIGINT AS id, 'customer ' || i AS name, 'c' || i || '@example.com' AS email,

@@ -25,10 +25,12 @@
 //! - **State follows outcomes.** The engine advances its state only for `Written` rows, after
 //!   `write` returned; a destination must not report `Written` before the write is durable.
 
+pub mod command;
 pub mod file;
 pub mod google_sheets;
 pub(crate) mod http;
 pub mod hubspot;
+pub(crate) mod results;
 pub mod salesforce;
 pub mod webhook;
 
@@ -226,12 +228,13 @@ pub struct ConfigError {
 }
 
 /// The destination kinds `build` knows.
-pub const KINDS: [&str; 5] = ["file", "google_sheets", "hubspot", "salesforce", "webhook"];
+pub const KINDS: [&str; 6] = ["command", "file", "google_sheets", "hubspot", "salesforce", "webhook"];
 
 /// Builds the destination for a `[destinations.NAME]` table. New kinds are added here.
 pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<Arc<dyn Destination>, ConfigError> {
     let err = |message: String| ConfigError { name: name.to_string(), message };
     match spec.kind.as_str() {
+        "command" => Ok(Arc::new(command::CommandDestination::from_settings(name, &spec.settings, project_root).map_err(err)?)),
         "file" => Ok(Arc::new(file::FileDestination::from_settings(&spec.settings, project_root).map_err(err)?)),
         "webhook" => Ok(Arc::new(webhook::WebhookDestination::from_settings(&spec.settings).map_err(err)?)),
         "google_sheets" => Ok(Arc::new(google_sheets::SheetsDestination::from_settings(&spec.settings).map_err(err)?)),

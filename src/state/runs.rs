@@ -212,7 +212,11 @@ impl Store {
 
     pub async fn forget_errors(&self, sync: &str, hashes: &[crate::value::Hash128]) -> Result<(), StateError> {
         for chunk in hashes.chunks(super::CHUNK) {
-            let sql = format!("DELETE FROM row_errors WHERE sync = $1 AND key_hash IN ({})", super::in_list(chunk.len(), 2));
+            let sql = format!(
+                "DELETE FROM row_errors WHERE sync = {} AND key_hash IN ({})",
+                self.marks.nth(1),
+                self.marks.in_list(chunk.len(), 2)
+            );
             let mut q = sqlx::query(&sql).bind(sync);
             for h in chunk {
                 q = q.bind(super::hash_bytes(*h));

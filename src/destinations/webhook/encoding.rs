@@ -1,13 +1,12 @@
 //! The request body and the optional per-row response body.
 
-use std::collections::HashMap;
-
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Value as J};
 use sha2::Sha256;
 
+use crate::destinations::results::{match_results, RowResult};
 use crate::destinations::{RowOp, RowOutcome, Target};
 
 pub const SIGNATURE_HEADER: &str = "x-sluice-signature";
@@ -40,39 +39,14 @@ struct Results {
     results: Vec<RowResult>,
 }
 
-#[derive(Deserialize)]
-struct RowResult {
-    key: J,
-    ok: bool,
-    #[serde(default)]
-    error: Option<String>,
-    /// A failed row is a data problem (rejected) unless the receiver says `"retry": true`.
-    #[serde(default)]
-    retry: Option<bool>,
-    #[serde(default)]
-    destination_id: Option<String>,
-}
-
 /// Per-row outcomes from a 2xx body. A body without `results` means every row was written.
 /// A row the results do not mention is retryable: we cannot know it was written.
 pub fn outcomes(target: &Target, batch: &[RowOp], response: &str) -> Vec<RowOutcome> {
     let Ok(parsed) = serde_json::from_str::<Results>(response) else {
         return vec![RowOutcome::written(); batch.len()];
     };
-    let mut by_key: HashMap<String, RowResult> = parsed.results.into_iter().map(|r| (r.key.to_string(), r)).collect();
-    batch
-        .iter()
-        .map(|op| match by_key.remove(&op.key_json(target).to_string()) {
-            Some(r) if r.ok => RowOutcome::Written { destination_id: r.destination_id.or_else(|| op.destination_id.clone()) },
-            Some(r) => {
-                let reason = r.error.unwrap_or_else(|| "the receiver reported a failure without a reason".into());
-                if r.retry == Some(true) {
-                    RowOutcome::Retryable(reason)
-                } else {
-                    RowOutcome::Rejected(reason)
-                }
-            }
-            None => RowOutcome::Retryable("the response's results did not mention this row".into()),
-        })
+    match_results(target, batch, parsed.results)
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| RowOutcome::Retryable("the response's results did not mention this row".into())))
         .collect()
 }
