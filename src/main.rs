@@ -4,6 +4,11 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+// Rows are many small allocations on several threads; mimalloc's thread-local heaps beat
+// glibc's arenas by a wide margin there (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = sluice::cli::Cli::parse();
     // A daemon logs each run; one-off commands print their own report and log only problems.

@@ -1,13 +1,64 @@
-//! Per-row results as receivers write them: the webhook's `results` array and the command
-//! destination's stdout lines share this shape, `{"key", "ok", "error"?, "retry"?,
-//! "destination_id"?}`, and this matching.
+//! The per-row JSON shapes the webhook and the command destination share: a row as sent,
+//! `{"op", "key", "fields", "destination_id"?}` ([`RowJson`]), and a row's result as the receiver
+//! answers, `{"key", "ok", "error"?, "retry"?, "destination_id"?}` ([`RowResult`]).
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value as J;
 
 use crate::destinations::{RowOp, RowOutcome, Target};
+use crate::value::Value;
+
+/// One row as sent, serialised straight from the row: no JSON tree is built per row (a full
+/// sync sends millions).
+pub struct RowJson<'a> {
+    pub target: &'a Target,
+    pub op: &'a RowOp,
+}
+
+impl Serialize for RowJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("op", self.op.op.as_str())?;
+        map.serialize_entry("key", &Named(&self.target.key_columns, &self.op.key))?;
+        map.serialize_entry("fields", &Named(&self.target.fields, &self.op.fields))?;
+        if let Some(id) = &self.op.destination_id {
+            map.serialize_entry("destination_id", id)?;
+        }
+        map.end()
+    }
+}
+
+/// A batch of rows as a JSON array.
+pub struct RowsJson<'a> {
+    pub target: &'a Target,
+    pub batch: &'a [RowOp],
+}
+
+impl Serialize for RowsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.batch.len()))?;
+        for op in self.batch {
+            seq.serialize_element(&RowJson { target: self.target, op })?;
+        }
+        seq.end()
+    }
+}
+
+/// Names and values as a JSON object, in order.
+struct Named<'a>(&'a [String], &'a [Value]);
+
+impl Serialize for Named<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.1.len()))?;
+        for (name, value) in self.0.iter().zip(self.1) {
+            map.serialize_entry(name, &value.to_json())?;
+        }
+        map.end()
+    }
+}
 
 #[derive(Debug, Deserialize)]
 pub struct RowResult {

@@ -192,7 +192,10 @@ impl Engine {
         let config_fp = config_fingerprint(sync, self.destination_kind(sync));
         let stored_fp = self.store.config_fingerprint(name).await?;
         report.config_changed = stored_fp.as_ref().is_some_and(|s| *s != config_fp);
-        let snapshot = self.store.snapshot(name).await?;
+        // The stored state loads while the model query starts: two threads (SQLite's and the
+        // source's), so a no-change run costs about the longer of the two, not their sum.
+        let (snapshot, stream) = tokio::join!(self.store.snapshot(name), source.stream(&sync.file.model));
+        let snapshot = snapshot?;
         // Rejected rows stay held back while unchanged, until `sluice retry` or their hold ends.
         let hold_for = sync.file.retry_rejected_after.unwrap_or(self.retry.rejected_after);
         // A hold longer than the calendar (e.g. "1000y": never) reaches back to the start of time.
@@ -203,7 +206,7 @@ impl Engine {
         let holds = if opts.retry_rejected { Default::default() } else { self.store.rejected_holds(name).await? };
 
         // ---- scan: model -> diff -> spool ----
-        let mut stream = source.stream(&sync.file.model).await?;
+        let mut stream = stream?;
         let shape = Shape::new(sync, &stream.columns)?;
         let target = shape.target(sync, run_id);
         let dest_err = |error: DestinationError| RunError::Destination { name: sync.destination.clone(), error };

@@ -11,7 +11,6 @@ mod runs;
 use std::path::Path;
 
 use chrono::{SecondsFormat, Utc};
-use futures_util::TryStreamExt;
 use rustc_hash::FxHashMap;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -34,6 +33,8 @@ pub enum StateError {
     Locked,
     #[error("state store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("state store: {0}: the stored state is damaged; `sluice reset NAME` makes the next run send every row again")]
+    Corrupt(String),
 }
 
 pub struct Store {
@@ -83,6 +84,8 @@ pub struct Committed<'a> {
 
 /// Rows per multi-row statement: well under SQLite's and Postgres' bind-parameter limits.
 const CHUNK: usize = 500;
+/// Rows per page of a snapshot read (about 3 MB of hex).
+const SNAPSHOT_PAGE: i64 = 50_000;
 
 pub(crate) fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -196,17 +199,51 @@ impl Store {
     }
 
     /// Key hash -> fingerprint of every row the destination holds for `sync`.
+    ///
+    /// Read in pages of [`SNAPSHOT_PAGE`] rows, each page packed by the database into one hex
+    /// string: a million rows arrive as 20 rows rather than a million (per-row decoding and
+    /// the SQLite driver's per-row thread hand-off were most of a no-change run).
     pub async fn snapshot(&self, sync: &str) -> Result<FxHashMap<Hash128, Hash128>, StateError> {
         // Sized up front: growing a map of millions of rows doubles its memory while it rehashes.
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_rows WHERE sync = $1").bind(sync).fetch_one(&self.pool).await?;
+        let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM sync_rows WHERE sync = {}", self.marks.nth(1)))
+            .bind(sync)
+            .fetch_one(&self.pool)
+            .await?;
         let mut map = FxHashMap::with_capacity_and_hasher(usize::try_from(count).unwrap_or(0), Default::default());
-        let mut rows = sqlx::query("SELECT key_hash, fingerprint FROM sync_rows WHERE sync = $1").bind(sync).fetch(&self.pool);
-        while let Some(row) = rows.try_next().await? {
-            let k: Vec<u8> = row.try_get(0)?;
-            let f: Vec<u8> = row.try_get(1)?;
-            map.insert(hash_from(&k), hash_from(&f));
+        let pair = match self.marks {
+            Marks::Question => "hex(key_hash) || hex(fingerprint)",
+            Marks::Dollar => "encode(key_hash || fingerprint, 'hex')",
+        };
+        let sql = format!(
+            "SELECT {agg}, COUNT(*), {last} FROM (SELECT key_hash, fingerprint FROM sync_rows \
+             WHERE sync = {p1} AND key_hash > {p2} ORDER BY key_hash LIMIT {SNAPSHOT_PAGE}) page",
+            agg = match self.marks {
+                Marks::Question => format!("group_concat({pair}, '')"),
+                Marks::Dollar => format!("string_agg({pair}, '')"),
+            },
+            // Where the next page starts (Postgres has no MAX over bytea).
+            last = match self.marks {
+                Marks::Question => "MAX(key_hash)",
+                Marks::Dollar => "(array_agg(key_hash ORDER BY key_hash DESC))[1]",
+            },
+            p1 = self.marks.nth(1),
+            p2 = self.marks.nth(2),
+        );
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let row = sqlx::query(&sql).bind(sync).bind(after.clone()).fetch_one(&self.pool).await?;
+            let packed: Option<String> = row.try_get(0)?;
+            let n: i64 = row.try_get(1)?;
+            for pair in packed.unwrap_or_default().as_bytes().chunks_exact(64) {
+                let mut bytes = [0u8; 32];
+                hex::decode_to_slice(pair, &mut bytes).map_err(|e| StateError::Corrupt(format!("sync_rows of `{sync}`: {e}")))?;
+                map.insert(hash_from(&bytes[..16]), hash_from(&bytes[16..]));
+            }
+            if n < SNAPSHOT_PAGE {
+                return Ok(map);
+            }
+            after = row.try_get::<Option<Vec<u8>>, _>(2)?.unwrap_or_default();
         }
-        Ok(map)
     }
 
     /// Whether any row of `sync` has a destination record id (lets the engine skip lookups).

@@ -25,6 +25,8 @@ struct Inner {
     /// Every request that reached the handler, answered or not, in arrival order.
     batches: Vec<Vec<SinkRow>>,
     headers: Vec<HeaderMap>,
+    /// The request bodies, byte for byte (signatures are over these).
+    bodies: Vec<axum::body::Bytes>,
     /// Keys (as JSON text) answered `ok: false` (a data error).
     reject: HashSet<String>,
     /// The next N requests get this status (e.g. 503, 429) before any succeed.
@@ -99,6 +101,9 @@ impl Sink {
     pub fn headers(&self) -> Vec<HeaderMap> {
         self.inner.lock().unwrap().headers.clone()
     }
+    pub fn bodies(&self) -> Vec<axum::body::Bytes> {
+        self.inner.lock().unwrap().bodies.clone()
+    }
     pub fn requests(&self) -> usize {
         self.inner.lock().unwrap().batches.len()
     }
@@ -112,7 +117,8 @@ impl Sink {
     }
 }
 
-async fn handle(State(sink): State<Sink>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn handle(State(sink): State<Sink>, headers: HeaderMap, raw: axum::body::Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     let rows: Vec<SinkRow> = body["rows"]
         .as_array()
         .cloned()
@@ -152,6 +158,7 @@ async fn handle(State(sink): State<Sink>, headers: HeaderMap, Json(body): Json<V
         let mut inner = sink.inner.lock().unwrap();
         inner.batches.push(rows.clone());
         inner.headers.push(headers);
+        inner.bodies.push(raw);
         let index = inner.batches.len() - 1;
         let fail = if inner.fail_next.is_empty() { None } else { Some(inner.fail_next.remove(0)) };
         (index, fail, inner.hold_from, inner.reject.clone(), inner.always_results, inner.delay)

@@ -2,29 +2,25 @@
 
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::{json, Value as J};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::destinations::results::{match_results, RowResult};
+use crate::destinations::results::{match_results, RowResult, RowsJson};
 use crate::destinations::{RowOp, RowOutcome, Target};
 
 pub const SIGNATURE_HEADER: &str = "x-sluice-signature";
 
 /// `{"sync", "run_id", "rows": [{"op", "key", "fields", "destination_id"?}]}`
 pub fn body(target: &Target, batch: &[RowOp]) -> Vec<u8> {
-    let rows: Vec<J> = batch
-        .iter()
-        .map(|op| {
-            let fields: serde_json::Map<String, J> = target.fields.iter().cloned().zip(op.fields.iter().map(|v| v.to_json())).collect();
-            let mut row = json!({ "op": op.op.as_str(), "key": op.key_json(target), "fields": fields });
-            if let Some(id) = &op.destination_id {
-                row["destination_id"] = J::String(id.clone());
-            }
-            row
-        })
-        .collect();
-    json!({ "sync": target.sync, "run_id": target.run_id, "rows": rows }).to_string().into_bytes()
+    #[derive(Serialize)]
+    struct Body<'a> {
+        sync: &'a str,
+        run_id: &'a str,
+        rows: RowsJson<'a>,
+    }
+    let body = Body { sync: &target.sync, run_id: &target.run_id, rows: RowsJson { target, batch } };
+    // Strings, numbers and maps with string keys: serialising them cannot fail.
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 pub fn signature(secret: &SecretString, body: &[u8]) -> String {
