@@ -21,6 +21,8 @@ pub fn idle_rss(sluice: &Path, syncs: usize) -> Result<(f64, f64), String> {
         std::fs::write(dir.path().join(format!("syncs/s{i}.sql")), sync).map_err(|e| e.to_string())?;
     }
     let mut child = std::process::Command::new(sluice)
+        // As contrib/systemd/sluice.service runs it.
+        .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
         .arg("--project")
         .arg(dir.path())
         .arg("daemon")

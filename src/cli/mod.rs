@@ -3,6 +3,9 @@
 
 mod init;
 mod output;
+mod start;
+
+pub use start::start;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -34,11 +34,14 @@ pub(crate) mod results;
 pub mod salesforce;
 pub mod webhook;
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
+/// Re-exported: the traits below are `#[async_trait]` traits, and implementations outside this
+/// crate need the same macro.
+pub use async_trait::async_trait;
 
 use crate::project::{DestinationSpec, Mode};
 use crate::value::Value;
@@ -79,6 +82,12 @@ impl RowOp {
     /// The key as a JSON object of primary-key columns, as shown to people and remote systems.
     pub fn key_json(&self, target: &Target) -> serde_json::Value {
         let map = target.key_columns.iter().cloned().zip(self.key.iter().map(Value::to_json)).collect();
+        serde_json::Value::Object(map)
+    }
+
+    /// The mapped fields as a JSON object, in mapping order of the sync's fields.
+    pub fn fields_json(&self, target: &Target) -> serde_json::Value {
+        let map = target.fields.iter().cloned().zip(self.fields.iter().map(Value::to_json)).collect();
         serde_json::Value::Object(map)
     }
 }
@@ -230,7 +239,32 @@ pub struct ConfigError {
 /// The destination kinds `build` knows.
 pub const KINDS: [&str; 6] = ["command", "file", "google_sheets", "hubspot", "salesforce", "webhook"];
 
-/// Builds the destination for a `[destinations.NAME]` table. New kinds are added here.
+/// A `[destinations.NAME]` table's settings (everything but `kind`); [`parse_settings`] reads
+/// them into a destination's own config type.
+pub type Settings = toml::Table;
+
+/// Builds a destination of a registered kind: from the destination's name, its settings and
+/// the project directory. An `Err` is shown as "destination `NAME`: <message>".
+pub type Factory = fn(name: &str, settings: &Settings, project_root: &Path) -> Result<Arc<dyn Destination>, String>;
+
+/// Destination kinds registered by the program that embeds sluice (see [`register`]).
+static REGISTERED: RwLock<BTreeMap<String, Factory>> = RwLock::new(BTreeMap::new());
+
+/// Registers a destination kind, for a build of sluice with its own destinations: call it
+/// before [`crate::cli::start`] (or before loading a project), then `kind = "KIND"` in
+/// sluice.toml builds the destination with `factory`. A built-in kind cannot be replaced.
+/// `examples/custom_destination.rs` is a complete example.
+pub fn register(kind: &str, factory: Factory) {
+    if let Ok(mut kinds) = REGISTERED.write() {
+        kinds.insert(kind.to_string(), factory);
+    }
+}
+
+fn registered(kind: &str) -> Option<Factory> {
+    REGISTERED.read().ok()?.get(kind).copied()
+}
+
+/// Builds the destination for a `[destinations.NAME]` table. Built-in kinds are added here.
 pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<Arc<dyn Destination>, ConfigError> {
     let err = |message: String| ConfigError { name: name.to_string(), message };
     match spec.kind.as_str() {
@@ -240,21 +274,32 @@ pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<
         "google_sheets" => Ok(Arc::new(google_sheets::SheetsDestination::from_settings(&spec.settings).map_err(err)?)),
         "hubspot" => Ok(Arc::new(hubspot::HubSpotDestination::from_settings(&spec.settings).map_err(err)?)),
         "salesforce" => Ok(Arc::new(salesforce::SalesforceDestination::from_settings(&spec.settings).map_err(err)?)),
-        other => Err(err(format!(
-            "unknown kind `{other}`{}: known kinds are {}",
-            crate::project::did_you_mean(other, KINDS).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(),
-            KINDS.map(|k| format!("`{k}`")).join(", ")
-        ))),
+        other => match registered(other) {
+            Some(factory) => factory(name, &spec.settings, project_root).map_err(err),
+            None => {
+                let mut known: Vec<String> = KINDS.iter().map(|k| k.to_string()).collect();
+                known.extend(REGISTERED.read().map(|r| r.keys().cloned().collect::<Vec<_>>()).unwrap_or_default());
+                Err(err(format!(
+                    "unknown kind `{other}`{}: known kinds are {}",
+                    crate::project::did_you_mean(other, known.iter().map(String::as_str))
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default(),
+                    known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                )))
+            }
+        },
     }
 }
 
-/// Deserialises a destination's settings table into its typed config, naming bad keys.
-pub(crate) fn parse_settings<T: serde::de::DeserializeOwned>(settings: &toml::Table) -> Result<T, String> {
+/// Deserialises a destination's settings (or a sync's `[target]`) into its typed config; the
+/// error names the bad key.
+pub fn parse_settings<T: serde::de::DeserializeOwned>(settings: &toml::Table) -> Result<T, String> {
     T::deserialize(toml::Value::Table(settings.clone())).map_err(|e| e.message().trim().to_string())
 }
 
-/// Durations in settings as humantime strings ("30s", "500ms").
-pub(crate) mod duration_setting {
+/// Durations in settings as humantime strings ("30s", "500ms"):
+/// `#[serde(with = "sluice::destinations::duration_setting")]`.
+pub mod duration_setting {
     use serde::{Deserialize, Deserializer};
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
