@@ -23,15 +23,16 @@ async fn the_rust_example_registers_its_kind_and_keeps_the_api_equal_to_the_mode
         s.fail_next.push_back(503);
     });
     let report = env.run("people").await;
-    assert_eq!((report.written, report.rejected, report.retryable), (4, 1, 0), "{:?} {:?}", report.error, report.warnings);
+    // The 503 leaves its row for the next run; the 422 is a data problem, held.
+    assert_eq!((report.written, report.rejected, report.retryable), (3, 1, 1), "{:?} {:?}", report.error, report.warnings);
     assert!(report.warnings.iter().any(|w| w.contains("(id=3) rejected: HTTP 422")), "{:?}", report.warnings);
     let records = api.records();
-    assert_eq!(records.keys().map(String::as_str).collect::<Vec<_>>(), ["1", "2", "4", "5"]);
+    assert_eq!(records.keys().map(String::as_str).collect::<Vec<_>>(), ["2", "4", "5"]);
     assert_eq!(records["4"], json!({"id": 4, "email": "p4@x.com"}));
 
     env.exec("DELETE FROM people WHERE id = 5").await;
-    assert_eq!(env.run("people").await.written, 1);
-    assert!(!api.records().contains_key("5"), "removed from the API");
+    assert_eq!(env.run("people").await.written, 2, "the pending row and the delete");
+    assert_eq!(api.records().keys().map(String::as_str).collect::<Vec<_>>(), ["1", "2", "4"]);
 
     // A kind nobody registered: the registered ones are suggested.
     let spec = sluice::project::DestinationSpec { kind: "records_apj".into(), settings: Default::default() };

@@ -15,9 +15,9 @@
 //!   written. Its [`ErrorKind`] decides whether the engine retries the batch (with backoff,
 //!   honouring `retry_after`); the destination never sleeps or retries by itself.
 //! - **Partial failure.** A writer that carried out part of a batch (one request of several)
-//!   before an error must not answer `Err`, or the engine would send the done part again (an
-//!   insert twice). It returns the outcomes it has and `Retryable` for the rest ([`partial`]);
-//!   the engine retries just those rows, with the same backoff, within the run.
+//!   before an error must say which rows are done, or the engine would send them again (an
+//!   insert twice): it answers [`partial`], the error carrying the outcomes it has. The engine
+//!   records those and retries only the rest, paced by the error (a fatal one stops the run).
 //! - **At-least-once.** After a crash the engine re-sends the batches that were in flight, so a
 //!   destination must be idempotent by key: writing the same op twice leaves the same result.
 //! - **Self-healing (optional).** A writer that knows which keys the destination holds answers
@@ -100,8 +100,7 @@ pub enum RowOutcome {
     },
     /// The destination refused the data; retried only once the row changes.
     Rejected(String),
-    /// A transient problem with this row: retried within the run (with backoff), then on the
-    /// next run.
+    /// A transient problem with this row; retried on the next run.
     Retryable(String),
 }
 
@@ -111,14 +110,12 @@ impl RowOutcome {
     }
 }
 
-/// The answer to a batch that stopped at `error` after the rows in `out` got their outcomes:
-/// when any row was carried out, those keep their outcome and the rest become `Retryable` (the
-/// engine retries them); when none was, the error stands for the whole batch.
+/// The answer to a batch that stopped at `error` after some rows in `out` got their outcomes:
+/// the error, carrying those outcomes. The engine records them and retries only the rest,
+/// paced (and stopped) by the error as any other.
 pub fn partial(out: Vec<Option<RowOutcome>>, error: DestinationError) -> Result<Vec<RowOutcome>, DestinationError> {
-    if !out.iter().any(|o| matches!(o, Some(RowOutcome::Written { .. }))) {
-        return Err(error);
-    }
-    Ok(out.into_iter().map(|o| o.unwrap_or_else(|| RowOutcome::Retryable(error.message.clone()))).collect())
+    let done = out.iter().any(|o| matches!(o, Some(RowOutcome::Written { .. })));
+    Err(DestinationError { done: done.then_some(out), ..error })
 }
 
 /// What a sync sends: the destination-side shape of its rows.
@@ -179,14 +176,17 @@ pub struct DestinationError {
     pub message: String,
     /// Server-requested delay before the next attempt (Retry-After).
     pub retry_after: Option<Duration>,
+    /// The rows of the batch that got an outcome before the error (see [`partial`]); `None`:
+    /// nothing in the batch is known to be done.
+    pub done: Option<Vec<Option<RowOutcome>>>,
 }
 
 impl DestinationError {
     pub fn transient(message: impl Into<String>) -> Self {
-        DestinationError { kind: ErrorKind::Transient, message: message.into(), retry_after: None }
+        DestinationError { kind: ErrorKind::Transient, message: message.into(), retry_after: None, done: None }
     }
     pub fn fatal(message: impl Into<String>) -> Self {
-        DestinationError { kind: ErrorKind::Fatal, message: message.into(), retry_after: None }
+        DestinationError { kind: ErrorKind::Fatal, message: message.into(), retry_after: None, done: None }
     }
     pub fn is_transient(&self) -> bool {
         self.kind == ErrorKind::Transient

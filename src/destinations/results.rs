@@ -74,7 +74,7 @@ pub struct RowResult {
 }
 
 impl RowResult {
-    fn outcome(self, op: &RowOp) -> RowOutcome {
+    pub fn outcome(self, op: &RowOp) -> RowOutcome {
         if self.ok {
             return RowOutcome::Written { destination_id: self.destination_id.or_else(|| op.destination_id.clone()) };
         }

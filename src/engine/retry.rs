@@ -67,12 +67,13 @@ pub struct Sent {
     pub error: Option<DestinationError>,
 }
 
-/// Sends a batch, retrying what failed: the whole batch after an `Err`, only the `Retryable`
-/// rows after a partial answer, so rows already written are never sent twice in a run.
+/// Sends a batch, retrying it after an error; after a partial failure (the error carries the
+/// rows already done, `destinations::partial`) only the rest is sent again, so nothing that
+/// landed is sent twice in a run. Per-row `Retryable` answers are left for the next run.
 pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &Capabilities, cancel: &CancellationToken) -> Sent {
     let mut pacer = Pacer::new(caps, cancel);
     let mut outcomes: Vec<Option<RowOutcome>> = vec![None; batch.len()];
-    // Rows with no final outcome yet; all of them on the first attempt.
+    // Rows with no outcome yet; all of them on the first attempt.
     let mut pending: Vec<usize> = (0..batch.len()).collect();
     loop {
         let answer = if pending.len() == batch.len() {
@@ -81,25 +82,12 @@ pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &C
             let rows: Vec<RowOp> = pending.iter().map(|&i| batch[i].clone()).collect();
             writer.write(&rows).await
         };
-        let error = match answer {
+        let mut error = match answer {
             Ok(answer) if answer.len() == pending.len() => {
-                let mut still = Vec::new();
                 for (&i, outcome) in pending.iter().zip(answer) {
-                    if matches!(outcome, RowOutcome::Retryable(_)) {
-                        still.push(i);
-                    }
                     outcomes[i] = Some(outcome);
                 }
-                pending = still;
-                let Some(RowOutcome::Retryable(reason)) = pending.first().and_then(|&i| outcomes[i].as_ref()) else {
-                    return Sent { outcomes: finish(outcomes), error: None };
-                };
-                // Rows the destination could not take this time: retry just them, as a batch.
-                match pacer.wait(DestinationError::transient(reason.clone()), "rows").await {
-                    Ok(()) => continue,
-                    // Out of attempts: they stay pending for the next run; the run goes on.
-                    Err(_) => return Sent { outcomes: finish(outcomes), error: None },
-                }
+                return Sent { outcomes: finish(outcomes), error: None };
             }
             Ok(answer) => DestinationError::fatal(format!(
                 "the destination returned {} outcomes for {} rows (a destination bug)",
@@ -108,6 +96,20 @@ pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &C
             )),
             Err(e) => e,
         };
+        if let Some(done) = error.done.take() {
+            let mut still = Vec::new();
+            for (&i, outcome) in pending.iter().zip(done.into_iter().chain(std::iter::repeat(None))) {
+                match outcome {
+                    Some(o) => outcomes[i] = Some(o),
+                    None => still.push(i),
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                // Every row is accounted for; only a fatal error still matters (it ends the run).
+                return Sent { outcomes: finish(outcomes), error: (!error.is_transient()).then_some(error) };
+            }
+        }
         if let Err(error) = pacer.wait(error, "batch").await {
             for &i in &pending {
                 outcomes[i] = Some(RowOutcome::Retryable(error.message.clone()));

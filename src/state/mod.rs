@@ -33,7 +33,7 @@ pub enum StateError {
     Locked,
     #[error("state store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("state store: {0}: the stored state is damaged; `sluice reset NAME` makes the next run send every row again")]
+    #[error("state store: the stored state is damaged: {0}")]
     Corrupt(String),
 }
 
@@ -102,7 +102,6 @@ fn hash_from(bytes: &[u8]) -> Hash128 {
     u128::from_be_bytes(buf)
 }
 
-/// `($2, $3, ...), (...)` for `rows` rows of `cols` parameters, numbering from `first`.
 /// How a statement numbers its parameters. Postgres needs `$n`. SQLite takes `?`: sqlx looks up
 /// each *named* parameter (`$n` is a name to SQLite) by a linear scan, which made binding a
 /// 3,000-parameter batch insert quadratic (a third of a full sync's CPU time).
@@ -122,6 +121,7 @@ impl Marks {
         }
     }
 
+    /// `($2, $3, ...), (...)` for `rows` rows of `cols` parameters, numbering from `first`.
     fn value_lists(self, rows: usize, cols: usize, first: usize) -> String {
         (0..rows)
             .map(|r| {
@@ -221,34 +221,41 @@ impl Store {
             Marks::Dollar => "encode(key_hash || fingerprint, 'hex')",
         };
         let sql = format!(
-            "SELECT {agg}, COUNT(*), {last} FROM (SELECT key_hash, fingerprint FROM sync_rows \
+            "SELECT {agg}, COUNT(*) FROM (SELECT key_hash, fingerprint FROM sync_rows \
              WHERE sync = {p1} AND key_hash > {p2} ORDER BY key_hash LIMIT {SNAPSHOT_PAGE}) page",
             agg = match self.marks {
                 Marks::Question => format!("group_concat({pair}, '')"),
                 Marks::Dollar => format!("string_agg({pair}, '')"),
             },
-            // Where the next page starts (Postgres has no MAX over bytea).
-            last = match self.marks {
-                Marks::Question => "MAX(key_hash)",
-                Marks::Dollar => "(array_agg(key_hash ORDER BY key_hash DESC))[1]",
-            },
             p1 = self.marks.nth(1),
             p2 = self.marks.nth(2),
         );
+        let corrupt = |why: String| {
+            StateError::Corrupt(format!("sync_rows of `{sync}`: {why}; `sluice reset {sync}` makes the next run send every row again"))
+        };
+        // Keys compare as bytes in both databases, as big-endian u128s here: the next page
+        // starts after the largest key of this one.
         let mut after: Vec<u8> = Vec::new();
         loop {
             let row = sqlx::query(&sql).bind(sync).bind(after.clone()).fetch_one(&self.pool).await?;
             let packed: Option<String> = row.try_get(0)?;
             let n: i64 = row.try_get(1)?;
-            for pair in packed.unwrap_or_default().as_bytes().chunks_exact(64) {
+            let packed = packed.unwrap_or_default();
+            if packed.len() as i64 != n * 64 {
+                return Err(corrupt(format!("a stored hash is not 16 bytes ({} hex digits for {n} rows)", packed.len())));
+            }
+            let mut last: Hash128 = 0;
+            for pair in packed.as_bytes().chunks_exact(64) {
                 let mut bytes = [0u8; 32];
-                hex::decode_to_slice(pair, &mut bytes).map_err(|e| StateError::Corrupt(format!("sync_rows of `{sync}`: {e}")))?;
-                map.insert(hash_from(&bytes[..16]), hash_from(&bytes[16..]));
+                hex::decode_to_slice(pair, &mut bytes).map_err(|e| corrupt(e.to_string()))?;
+                let key = hash_from(&bytes[..16]);
+                last = last.max(key);
+                map.insert(key, hash_from(&bytes[16..]));
             }
             if n < SNAPSHOT_PAGE {
                 return Ok(map);
             }
-            after = row.try_get::<Option<Vec<u8>>, _>(2)?.unwrap_or_default();
+            after = hash_bytes(last);
         }
     }
 

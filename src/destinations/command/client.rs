@@ -2,16 +2,38 @@
 //! neither pipe can fill up and stall the other), stopped. A program that breaks the protocol is
 //! killed; the next batch starts a fresh one.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use super::encoding::result_line;
-use crate::destinations::results::RowResult;
-use crate::destinations::{DestinationError, Target};
+use crate::destinations::results::key_text;
+use crate::destinations::{DestinationError, RowOp, RowOutcome, Target};
+
+/// What the program inherits of sluice's environment: enough to find programs, certificates
+/// and proxies, and to speak the user's language; nothing that could be a secret.
+const INHERITED: [&str; 15] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "no_proxy",
+];
 
 /// How to start the program.
 pub struct Spec {
@@ -25,6 +47,7 @@ pub struct Program {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: Lines<BufReader<ChildStdout>>,
+    last_stderr: Arc<Mutex<String>>,
 }
 
 impl Program {
@@ -32,6 +55,12 @@ impl Program {
         let (program, args) = spec.argv.split_first().ok_or_else(|| DestinationError::fatal("`command` is empty"))?;
         let settings = serde_json::to_string(&target.settings).unwrap_or_else(|_| "{}".into());
         let mut cmd = tokio::process::Command::new(program);
+        // sluice's own environment may hold other destinations' secrets: the program gets a
+        // plain environment and what `env` gives it.
+        cmd.env_clear();
+        for (name, value) in std::env::vars_os().filter(|(n, _)| n.to_str().is_some_and(|n| INHERITED.contains(&n))) {
+            cmd.env(name, value);
+        }
         cmd.args(args)
             .current_dir(&spec.dir)
             .env("SLUICE_SYNC", &target.sync)
@@ -52,28 +81,53 @@ impl Program {
                 spec.destination
             ))
         })?;
+        let last_stderr = Arc::new(Mutex::new(String::new()));
         if let Some(stderr) = child.stderr.take() {
-            // The program's stderr is its log: each line goes to sluice's.
-            let (destination, sync) = (spec.destination.clone(), target.sync.clone());
+            // The program's stderr is its log: each line goes to sluice's, and the last one is
+            // kept for the error when the program dies.
+            let (destination, sync, last) = (spec.destination.clone(), target.sync.clone(), last_stderr.clone());
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stderr).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     tracing::info!(destination = %destination, sync = %sync, "{line}");
+                    if let Ok(mut last) = last.lock() {
+                        *last = line.chars().take(300).collect();
+                    }
                 }
             });
         }
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().map(|s| BufReader::new(s).lines());
         match stdout {
-            Some(stdout) => Ok(Program { child, stdin, stdout }),
+            Some(stdout) => Ok(Program { child, stdin, stdout, last_stderr }),
             None => Err(DestinationError::fatal(format!("`{program}`: no stdout pipe"))),
         }
     }
 
-    /// Writes `lines` (closing stdin after them when `close`) and reads result lines into
-    /// `results` until there are `rows`. `Some(why)` when the exchange broke off.
-    pub async fn exchange(&mut self, lines: &[u8], rows: usize, close: bool, results: &mut Vec<RowResult>) -> Option<String> {
+    /// Why the program stopped answering: its exit status if it has one, its last stderr line.
+    async fn ended(&mut self, answered: usize, rows: usize) -> String {
+        // Its stdout closed: it is most likely exiting. A moment to collect the status.
+        let status = match tokio::time::timeout(std::time::Duration::from_secs(1), self.child.wait()).await {
+            Ok(Ok(status)) => format!("the program exited ({status})"),
+            _ => "the program closed its stdout".to_string(),
+        };
+        let last = self.last_stderr.lock().map(|l| l.clone()).unwrap_or_default();
+        let said = if last.is_empty() { String::new() } else { format!("; its last stderr line: {last}") };
+        format!("{status} after {answered} of {rows} results{said} (all of its stderr is in the log: `sluice run -v`)")
+    }
+
+    /// Writes `lines` (closing stdin after them when `close`) and reads results until every
+    /// row of `batch` has one; `out[i]` gets row i's. `Some(why)` when the exchange broke off.
+    pub async fn exchange(
+        &mut self,
+        target: &Target,
+        batch: &[RowOp],
+        lines: &[u8],
+        close: bool,
+        out: &mut [Option<RowOutcome>],
+    ) -> Option<String> {
         let Some(mut stdin) = self.stdin.take() else { return Some("the program's stdin is closed".into()) };
+        let index: HashMap<String, usize> = batch.iter().enumerate().map(|(i, op)| (key_text(target, &op.key_json(target)), i)).collect();
         let write = async {
             // A program that exits early closes the pipe: its answers (or their absence) say more.
             let _ = stdin.write_all(lines).await;
@@ -83,22 +137,38 @@ impl Program {
         };
         let stdout = &mut self.stdout;
         let read = async {
-            while results.len() < rows {
-                match stdout.next_line().await {
-                    Ok(Some(line)) if line.trim().is_empty() => {}
-                    Ok(Some(line)) => match result_line(&line) {
-                        Ok(result) => results.push(result),
-                        Err(why) => return Some(why),
-                    },
-                    Ok(None) => return Some(format!("the program closed its stdout after {} of {rows} results", results.len())),
-                    Err(e) => return Some(format!("cannot read the program's stdout: {e}")),
+            let mut answered = 0;
+            while answered < batch.len() {
+                let line = match stdout.next_line().await {
+                    Ok(Some(line)) if line.trim().is_empty() => continue,
+                    Ok(Some(line)) => line,
+                    Ok(None) => return Err(answered),
+                    Err(e) => return Ok(Some(format!("cannot read the program's stdout: {e}"))),
+                };
+                let result = match result_line(&line) {
+                    Ok(result) => result,
+                    Err(why) => return Ok(Some(why)),
+                };
+                let Some(&i) = index.get(&key_text(target, &result.key)) else {
+                    return Ok(Some(format!(
+                        "a result names a key that is not in this batch ({}): echo each row's `key` exactly as it was sent",
+                        result.key
+                    )));
+                };
+                // A second answer for a row changes nothing and is not counted twice.
+                if out[i].is_none() {
+                    out[i] = Some(result.outcome(&batch[i]));
+                    answered += 1;
                 }
             }
-            None
+            Ok(None)
         };
-        let (stdin, broke) = tokio::join!(write, read);
+        let (stdin, read) = tokio::join!(write, read);
         self.stdin = stdin;
-        broke
+        match read {
+            Ok(broke) => broke,
+            Err(answered) => Some(self.ended(answered, batch.len()).await),
+        }
     }
 
     /// Ends the program after its last batch: stdin closes, and it has until `timeout` to exit.

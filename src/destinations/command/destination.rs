@@ -5,8 +5,7 @@ use async_trait::async_trait;
 use super::client::{Program, Spec};
 use super::config::CommandConfig;
 use super::encoding::row_line;
-use crate::destinations::results::match_results;
-use crate::destinations::{parse_settings, Capabilities, Destination, DestinationError, RowOp, RowOutcome, Target, Writer};
+use crate::destinations::{parse_settings, partial, Capabilities, Destination, DestinationError, RowOp, RowOutcome, Target, Writer};
 
 pub struct CommandDestination {
     config: CommandConfig,
@@ -61,13 +60,14 @@ impl Destination for CommandDestination {
             per_batch: self.config.per_batch,
             timeout: self.config.timeout,
             program: None,
+            warnings: Vec::new(),
         }))
     }
 }
 
 /// An argument naming a script file (`destinations/notion.py`): checked to exist.
 fn looks_like_script(arg: &str) -> bool {
-    !arg.starts_with('-') && arg.contains('/') && Path::new(arg).extension().is_some()
+    !arg.starts_with('-') && !arg.contains("://") && arg.contains('/') && Path::new(arg).extension().is_some()
 }
 
 struct CommandWriter {
@@ -77,6 +77,7 @@ struct CommandWriter {
     timeout: std::time::Duration,
     /// The running program, in per-run mode between batches.
     program: Option<Program>,
+    warnings: Vec<String>,
 }
 
 #[async_trait]
@@ -87,13 +88,13 @@ impl Writer for CommandWriter {
             Some(p) => p,
             None => Program::start(&self.spec, &self.target)?,
         };
-        let mut results = Vec::with_capacity(batch.len());
-        let exchange = program.exchange(&lines, batch.len(), self.per_batch, &mut results);
+        let mut out: Vec<Option<RowOutcome>> = vec![None; batch.len()];
+        let exchange = program.exchange(&self.target, batch, &lines, self.per_batch, &mut out);
         let broke = match tokio::time::timeout(self.timeout, exchange).await {
             Ok(broke) => broke,
             Err(_) => Some(format!(
                 "the program gave {} of {} results within the {} s timeout",
-                results.len(),
+                out.iter().filter(|o| o.is_some()).count(),
                 batch.len(),
                 self.timeout.as_secs()
             )),
@@ -103,25 +104,32 @@ impl Writer for CommandWriter {
             (Some(_), _) => program.kill().await,
             (None, true) => {
                 if let Err(why) = program.finish(self.timeout).await {
-                    tracing::warn!(destination = %self.spec.destination, sync = %self.target.sync, "{why}");
+                    self.warnings.push(format!("destination `{}`: {why} (its answers were recorded)", self.spec.destination));
                 }
             }
             (None, false) => self.program = Some(program),
         }
-        let missing = broke.unwrap_or_else(|| "the program's results did not mention this row".into());
-        Ok(match_results(&self.target, batch, results)
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| RowOutcome::Retryable(missing.clone())))
-            .collect())
+        match broke {
+            // Answered rows keep their outcome; the rest is retried with backoff, then left
+            // pending: never counted as written.
+            Some(why) => partial(out, DestinationError::transient(why)),
+            None => Ok(out.into_iter().map(|o| o.unwrap_or_else(|| RowOutcome::Retryable("the program gave no result".into()))).collect()),
+        }
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     async fn close(self: Box<Self>) -> Result<(), DestinationError> {
-        if let Some(program) = self.program {
-            if let Err(why) = program.finish(self.timeout).await {
-                // Every row already has its outcome; a program that ends badly is worth a look.
-                tracing::warn!(destination = %self.spec.destination, sync = %self.target.sync, "{why}");
-            }
+        match self.program {
+            // Every row already has its outcome; a program that ends badly still fails the run,
+            // so someone looks (it may have dropped work it had buffered).
+            Some(program) => program
+                .finish(self.timeout)
+                .await
+                .map_err(|why| DestinationError::fatal(format!("{why} after its last batch; the rows it answered were recorded"))),
+            None => Ok(()),
         }
-        Ok(())
     }
 }

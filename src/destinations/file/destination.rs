@@ -112,8 +112,12 @@ impl FileWriter {
         if let Err(e) = written {
             // A half-written batch (a full disk) is cut off, so the retry does not leave a torn
             // line or a second copy of the rows that did fit.
-            let _ = file.set_len(before);
-            return Err(io_err(&l.path, e));
+            return Err(match file.set_len(before) {
+                Ok(()) => io_err(&l.path, e),
+                Err(cut) => {
+                    format!("{}: {e}; cutting the half-written batch off failed too ({cut}): check the file's end", l.path.display())
+                }
+            });
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use super::config::ValueInput;
 use super::destination::{failed, MAX_CELLS, NEW_TAB_COLUMNS, NEW_TAB_ROWS};
 use super::encoding::{cell, column_range, column_runs, row_range, sheet_prefix, value_key, MAX_CELL_CHARS};
 use super::layout::{KeyIndex, Layout};
-use crate::destinations::{DestinationError, Op, RowOp, RowOutcome, Target, Writer};
+use crate::destinations::{partial, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
 use crate::project::Mode;
 use crate::value::Value;
 
@@ -120,6 +120,8 @@ pub struct SheetsWriter {
     /// The batch whose in-place updates went through before a later request of it failed,
     /// with the rows those updates rejected: a retry of that batch does not send them again.
     updated: Option<(crate::value::Hash128, HashMap<usize, String>)>,
+    /// Set when appends stopped part-way through a batch: the error, for `partial`.
+    cut: Option<DestinationError>,
     warnings: Vec<String>,
 }
 
@@ -132,7 +134,7 @@ impl SheetsWriter {
     ) -> Result<Self, DestinationError> {
         let tab = Tab::read(&client, &title, &target).await.map_err(failed)?;
         let warnings = tab.duplicate_warnings();
-        Ok(SheetsWriter { client, target, tab, max_request_bytes, stale: false, updated: None, warnings })
+        Ok(SheetsWriter { client, target, tab, max_request_bytes, stale: false, updated: None, cut: None, warnings })
     }
 
     /// The tab exists and row 1 holds every field's header.
@@ -317,10 +319,11 @@ impl SheetsWriter {
                 // (in insert mode nothing would notice), so only the rest is left to retry.
                 Err(e) if appended => {
                     self.stale = matches!(e, SheetsError::Unanswered(_));
-                    let reason = failed(e).message;
+                    let error = failed(e);
                     for i in ids.into_iter().chain(chunks.flatten().map(|(i, _)| i)) {
-                        outcomes[i] = RowOutcome::Retryable(reason.clone());
+                        outcomes[i] = RowOutcome::Retryable(error.message.clone());
                     }
+                    self.cut = Some(error);
                     return Ok(());
                 }
                 Err(e) => return Err(e),
@@ -389,7 +392,13 @@ impl Writer for SheetsWriter {
         match self.write_batch(batch).await {
             Ok(outcomes) => {
                 self.updated = None;
-                Ok(outcomes)
+                match self.cut.take() {
+                    // Appends stopped part-way: the rows left `Retryable` there are the undone ones.
+                    Some(error) => {
+                        partial(outcomes.into_iter().map(|o| (!matches!(o, RowOutcome::Retryable(_))).then_some(o)).collect(), error)
+                    }
+                    None => Ok(outcomes),
+                }
             }
             Err(e) => {
                 // Only a request that may have been carried out leaves the sheet unknown.
