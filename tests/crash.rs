@@ -22,12 +22,6 @@ async fn big_env() -> Env {
     env
 }
 
-fn seed() -> u64 {
-    let seed = std::env::var("SLUICE_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
-    println!("crash test seed: {seed} (replay with SLUICE_CRASH_SEED={seed})");
-    seed
-}
-
 async fn committed(env: &Env) -> usize {
     let url = format!("sqlite://{}?mode=ro", env.root().join(".sluice/state.db").display());
     let Ok(pool) = sqlx::SqlitePool::connect(&url).await else { return 0 };
@@ -64,7 +58,7 @@ async fn interrupt(env: &Env, rng: &mut fastrand::Rng, signal: &str) {
 async fn twenty_sigkills_lose_nothing_and_resend_only_batches_in_flight() {
     let env = big_env().await;
     env.sink.slow(Duration::from_millis(15));
-    let mut rng = fastrand::Rng::with_seed(seed());
+    let mut rng = fastrand::Rng::with_seed(support::faults::seed("SLUICE_CRASH_SEED"));
     for kill in 1..=KILLS {
         interrupt(&env, &mut rng, "KILL").await;
         let received = env.sink.rows();
@@ -88,7 +82,7 @@ async fn twenty_sigkills_lose_nothing_and_resend_only_batches_in_flight() {
 async fn twenty_sigterms_resend_nothing() {
     let env = big_env().await;
     env.sink.slow(Duration::from_millis(15));
-    let mut rng = fastrand::Rng::with_seed(seed());
+    let mut rng = fastrand::Rng::with_seed(support::faults::seed("SLUICE_CRASH_SEED"));
     for stop in 1..=KILLS {
         interrupt(&env, &mut rng, "TERM").await;
         let received = env.sink.rows();

@@ -14,8 +14,7 @@ async fn twenty_percent_faults_still_end_with_the_destination_equal_to_the_model
         Env::with_sink_settings(SourceKind::DuckDb, StateKind::Sqlite, "max_batch_rows = 50\nmax_attempts = 12\ntimeout = \"1s\"").await;
     env.exec("CREATE TABLE t AS SELECT i AS id, 'v' || i AS v FROM range(1, 2001) r(i)").await;
     env.write_sync("f", "source = \"wh\"\ndestination = \"hook\"\nprimary_key = \"id\"\nmode = \"mirror\"", "SELECT id, v FROM t");
-    let seed = fastrand::u64(..);
-    println!("fault seed: {seed}");
+    let seed = support::faults::seed("SLUICE_FAULT_SEED");
     env.sink.fault_rate(0.2, seed);
     let first = env.run("f").await;
     assert_eq!((first.status, first.written), (RunStatus::Success, 2000), "seed {seed}: {:?}", first.error);

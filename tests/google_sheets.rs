@@ -329,8 +329,7 @@ async fn an_insert_batch_that_fails_part_way_appends_each_row_once() {
 #[tokio::test]
 async fn a_fifth_of_requests_failing_still_ends_with_the_sheet_equal_to_the_model() {
     let s = Sheets::new("mirror", 60, "max_batch_rows = 10\nmax_attempts = 12\ntimeout = \"1s\"").await;
-    let seed = std::env::var("SLUICE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
-    println!("fault seed: {seed} (replay with SLUICE_FAULT_SEED={seed})");
+    let seed = support::faults::seed("SLUICE_FAULT_SEED");
     s.google.with(|st| st.random_faults = Some(support::faults::RandomFaults::new(0.2, seed)));
     s.run_ok().await;
     s.env.exec("UPDATE customers SET ltv = 0 WHERE id % 5 = 0; DELETE FROM customers WHERE id > 50").await;

@@ -250,8 +250,7 @@ async fn a_bad_token_fails_the_run_with_what_to_do() {
 async fn a_fifth_of_requests_failing_still_ends_with_the_crm_equal_to_the_model() {
     let crm = Crm::new("mirror", 300, "max_batch_rows = 25\nmax_attempts = 12\ntimeout = \"1s\"").await;
     crm.hubspot.with(|s| s.rate_window = std::time::Duration::from_millis(50));
-    let seed = std::env::var("SLUICE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
-    println!("fault seed: {seed} (replay with SLUICE_FAULT_SEED={seed})");
+    let seed = support::faults::seed("SLUICE_FAULT_SEED");
     crm.hubspot.with(|s| s.random_faults = Some(support::faults::RandomFaults::new(0.2, seed)));
     crm.run_ok().await;
     crm.env.exec("DELETE FROM people WHERE score > 280; UPDATE people SET score = -1 WHERE score % 7 = 0").await;

@@ -232,8 +232,7 @@ async fn check_names_the_sync_and_field_that_do_not_fit_and_login_refusals_say_w
 #[tokio::test]
 async fn a_fifth_of_requests_failing_still_ends_with_the_org_equal_to_the_model() {
     let org = Org::new("mirror", 600, "max_attempts = 12\ntimeout = \"1s\"").await;
-    let seed = std::env::var("SLUICE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
-    println!("fault seed: {seed} (replay with SLUICE_FAULT_SEED={seed})");
+    let seed = support::faults::seed("SLUICE_FAULT_SEED");
     org.sf.with(|s| s.random_faults = Some(support::faults::RandomFaults::new(0.2, seed)));
     org.run_ok().await;
     org.env.exec("UPDATE people SET score = -1 WHERE customer_id IN ('c7', 'c70', 'c300'); DELETE FROM people WHERE customer_id IN ('c1', 'c2', 'c500')").await;

@@ -94,13 +94,15 @@ pub fn key_text(target: &Target, key: &J) -> String {
     serde_json::to_string(&values).unwrap_or_default()
 }
 
+/// Each row's [`key_text`] -> its position in the batch.
+pub fn key_index(target: &Target, batch: &[RowOp]) -> HashMap<String, usize> {
+    batch.iter().enumerate().map(|(i, op)| (key_text(target, &op.key_json(target)), i)).collect()
+}
+
 /// Matches results to the batch's rows by key: one outcome per row, `None` where no result
 /// names the row (the caller decides what that means).
 pub fn match_results(target: &Target, batch: &[RowOp], results: impl IntoIterator<Item = RowResult>) -> Vec<Option<RowOutcome>> {
-    let mut index: HashMap<String, usize> = HashMap::with_capacity(batch.len());
-    for (i, op) in batch.iter().enumerate() {
-        index.insert(key_text(target, &op.key_json(target)), i);
-    }
+    let index = key_index(target, batch);
     let mut out: Vec<Option<RowOutcome>> = vec![None; batch.len()];
     for result in results {
         if let Some(&i) = index.get(&key_text(target, &result.key)) {

@@ -22,6 +22,14 @@ pub fn drop_connection() -> ! {
     std::panic::resume_unwind(Box::new("emulated dropped connection"))
 }
 
+/// The seed of a randomised test: the one `var` names (to replay a failure) or a fresh one.
+/// Printed either way, so a failing run's output says how to replay it.
+pub fn seed(var: &str) -> u64 {
+    let seed = std::env::var(var).ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    println!("seed: {seed} (replay with {var}={seed})");
+    seed
+}
+
 /// Faults at random, for a share of requests: an emulator asks `pick` once per request.
 /// However the dice fall, no more than `1 / rate` requests in a row go through, so a short run
 /// meets faults too (a test that asserts faults were injected cannot pass by luck or fail by it).

@@ -2,7 +2,6 @@
 //! neither pipe can fill up and stall the other), stopped. A program that breaks the protocol is
 //! killed; the next batch starts a fresh one.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -12,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use super::encoding::result_line;
-use crate::destinations::results::key_text;
+use crate::destinations::results::{key_index, key_text};
 use crate::destinations::{DestinationError, RowOp, RowOutcome, Target};
 
 /// What the program inherits of sluice's environment: enough to find programs, certificates
@@ -127,7 +126,7 @@ impl Program {
         out: &mut [Option<RowOutcome>],
     ) -> Option<String> {
         let Some(mut stdin) = self.stdin.take() else { return Some("the program's stdin is closed".into()) };
-        let index: HashMap<String, usize> = batch.iter().enumerate().map(|(i, op)| (key_text(target, &op.key_json(target)), i)).collect();
+        let index = key_index(target, batch);
         let write = async {
             // A program that exits early closes the pipe: its answers (or their absence) say more.
             let _ = stdin.write_all(lines).await;
