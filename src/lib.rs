@@ -4,6 +4,7 @@
 //! the [`state`] store -> batches ([`engine`]) -> [`destinations`] -> outcomes -> state.
 //! See ARCHITECTURE.md for the map and the invariants.
 
+pub mod alerts;
 pub mod cli;
 pub mod daemon;
 pub mod destinations;
@@ -14,4 +15,5 @@ mod probe;
 pub mod project;
 pub mod source;
 pub mod state;
+pub mod template;
 pub mod value;

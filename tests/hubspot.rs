@@ -211,7 +211,9 @@ async fn insert_mode_creates_and_reports_conflicts() {
         "{:?}",
         report.warnings
     );
+    // Batch create is all or nothing: the pair's 409 is split and only the good row's create lands.
     assert_eq!(crm.hubspot.writes("create").len(), 1);
+    assert_eq!(crm.hubspot.records("contacts").len(), 2, "the good row was created");
 }
 
 #[tokio::test]
@@ -260,4 +262,20 @@ async fn a_fifth_of_requests_failing_still_ends_with_the_crm_equal_to_the_model(
     let emails: std::collections::HashSet<&str> = records.iter().map(|r| r.properties["email"].as_str()).collect();
     assert_eq!((records.len(), emails.len()), (280, 280), "seed {seed}: no record missing or twice");
     assert_eq!(crm.prop("p14@x.com", "score").as_deref(), Some("-1"), "seed {seed}");
+}
+
+#[tokio::test]
+async fn a_batch_create_refused_for_one_bad_email_is_split_down_to_that_row() {
+    let crm = Crm::new("insert", 100, "").await;
+    crm.env.exec("UPDATE people SET email = 'not-an-email' WHERE customer_id = 'c42'").await;
+    let report = crm.env.run("people").await;
+    assert_eq!((report.written, report.rejected), (99, 1), "{:?} {:?}", report.error, report.warnings);
+    assert!(
+        report.warnings.iter().any(|w| w.contains("row (customer_id=c42) rejected") && w.contains("Email address not-an-email is invalid")),
+        "{:?}",
+        report.warnings
+    );
+    assert_eq!(crm.hubspot.records("contacts").len(), 99);
+    let requests = crm.hubspot.log().iter().filter(|l| l.path.ends_with("/batch/create")).count();
+    assert!(requests <= 1 + 2 * 100, "{requests} create requests");
 }

@@ -2,6 +2,7 @@
 //! as short lines; `--json` prints one JSON document instead. Logs go to stderr.
 
 mod init;
+mod log;
 mod output;
 mod start;
 
@@ -32,7 +33,7 @@ pub struct Cli {
     /// Project directory (holding sluice.toml and syncs/).
     #[arg(long, global = true, env = "SLUICE_PROJECT", default_value = ".")]
     pub project: PathBuf,
-    /// Print one JSON document instead of text (check, plan, run, status).
+    /// Print one JSON document instead of text (check, plan, run, status, failures, log).
     #[arg(long, global = true)]
     pub json: bool,
     /// More log output on stderr (-v info, -vv debug). SLUICE_LOG overrides.
@@ -99,6 +100,19 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// The change log of a sync: every row operation sent, its outcome, newest first.
+    Log {
+        name: String,
+        /// Only this row: its key value (`42`), `col=value,col=value` for a composite key, or JSON.
+        #[arg(long)]
+        key: Option<String>,
+        /// Only changes since a time (2026-11-25T09:00:00Z) or for a duration back (30m, 2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Entries shown at most.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
     /// Run every sync on its schedule until stopped (SIGTERM/Ctrl-C); SIGHUP reloads the project.
     /// Meant to run under systemd: see contrib/systemd/sluice.service.
     Daemon,
@@ -144,6 +158,7 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
             run(&cli, names, opts).await
         }
         Command::Reset { names } => reset(&cli, names).await,
+        Command::Log { name, key, since, limit } => log::log(&cli, name, key.as_deref(), since.as_deref(), *limit).await,
         Command::Daemon => crate::daemon::run(&cli.project, cancel).await.map(|_| EXIT_OK).map_err(|e| fail(EXIT_INVALID, e)),
     };
     match result {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::engine::{Progress, ProgressFn, SyncReport};
-use crate::state::{RowError, RunRecord, RunStatus};
+use crate::state::{ChangeRecord, RowError, RunRecord, RunStatus};
 
 #[derive(Serialize)]
 pub struct CheckResult {
@@ -54,6 +54,31 @@ pub fn failures(syncs: &[FailureRows], as_json: bool) {
         if s.rejected + s.retryable > shown {
             println!("  ... and {} more (--limit)", s.rejected + s.retryable - shown);
         }
+    }
+}
+
+/// `sluice log`: one line per row operation, newest first.
+pub fn changes(sync: &str, changes: &[ChangeRecord], as_json: bool) {
+    if as_json {
+        return json(&serde_json::json!({ "sync": sync, "changes": changes }));
+    }
+    if changes.is_empty() {
+        println!("{sync}: no changes logged (for this filter)");
+        return;
+    }
+    for c in changes {
+        let run: String = c.run_id.chars().take(8).collect();
+        let mut line = format!("{}  run {run}  {:<6} {:<9} {}", c.changed_at, c.op, c.outcome, c.key);
+        if let Some(id) = &c.destination_id {
+            line.push_str(&format!("  id={id}"));
+        }
+        if let Some(fields) = &c.fields {
+            line.push_str(&format!("  {fields}"));
+        }
+        if let Some(e) = &c.error {
+            line.push_str(&format!("  error: {e}"));
+        }
+        println!("{line}");
     }
 }
 
@@ -120,6 +145,15 @@ pub fn report(r: &SyncReport) {
         ));
     }
     println!("{line}");
+    if let Some(c) = &r.cursor {
+        let read = match (&c.after, c.full_read) {
+            (Some(after), _) => format!("read rows with {} > {after}", c.column),
+            (None, Some(why)) => format!("read the whole model ({why})"),
+            (None, None) => "read the whole model".to_string(),
+        };
+        let next = c.next.as_ref().map(|n| format!("; the next run reads past {n}")).unwrap_or_default();
+        println!("        cursor: {read}{next}");
+    }
     if let Some(e) = &r.error {
         println!("        error: {e}");
     }

@@ -10,7 +10,9 @@
 //!
 //! - **Per-row outcome.** `write` returns exactly one [`RowOutcome`] per op, in order:
 //!   `Written` (optionally with the destination's record id, stored and passed back on later
-//!   ops), `Rejected` (a data problem: not retried until the row changes) or `Retryable`.
+//!   ops), `Rejected` (a data problem: not retried until the row changes), `Retryable`, or
+//!   `RefusedInGroup` (the request holding the row was refused whole: the engine splits the
+//!   group to find the bad rows, so a destination never has to guess).
 //! - **Whole-batch failure.** `Err(DestinationError)` means nothing in the batch is known to be
 //!   written. Its [`ErrorKind`] decides whether the engine retries the batch (with backoff,
 //!   honouring `retry_after`); the destination never sleeps or retries by itself.
@@ -32,6 +34,7 @@ pub(crate) mod http;
 pub mod hubspot;
 pub(crate) mod results;
 pub mod salesforce;
+pub mod slack;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -102,6 +105,10 @@ pub enum RowOutcome {
     Rejected(String),
     /// A transient problem with this row; retried on the next run.
     Retryable(String),
+    /// The destination refused the whole request this row was in, for a data problem it did not
+    /// pin on a row (a 400 for the batch). The row may be fine: the engine sends such rows again
+    /// in smaller groups until the bad one stands alone, then records it `Rejected`.
+    RefusedInGroup(String),
 }
 
 impl RowOutcome {
@@ -237,7 +244,7 @@ pub struct ConfigError {
 }
 
 /// The destination kinds `build` knows.
-pub const KINDS: [&str; 6] = ["command", "file", "google_sheets", "hubspot", "salesforce", "webhook"];
+pub const KINDS: [&str; 7] = ["command", "file", "google_sheets", "hubspot", "salesforce", "slack", "webhook"];
 
 /// A `[destinations.NAME]` table's settings (everything but `kind`); [`parse_settings`] reads
 /// them into a destination's own config type.
@@ -274,6 +281,7 @@ pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<
         "google_sheets" => Ok(Arc::new(google_sheets::SheetsDestination::from_settings(&spec.settings).map_err(err)?)),
         "hubspot" => Ok(Arc::new(hubspot::HubSpotDestination::from_settings(&spec.settings).map_err(err)?)),
         "salesforce" => Ok(Arc::new(salesforce::SalesforceDestination::from_settings(&spec.settings).map_err(err)?)),
+        "slack" => Ok(Arc::new(slack::SlackDestination::from_settings(&spec.settings).map_err(err)?)),
         other => match registered(other) {
             Some(factory) => factory(name, &spec.settings, project_root).map_err(err),
             None => {

@@ -13,6 +13,12 @@ pub fn key_json(columns: &[String], values: &[Value]) -> String {
     serde_json::to_string(&map).unwrap_or_default()
 }
 
+/// The key as plain JSON in key order (`{"id":42}`): how the change log stores it.
+pub fn plain_key_json(columns: &[String], values: &[Value]) -> String {
+    let map: IndexMap<&str, serde_json::Value> = columns.iter().map(String::as_str).zip(values.iter().map(Value::to_json)).collect();
+    serde_json::to_string(&map).unwrap_or_default()
+}
+
 /// The key values back from the stored form, in key order.
 pub fn parse_key_json(text: &str) -> Result<Vec<Value>, String> {
     let map: IndexMap<String, Value> =

@@ -5,8 +5,10 @@
 //! run with nothing written. The *send* phase writes the spool in batches and commits each
 //! batch's outcomes to the state store in one transaction, after the destination answered.
 
+mod cursor;
 mod guard;
 pub mod keys;
+mod notify;
 mod report;
 mod retry;
 mod shape;
@@ -19,6 +21,7 @@ use std::time::Instant;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
+pub use cursor::CursorReport;
 pub use report::{OpCounts, Sample, SyncReport};
 pub use shape::{config_fingerprint, Shape};
 
@@ -99,6 +102,9 @@ pub struct Engine {
     delete_guard: crate::project::config::DeleteGuardConfig,
     retry: crate::project::config::RetryConfig,
     sources: HashMap<String, Result<Source, String>>,
+    alerts: Option<crate::project::config::AlertsConfig>,
+    /// How long the change log keeps entries (`[state] keep_changes`).
+    keep_changes: std::time::Duration,
 }
 
 impl Engine {
@@ -124,6 +130,8 @@ impl Engine {
             sources,
             delete_guard: project.config.delete_guard.clone(),
             retry: project.config.retry.clone(),
+            alerts: project.config.alerts.clone(),
+            keep_changes: project.config.state.keep_changes,
         })
     }
 
@@ -175,6 +183,8 @@ impl Engine {
             if let Err(e) = self.store.finish_run(&record).await {
                 report.fail(format!("could not record the run: {e}"));
             }
+            self.alert(sync, &mut report).await;
+            self.prune_changes(sync, &mut report).await;
         }
         report
     }
@@ -192,9 +202,18 @@ impl Engine {
         let config_fp = config_fingerprint(sync, self.destination_kind(sync));
         let stored_fp = self.store.config_fingerprint(name).await?;
         report.config_changed = stored_fp.as_ref().is_some_and(|s| *s != config_fp);
+        // A cursor sync reads only the rows past its stored mark (or everything, and says why).
+        let stored_cursor = if sync.file.cursor.is_some() { self.store.cursor(name).await? } else { None };
+        let mut cursor_report = CursorReport::default();
+        let mut cursor = cursor::RunCursor::plan(sync, &config_fp, stored_cursor, opts, &mut cursor_report);
+        if cursor.is_some() {
+            report.cursor = Some(cursor_report);
+        }
+        let after = cursor.as_ref().and_then(|c| c.after.as_ref());
+        let incremental = after.is_some();
         // The stored state loads while the model query starts: two threads (SQLite's and the
         // source's), so a no-change run costs about the longer of the two, not their sum.
-        let (snapshot, stream) = tokio::join!(self.store.snapshot(name), source.stream(&sync.file.model));
+        let (snapshot, stream) = tokio::join!(self.store.snapshot(name), source.stream(&sync.file.model, after));
         let snapshot = snapshot?;
         // Rejected rows stay held back while unchanged, until `sluice retry` or their hold ends.
         let hold_for = sync.file.retry_rejected_after.unwrap_or(self.retry.rejected_after);
@@ -227,6 +246,9 @@ impl Engine {
             opts.progress(Progress::Scanning { sync: name, rows: report.rows_read });
             for row in chunk? {
                 report.rows_read += 1;
+                if let (Some(c), Some(i)) = (cursor.as_mut(), shape.cursor_idx) {
+                    c.see(&row[i]);
+                }
                 if let Some(k) = shape.key_idx.iter().position(|&i| row[i].is_null()) {
                     report.null_keys += 1;
                     report.warn(format!(
@@ -281,9 +303,16 @@ impl Engine {
         }
         // Errors of rows that left the model can never be fixed by a retry: forgotten below, once
         // the delete guard has let the run go on (a broken, empty model must not erase them).
-        let stale_errors: Vec<_> =
-            if opts.dry_run { Vec::new() } else { self.store.error_hashes(name).await?.into_iter().filter(|h| !differ.seen(*h)).collect() };
-        let (counts, removed) = differ.finish();
+        // An incremental read sees only the rows past the cursor: the others have not left.
+        let stale_errors: Vec<_> = if opts.dry_run || incremental {
+            Vec::new()
+        } else {
+            self.store.error_hashes(name).await?.into_iter().filter(|h| !differ.seen(*h)).collect()
+        };
+        let (mut counts, removed) = differ.finish();
+        if incremental {
+            counts.removed = 0;
+        }
         report.counts = counts;
         let deletes = if mode == Mode::Mirror { removed } else { Vec::new() };
         report.to_send.delete = deletes.len() as u64;
@@ -363,6 +392,7 @@ impl Engine {
             } else {
                 break;
             }
+            let shown_keys: Vec<String> = batch.iter().map(|(r, _, _)| keys::plain_key_json(&shape.key_columns, &r.key)).collect();
             let ops: Vec<RowOp> = batch
                 .iter_mut()
                 .map(|(r, _, id)| RowOp {
@@ -378,15 +408,20 @@ impl Engine {
             // A batch that ended in an error still has outcomes: rows written before it are
             // committed like any others, the rest as pending; then the run stops.
             let retry::Sent { outcomes, error } = retry::write_with_retry(writer.as_mut(), &ops, &caps, &opts.cancel).await;
+            let logged_fields: Vec<Option<String>> =
+                ops.iter().map(|op| (sync.file.log_values && op.op != Op::Delete).then(|| op.fields_json(&target).to_string())).collect();
             let items: Vec<Committed> = batch
                 .iter()
                 .zip(&outcomes)
-                .map(|((r, key_json, _), outcome)| Committed {
+                .zip(shown_keys.iter().zip(&logged_fields))
+                .map(|(((r, key_json, _), outcome), (shown_key, fields))| Committed {
                     key_hash: r.key_hash,
                     key_json,
                     fingerprint: r.fingerprint,
                     op: r.op,
                     outcome,
+                    shown_key,
+                    fields_json: fields.as_deref(),
                 })
                 .collect();
             self.store.commit_batch(name, run_id, &items).await?;
@@ -405,6 +440,30 @@ impl Engine {
         writer.close().await.map_err(dest_err)?;
         if stored_fp.as_deref() != Some(config_fp.as_str()) {
             self.store.set_config_fingerprint(name, &config_fp).await?;
+        }
+        if let Some(next) = cursor.as_ref().and_then(|c| c.next()) {
+            self.advance_cursor(name, next, report).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Stores a cursor sync's new mark, unless rows of this run wait for a retry: a read past
+    /// the new mark would never return them, so the mark stays and the next run reads them again
+    /// (the diff keeps the rows already written from being sent twice).
+    async fn advance_cursor(&self, name: &str, next: crate::state::StoredCursor, report: &mut SyncReport) -> Result<(), RunError> {
+        if report.retryable > 0 {
+            report.warn(format!(
+                "{} row(s) wait for a retry, so the cursor stays where it was and the next run reads them again",
+                report.retryable
+            ));
+            return Ok(());
+        }
+        let text = next.value.to_text();
+        self.store.set_cursor(name, &next).await?;
+        if let Some(c) = report.cursor.as_mut() {
+            c.next = Some(text);
         }
         Ok(())
     }

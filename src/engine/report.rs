@@ -64,6 +64,9 @@ pub struct SyncReport {
     pub rejected: u64,
     pub retryable: u64,
     pub batches: u64,
+    /// A cursor sync's read: past which mark, or why the whole model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<super::cursor::CursorReport>,
     pub error: Option<String>,
     pub warnings: Vec<String>,
     pub samples: Vec<Sample>,
@@ -93,6 +96,7 @@ impl SyncReport {
             rejected: 0,
             retryable: 0,
             batches: 0,
+            cursor: None,
             error: None,
             warnings: Vec::new(),
             samples: Vec::new(),
@@ -143,7 +147,7 @@ impl SyncReport {
     pub fn tally(&mut self, key: &str, outcome: &RowOutcome) {
         match outcome {
             RowOutcome::Written { .. } => self.written += 1,
-            RowOutcome::Rejected(reason) => {
+            RowOutcome::Rejected(reason) | RowOutcome::RefusedInGroup(reason) => {
                 self.rejected += 1;
                 self.warn(format!("row ({key}) rejected: {reason}"));
             }

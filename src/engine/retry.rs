@@ -2,6 +2,7 @@
 //! destination's call ([`DestinationError::kind`]); this module only paces the attempts:
 //! exponential backoff with jitter, Retry-After honoured (capped), a bounded number of attempts.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
@@ -70,11 +71,58 @@ pub struct Sent {
 /// Sends a batch, retrying it after an error; after a partial failure (the error carries the
 /// rows already done, `destinations::partial`) only the rest is sent again, so nothing that
 /// landed is sent twice in a run. Per-row `Retryable` answers are left for the next run.
+///
+/// Rows a destination refused together ([`RowOutcome::RefusedInGroup`]: a webhook's 400, a
+/// HubSpot batch failed whole by one bad input) are sent again in halves, and halves of those,
+/// until each bad row stands alone and is rejected with its own reason while the rest is
+/// written. At most 2 x the batch's rows in extra calls; past that the rows still unresolved
+/// are rejected with the group's reason.
 pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &Capabilities, cancel: &CancellationToken) -> Sent {
     let mut pacer = Pacer::new(caps, cancel);
     let mut outcomes: Vec<Option<RowOutcome>> = vec![None; batch.len()];
-    // Rows with no outcome yet; all of them on the first attempt.
-    let mut pending: Vec<usize> = (0..batch.len()).collect();
+    let mut groups: VecDeque<Vec<usize>> = VecDeque::from([(0..batch.len()).collect::<Vec<_>>()]);
+    let mut split_budget = 2 * batch.len();
+    while let Some(group) = groups.pop_front() {
+        if let Some(error) = write_group(writer, batch, &group, &mut outcomes, &mut pacer).await {
+            for i in groups.into_iter().flatten() {
+                outcomes[i] = Some(RowOutcome::Retryable(error.message.clone()));
+            }
+            return Sent { outcomes: finish(outcomes), error: Some(error) };
+        }
+        let refused: Vec<usize> = group.iter().copied().filter(|&i| matches!(outcomes[i], Some(RowOutcome::RefusedInGroup(_)))).collect();
+        if refused.len() > 1 && split_budget >= 2 {
+            split_budget -= 2;
+            let (first, second) = refused.split_at(refused.len() / 2);
+            groups.push_front(second.to_vec());
+            groups.push_front(first.to_vec());
+        } else {
+            let alone = refused.len() == 1;
+            for i in refused {
+                if let Some(RowOutcome::RefusedInGroup(reason)) = outcomes[i].take() {
+                    let reason = if alone {
+                        reason
+                    } else {
+                        format!("{reason} (refused with other rows; sluice could not single out the bad ones)")
+                    };
+                    outcomes[i] = Some(RowOutcome::Rejected(reason));
+                }
+            }
+        }
+    }
+    Sent { outcomes: finish(outcomes), error: None }
+}
+
+/// Sends the rows `group` of `batch` until each has an outcome or an error ends the batch
+/// (returned; the rows it left undone are `Retryable`).
+async fn write_group(
+    writer: &mut dyn Writer,
+    batch: &[RowOp],
+    group: &[usize],
+    outcomes: &mut [Option<RowOutcome>],
+    pacer: &mut Pacer<'_>,
+) -> Option<DestinationError> {
+    // Rows of the group with no outcome yet; all of them on the first attempt.
+    let mut pending: Vec<usize> = group.to_vec();
     loop {
         let answer = if pending.len() == batch.len() {
             writer.write(batch).await
@@ -87,7 +135,7 @@ pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &C
                 for (&i, outcome) in pending.iter().zip(answer) {
                     outcomes[i] = Some(outcome);
                 }
-                return Sent { outcomes: finish(outcomes), error: None };
+                return None;
             }
             Ok(answer) => DestinationError::fatal(format!(
                 "the destination returned {} outcomes for {} rows (a destination bug)",
@@ -107,14 +155,14 @@ pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &C
             pending = still;
             if pending.is_empty() {
                 // Every row is accounted for; only a fatal error still matters (it ends the run).
-                return Sent { outcomes: finish(outcomes), error: (!error.is_transient()).then_some(error) };
+                return (!error.is_transient()).then_some(error);
             }
         }
         if let Err(error) = pacer.wait(error, "batch").await {
             for &i in &pending {
                 outcomes[i] = Some(RowOutcome::Retryable(error.message.clone()));
             }
-            return Sent { outcomes: finish(outcomes), error: Some(error) };
+            return Some(error);
         }
     }
 }

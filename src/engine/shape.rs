@@ -12,6 +12,8 @@ pub struct Shape {
     pub key_idx: Vec<usize>,
     pub fields: Vec<String>,
     pub field_idx: Vec<usize>,
+    /// The cursor column of a cursor sync.
+    pub cursor_idx: Option<usize>,
 }
 
 impl Shape {
@@ -32,7 +34,25 @@ impl Shape {
             let idx = f.mapping.iter().map(|m| find(&m.column, m.line, "mapped column")).collect::<Result<Vec<_>, _>>()?;
             (f.mapping.iter().map(|m| m.field.clone()).collect(), idx)
         };
-        Ok(Shape { key_columns: f.primary_key.value.clone(), key_idx, fields, field_idx })
+        let cursor_idx = match &f.cursor {
+            None => None,
+            Some(c) => {
+                let i = find(&c.value, c.line, "cursor column")?;
+                if !columns[i].cursor_ok {
+                    return Err(ProjectError::at(
+                        &f.path,
+                        c.line,
+                        format!(
+                            "cursor column `{}` has type {}: a cursor must be a number, date or timestamp that grows whenever the row \
+                             changes (cast it in the model if it is stored as text)",
+                            c.value, columns[i].type_name
+                        ),
+                    ));
+                }
+                Some(i)
+            }
+        };
+        Ok(Shape { key_columns: f.primary_key.value.clone(), key_idx, fields, field_idx, cursor_idx })
     }
 
     pub fn target(&self, sync: &Sync, run_id: &str) -> Target {

@@ -28,6 +28,52 @@ pub struct ProjectConfig {
     pub delete_guard: DeleteGuardConfig,
     #[serde(default)]
     pub retry: RetryConfig,
+    pub alerts: Option<AlertsConfig>,
+}
+
+/// `[alerts]`: a message when a sync fails, recovers or has rows rejected (`alerts` module).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// The destination alerts go to: a `slack`, `webhook` or `command` destination.
+    pub destination: String,
+    #[serde(default = "default_alert_on")]
+    pub on: Vec<AlertEvent>,
+    /// While a sync keeps failing (or rejecting rows), at most one alert of a kind per this long.
+    #[serde(default = "default_alert_interval", with = "crate::destinations::duration_setting")]
+    pub alert_interval: std::time::Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEvent {
+    /// A run failed.
+    Failure,
+    /// A run finished after one or more failed runs.
+    Recovery,
+    /// A run finished with rows the destination rejected.
+    RejectedRows,
+}
+
+impl AlertEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::Failure => "failure",
+            AlertEvent::Recovery => "recovery",
+            AlertEvent::RejectedRows => "rejected_rows",
+        }
+    }
+}
+
+/// The destination kinds that can carry alerts: they take any fields.
+pub const ALERT_KINDS: [&str; 3] = ["slack", "webhook", "command"];
+
+fn default_alert_on() -> Vec<AlertEvent> {
+    vec![AlertEvent::Failure, AlertEvent::Recovery]
+}
+
+fn default_alert_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(3600)
 }
 
 /// `[retry]`: what happens to rows a destination rejected.
@@ -129,13 +175,25 @@ fn default_shutdown_timeout() -> std::time::Duration {
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     /// `sqlite://path` (relative to the project) or `postgres://...`. Secret: may hold a password.
+    #[serde(default = "default_state_url")]
     pub url: SecretString,
+    /// How long the change log (`sync_changes`) keeps an entry.
+    #[serde(default = "default_keep_changes", with = "crate::destinations::duration_setting")]
+    pub keep_changes: std::time::Duration,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { url: SecretString::from(DEFAULT_STATE_URL) }
+        StateConfig { url: default_state_url(), keep_changes: default_keep_changes() }
     }
+}
+
+fn default_state_url() -> SecretString {
+    SecretString::from(DEFAULT_STATE_URL)
+}
+
+fn default_keep_changes() -> std::time::Duration {
+    std::time::Duration::from_secs(90 * 24 * 3600)
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,7 +226,8 @@ pub struct DestinationSpec {
 }
 
 /// Keys that hold credentials when written out in the file instead of `${VAR}` or `*_file`.
-const SECRET_KEYS: [&str; 7] = ["token", "private_key", "credentials", "credentials_json", "signing_secret", "api_token", "password"];
+const SECRET_KEYS: [&str; 8] =
+    ["token", "private_key", "credentials", "credentials_json", "signing_secret", "api_token", "password", "webhook_url"];
 
 /// The first secret key the config sets to a literal value, if any.
 fn literal_secret(text: &str) -> Option<&'static str> {
@@ -224,30 +283,62 @@ pub fn parse(root: &Path, path: &Path, text: &str) -> Result<ProjectConfig, Proj
     let mut value = toml::Value::Table(merged);
     resolve_strings(&mut value, &mut Vec::new(), root)
         .map_err(|m| ProjectError::file(path, m.message).with_line(line_of_key(text, &m.key_path)))?;
-    ProjectConfig::deserialize(value).map_err(|e| {
-        let message = e.message().trim().to_string();
-        let unknown = unknown_field(&message);
-        let line = unknown.as_deref().and_then(|k| line_of_key(text, &[k.to_string()]));
-        let hint = unknown.and_then(|k| {
-            did_you_mean(
-                &k,
-                [
-                    "state",
-                    "sources",
-                    "destinations",
-                    "daemon",
-                    "url",
-                    "path",
-                    "kind",
-                    "timezone",
-                    "max_concurrent_runs",
-                    "shutdown_timeout",
-                ],
-            )
-            .map(|s| format!("did you mean `{s}`?"))
-        });
-        ProjectError::file(path, format!("invalid config: {message}")).with_line(line).with_hint(hint)
-    })
+    ProjectConfig::deserialize(value)
+        .map_err(|e| {
+            let message = e.message().trim().to_string();
+            let unknown = unknown_field(&message);
+            let line = unknown.as_deref().and_then(|k| line_of_key(text, &[k.to_string()]));
+            let hint = unknown.and_then(|k| {
+                did_you_mean(
+                    &k,
+                    [
+                        "state",
+                        "sources",
+                        "destinations",
+                        "daemon",
+                        "url",
+                        "path",
+                        "kind",
+                        "timezone",
+                        "max_concurrent_runs",
+                        "shutdown_timeout",
+                        "alerts",
+                        "alert_interval",
+                    ],
+                )
+                .map(|s| format!("did you mean `{s}`?"))
+            });
+            ProjectError::file(path, format!("invalid config: {message}")).with_line(line).with_hint(hint)
+        })
+        .and_then(|config| check_alerts(config, path, text))
+}
+
+/// `[alerts] destination` must name a destination that can carry alerts.
+fn check_alerts(config: ProjectConfig, path: &Path, text: &str) -> Result<ProjectConfig, ProjectError> {
+    let Some(alerts) = &config.alerts else { return Ok(config) };
+    let line = line_of_key(text, &["alerts".to_string(), "destination".to_string()]);
+    match config.destinations.get(&alerts.destination) {
+        None => Err(ProjectError::file(
+            path,
+            format!(
+                "[alerts] destination `{}` is not defined: add a [destinations.{}] table of kind \"slack\" or \"webhook\"",
+                alerts.destination, alerts.destination
+            ),
+        )
+        .with_line(line)
+        .with_hint(
+            did_you_mean(&alerts.destination, config.destinations.keys().map(String::as_str)).map(|s| format!("did you mean `{s}`?")),
+        )),
+        Some(spec) if !ALERT_KINDS.contains(&spec.kind.as_str()) => Err(ProjectError::file(
+            path,
+            format!(
+                "[alerts] destination `{}` is of kind `{}`: alerts go to a `slack`, `webhook` or `command` destination",
+                alerts.destination, spec.kind
+            ),
+        )
+        .with_line(line)),
+        Some(_) => Ok(config),
+    }
 }
 
 struct ResolveError {

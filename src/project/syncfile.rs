@@ -73,6 +73,11 @@ pub struct SyncFile {
     pub max_delete_pct: Option<f64>,
     /// The sync's own `[retry] rejected_after`.
     pub retry_rejected_after: Option<std::time::Duration>,
+    /// Cursor-incremental reads: the model column whose high-water mark limits each run to the
+    /// rows past it (`engine::cursor`).
+    pub cursor: Option<Located<String>>,
+    /// Record the fields sent in the change log (`sync_changes.fields_json`).
+    pub log_values: bool,
 }
 
 /// A value with the file line it came from.
@@ -106,6 +111,8 @@ struct Header {
     max_deletes: Option<Spanned<i64>>,
     max_delete_pct: Option<Spanned<f64>>,
     retry_rejected_after: Option<Spanned<String>>,
+    cursor: Option<Spanned<String>>,
+    log_values: Option<bool>,
 }
 
 const HEADER_KEYS: &[&str] = &[
@@ -120,6 +127,9 @@ const HEADER_KEYS: &[&str] = &[
     "jitter",
     "max_deletes",
     "max_delete_pct",
+    "retry_rejected_after",
+    "cursor",
+    "log_values",
 ];
 const OPENER: &str = "/* sluice";
 
@@ -225,7 +235,27 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
             )
         })?),
     };
+    let mode = header.mode.map(|m| *m.get_ref()).unwrap_or(Mode::Upsert);
+    let cursor = located(&header.cursor);
+    if let Some(c) = &cursor {
+        if c.value.trim().is_empty() {
+            return Err(err(
+                c.line,
+                "`cursor` names an empty column: name the model column that grows on every change, e.g. \"updated_at\"".into(),
+            ));
+        }
+        if mode == Mode::Mirror {
+            return Err(err(
+                c.line,
+                "a cursor sync cannot use mode = \"mirror\": it reads only rows past the cursor, so it cannot tell which rows left the model \
+                 (drop `cursor`, or use mode = \"upsert\")"
+                    .into(),
+            ));
+        }
+    }
     Ok(SyncFile {
+        log_values: header.log_values.unwrap_or(false),
+        cursor,
         retry_rejected_after,
         max_deletes,
         max_delete_pct,
@@ -237,7 +267,7 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
         source: located(&header.source),
         destination: located(&header.destination),
         primary_key,
-        mode: header.mode.map(|m| *m.get_ref()).unwrap_or(Mode::Upsert),
+        mode,
         target: header.target,
         mapping,
         model,
@@ -377,5 +407,8 @@ mod tests {
         assert!(e.starts_with("syncs/t.sql:3:") && e.contains("upsert"), "{e}");
         let e = parse_str("/* sluice\nprimary_key = \"id\"\nschedule = \"61 * * * *\"\n*/\nSELECT 1").unwrap_err().to_string();
         assert!(e.starts_with("syncs/t.sql:3:") && e.contains("schedule"), "{e}");
+        let e =
+            parse_str("/* sluice\nprimary_key = \"id\"\nmode = \"mirror\"\ncursor = \"updated_at\"\n*/\nSELECT 1").unwrap_err().to_string();
+        assert!(e.starts_with("syncs/t.sql:4:") && e.contains("cannot use mode = \"mirror\""), "{e}");
     }
 }

@@ -9,7 +9,7 @@ use duckdb::types::{TimeUnit, Value as D};
 use duckdb::{AccessMode, Config, Connection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
+use super::{After, Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
 use crate::project::config::DuckdbSourceConfig;
 use crate::value::{normalize_decimal, Value};
 
@@ -68,9 +68,27 @@ impl DuckDbSource {
         .map_err(|e| SourceError::Query(format!("the DuckDB worker stopped: {e}")))?
     }
 
-    pub async fn stream(&self, sql: &str) -> Result<ModelStream, SourceError> {
+    pub async fn stream(&self, sql: &str, after: Option<&After>) -> Result<ModelStream, SourceError> {
         let conn = self.connect()?;
-        let sql = sql.to_string();
+        // DuckDB types a parameter from what it is compared with and casts the bound value to
+        // it, so text serves dates, timestamps and decimals; numbers go as numbers.
+        let (sql, params) = match after {
+            None => (sql.to_string(), Vec::new()),
+            Some(a) => {
+                let param = match &a.value {
+                    Value::Int(i) => D::BigInt(*i),
+                    Value::Float(f) => D::Double(*f),
+                    Value::Decimal(_) | Value::Date(_) | Value::Timestamp(_) => D::Text(a.value.to_text()),
+                    _ => {
+                        return Err(SourceError::Query(format!(
+                            "the stored cursor value {} is not a number, date or timestamp",
+                            a.value.to_text()
+                        )))
+                    }
+                };
+                (a.wrap(sql, "?"), vec![param])
+            }
+        };
         let (cols_tx, cols_rx) = oneshot::channel();
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         tokio::task::spawn_blocking(move || {
@@ -80,7 +98,7 @@ impl DuckDbSource {
                 // `stream_arrow` executes with DuckDB's streaming API; the rows are then read
                 // through `raw_query`, which steps that same streaming result chunk by chunk
                 // instead of materialising the whole result first.
-                drop(stmt.stream_arrow([]).map_err(query_err)?);
+                drop(stmt.stream_arrow(duckdb::params_from_iter(params.iter())).map_err(query_err)?);
                 let cols = columns(&stmt);
                 let kinds: Vec<Kind> = cols.iter().map(|(_, k)| *k).collect();
                 let names: Vec<String> = cols.iter().map(|(c, _)| c.name.clone()).collect();
@@ -143,7 +161,29 @@ fn columns(stmt: &duckdb::Statement<'_>) -> Vec<(Column, Kind)> {
                 _ => Kind::Plain,
             };
             let type_name = alias.unwrap_or_else(|| format!("{id:?}")).to_uppercase();
-            (Column { name, type_name }, kind)
+            use LogicalTypeId as L;
+            let cursor_ok = matches!(
+                id,
+                L::Tinyint
+                    | L::Smallint
+                    | L::Integer
+                    | L::Bigint
+                    | L::Hugeint
+                    | L::UTinyint
+                    | L::USmallint
+                    | L::UInteger
+                    | L::UBigint
+                    | L::Float
+                    | L::Double
+                    | L::Decimal
+                    | L::Date
+                    | L::Timestamp
+                    | L::TimestampS
+                    | L::TimestampMs
+                    | L::TimestampNs
+                    | L::TimestampTZ
+            );
+            (Column { name, type_name, cursor_ok }, kind)
         })
         .collect()
 }

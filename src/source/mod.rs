@@ -23,6 +23,36 @@ pub struct Column {
     pub name: String,
     /// The source's own name for the type, for messages.
     pub type_name: String,
+    /// Whether the column can be a sync's `cursor`: a number, date or timestamp, ordered the
+    /// same by the database and by sluice (text is not: collations differ).
+    #[serde(skip)]
+    pub cursor_ok: bool,
+}
+
+/// A cursor sync's incremental read: only the model's rows whose `column` is past `value`.
+/// The value is always bound as a query parameter, never spliced into the SQL.
+#[derive(Clone, Debug)]
+pub struct After {
+    pub column: String,
+    pub value: Value,
+}
+
+impl After {
+    /// The model wrapped in the filter, with `param` as the placeholder for the value.
+    fn wrap(&self, model: &str, param: &str) -> String {
+        let column = self.column.replace('"', "\"\"");
+        format!("SELECT * FROM (\n{model}\n) AS sluice_model WHERE sluice_model.\"{column}\" > {param}")
+    }
+
+    fn mismatch(&self, column: &Column) -> SourceError {
+        SourceError::Query(format!(
+            "the stored cursor value {} does not fit column `{}` of type {} (did the column's type change?): \
+             `sluice run SYNC --full-resync` reads the whole model once and stores a new cursor",
+            self.value.to_text(),
+            column.name,
+            column.type_name
+        ))
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -75,11 +105,12 @@ impl Source {
         }
     }
 
-    pub async fn stream(&self, sql: &str) -> Result<ModelStream, SourceError> {
+    /// Runs the model and streams its rows; with `after`, only the rows past a cursor.
+    pub async fn stream(&self, sql: &str, after: Option<&After>) -> Result<ModelStream, SourceError> {
         match self {
             #[cfg(feature = "duckdb")]
-            Source::DuckDb(s) => s.stream(sql).await,
-            Source::Postgres(s) => s.stream(sql).await,
+            Source::DuckDb(s) => s.stream(sql, after).await,
+            Source::Postgres(s) => s.stream(sql, after).await,
         }
     }
 }

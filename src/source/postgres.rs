@@ -9,7 +9,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, PgTypeKind};
 use sqlx::{Column as _, Executor, Row as _, TypeInfo};
 use tokio::sync::mpsc;
 
-use super::{Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
+use super::{After, Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
 use crate::project::config::PostgresSourceConfig;
 use crate::value::{normalize_decimal, Value};
 
@@ -218,7 +218,11 @@ impl PostgresSource {
             let type_name = c.type_info().name().to_string();
             let dec = decoder(c.type_info())
                 .ok_or_else(|| SourceError::UnsupportedType { column: c.name().to_string(), type_name: type_name.clone() })?;
-            cols.push(Column { name: c.name().to_string(), type_name });
+            let cursor_ok = matches!(
+                dec,
+                Dec::I16 | Dec::I32 | Dec::I64 | Dec::F32 | Dec::F64 | Dec::Numeric | Dec::Date | Dec::Timestamp | Dec::TimestampTz
+            );
+            cols.push(Column { name: c.name().to_string(), type_name, cursor_ok });
             decs.push(dec);
         }
         Ok((cols, decs))
@@ -228,15 +232,28 @@ impl PostgresSource {
         Ok(self.columns(sql).await?.0)
     }
 
-    pub async fn stream(&self, sql: &str) -> Result<ModelStream, SourceError> {
+    pub async fn stream(&self, sql: &str, after: Option<&After>) -> Result<ModelStream, SourceError> {
         let (columns, decs) = self.columns(sql).await?;
         let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let (sql, param) = match after {
+            None => (sql.to_string(), None),
+            Some(a) => (a.wrap(sql, "$1"), Some(cursor_param(a, &columns, &decs)?)),
+        };
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let pool = self.pool.clone();
-        let sql = sql.to_string();
         let source_name = self.name.clone();
         tokio::spawn(async move {
-            let mut rows = sqlx::query(&sql).fetch(&pool);
+            let mut query = sqlx::query(&sql);
+            query = match param {
+                None => query,
+                Some(Param::Int(v)) => query.bind(v),
+                Some(Param::Float(v)) => query.bind(v),
+                Some(Param::Numeric(v)) => query.bind(v),
+                Some(Param::Date(v)) => query.bind(v),
+                Some(Param::Timestamp(v)) => query.bind(v),
+                Some(Param::TimestampTz(v)) => query.bind(v),
+            };
+            let mut rows = query.fetch(&pool);
             let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
             loop {
                 let row = match rows.try_next().await {
@@ -272,4 +289,31 @@ impl PostgresSource {
         });
         Ok(ModelStream { columns, rows: rx })
     }
+}
+
+/// A cursor value, typed for the column it is compared with: Postgres has no `>` between
+/// `timestamp` and text, and a `timestamp` column must get a zone-less value.
+enum Param {
+    Int(i64),
+    Float(f64),
+    Numeric(BigDecimal),
+    Date(NaiveDate),
+    Timestamp(NaiveDateTime),
+    TimestampTz(DateTime<Utc>),
+}
+
+fn cursor_param(after: &After, columns: &[Column], decs: &[Dec]) -> Result<Param, SourceError> {
+    let Some(i) = columns.iter().position(|c| c.name == after.column) else {
+        return Err(SourceError::Query(format!("the cursor column `{}` is not a column of the model", after.column)));
+    };
+    Ok(match (decs[i], &after.value) {
+        (Dec::I16 | Dec::I32 | Dec::I64, Value::Int(v)) => Param::Int(*v),
+        (Dec::F32 | Dec::F64, Value::Float(v)) => Param::Float(*v),
+        (Dec::Numeric, Value::Decimal(d) | Value::Text(d)) => Param::Numeric(d.parse().map_err(|_| after.mismatch(&columns[i]))?),
+        (Dec::Numeric, Value::Int(v)) => Param::Numeric(BigDecimal::from(*v)),
+        (Dec::Date, Value::Date(d)) => Param::Date(*d),
+        (Dec::Timestamp, Value::Timestamp(t)) => Param::Timestamp(t.naive_utc()),
+        (Dec::TimestampTz, Value::Timestamp(t)) => Param::TimestampTz(*t),
+        _ => return Err(after.mismatch(&columns[i])),
+    })
 }

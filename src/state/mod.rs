@@ -6,6 +6,8 @@
 //! Invariant: `sync_rows` changes only in [`Store::commit_batch`], for rows the destination
 //! reported written, in one transaction per batch.
 
+mod changes;
+mod marks;
 mod runs;
 
 use std::path::Path;
@@ -15,6 +17,8 @@ use rustc_hash::FxHashMap;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+pub use changes::{ChangeQuery, ChangeRecord};
+pub use marks::{AlertState, StoredCursor};
 pub use runs::{RowError, RunRecord, RunStatus};
 
 use crate::destinations::{Op, RowOutcome};
@@ -80,6 +84,10 @@ pub struct Committed<'a> {
     pub fingerprint: Hash128,
     pub op: Op,
     pub outcome: &'a RowOutcome,
+    /// The key as plain JSON (`{"id":42}`), for the change log.
+    pub shown_key: &'a str,
+    /// The fields sent, as a JSON object, when the sync logs values.
+    pub fields_json: Option<&'a str>,
 }
 
 /// Rows per multi-row statement: well under SQLite's and Postgres' bind-parameter limits.
@@ -88,7 +96,12 @@ const CHUNK: usize = 500;
 const SNAPSHOT_PAGE: i64 = 50_000;
 
 pub(crate) fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+    stamp(Utc::now())
+}
+
+/// A time as the store writes it (RFC 3339 UTC, milliseconds): text that sorts as time does.
+pub fn stamp(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 fn hash_bytes(h: Hash128) -> Vec<u8> {
@@ -358,7 +371,7 @@ impl Store {
             let mut q = sqlx::query(&sql);
             for c in chunk {
                 let (kind, message) = match c.outcome {
-                    RowOutcome::Rejected(m) => ("rejected", m.as_str()),
+                    RowOutcome::Rejected(m) | RowOutcome::RefusedInGroup(m) => ("rejected", m.as_str()),
                     RowOutcome::Retryable(m) => ("retryable", m.as_str()),
                     RowOutcome::Written { .. } => unreachable!("partitioned above"),
                 };
@@ -376,6 +389,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        self.log_changes(&mut tx, sync, run_id, items, &now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -386,6 +400,7 @@ impl Store {
         let removed = sqlx::query("DELETE FROM sync_rows WHERE sync = $1").bind(sync).execute(&mut *tx).await?.rows_affected();
         sqlx::query("DELETE FROM row_errors WHERE sync = $1").bind(sync).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM sync_meta WHERE sync = $1").bind(sync).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM sync_cursors WHERE sync = $1").bind(sync).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(removed)
     }

@@ -330,25 +330,21 @@ impl State {
             "create" => {
                 for (input, problem) in inputs.iter().zip(checked) {
                     let p = props(input);
-                    let id_value = schema
-                        .iter()
-                        .filter(|s| unique(s.name))
-                        .find_map(|s| p.get(s.name).and_then(J::as_str))
-                        .unwrap_or_default()
-                        .to_string();
+                    // Batch create is all or nothing: one invalid input or one existing record
+                    // fails the whole request (400 / 409) and nothing is created.
                     if let Some(message) = problem {
-                        errors.push(input_error(message, &id_value));
-                        continue;
+                        return error(400, "VALIDATION_ERROR", &message);
                     }
                     let conflict = schema.iter().filter(|s| unique(s.name)).find_map(|s| {
                         let v = p.get(s.name)?.as_str()?;
                         self.position_by(object, s.name, v).map(|at| self.records[object][at].id.clone())
                     });
-                    match conflict {
-                        Some(existing) => errors.push(json!({ "status": "error", "category": "CONFLICT",
-                            "message": format!("Contact already exists. Existing ID: {existing}"), "context": { "ids": [id_value] } })),
-                        None => results.push(result(&self.create(object, &p), None)),
+                    if let Some(existing) = conflict {
+                        return error(409, "CONFLICT", &format!("Contact already exists. Existing ID: {existing}"));
                     }
+                }
+                for input in &inputs {
+                    results.push(result(&self.create(object, &props(input)), None));
                 }
                 batch_answer(201, results, errors)
             }

@@ -8,6 +8,7 @@ pub mod hubspot;
 pub mod jwt;
 pub mod records_api;
 pub mod salesforce;
+pub mod slack;
 pub mod webhook_sink;
 
 use std::path::{Path, PathBuf};

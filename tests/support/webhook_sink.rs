@@ -29,6 +29,8 @@ struct Inner {
     bodies: Vec<axum::body::Bytes>,
     /// Keys (as JSON text) answered `ok: false` (a data error).
     reject: HashSet<String>,
+    /// Keys (as JSON text) that make the whole batch holding them fail with a 400.
+    poison: HashSet<String>,
     /// The next N requests get this status (e.g. 503, 429) before any succeed.
     fail_next: Vec<(u16, Option<&'static str>)>,
     /// Requests from this (0-based) index on never get an answer.
@@ -65,6 +67,10 @@ impl Sink {
 
     pub fn reject(&self, key: Value) {
         self.inner.lock().unwrap().reject.insert(key.to_string());
+    }
+    /// A batch holding this key is refused whole: 400, nothing written, no per-row answer.
+    pub fn refuse_batches_with(&self, key: Value) {
+        self.inner.lock().unwrap().poison.insert(key.to_string());
     }
     pub fn clear_rejects(&self) {
         self.inner.lock().unwrap().reject.clear();
@@ -183,6 +189,18 @@ async fn handle(State(sink): State<Sink>, headers: HeaderMap, raw: axum::body::B
             resp.headers_mut().insert("retry-after", ra.parse().unwrap());
         }
         return resp;
+    }
+    let poisoned = {
+        let mut inner = sink.inner.lock().unwrap();
+        let bad = rows.iter().any(|r| inner.poison.contains(&r.key.to_string()));
+        if bad {
+            inner.batches.pop();
+        }
+        bad
+    };
+    if poisoned {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_row", "message": "a row in this batch has an invalid email"})))
+            .into_response();
     }
     if reject.is_empty() && !always {
         return StatusCode::NO_CONTENT.into_response();

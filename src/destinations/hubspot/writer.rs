@@ -72,9 +72,10 @@ impl HubSpotWriter {
                 }
                 Ok(())
             }
-            // The whole request was refused for its content: every row in it is rejected.
+            // The whole request was refused for its content: the engine splits the rows to find
+            // the bad ones.
             Err(HubSpotError::Refused(reason)) => {
-                rows.iter().for_each(|&i| out[i] = Some(RowOutcome::Rejected(reason.clone())));
+                rows.iter().for_each(|&i| out[i] = Some(RowOutcome::RefusedInGroup(reason.clone())));
                 Ok(())
             }
             Err(e) => Err(failed(e)),
@@ -184,7 +185,7 @@ impl HubSpotWriter {
             match self.client.call(Method::POST, &self.path("archive"), Some(&json!({ "inputs": inputs }))).await {
                 Ok(_) => {}
                 Err(HubSpotError::Refused(reason)) => {
-                    rows.iter().for_each(|&i| out[i] = Some(RowOutcome::Rejected(reason.clone())));
+                    rows.iter().for_each(|&i| out[i] = Some(RowOutcome::RefusedInGroup(reason.clone())));
                     return Ok(());
                 }
                 Err(e) => return Err(failed(e)),

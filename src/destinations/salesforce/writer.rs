@@ -72,7 +72,7 @@ impl SalesforceWriter {
                 Ok(())
             }
             Err(SfError::Refused(reason)) => {
-                rows.iter().for_each(|&i| out[i] = Some(RowOutcome::Rejected(reason.clone())));
+                rows.iter().for_each(|&i| out[i] = Some(RowOutcome::RefusedInGroup(reason.clone())));
                 Ok(())
             }
             Err(e) => Err(failed(e)),
@@ -129,7 +129,7 @@ impl SalesforceWriter {
             match bulk::upsert(&self.client, &self.plan.object, &self.plan.external_id, csv, self.bulk.poll, self.bulk.timeout).await {
                 Ok(r) => r,
                 Err(SfError::Refused(reason)) => {
-                    rows.iter().for_each(|&i| out[i] = Some(RowOutcome::Rejected(reason.clone())));
+                    rows.iter().for_each(|&i| out[i] = Some(RowOutcome::RefusedInGroup(reason.clone())));
                     return Ok(());
                 }
                 Err(e) => return Err(failed(e)),

@@ -25,7 +25,7 @@ pub struct Client {
 pub enum Answer {
     /// 2xx, with the body (which may hold per-row results).
     Accepted(String),
-    /// A 4xx data error for the whole batch: every row is rejected with this reason.
+    /// A 4xx data error for the whole batch: some row in it is bad (the engine finds which).
     Refused(String),
 }
 

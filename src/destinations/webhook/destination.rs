@@ -48,7 +48,8 @@ impl Writer for WebhookWriter {
     async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
         match self.client.post(encoding::body(&self.target, batch)).await? {
             Answer::Accepted(body) => Ok(encoding::outcomes(&self.target, batch, &body)),
-            Answer::Refused(reason) => Ok(vec![RowOutcome::Rejected(reason); batch.len()]),
+            // The batch as a whole: the engine splits it to find the rows at fault.
+            Answer::Refused(reason) => Ok(vec![RowOutcome::RefusedInGroup(reason); batch.len()]),
         }
     }
 }

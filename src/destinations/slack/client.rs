@@ -1,0 +1,104 @@
+//! HTTP for Slack's incoming webhooks, and what each answer means. Slack answers in plain
+//! text: `ok`, or an error code such as `invalid_blocks` or `channel_not_found`.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::config::SlackConfig;
+use crate::destinations::http::{parse_retry_after, transport_error};
+use crate::destinations::DestinationError;
+
+pub struct Client {
+    http: reqwest::Client,
+    url: SecretString,
+    /// Host only: what errors may show of the URL (the rest of it is the credential).
+    shown: String,
+    /// Shared by every sync writing to this webhook: Slack counts messages per webhook.
+    limiter: DefaultDirectRateLimiter,
+}
+
+/// What Slack did with one message.
+#[derive(Debug)]
+pub enum Answer {
+    Sent,
+    /// Slack refused this message (400 and the like): a problem with what this row rendered to.
+    Refused(String),
+}
+
+impl Client {
+    pub fn new(config: &SlackConfig) -> Result<Client, String> {
+        let parsed =
+            reqwest::Url::parse(config.webhook_url.expose_secret()).map_err(|e| format!("`webhook_url` is not a valid URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err("`webhook_url` must be an https:// URL (https://hooks.slack.com/services/...)".into());
+        }
+        let shown = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or(""));
+        let period = config.min_interval.max(Duration::from_millis(1));
+        let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
+        let http = crate::destinations::http::client(config.timeout)?;
+        Ok(Client { http, url: config.webhook_url.clone(), shown, limiter: RateLimiter::direct(quota) })
+    }
+
+    /// Posts one message, paced to the webhook's rate.
+    pub async fn post(&self, body: Vec<u8>) -> Result<Answer, DestinationError> {
+        self.limiter.until_ready().await;
+        let response = self
+            .http
+            .post(self.url.expose_secret())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| DestinationError::transient(format!("POST {}: {}", self.shown, transport_error(&e))))?;
+        let status = response.status();
+        crate::metrics::global().http("slack", status.as_u16());
+        let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
+        let text = response.text().await.unwrap_or_default();
+        classify(&self.shown, status, retry_after, &text)
+    }
+}
+
+/// Whether to retry: 429 and 5xx wait and retry; 401/403/404/410 mean the webhook or its channel
+/// is gone or forbidden (configuration: the run fails); other 4xx refuse this message.
+fn classify(shown: &str, status: StatusCode, retry_after: Option<Duration>, body: &str) -> Result<Answer, DestinationError> {
+    let code: String = body.trim().chars().take(200).collect();
+    if status.is_success() {
+        return Ok(Answer::Sent);
+    }
+    let message = format!("POST {shown}: HTTP {status}: {code}");
+    match status.as_u16() {
+        429 | 500..=599 => Err(DestinationError { retry_after, ..DestinationError::transient(message) }),
+        401 | 403 | 404 | 410 => Err(DestinationError::fatal(format!("{message} ({})", hint(&code)))),
+        _ => Ok(Answer::Refused(format!("Slack refused the message: HTTP {}: {code}", status.as_u16()))),
+    }
+}
+
+fn hint(code: &str) -> &'static str {
+    match code {
+        "channel_is_archived" => "the webhook's channel is archived: unarchive it or create a new webhook",
+        "channel_not_found" => "the webhook's channel was deleted: create a new webhook and update `webhook_url`",
+        "action_prohibited" => "a Slack admin restricted this webhook's channel",
+        _ => "check `webhook_url`: the webhook may have been removed or its token revoked",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_answers_map_to_retry_decisions() {
+        let c = |s: u16, body: &str| classify("https://hooks.slack.com", StatusCode::from_u16(s).unwrap(), None, body);
+        assert!(matches!(c(200, "ok"), Ok(Answer::Sent)));
+        assert!(c(429, "rate_limited").unwrap_err().is_transient());
+        assert!(c(500, "rollup_error").unwrap_err().is_transient());
+        let archived = c(410, "channel_is_archived").unwrap_err();
+        assert!(!archived.is_transient() && archived.message.contains("unarchive"), "{}", archived.message);
+        assert!(matches!(c(400, "invalid_blocks"), Ok(Answer::Refused(m)) if m.contains("invalid_blocks")));
+    }
+}

@@ -1,0 +1,192 @@
+//! Messages: the sync's templates, compiled once per run, rendered per row (or per digest)
+//! into Slack's `{"text", "blocks"}` body.
+
+use indexmap::IndexMap;
+use serde_json::{json, Value as Json};
+
+use super::config::SlackTarget;
+use crate::destinations::{parse_settings, RowOp, Target};
+use crate::template::{context, row_context, Templates};
+
+/// What a per-row template can use besides the row's fields.
+const ROW_EXTRAS: [&str; 2] = ["_sync", "_op"];
+/// What a digest template can use.
+const DIGEST_NAMES: [&str; 5] = ["sync", "run_id", "count", "rows", "more"];
+
+const DEFAULT_DIGEST: &str = "*{{ sync }}*: {{ count }} new or changed row(s)\
+{% for row in rows %}\n• {% for name, value in row | items %}{{ name }}: {{ value }}{% if not loop.last %}, {% endif %}{% endfor %}{% endfor %}\
+{% if more %}\n… and {{ more }} more{% endif %}";
+
+/// A sync's compiled message.
+pub struct Message {
+    templates: Templates,
+    has_text: bool,
+    /// The blocks with each string replaced by the name of its template.
+    blocks: Option<Json>,
+    pub digest: bool,
+    pub digest_rows: usize,
+}
+
+impl Message {
+    /// Reads and compiles the sync's `[target]`; the error names the setting at fault.
+    pub fn compile(target: &Target) -> Result<Message, String> {
+        let settings: SlackTarget = parse_settings(&target.settings).map_err(|e| format!("[target]: {e}"))?;
+        let mut known: Vec<&str> = if settings.digest { DIGEST_NAMES.to_vec() } else { target.fields.iter().map(String::as_str).collect() };
+        if !settings.digest {
+            known.extend(ROW_EXTRAS);
+        }
+        let mut templates = Templates::new();
+        let text = match (&settings.text, settings.digest, &settings.blocks) {
+            (Some(text), _, _) => Some(text.as_str()),
+            (None, true, None) => Some(DEFAULT_DIGEST),
+            (None, false, None) => {
+                return Err("[target] needs `text`, a template over the row's fields (e.g. text = \"{{ name }} churn risk {{ score }}\"), \
+                            or `blocks`, or digest = true"
+                    .into())
+            }
+            (None, _, Some(_)) => None,
+        };
+        if let Some(text) = text {
+            templates.add("text", text, &known).map_err(|e| format!("[target] text: {e}"))?;
+        }
+        let blocks = match &settings.blocks {
+            None => None,
+            Some(raw) => {
+                let parsed: Json = match raw {
+                    toml::Value::String(s) => serde_json::from_str(s)
+                        .map_err(|e| format!("[target] blocks: not valid JSON ({e}); put templates only inside JSON strings"))?,
+                    other => serde_json::to_value(other).map_err(|e| format!("[target] blocks: {e}"))?,
+                };
+                if !parsed.as_array().is_some_and(|a| a.iter().all(Json::is_object)) {
+                    return Err("[target] blocks: must be an array of Block Kit blocks (tables or JSON objects)".into());
+                }
+                let mut n = 0;
+                Some(compile_strings(parsed, &mut templates, &known, &mut n)?)
+            }
+        };
+        Ok(Message { templates, has_text: text.is_some(), blocks, digest: settings.digest, digest_rows: settings.digest_rows })
+    }
+
+    /// The body for one row's message.
+    pub fn row(&self, target: &Target, op: &RowOp) -> Result<Vec<u8>, String> {
+        let mut ctx = row_context(&target.fields, &op.fields);
+        ctx.insert("_sync".into(), json!(target.sync));
+        ctx.insert("_op".into(), json!(op.op.as_str()));
+        self.body(&context(&ctx), &target.sync)
+    }
+
+    /// The body for one digest message over `batch`.
+    pub fn digest(&self, target: &Target, batch: &[RowOp]) -> Result<Vec<u8>, String> {
+        let shown = batch.len().min(self.digest_rows);
+        #[derive(serde::Serialize)]
+        struct Digest<'a> {
+            sync: &'a str,
+            run_id: &'a str,
+            count: usize,
+            rows: Vec<IndexMap<String, Json>>,
+            more: usize,
+        }
+        let rows = batch[..shown].iter().map(|op| row_context(&target.fields, &op.fields)).collect();
+        let ctx = Digest { sync: &target.sync, run_id: &target.run_id, count: batch.len(), rows, more: batch.len() - shown };
+        self.body(&context(&ctx), &target.sync)
+    }
+
+    fn body(&self, ctx: &minijinja::Value, sync: &str) -> Result<Vec<u8>, String> {
+        let mut body = serde_json::Map::new();
+        let text = if self.has_text { self.templates.render("text", ctx)? } else { format!("{sync}: a row changed") };
+        body.insert("text".into(), Json::String(text));
+        if let Some(blocks) = &self.blocks {
+            body.insert("blocks".into(), render_strings(blocks, &self.templates, ctx)?);
+        }
+        Ok(Json::Object(body).to_string().into_bytes())
+    }
+}
+
+/// Compiles every string in `value` as a template, replacing it by the template's name.
+fn compile_strings(value: Json, templates: &mut Templates, known: &[&str], n: &mut usize) -> Result<Json, String> {
+    Ok(match value {
+        Json::String(source) => {
+            let name = format!("blocks#{n}");
+            *n += 1;
+            templates.add(&name, &source, known).map_err(|e| format!("[target] blocks, in \"{source}\": {e}"))?;
+            Json::String(name)
+        }
+        Json::Array(items) => Json::Array(items.into_iter().map(|v| compile_strings(v, templates, known, n)).collect::<Result<_, _>>()?),
+        Json::Object(map) => {
+            Json::Object(map.into_iter().map(|(k, v)| Ok((k, compile_strings(v, templates, known, n)?))).collect::<Result<_, String>>()?)
+        }
+        other => other,
+    })
+}
+
+/// The blocks with each template rendered: values land inside JSON strings, so quotes or
+/// newlines in a value can never break the JSON.
+fn render_strings(value: &Json, templates: &Templates, ctx: &minijinja::Value) -> Result<Json, String> {
+    Ok(match value {
+        Json::String(name) => Json::String(templates.render(name, ctx)?),
+        Json::Array(items) => Json::Array(items.iter().map(|v| render_strings(v, templates, ctx)).collect::<Result<_, _>>()?),
+        Json::Object(map) => {
+            Json::Object(map.iter().map(|(k, v)| Ok((k.clone(), render_strings(v, templates, ctx)?))).collect::<Result<_, String>>()?)
+        }
+        other => other.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::destinations::Op;
+    use crate::project::Mode;
+    use crate::value::Value;
+
+    fn target(settings: &str) -> Target {
+        Target {
+            sync: "churn".into(),
+            run_id: "r1".into(),
+            mode: Mode::Upsert,
+            settings: toml::from_str(settings).unwrap(),
+            key_columns: vec!["id".into()],
+            fields: vec!["id".into(), "name".into(), "score".into()],
+            key_fields: vec![Some(0)],
+        }
+    }
+
+    fn op(id: i64, name: &str) -> RowOp {
+        RowOp {
+            op: Op::Upsert,
+            key: vec![Value::Int(id)],
+            fields: vec![Value::Int(id), Value::Text(name.into()), Value::Float(0.9)],
+            destination_id: None,
+        }
+    }
+
+    #[test]
+    fn blocks_render_values_inside_json_strings() {
+        let t = target("text = \"{{ name }} at {{ score }}\"\nblocks = '[{\"type\": \"section\", \"text\": {\"type\": \"mrkdwn\", \"text\": \"*{{ name }}* ({{ _op }})\"}}]'");
+        let m = Message::compile(&t).unwrap();
+        let body: Json = serde_json::from_slice(&m.row(&t, &op(1, "Ann \"the\" Co\n")).unwrap()).unwrap();
+        assert_eq!(body["text"], "Ann \"the\" Co\n at 0.9");
+        assert_eq!(body["blocks"][0]["text"]["text"], "*Ann \"the\" Co\n* (upsert)");
+    }
+
+    #[test]
+    fn the_default_digest_lists_the_first_rows_and_counts_the_rest() {
+        let t = target("digest = true\ndigest_rows = 2");
+        let m = Message::compile(&t).unwrap();
+        let body: Json = serde_json::from_slice(&m.digest(&t, &[op(1, "a"), op(2, "b"), op(3, "c")]).unwrap()).unwrap();
+        assert_eq!(
+            body["text"],
+            "*churn*: 3 new or changed row(s)\n• id: 1, name: a, score: 0.9\n• id: 2, name: b, score: 0.9\n… and 1 more"
+        );
+    }
+
+    #[test]
+    fn bad_targets_are_refused_with_the_setting_named() {
+        let e = Message::compile(&target("")).err().unwrap();
+        assert!(e.contains("needs `text`"), "{e}");
+        let e = Message::compile(&target("text = \"{{ nme }}\"")).err().unwrap();
+        assert!(e.contains("[target] text") && e.contains("did you mean `name`?"), "{e}");
+        let e = Message::compile(&target("blocks = '[{\"type\": {{ name }}}]'")).err().unwrap();
+        assert!(e.contains("not valid JSON"), "{e}");
+    }
+}

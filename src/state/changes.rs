@@ -1,0 +1,123 @@
+//! The change log (`sync_changes`): one row per row operation a run sent, with its outcome,
+//! written in the batch's own transaction, so the log and the state never disagree. Read by
+//! `sluice log`; a plain table people may query (docs/change-log.md keeps it stable).
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::{Committed, StateError, Store, CHUNK};
+use crate::destinations::RowOutcome;
+
+/// One logged operation, as `sluice log` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChangeRecord {
+    pub run_id: String,
+    pub sync: String,
+    pub key: serde_json::Value,
+    pub op: String,
+    pub outcome: String,
+    pub destination_id: Option<String>,
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<serde_json::Value>,
+    pub changed_at: String,
+}
+
+/// What `changes` returns: the newest first, filtered.
+#[derive(Clone, Debug, Default)]
+pub struct ChangeQuery {
+    /// Only these keys (plain JSON objects, as stored in `row_key`); all when empty.
+    pub keys: Vec<String>,
+    /// Only changes at or after this RFC 3339 time.
+    pub since: Option<String>,
+    pub limit: i64,
+}
+
+impl Store {
+    pub(super) async fn log_changes(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        sync: &str,
+        run_id: &str,
+        items: &[Committed<'_>],
+        now: &str,
+    ) -> Result<(), StateError> {
+        for chunk in items.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO sync_changes (run_id, sync, row_key, op, outcome, destination_id, error, fields_json, changed_at) VALUES {}",
+                self.marks.value_lists(chunk.len(), 9, 1)
+            );
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                let (outcome, id, error) = match c.outcome {
+                    RowOutcome::Written { destination_id } => ("written", destination_id.clone(), None),
+                    RowOutcome::Rejected(m) | RowOutcome::RefusedInGroup(m) => ("rejected", None, Some(m.clone())),
+                    RowOutcome::Retryable(m) => ("retryable", None, Some(m.clone())),
+                };
+                q = q
+                    .bind(run_id)
+                    .bind(sync)
+                    .bind(c.shown_key)
+                    .bind(c.op.as_str())
+                    .bind(outcome)
+                    .bind(id)
+                    .bind(error)
+                    .bind(c.fields_json)
+                    .bind(now);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// A sync's logged changes, newest first.
+    pub async fn changes(&self, sync: &str, query: &ChangeQuery) -> Result<Vec<ChangeRecord>, StateError> {
+        let m = self.marks;
+        let mut sql = format!(
+            "SELECT run_id, sync, row_key, op, outcome, destination_id, error, fields_json, changed_at FROM sync_changes WHERE sync = {}",
+            m.nth(1)
+        );
+        let mut next = 2;
+        if query.since.is_some() {
+            sql.push_str(&format!(" AND changed_at >= {}", m.nth(next)));
+            next += 1;
+        }
+        if !query.keys.is_empty() {
+            sql.push_str(&format!(" AND row_key IN ({})", m.in_list(query.keys.len(), next)));
+            next += query.keys.len();
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", m.nth(next)));
+        let mut q = sqlx::query(&sql).bind(sync);
+        if let Some(since) = &query.since {
+            q = q.bind(since);
+        }
+        for key in &query.keys {
+            q = q.bind(key);
+        }
+        let rows: Vec<AnyRow> = q.bind(query.limit).fetch_all(&self.pool).await?;
+        let json = |text: Option<String>| text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)));
+        rows.into_iter()
+            .map(|r| {
+                Ok(ChangeRecord {
+                    run_id: r.try_get(0)?,
+                    sync: r.try_get(1)?,
+                    key: json(Some(r.try_get(2)?)).unwrap_or_default(),
+                    op: r.try_get(3)?,
+                    outcome: r.try_get(4)?,
+                    destination_id: r.try_get(5)?,
+                    error: r.try_get(6)?,
+                    fields: json(r.try_get(7)?),
+                    changed_at: r.try_get(8)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Drops a sync's logged changes older than `before` (RFC 3339); returns how many.
+    pub async fn prune_changes(&self, sync: &str, before: &str) -> Result<u64, StateError> {
+        let done =
+            sqlx::query("DELETE FROM sync_changes WHERE sync = $1 AND changed_at < $2").bind(sync).bind(before).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,107 @@
+//! Message templates (minijinja, Jinja syntax) over a row's fields: Slack messages and alert
+//! texts. Templates are compiled once, when a sync's target is read, and checked against the
+//! names they may use, so a typo fails `sluice check` instead of the first message.
+
+use std::collections::BTreeSet;
+
+use indexmap::IndexMap;
+use minijinja::{Environment, UndefinedBehavior};
+
+use crate::value::Value;
+
+/// A set of named templates, compiled.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Templates {
+        let mut env = Environment::new();
+        // A misspelt name is an error, not an empty string in a message sent to people.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Messages are plain text (Slack's mrkdwn), not HTML: nothing is escaped.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        Templates { env }
+    }
+
+    /// Compiles `source` under `name`. `known` are the names a context will hold: a template
+    /// that uses any other top-level name is refused, with the names it may use.
+    pub fn add(&mut self, name: &str, source: &str, known: &[&str]) -> Result<(), String> {
+        self.env.add_template_owned(name.to_string(), source.to_string()).map_err(|e| describe(&e))?;
+        let template = self.env.get_template(name).map_err(|e| describe(&e))?;
+        let unknown: BTreeSet<String> =
+            template.undeclared_variables(false).into_iter().filter(|v| !known.contains(&v.as_str()) && !is_global(v)).collect();
+        if let Some(first) = unknown.iter().next() {
+            let hint =
+                crate::project::did_you_mean(first, known.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+            return Err(format!(
+                "the template uses `{}`{hint}, which is not a field here; it can use: {}",
+                unknown.iter().cloned().collect::<Vec<_>>().join("`, `"),
+                known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Renders a compiled template. The error says what went wrong (a filter on the wrong
+    /// type, say), never the values.
+    pub fn render(&self, name: &str, context: &minijinja::Value) -> Result<String, String> {
+        let template = self.env.get_template(name).map_err(|e| describe(&e))?;
+        template.render(context).map_err(|e| describe(&e))
+    }
+}
+
+/// Names minijinja itself provides to every template (functions such as `range`).
+fn is_global(name: &str) -> bool {
+    matches!(name, "range" | "dict" | "namespace" | "debug" | "loop")
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(line) = e.line() {
+        if !text.contains("line") {
+            text.push_str(&format!(" (template line {line})"));
+        }
+    }
+    text
+}
+
+/// A row's fields as a template context: `{ field: value, ... }` in mapping order, values as
+/// their JSON form (numbers stay numbers, so `{{ score | round(2) }}` works).
+pub fn row_context<'a>(names: impl IntoIterator<Item = &'a String>, values: &[Value]) -> IndexMap<String, serde_json::Value> {
+    names.into_iter().cloned().zip(values.iter().map(Value::to_json)).collect()
+}
+
+/// Any serialisable value as a template context.
+pub fn context(value: &impl serde::Serialize) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_fields_and_refuses_unknown_names() {
+        let mut t = Templates::new();
+        t.add("m", "{{ name }} churn risk {{ score | round(1) }}", &["name", "score"]).unwrap();
+        let ctx = row_context(&["name".to_string(), "score".to_string()], &[Value::Text("Ann & Co".into()), Value::Float(0.8123)]);
+        assert_eq!(t.render("m", &context(&ctx)).unwrap(), "Ann & Co churn risk 0.8");
+        let e = t.add("bad", "{{ nmae }}", &["name", "score"]).unwrap_err();
+        assert!(e.contains("`nmae`") && e.contains("did you mean `name`?"), "{e}");
+        let e = t.add("syntax", "{{ name", &["name"]).unwrap_err();
+        assert!(e.contains("syntax"), "{e}");
+    }
+}
