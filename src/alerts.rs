@@ -72,19 +72,21 @@ pub fn decide(config: &AlertsConfig, before: &AlertState, report: &SyncReport, d
 }
 
 /// What to remember after the run, given the alerts that were actually sent.
-pub fn remember(before: &AlertState, report: &SyncReport, sent: &[AlertEvent], now: DateTime<Utc>) -> AlertState {
+///
+/// `failing` means "people were told this sync is failing" (or would have been: failure alerts
+/// off): a recovery alert is due only then, and stays due until it is sent. The time of the last
+/// failure alert survives a recovery, so a sync that flaps between failing and working alerts
+/// at most once per `alert_interval`, not on every flip.
+pub fn remember(config: &AlertsConfig, before: &AlertState, report: &SyncReport, sent: &[AlertEvent], now: DateTime<Utc>) -> AlertState {
     let stamp = || Some(now.to_rfc3339());
-    let failed = report.status == RunStatus::Failed;
+    let failing = if report.status == RunStatus::Failed {
+        before.failing || sent.contains(&AlertEvent::Failure) || !config.on.contains(&AlertEvent::Failure)
+    } else {
+        before.failing && config.on.contains(&AlertEvent::Recovery) && !sent.contains(&AlertEvent::Recovery)
+    };
     AlertState {
-        failing: failed,
-        // A recovered sync alerts on its next failure at once.
-        failure_alerted_at: if sent.contains(&AlertEvent::Failure) {
-            stamp()
-        } else if failed {
-            before.failure_alerted_at.clone()
-        } else {
-            None
-        },
+        failing,
+        failure_alerted_at: if sent.contains(&AlertEvent::Failure) { stamp() } else { before.failure_alerted_at.clone() },
         rejected_alerted_at: if sent.contains(&AlertEvent::RejectedRows) { stamp() } else { before.rejected_alerted_at.clone() },
     }
 }
@@ -162,20 +164,32 @@ mod tests {
         let first = decide(&cfg, &AlertState::default(), &failed, "ops", t0);
         assert_eq!(first.len(), 1);
         assert!(first[0].text.contains("`churn` failed: the model query failed"), "{}", first[0].text);
-        let state = remember(&AlertState::default(), &failed, &[AlertEvent::Failure], t0);
+        let state = remember(&cfg, &AlertState::default(), &failed, &[AlertEvent::Failure], t0);
         assert!(decide(&cfg, &state, &failed, "ops", t0 + chrono::Duration::minutes(59)).is_empty());
         assert_eq!(decide(&cfg, &state, &failed, "ops", t0 + chrono::Duration::minutes(61)).len(), 1);
         let ok = report(RunStatus::Success, 0);
         let back = decide(&cfg, &state, &ok, "ops", t0);
         assert_eq!(back.iter().map(|a| a.event).collect::<Vec<_>>(), [AlertEvent::Recovery]);
-        let after = remember(&state, &ok, &[AlertEvent::Recovery], t0);
-        assert_eq!(after, AlertState::default());
+        let after = remember(&cfg, &state, &ok, &[AlertEvent::Recovery], t0);
+        assert!(!after.failing);
+
+        // Flapping: failing again ten minutes later is not alerted (the interval holds), and
+        // so its recovery is not either.
+        let t1 = t0 + chrono::Duration::minutes(10);
+        assert!(decide(&cfg, &after, &failed, "ops", t1).is_empty());
+        let flapped = remember(&cfg, &after, &failed, &[], t1);
+        assert!(!flapped.failing);
+        assert!(decide(&cfg, &flapped, &ok, "ops", t1).is_empty());
     }
 
     #[test]
     fn an_unsent_alert_is_not_remembered() {
+        let cfg = config(vec![AlertEvent::Failure, AlertEvent::Recovery]);
         let failed = report(RunStatus::Failed, 0);
-        let state = remember(&AlertState::default(), &failed, &[], Utc::now());
-        assert!(state.failing && state.failure_alerted_at.is_none());
+        let state = remember(&cfg, &AlertState::default(), &failed, &[], Utc::now());
+        assert!(!state.failing && state.failure_alerted_at.is_none(), "the failure alert is tried again next run");
+        let told = AlertState { failing: true, ..Default::default() };
+        let ok = report(RunStatus::Success, 0);
+        assert!(remember(&cfg, &told, &ok, &[], Utc::now()).failing, "an unsent recovery alert stays due");
     }
 }

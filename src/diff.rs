@@ -31,6 +31,10 @@ pub struct Counts {
 /// the other 127 bits: a collision is still a 2^-127 chance).
 const SEEN: u128 = 1 << 127;
 
+/// The stored fingerprint of a row whose record was cleared after it left the model
+/// (`on_remove = "clear"`): not removed again, and "changed" if the row comes back.
+pub const CLEARED: Hash128 = 1;
+
 pub struct Differ {
     /// Stored fingerprint per key, its top bit set once the model produced the key this run.
     prior: FxHashMap<Hash128, Hash128>,
@@ -82,7 +86,7 @@ impl Differ {
     /// Ends the diff: the counts, and the stored keys the model no longer produced.
     pub fn finish(self) -> (Counts, Vec<Hash128>) {
         let mut counts = self.counts;
-        let removed: Vec<Hash128> = self.prior.into_iter().filter(|(_, fp)| fp & SEEN == 0).map(|(k, _)| k).collect();
+        let removed: Vec<Hash128> = self.prior.into_iter().filter(|(_, fp)| fp & SEEN == 0 && *fp != CLEARED).map(|(k, _)| k).collect();
         counts.removed = removed.len() as u64;
         (counts, removed)
     }

@@ -51,8 +51,10 @@ async fn runs_read_only_rows_past_the_cursor_and_still_diff_them() {
         assert_eq!(cursor.next.as_deref(), Some("2026-01-01T00:05:00.250Z"), "{what}");
         env.sink.take();
 
+        // The row at the mark is read again (a row written later with the same value must not
+        // be missed) and, unchanged, sends nothing.
         let idle = env.run("accounts").await;
-        assert_eq!((idle.rows_read, idle.written), (0, 0), "{what}: nothing past the cursor");
+        assert_eq!((idle.rows_read, idle.counts.unchanged, idle.written), (1, 1, 0), "{what}: only the row at the cursor");
         assert_eq!(idle.cursor.as_ref().and_then(|c| c.after.as_deref()), Some("2026-01-01T00:05:00.250Z"), "{what}");
 
         // One row really changed; another only touched (its mapped fields are the same).
@@ -65,7 +67,7 @@ async fn runs_read_only_rows_past_the_cursor_and_still_diff_them() {
         ))
         .await;
         let third = env.run("accounts").await;
-        assert_eq!((third.rows_read, third.counts.changed, third.counts.unchanged), (2, 1, 1), "{what}");
+        assert_eq!((third.rows_read, third.counts.changed, third.counts.unchanged), (3, 1, 2), "{what}");
         assert_eq!(third.counts.removed, 0, "{what}: rows not read have not left the model");
         assert_eq!(keys_of(&env.sink.take()), ["{\"id\":2}"], "{what}: the touched row sends nothing");
         assert_eq!(third.cursor.and_then(|c| c.next).as_deref(), Some("2026-01-01T00:11:00Z"), "{what}");
@@ -75,7 +77,7 @@ async fn runs_read_only_rows_past_the_cursor_and_still_diff_them() {
         assert_eq!((full.rows_read, full.written), (4, 4), "{what}");
         assert_eq!(full.cursor.and_then(|c| c.full_read), Some("--full-resync"), "{what}");
         let after = env.run("accounts").await;
-        assert_eq!(after.rows_read, 0, "{what}: the cursor is back in use after a full resync");
+        assert_eq!(after.rows_read, 1, "{what}: the cursor is back in use after a full resync");
     }
 }
 
@@ -91,7 +93,7 @@ async fn the_cursor_stays_put_when_a_run_fails_and_moves_when_the_model_changes(
     assert_eq!(failed.status, RunStatus::Failed);
     assert!(failed.cursor.as_ref().is_some_and(|c| c.next.is_none()), "a failed run stores no new mark");
     let again = env.run("accounts").await;
-    assert_eq!((again.rows_read, again.written), (1, 1), "the next run reads the unsent row again");
+    assert_eq!((again.rows_read, again.written), (2, 1), "the next run reads the unsent row again (and the one at the mark)");
     assert_eq!(keys_of(&env.sink.take()), ["{\"id\":1}"]);
 
     // An edited model reads everything once: the old mark says nothing about the new model.
@@ -117,4 +119,22 @@ async fn check_refuses_a_text_cursor_and_a_cursor_in_mirror_mode() {
     let out = sluice_cli(env.root(), &["check"], &[]).await;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("syncs/accounts.sql:4: a cursor sync cannot use mode = \"mirror\""), "{text}");
+}
+
+#[tokio::test]
+async fn a_rejected_row_whose_hold_ran_out_is_read_again() {
+    let env = project(SourceKind::DuckDb, StateKind::Sqlite, "").await;
+    env.write_sync(
+        "accounts",
+        "primary_key = \"id\"\ncursor = \"updated_at\"\nretry_rejected_after = \"1ms\"\n[mapping]\nid = \"id\"\nplan = \"plan\"",
+        "SELECT id, plan, updated_at FROM accounts",
+    );
+    env.sink.reject(serde_json::json!({"id": 2}));
+    let first = env.run("accounts").await;
+    assert_eq!((first.written, first.rejected), (4, 1));
+    env.sink.clear_rejects();
+    let second = env.run("accounts").await;
+    let cursor = second.cursor.clone().unwrap_or_default();
+    assert_eq!(cursor.full_read, Some("a rejected row's retry_rejected_after ran out"), "{cursor:?}");
+    assert_eq!((second.rows_read, second.written), (5, 1), "row 2 (behind the mark) is read and sent again");
 }

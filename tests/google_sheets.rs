@@ -376,3 +376,33 @@ async fn text_keys_survive_user_entered_values() {
     assert_eq!((again.restored, again.written), (0, 0), "found again by its key");
     assert!(s.google.writes().is_empty());
 }
+
+#[tokio::test]
+async fn on_remove_clear_keeps_the_row_its_key_and_the_persons_columns() {
+    let s = Sheets::new("upsert", 0, "").await;
+    s.google.edit(|sp| {
+        sp.apply(0, &json!({"addSheet": {"properties": {"title": "Customers"}}})).unwrap();
+        sp.write("Customers!A1", &[vec![json!("Customer ID"), json!("Notes"), json!("Email"), json!("LTV")]], false).unwrap();
+    });
+    s.env.write_sync(
+        "customers",
+        &format!("{}\n", HEADER.replace("MODE", "upsert")).replacen("mode = \"upsert\"", "mode = \"upsert\"\non_remove = \"clear\"", 1),
+        MODEL,
+    );
+    s.env.exec("INSERT INTO customers SELECT i, 'c' || i || '@x.com', i * 10.5 FROM range(1, 4) t(i)").await;
+    s.run_ok().await;
+    s.google.edit(|sp| sp.write("Customers!B3", &[vec![json!("VIP, call first")]], false).unwrap());
+
+    s.env.exec("DELETE FROM customers WHERE id = 2").await;
+    let report = s.run_ok().await;
+    assert_eq!(report.to_send.clear, 1);
+    let rows = s.rows();
+    assert_eq!(rows.len(), 4, "the row stays");
+    // (Sheets leaves trailing empty cells out of a row's values.)
+    assert_eq!(rows[2], vec!["2", "VIP, call first"], "key and the person's column kept, mapped cells emptied");
+    assert_eq!(s.run_ok().await.written, 0, "a cleared row is cleared once");
+
+    s.env.exec("INSERT INTO customers VALUES (2, 'back@x.com', 1)").await;
+    s.run_ok().await;
+    assert_eq!(s.rows()[2], vec!["2", "VIP, call first", "back@x.com", "1"], "a row that comes back is written again");
+}

@@ -279,3 +279,19 @@ async fn a_batch_create_refused_for_one_bad_email_is_split_down_to_that_row() {
     let requests = crm.hubspot.log().iter().filter(|l| l.path.ends_with("/batch/create")).count();
     assert!(requests <= 1 + 2 * 100, "{requests} create requests");
 }
+
+#[tokio::test]
+async fn on_remove_clear_empties_the_mapped_properties_but_keeps_the_contact_and_its_email() {
+    let crm = Crm::new("upsert", 3, "").await;
+    crm.env.write_sync("people", &HEADER.replace("MODE", "upsert").replacen("[target]", "on_remove = \"clear\"\n[target]", 1), MODEL);
+    crm.run_ok().await;
+    crm.env.exec("DELETE FROM people WHERE customer_id = 'c2'").await;
+    let report = crm.run_ok().await;
+    assert_eq!((report.to_send.clear, report.written), (1, 1));
+    assert_eq!(crm.hubspot.records("contacts").len(), 3, "the contact stays");
+    assert_eq!(crm.prop("p2@x.com", "email").as_deref(), Some("p2@x.com"), "the id property is never emptied");
+    for property in ["firstname", "score", "is_vip", "customer_id"] {
+        assert_eq!(crm.prop("p2@x.com", property).as_deref().unwrap_or(""), "", "{property} emptied");
+    }
+    assert_eq!(crm.prop("p1@x.com", "firstname").as_deref(), Some("P1"), "other contacts untouched");
+}

@@ -219,6 +219,9 @@ async fn check_one(engine: &Engine, sync: &Sync) -> Result<String, String> {
     if !destination.capabilities().modes.contains(&mode) {
         return Err(at(format!("destination `{}` does not support mode `{}`", sync.destination, mode.as_str())));
     }
+    if sync.file.on_remove == crate::project::OnRemove::Clear && !destination.capabilities().clear {
+        return Err(at(format!("destination `{}` cannot clear records: on_remove = \"clear\" needs one that can", sync.destination)));
+    }
     let source = engine.source(&sync.source).map_err(|e| at(e.to_string()))?;
     let columns =
         source.describe(&sync.file.model).await.map_err(|e| format!("{}:{}: {e}", sync.file.path.display(), sync.file.model_line))?;

@@ -126,7 +126,7 @@ pub fn report(r: &SyncReport) {
         c.removed
     );
     let s = &r.to_send;
-    let ops: Vec<String> = [("upsert", s.upsert), ("update", s.update), ("insert", s.insert), ("delete", s.delete)]
+    let ops: Vec<String> = [("upsert", s.upsert), ("update", s.update), ("insert", s.insert), ("delete", s.delete), ("clear", s.clear)]
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(op, n)| format!("{op} {n}"))
@@ -147,11 +147,11 @@ pub fn report(r: &SyncReport) {
     println!("{line}");
     if let Some(c) = &r.cursor {
         let read = match (&c.after, c.full_read) {
-            (Some(after), _) => format!("read rows with {} > {after}", c.column),
+            (Some(after), _) => format!("read rows with {} >= {after}", c.column),
             (None, Some(why)) => format!("read the whole model ({why})"),
             (None, None) => "read the whole model".to_string(),
         };
-        let next = c.next.as_ref().map(|n| format!("; the next run reads past {n}")).unwrap_or_default();
+        let next = c.next.as_ref().map(|n| format!("; the next run reads from {n}")).unwrap_or_default();
         println!("        cursor: {read}{next}");
     }
     if let Some(e) = &r.error {

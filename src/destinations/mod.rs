@@ -57,6 +57,10 @@ pub enum Op {
     Update,
     Insert,
     Delete,
+    /// `on_remove = "clear"`: the row left the model; keep the record but empty the sync's
+    /// mapped fields (not the ones that identify it). `fields` carries the key-carrying fields'
+    /// values and NULL for the rest.
+    Clear,
 }
 
 impl Op {
@@ -66,6 +70,7 @@ impl Op {
             Op::Update => "update",
             Op::Insert => "insert",
             Op::Delete => "delete",
+            Op::Clear => "clear",
         }
     }
 }
@@ -151,6 +156,11 @@ pub struct Capabilities {
     pub retry_initial_delay: Duration,
     /// Runs of syncs writing to this destination that may go on at once (`None`: no cap).
     pub concurrent_runs: Option<usize>,
+    /// Whether it can empty a record's mapped fields ([`Op::Clear`], `on_remove = "clear"`).
+    pub clear: bool,
+    /// `[target]` settings that change how rows look, not which data is sent (Slack's message
+    /// templates): left out of the configuration fingerprint, so editing them re-sends nothing.
+    pub presentation: &'static [&'static str],
 }
 
 impl Capabilities {
@@ -162,6 +172,8 @@ impl Capabilities {
             retry_attempts: retry_attempts.max(1),
             retry_initial_delay,
             concurrent_runs: None,
+            clear: true,
+            presentation: &[],
         }
     }
 }

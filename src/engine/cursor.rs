@@ -1,5 +1,5 @@
 //! Cursor-incremental syncs (`cursor = "updated_at"` in the header): a run reads only the
-//! model's rows past the stored high-water mark, and the mark moves on only after a run that
+//! model's rows at or past the stored high-water mark, and the mark moves on only after a run that
 //! committed every row it read. Rows read are still diffed, so a row touched but unchanged
 //! sends nothing; rows not read are not "removed" (mirror mode is refused with a cursor).
 //!
@@ -40,13 +40,15 @@ pub struct RunCursor {
 }
 
 impl RunCursor {
-    /// Decides the read: past the stored mark, or the whole model (first run, `--full-resync`,
-    /// `sluice retry`, a changed definition). `None` for a sync without a cursor.
+    /// Decides the read: from the stored mark on, or the whole model (first run, `--full-resync`,
+    /// `sluice retry`, a rejected row due for a retry, a changed definition). `None` for a sync
+    /// without a cursor.
     pub fn plan(
         sync: &Sync,
         config_fp: &str,
         stored: Option<StoredCursor>,
         opts: &RunOptions,
+        hold_ended: bool,
         report: &mut CursorReport,
     ) -> Option<RunCursor> {
         let column = sync.file.cursor.as_ref()?.value.clone();
@@ -56,6 +58,8 @@ impl RunCursor {
             Some("--full-resync")
         } else if opts.retry_rejected {
             Some("retrying rejected rows")
+        } else if hold_ended {
+            Some("a rejected row's retry_rejected_after ran out")
         } else if stored.is_none() {
             Some("no cursor stored yet, or the sync's definition or model changed")
         } else {

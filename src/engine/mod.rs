@@ -27,7 +27,7 @@ pub use shape::{config_fingerprint, Shape};
 
 use crate::destinations::{self, Destination, DestinationError, Op, RowOp, RowOutcome};
 use crate::diff::{Change, Differ, Duplicate};
-use crate::project::{Mode, Project, ProjectError, Sync};
+use crate::project::{Mode, OnRemove, Project, ProjectError, Sync};
 use crate::source::{Source, SourceError};
 use crate::state::{Committed, RunRecord, RunStatus, StateError, Store};
 use crate::value::{hash_values, Value};
@@ -197,15 +197,31 @@ impl Engine {
         if !caps.modes.contains(&mode) {
             return Err(RunError::Invalid(format!("destination `{}` does not support mode `{}`", sync.destination, mode.as_str())));
         }
+        if sync.file.on_remove == OnRemove::Clear && !caps.clear {
+            return Err(RunError::Invalid(format!(
+                "destination `{}` cannot clear records: on_remove = \"clear\" needs one that can",
+                sync.destination
+            )));
+        }
         let source = self.source(&sync.source)?;
 
-        let config_fp = config_fingerprint(sync, self.destination_kind(sync));
+        let config_fp = config_fingerprint(sync, self.destination_kind(sync), caps.presentation);
         let stored_fp = self.store.config_fingerprint(name).await?;
         report.config_changed = stored_fp.as_ref().is_some_and(|s| *s != config_fp);
-        // A cursor sync reads only the rows past its stored mark (or everything, and says why).
+        // Rejected rows stay held back while unchanged, until `sluice retry` or their hold ends.
+        let hold_for = sync.file.retry_rejected_after.unwrap_or(self.retry.rejected_after);
+        // A hold longer than the calendar (e.g. "1000y": never) reaches back to the start of time.
+        let held_since = chrono::Duration::from_std(hold_for)
+            .ok()
+            .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let holds = if opts.retry_rejected { Default::default() } else { self.store.rejected_holds(name).await? };
+        // A cursor sync reads only the rows from its stored mark on (or everything, and says
+        // why); a rejected row whose hold ran out is only seen by a whole read.
+        let hold_ended = holds.values().any(|(_, seen)| chrono::DateTime::parse_from_rfc3339(seen).map_or(true, |t| t <= held_since));
         let stored_cursor = if sync.file.cursor.is_some() { self.store.cursor(name).await? } else { None };
         let mut cursor_report = CursorReport::default();
-        let mut cursor = cursor::RunCursor::plan(sync, &config_fp, stored_cursor, opts, &mut cursor_report);
+        let mut cursor = cursor::RunCursor::plan(sync, &config_fp, stored_cursor, opts, hold_ended, &mut cursor_report);
         if cursor.is_some() {
             report.cursor = Some(cursor_report);
         }
@@ -215,14 +231,6 @@ impl Engine {
         // source's), so a no-change run costs about the longer of the two, not their sum.
         let (snapshot, stream) = tokio::join!(self.store.snapshot(name), source.stream(&sync.file.model, after));
         let snapshot = snapshot?;
-        // Rejected rows stay held back while unchanged, until `sluice retry` or their hold ends.
-        let hold_for = sync.file.retry_rejected_after.unwrap_or(self.retry.rejected_after);
-        // A hold longer than the calendar (e.g. "1000y": never) reaches back to the start of time.
-        let held_since = chrono::Duration::from_std(hold_for)
-            .ok()
-            .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        let holds = if opts.retry_rejected { Default::default() } else { self.store.rejected_holds(name).await? };
 
         // ---- scan: model -> diff -> spool ----
         let mut stream = stream?;
@@ -257,10 +265,22 @@ impl Engine {
                     ));
                     continue;
                 }
-                // Hashed in place: most rows of most runs are unchanged, and copy nothing.
+                // Hashed in place: most rows of most runs are unchanged, and copy nothing. Static
+                // values and templates are filled in first, for the syncs that have them.
                 let key_hash = hash_values(shape.key_idx.iter().map(|&i| &row[i]));
-                let fingerprint = hash_values(std::iter::once(&fp_prefix).chain(shape.field_idx.iter().map(|&i| &row[i])));
                 let key = || -> Vec<Value> { shape.key_idx.iter().map(|&i| row[i].clone()).collect() };
+                let computed = if shape.computed() {
+                    let values = shape
+                        .field_values(&row)
+                        .map_err(|e| RunError::Invalid(format!("{e} (row {})", keys::key_label(&shape.key_columns, &key()))))?;
+                    Some(values)
+                } else {
+                    None
+                };
+                let fingerprint = match &computed {
+                    Some(values) => hash_values(std::iter::once(&fp_prefix).chain(values)),
+                    None => hash_values(std::iter::once(&fp_prefix).chain(shape.field_idx.iter().map(|&i| &row[i]))),
+                };
                 let change = match differ.classify(key_hash, fingerprint) {
                     Ok(Change::Unchanged) if heal && writer.as_ref().and_then(|w| w.holds(&key())) == Some(false) => {
                         report.restored += 1;
@@ -285,7 +305,8 @@ impl Engine {
                     report.held += 1;
                     continue;
                 }
-                let (key, fields): (Vec<Value>, Vec<Value>) = (key(), shape.field_idx.iter().map(|&i| row[i].clone()).collect());
+                let fields = computed.unwrap_or_else(|| shape.field_idx.iter().map(|&i| row[i].clone()).collect());
+                let key = key();
                 report.sample(change, &shape, &key, &fields);
                 if let Some(op) = op_for(mode, change) {
                     report.to_send.add(op);
@@ -314,15 +335,23 @@ impl Engine {
             counts.removed = 0;
         }
         report.counts = counts;
-        let deletes = if mode == Mode::Mirror { removed } else { Vec::new() };
+        // Rows that left the model: deleted (mirror), cleared, or left alone, by `on_remove`.
+        let (deletes, clears) = match sync.file.on_remove {
+            OnRemove::Delete => (removed, Vec::new()),
+            OnRemove::Clear => (Vec::new(), removed),
+            OnRemove::Ignore => (Vec::new(), Vec::new()),
+        };
         report.to_send.delete = deletes.len() as u64;
+        report.to_send.clear = clears.len() as u64;
         if report.config_changed {
             report.warn("the sync's mode, key, mapping, target or destination changed: every row is re-sent".into());
         }
         // The delete guard, before anything is sent: a run it stops sends nothing at all.
         let stored_rows = counts.changed + counts.unchanged + counts.removed;
         let limits = guard::limits(&self.delete_guard, &sync.file);
-        if let Some(why) = guard::violation(&limits, deletes.len() as u64, stored_rows, report.rows_read).filter(|_| !opts.allow_deletes) {
+        if let Some(why) =
+            guard::violation(&limits, (deletes.len() + clears.len()) as u64, stored_rows, report.rows_read).filter(|_| !opts.allow_deletes)
+        {
             let message = format!(
                 "delete guard: {why}; nothing was sent. If that is intended, run `sluice run {name} --allow-deletes` \
                  (or raise max_deletes / max_delete_pct); otherwise check the model"
@@ -336,7 +365,8 @@ impl Engine {
             self.store.forget_errors(name, &stale_errors).await?;
         }
         if opts.dry_run {
-            let stored = self.store.lookup(name, &deletes[..deletes.len().min(opts.samples)]).await?;
+            let removals = if deletes.is_empty() { &clears } else { &deletes };
+            let stored = self.store.lookup(name, &removals[..removals.len().min(opts.samples)]).await?;
             report.sample_removed(stored.values().map(|r| keys::display_key_json(&r.key_json)));
             return Ok(());
         }
@@ -361,6 +391,7 @@ impl Engine {
         let needs_ids = self.store.has_destination_ids(name).await?;
         let mut reader = spool.into_reader().map_err(RunError::Invalid)?;
         let mut delete_chunks = deletes.chunks(batch_rows);
+        let mut clear_chunks = clears.chunks(batch_rows);
         loop {
             if opts.cancel.is_cancelled() {
                 return Err(RunError::Invalid(format!(
@@ -387,6 +418,20 @@ impl Engine {
                 for (hash, row) in self.store.lookup(name, hashes).await? {
                     let key = keys::parse_key_json(&row.key_json).map_err(RunError::Invalid)?;
                     let spooled = SpoolRow { op: Op::Delete, key_hash: hash, fingerprint: 0, key, fields: Vec::new() };
+                    batch.push((spooled, row.key_json, row.destination_id));
+                }
+            } else if let Some(hashes) = clear_chunks.next() {
+                for (hash, row) in self.store.lookup(name, hashes).await? {
+                    let key = keys::parse_key_json(&row.key_json).map_err(RunError::Invalid)?;
+                    // The fields that carry the key keep it (the destination finds the record by
+                    // them); every other mapped field is emptied.
+                    let mut fields = vec![Value::Null; target.fields.len()];
+                    for (k, field) in target.key_fields.iter().enumerate() {
+                        if let (Some(j), Some(v)) = (field, key.get(k)) {
+                            fields[*j] = v.clone();
+                        }
+                    }
+                    let spooled = SpoolRow { op: Op::Clear, key_hash: hash, fingerprint: crate::diff::CLEARED, key, fields };
                     batch.push((spooled, row.key_json, row.destination_id));
                 }
             } else {

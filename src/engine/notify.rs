@@ -35,7 +35,7 @@ impl Engine {
                 }
             }
         }
-        let after = alerts::remember(&before, report, &sent, now);
+        let after = alerts::remember(config, &before, report, &sent, now);
         if after != before {
             if let Err(e) = self.store.set_alert_state(sync.name(), &after).await {
                 report.warn(format!("alerts: {e}"));

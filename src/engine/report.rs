@@ -18,6 +18,7 @@ pub struct OpCounts {
     pub update: u64,
     pub insert: u64,
     pub delete: u64,
+    pub clear: u64,
 }
 
 impl OpCounts {
@@ -27,10 +28,11 @@ impl OpCounts {
             Op::Update => self.update += 1,
             Op::Insert => self.insert += 1,
             Op::Delete => self.delete += 1,
+            Op::Clear => self.clear += 1,
         }
     }
     pub fn total(&self) -> u64 {
-        self.upsert + self.update + self.insert + self.delete
+        self.upsert + self.update + self.insert + self.delete + self.clear
     }
 }
 

@@ -2,7 +2,6 @@
 //! destination's call ([`DestinationError::kind`]); this module only paces the attempts:
 //! exponential backoff with jitter, Retry-After honoured (capped), a bounded number of attempts.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
@@ -80,36 +79,81 @@ pub struct Sent {
 pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &Capabilities, cancel: &CancellationToken) -> Sent {
     let mut pacer = Pacer::new(caps, cancel);
     let mut outcomes: Vec<Option<RowOutcome>> = vec![None; batch.len()];
-    let mut groups: VecDeque<Vec<usize>> = VecDeque::from([(0..batch.len()).collect::<Vec<_>>()]);
+    // Refused groups are split level by level: halves, then quarters, ...
+    let mut level: Vec<Vec<usize>> = vec![(0..batch.len()).collect()];
     let mut split_budget = 2 * batch.len();
-    while let Some(group) = groups.pop_front() {
-        if let Some(error) = write_group(writer, batch, &group, &mut outcomes, &mut pacer).await {
-            for i in groups.into_iter().flatten() {
-                outcomes[i] = Some(RowOutcome::Retryable(error.message.clone()));
+    let mut depth = 0;
+    let mut probed = false;
+    while !level.is_empty() {
+        let mut next: Vec<Vec<usize>> = Vec::new();
+        for group in &level {
+            if let Some(error) = write_group(writer, batch, group, &mut outcomes, &mut pacer).await {
+                return Sent { outcomes: finish_after(outcomes, &error), error: Some(error) };
             }
-            return Sent { outcomes: finish(outcomes), error: Some(error) };
+            let refused: Vec<usize> =
+                group.iter().copied().filter(|&i| matches!(outcomes[i], Some(RowOutcome::RefusedInGroup(_)))).collect();
+            if refused.len() > 1 && split_budget >= 2 {
+                split_budget -= 2;
+                let (first, second) = refused.split_at(refused.len() / 2);
+                next.extend([first.to_vec(), second.to_vec()]);
+            } else {
+                let note = (refused.len() > 1).then_some("refused with other rows; sluice could not single out the bad ones");
+                reject(&mut outcomes, &refused, note);
+            }
         }
-        let refused: Vec<usize> = group.iter().copied().filter(|&i| matches!(outcomes[i], Some(RowOutcome::RefusedInGroup(_)))).collect();
-        if refused.len() > 1 && split_budget >= 2 {
-            split_budget -= 2;
-            let (first, second) = refused.split_at(refused.len() / 2);
-            groups.push_front(second.to_vec());
-            groups.push_front(first.to_vec());
-        } else {
-            let alone = refused.len() == 1;
-            for i in refused {
-                if let Some(RowOutcome::RefusedInGroup(reason)) = outcomes[i].take() {
-                    let reason = if alone {
-                        reason
-                    } else {
-                        format!("{reason} (refused with other rows; sluice could not single out the bad ones)")
-                    };
-                    outcomes[i] = Some(RowOutcome::Rejected(reason));
+        depth += 1;
+        // Every group of three levels refused and nothing written: maybe no row can pass (a
+        // schema the receiver rejects). Three rows from different groups, each alone, tell.
+        let nothing_written = !outcomes.iter().any(|o| matches!(o, Some(RowOutcome::Written { .. })));
+        if depth >= 3 && !probed && nothing_written && next.len() >= 3 && split_budget >= 3 {
+            probed = true;
+            split_budget -= 3;
+            let probes: Vec<usize> = next.iter().take(3).map(|g| g[0]).collect();
+            for &i in &probes {
+                if let Some(error) = write_group(writer, batch, &[i], &mut outcomes, &mut pacer).await {
+                    return Sent { outcomes: finish_after(outcomes, &error), error: Some(error) };
                 }
             }
+            let still: Vec<usize> =
+                probes.iter().copied().filter(|&i| matches!(outcomes[i], Some(RowOutcome::RefusedInGroup(_)))).collect();
+            if still.len() == probes.len() {
+                let rest: Vec<usize> = next.into_iter().flatten().collect();
+                reject(&mut outcomes, &rest, Some("every row sent on its own was refused too: the request, not the row, looks at fault"));
+                break;
+            }
+            reject(&mut outcomes, &still, None);
+            next = next
+                .into_iter()
+                .map(|g| g.into_iter().filter(|i| !probes.contains(i)).collect::<Vec<_>>())
+                .filter(|g| !g.is_empty())
+                .collect();
         }
+        level = next;
     }
     Sent { outcomes: finish(outcomes), error: None }
+}
+
+/// Rows refused in a group become `Rejected`, with the group's reason and an optional note.
+fn reject(outcomes: &mut [Option<RowOutcome>], rows: &[usize], note: Option<&str>) {
+    for &i in rows {
+        if let Some(RowOutcome::RefusedInGroup(reason)) = outcomes[i].take() {
+            outcomes[i] = Some(RowOutcome::Rejected(match note {
+                Some(note) => format!("{reason} ({note})"),
+                None => reason,
+            }));
+        }
+    }
+}
+
+/// The outcomes of a batch an error ended: rows not yet sent, and rows refused in a group that
+/// was still being split (they may be fine), wait for a retry.
+fn finish_after(mut outcomes: Vec<Option<RowOutcome>>, error: &DestinationError) -> Vec<RowOutcome> {
+    for o in outcomes.iter_mut() {
+        if o.is_none() || matches!(o, Some(RowOutcome::RefusedInGroup(_))) {
+            *o = Some(RowOutcome::Retryable(error.message.clone()));
+        }
+    }
+    finish(outcomes)
 }
 
 /// Sends the rows `group` of `batch` until each has an outcome or an error ends the batch

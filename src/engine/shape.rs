@@ -1,9 +1,20 @@
 //! Matching a sync's header (key, mapping) against the columns its model actually returned.
 
+use std::sync::Arc;
+
 use crate::destinations::Target;
-use crate::project::{did_you_mean, ProjectError, Sync};
+use crate::project::{did_you_mean, FieldSource, ProjectError, Sync};
 use crate::source::Column;
+use crate::template::{self, Templates};
 use crate::value::{hash_values, Value};
+
+/// A field not read from a column.
+#[derive(Clone, Debug)]
+enum Computed {
+    Value(Value),
+    /// The name of its compiled template.
+    Template(String),
+}
 
 /// Where each key column and each destination field comes from in a model row.
 #[derive(Clone, Debug)]
@@ -11,7 +22,13 @@ pub struct Shape {
     pub key_columns: Vec<String>,
     pub key_idx: Vec<usize>,
     pub fields: Vec<String>,
+    /// For each field filled from a column, its index in the row (`usize::MAX` for a computed
+    /// field: see [`Shape::computed`]).
     pub field_idx: Vec<usize>,
+    /// Static values and templates, for the fields not filled from a column.
+    computed: Vec<(usize, Computed)>,
+    templates: Arc<Templates>,
+    column_names: Vec<String>,
     /// The cursor column of a cursor sync.
     pub cursor_idx: Option<usize>,
 }
@@ -28,10 +45,29 @@ impl Shape {
         };
         let key_idx =
             f.primary_key.value.iter().map(|k| find(k, f.primary_key.line, "primary_key column")).collect::<Result<Vec<_>, _>>()?;
+        let mut computed = Vec::new();
+        let mut templates = Templates::new();
         let (fields, field_idx) = if f.mapping.is_empty() {
             (names.iter().map(|s| s.to_string()).collect(), (0..names.len()).collect())
         } else {
-            let idx = f.mapping.iter().map(|m| find(&m.column, m.line, "mapped column")).collect::<Result<Vec<_>, _>>()?;
+            let mut idx = Vec::new();
+            for (j, m) in f.mapping.iter().enumerate() {
+                idx.push(match &m.source {
+                    FieldSource::Column(c) => find(c, m.line, "mapped column")?,
+                    FieldSource::Value(v) => {
+                        computed.push((j, Computed::Value(v.clone())));
+                        usize::MAX
+                    }
+                    FieldSource::Template(t) => {
+                        let name = format!("mapping:{}", m.field);
+                        templates
+                            .add(&name, t, &names)
+                            .map_err(|e| ProjectError::at(&f.path, m.line, format!("mapping `{}`: {e}", m.field)))?;
+                        computed.push((j, Computed::Template(name)));
+                        usize::MAX
+                    }
+                });
+            }
             (f.mapping.iter().map(|m| m.field.clone()).collect(), idx)
         };
         let cursor_idx = match &f.cursor {
@@ -52,7 +88,40 @@ impl Shape {
                 Some(i)
             }
         };
-        Ok(Shape { key_columns: f.primary_key.value.clone(), key_idx, fields, field_idx, cursor_idx })
+        Ok(Shape {
+            key_columns: f.primary_key.value.clone(),
+            key_idx,
+            fields,
+            field_idx,
+            computed,
+            templates: Arc::new(templates),
+            column_names: names.iter().map(|n| n.to_string()).collect(),
+            cursor_idx,
+        })
+    }
+
+    /// Whether some field is a static value or a template: then the fields of a row come from
+    /// [`Shape::field_values`], not straight from its columns.
+    pub fn computed(&self) -> bool {
+        !self.computed.is_empty()
+    }
+
+    /// The field values of a model row, static values and templates filled in.
+    pub fn field_values(&self, row: &[Value]) -> Result<Vec<Value>, String> {
+        let mut out: Vec<Value> = self.field_idx.iter().map(|&i| row.get(i).cloned().unwrap_or(Value::Null)).collect();
+        let mut context = None;
+        for (j, c) in &self.computed {
+            out[*j] = match c {
+                Computed::Value(v) => v.clone(),
+                Computed::Template(name) => {
+                    let ctx = context.get_or_insert_with(|| template::context(&template::row_context(&self.column_names, row)));
+                    let text =
+                        self.templates.render(name, ctx).map_err(|e| format!("mapping `{}`: the template failed: {e}", self.fields[*j]))?;
+                    Value::Text(text)
+                }
+            };
+        }
+        Ok(out)
     }
 
     pub fn target(&self, sync: &Sync, run_id: &str) -> Target {
@@ -72,14 +141,21 @@ impl Shape {
 /// The fingerprint of everything in a sync's definition that shapes what is sent: mode, key,
 /// mapping, target and destination. Mixed into every row fingerprint, so a change to any of
 /// these makes every row "changed" and re-sends it (a full resync that survives a kill).
-pub fn config_fingerprint(sync: &Sync, destination_kind: &str) -> String {
+/// `presentation` are `[target]` keys the destination says only change how rows look.
+pub fn config_fingerprint(sync: &Sync, destination_kind: &str, presentation: &[&str]) -> String {
     let f = &sync.file;
-    let mapping: Vec<String> = f.mapping.iter().map(|m| format!("{}={}", m.field, m.column)).collect();
+    let mapping: Vec<String> = f.mapping.iter().map(|m| m.describe()).collect();
     let parts = [
         f.mode.as_str().to_string(),
         f.primary_key.value.join("\u{1f}"),
         mapping.join("\u{1f}"),
-        f.target.to_string(),
+        // The same text as ever when nothing is left out: existing syncs keep their fingerprint.
+        f.target
+            .iter()
+            .filter(|(k, _)| !presentation.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<toml::Table>()
+            .to_string(),
         sync.destination.clone(),
         destination_kind.to_string(),
     ];

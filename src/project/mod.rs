@@ -4,6 +4,7 @@
 //! [`Project::invalid`] so the others can still run (and `check` can list every problem).
 
 pub mod config;
+pub mod mapping;
 pub mod schedule;
 pub mod syncfile;
 
@@ -11,8 +12,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use config::{DestinationSpec, ProjectConfig, SourceConfig};
+pub use mapping::{FieldMapping, FieldSource};
 pub use schedule::Schedule;
-pub use syncfile::{FieldMapping, Located, Mode, SyncFile};
+pub use syncfile::{Located, Mode, Nulls, OnRemove, SyncFile};
 
 pub const SYNCS_DIR: &str = "syncs";
 

@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::mapping::FieldMapping;
 use super::schedule::Schedule;
 use super::{did_you_mean, ProjectError};
 
@@ -26,6 +27,28 @@ pub enum Mode {
     Mirror,
 }
 
+/// What happens to the destination's record of a row that left the model (`on_remove`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRemove {
+    /// Leave it as it is.
+    Ignore,
+    /// Keep the record, empty the sync's mapped fields.
+    Clear,
+    /// Delete it (what mode = "mirror" means).
+    Delete,
+}
+
+/// What a NULL in the model does to the destination's value (`nulls`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Nulls {
+    /// Write it: the destination's value is emptied.
+    Send,
+    /// Leave the destination's value alone.
+    Skip,
+}
+
 impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,15 +58,6 @@ impl Mode {
             Mode::Mirror => "mirror",
         }
     }
-}
-
-/// One destination field and the model column that fills it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldMapping {
-    pub field: String,
-    pub column: String,
-    /// Line of this entry in the sync file (0 when the mapping was derived from the model).
-    pub line: usize,
 }
 
 /// A parsed, not yet validated against the project, sync file.
@@ -78,6 +92,9 @@ pub struct SyncFile {
     pub cursor: Option<Located<String>>,
     /// Record the fields sent in the change log (`sync_changes.fields_json`).
     pub log_values: bool,
+    /// What happens to rows that leave the model: `delete` for mode = "mirror".
+    pub on_remove: OnRemove,
+    pub nulls: Nulls,
 }
 
 /// A value with the file line it came from.
@@ -105,7 +122,7 @@ struct Header {
     #[serde(default)]
     target: toml::Table,
     #[serde(default)]
-    mapping: IndexMap<String, Spanned<String>>,
+    mapping: IndexMap<String, Spanned<toml::Value>>,
     catch_up: Option<bool>,
     jitter: Option<Spanned<i64>>,
     max_deletes: Option<Spanned<i64>>,
@@ -113,6 +130,8 @@ struct Header {
     retry_rejected_after: Option<Spanned<String>>,
     cursor: Option<Spanned<String>>,
     log_values: Option<bool>,
+    on_remove: Option<Spanned<OnRemove>>,
+    nulls: Option<Nulls>,
 }
 
 const HEADER_KEYS: &[&str] = &[
@@ -130,6 +149,8 @@ const HEADER_KEYS: &[&str] = &[
     "retry_rejected_after",
     "cursor",
     "log_values",
+    "on_remove",
+    "nulls",
 ];
 const OPENER: &str = "/* sluice";
 
@@ -205,11 +226,11 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
     let mapping = header
         .mapping
         .iter()
-        .map(|(field, column)| FieldMapping { field: field.clone(), column: column.get_ref().clone(), line: line_of(column.span()) })
-        .collect::<Vec<_>>();
-    if let Some(m) = mapping.iter().find(|m| m.column.trim().is_empty()) {
-        return Err(err(m.line, format!("mapping `{}` names an empty column", m.field)));
-    }
+        .map(|(field, raw)| {
+            let line = line_of(raw.span());
+            super::mapping::parse_entry(field, raw.get_ref(), line).map_err(|m| err(line, m))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
     let jitter_secs = match &header.jitter {
         None => 0,
@@ -235,7 +256,44 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
             )
         })?),
     };
-    let mode = header.mode.map(|m| *m.get_ref()).unwrap_or(Mode::Upsert);
+    let mut mode = header.mode.as_ref().map(|m| *m.get_ref()).unwrap_or(Mode::Upsert);
+    let on_remove = match (&header.on_remove, mode) {
+        (None, Mode::Mirror) => OnRemove::Delete,
+        (None, _) => OnRemove::Ignore,
+        (Some(r), _) => {
+            let line = line_of(r.span());
+            match (*r.get_ref(), mode) {
+                (OnRemove::Delete, Mode::Mirror) | (OnRemove::Ignore, Mode::Upsert | Mode::Update | Mode::Insert) => *r.get_ref(),
+                // Upsert + delete is what mirror means.
+                (OnRemove::Delete, Mode::Upsert) => {
+                    mode = Mode::Mirror;
+                    OnRemove::Delete
+                }
+                (OnRemove::Clear, Mode::Upsert | Mode::Update) => OnRemove::Clear,
+                (OnRemove::Clear | OnRemove::Ignore, Mode::Mirror) => {
+                    return Err(err(
+                        line,
+                        "mode = \"mirror\" means on_remove = \"delete\": for another on_remove use mode = \"upsert\"".into(),
+                    ))
+                }
+                (r, m) => {
+                    return Err(err(
+                        line,
+                        format!(
+                            "on_remove = \"{}\" does not go with mode = \"{}\": removed rows can be cleared in upsert and update modes, \
+                             deleted in upsert (= mirror) mode",
+                            match r {
+                                OnRemove::Ignore => "ignore",
+                                OnRemove::Clear => "clear",
+                                OnRemove::Delete => "delete",
+                            },
+                            m.as_str()
+                        ),
+                    ))
+                }
+            }
+        }
+    };
     let cursor = located(&header.cursor);
     if let Some(c) = &cursor {
         if c.value.trim().is_empty() {
@@ -254,6 +312,8 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
         }
     }
     Ok(SyncFile {
+        on_remove,
+        nulls: header.nulls.unwrap_or(Nulls::Send),
         log_values: header.log_values.unwrap_or(false),
         cursor,
         retry_rejected_after,

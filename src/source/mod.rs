@@ -29,8 +29,11 @@ pub struct Column {
     pub cursor_ok: bool,
 }
 
-/// A cursor sync's incremental read: only the model's rows whose `column` is past `value`.
-/// The value is always bound as a query parameter, never spliced into the SQL.
+/// A cursor sync's incremental read: only the model's rows whose `column` is at or past
+/// `value`. At, not only past: a row written after the last run with the same cursor value
+/// (second-resolution timestamps, version numbers) must not be missed; the rows at the mark
+/// that were already sent are unchanged and the diff sends nothing for them. The value is
+/// always bound as a query parameter, never spliced into the SQL.
 #[derive(Clone, Debug)]
 pub struct After {
     pub column: String,
@@ -41,7 +44,7 @@ impl After {
     /// The model wrapped in the filter, with `param` as the placeholder for the value.
     fn wrap(&self, model: &str, param: &str) -> String {
         let column = self.column.replace('"', "\"\"");
-        format!("SELECT * FROM (\n{model}\n) AS sluice_model WHERE sluice_model.\"{column}\" > {param}")
+        format!("SELECT * FROM (\n{model}\n) AS sluice_model WHERE sluice_model.\"{column}\" >= {param}")
     }
 
     fn mismatch(&self, column: &Column) -> SourceError {

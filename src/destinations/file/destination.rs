@@ -147,6 +147,13 @@ impl FileWriter {
                     table.rows.shift_remove(&key);
                     RowOutcome::written()
                 }
+                // The key stays, the mapped cells are emptied; a row no longer there needs nothing.
+                Op::Clear => {
+                    if let Some(row) = table.rows.get_mut(&key) {
+                        *row = self.row_cells(op);
+                    }
+                    RowOutcome::written()
+                }
             };
             outcomes.push(outcome);
         }

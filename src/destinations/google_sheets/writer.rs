@@ -344,7 +344,9 @@ impl SheetsWriter {
             let rows = self.tab.index.rows(&value_key(&op.key));
             match (op.op, rows.first()) {
                 (Op::Insert, _) | (Op::Upsert, None) => appends.push(i),
-                (Op::Upsert | Op::Update, Some(&row)) => updates.push((i, row)),
+                (Op::Upsert | Op::Update | Op::Clear, Some(&row)) => updates.push((i, row)),
+                // Nothing to clear: the row is not in the tab (any more).
+                (Op::Clear, None) => {}
                 (Op::Update, None) => {
                     outcomes[i] = RowOutcome::Rejected(format!(
                         "no row of tab '{}' has this key; update mode changes existing rows only",

@@ -32,7 +32,7 @@ impl HubSpotWriter {
     fn id_of(&self, op: &RowOp) -> Option<String> {
         let p = &self.plan;
         let value = match op.op {
-            Op::Delete => op.key.get(p.key_id?)?,
+            Op::Delete | Op::Clear => op.key.get(p.key_id?)?,
             _ => op.fields.get(p.id_field)?,
         };
         Some(property(value, p.types[p.id_field])).filter(|s| !s.trim().is_empty())
@@ -159,6 +159,40 @@ impl HubSpotWriter {
         Ok(())
     }
 
+    /// `on_remove = "clear"`: the record stays, every mapped property but the id property is
+    /// emptied (HubSpot clears a property set to ""). A record already gone needs nothing.
+    async fn clear(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let p = &self.plan;
+        let unknown: Vec<String> =
+            rows.iter().filter(|&&i| batch[i].destination_id.is_none()).filter_map(|&i| self.id_of(&batch[i])).collect();
+        let found = self.lookup(&unknown).await?;
+        let mut record_ids: Vec<Option<String>> = Vec::with_capacity(rows.len());
+        for &i in rows {
+            let op = &batch[i];
+            let record = op.destination_id.clone().or_else(|| self.id_of(op).and_then(|v| found.get(&id_key(&v)).cloned()));
+            if record.is_none() {
+                out[i] = Some(match self.id_of(op) {
+                    Some(_) => RowOutcome::written(),
+                    None => RowOutcome::Rejected(format!(
+                        "no HubSpot record id is stored for this row and its key does not carry `{}`: clear the record by hand",
+                        p.id_property
+                    )),
+                });
+            }
+            record_ids.push(record);
+        }
+        let empty: Map<String, J> =
+            self.target.fields.iter().filter(|f| **f != p.id_property).map(|f| (f.clone(), J::String(String::new()))).collect();
+        let inputs: Vec<J> = record_ids.iter().filter_map(|r| Some(json!({ "id": r.as_ref()?, "properties": empty }))).collect();
+        if !inputs.is_empty() {
+            self.send("update", json!({ "inputs": inputs }), rows, record_ids, true, out).await?;
+        }
+        Ok(())
+    }
+
     /// Mirror removals: archive by stored record id (or by lookup); already gone counts as done.
     async fn archive(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
         let unknown: Vec<String> =
@@ -204,7 +238,7 @@ impl Writer for HubSpotWriter {
         let mut out: Vec<Option<RowOutcome>> = vec![None; batch.len()];
         let of = |op: Op| -> Vec<usize> { batch.iter().enumerate().filter(|(_, r)| r.op == op).map(|(i, _)| i).collect() };
         for (i, op) in batch.iter().enumerate() {
-            if op.op != Op::Delete && self.id_of(op).is_none() {
+            if !matches!(op.op, Op::Delete | Op::Clear) && self.id_of(op).is_none() {
                 out[i] = Some(RowOutcome::Rejected(format!("`{}` is empty: HubSpot matches records by it", self.plan.id_property)));
             }
         }
@@ -212,6 +246,7 @@ impl Writer for HubSpotWriter {
             self.upsert(batch, &of(Op::Upsert), &mut out).await?;
             self.update(batch, &of(Op::Update), &mut out).await?;
             self.create(batch, &of(Op::Insert), &mut out).await?;
+            self.clear(batch, &of(Op::Clear), &mut out).await?;
             self.archive(batch, &of(Op::Delete), &mut out).await
         };
         if let Err(e) = sent.await {

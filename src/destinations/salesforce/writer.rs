@@ -42,7 +42,7 @@ impl SalesforceWriter {
     /// The external id of a row: from its fields, or for a delete from its key.
     fn ext_of(&self, op: &RowOp) -> Option<String> {
         let value: &Value = match op.op {
-            Op::Delete => op.key.get(self.plan.key_ext?)?,
+            Op::Delete | Op::Clear => op.key.get(self.plan.key_ext?)?,
             _ => op.fields.get(self.plan.ext_field)?,
         };
         Some(value.to_text()).filter(|s| !s.trim().is_empty())
@@ -191,6 +191,42 @@ impl SalesforceWriter {
         Ok(())
     }
 
+    /// `on_remove = "clear"`: the record stays, every mapped field but the external id is set to
+    /// null. A record already gone needs nothing.
+    async fn clear(&self, batch: &[RowOp], rows: &[usize], out: &mut Out) -> Result<(), DestinationError> {
+        for chunk in rows.chunks(MAX_COLLECTION) {
+            let ids = self.ids(batch, chunk).await?;
+            let mut sent = Vec::new();
+            let mut records = Vec::new();
+            for (&i, id) in chunk.iter().zip(&ids) {
+                let Some(id) = id else {
+                    out[i] = Some(if batch[i].destination_id.is_none() && self.ext_of(&batch[i]).is_none() {
+                        RowOutcome::Rejected(format!(
+                            "no Salesforce id is stored for this row and its key does not carry `{}`: clear the record by hand",
+                            self.plan.external_id
+                        ))
+                    } else {
+                        RowOutcome::written()
+                    });
+                    continue;
+                };
+                let mut record = serde_json::Map::new();
+                record.insert("attributes".into(), json!({ "type": self.plan.object }));
+                record.insert("Id".into(), J::String(id.clone()));
+                for name in self.target.fields.iter().filter(|f| **f != self.plan.external_id) {
+                    record.insert(name.clone(), J::Null);
+                }
+                sent.push(i);
+                records.push(J::Object(record));
+            }
+            if !records.is_empty() {
+                let body = json!({ "allOrNone": false, "records": records });
+                self.collection(Method::PATCH, "composite/sobjects", &[], Some(body), &sent, out).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Mirror removals by Salesforce id; a record already gone counts as deleted.
     async fn delete(&self, batch: &[RowOp], rows: &[usize], out: &mut Out) -> Result<(), DestinationError> {
         for chunk in rows.chunks(MAX_COLLECTION) {
@@ -242,12 +278,14 @@ impl Writer for SalesforceWriter {
         let of =
             |op: Op| -> Vec<usize> { batch.iter().enumerate().filter(|(i, r)| r.op == op && out[*i].is_none()).map(|(i, _)| i).collect() };
         let (upserts, updates, inserts, deletes) = (of(Op::Upsert), of(Op::Update), of(Op::Insert), of(Op::Delete));
+        let clears = of(Op::Clear);
         let sent = async {
             if !upserts.is_empty() {
                 self.upsert(batch, &upserts, &mut out).await?;
             }
             self.update(batch, &updates, &mut out).await?;
             self.insert(batch, &inserts, &mut out).await?;
+            self.clear(batch, &clears, &mut out).await?;
             self.delete(batch, &deletes, &mut out).await
         };
         if let Err(e) = sent.await {

@@ -30,6 +30,9 @@ impl Destination for SlackDestination {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             modes: vec![Mode::Upsert, Mode::Update, Mode::Insert],
+            clear: false,
+            // A fixed typo in a template must not post every row again.
+            presentation: &["text", "blocks", "digest", "digest_rows"],
             ..Capabilities::every_mode(self.config.max_batch_rows, self.config.max_attempts, self.config.retry_initial_delay)
         }
     }
