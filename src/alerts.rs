@@ -110,6 +110,8 @@ pub async fn send(destination: &dyn Destination, kind: &str, report: &SyncReport
         key_columns: vec!["run_id".into(), "event".into()],
         fields: FIELDS.iter().map(|f| f.to_string()).collect(),
         key_fields: vec![Some(2), Some(0)],
+        skip_nulls: false,
+        if_empty: vec![false; FIELDS.len()],
     };
     let text = |s: &str| Value::Text(s.to_string());
     let count = |n: u64| Value::Int(n as i64);

@@ -406,3 +406,24 @@ async fn on_remove_clear_keeps_the_row_its_key_and_the_persons_columns() {
     s.run_ok().await;
     assert_eq!(s.rows()[2], vec!["2", "VIP, call first", "back@x.com", "1"], "a row that comes back is written again");
 }
+
+#[tokio::test]
+async fn if_empty_cells_keep_what_a_person_typed_and_skipped_nulls_stay() {
+    let s = Sheets::new("upsert", 3, "").await;
+    let header = HEADER
+        .replace("MODE", "upsert")
+        .replacen("[target]", "nulls = \"skip\"\n[target]", 1)
+        .replace("\"Email\" = \"email\"", "\"Email\" = { column = \"email\", write = \"if_empty\" }");
+    s.env.write_sync("customers", &header, MODEL);
+    s.run_ok().await;
+    s.google.edit(|sp| {
+        sp.write("Customers!B2", &[vec![json!("typed@by.hand")]], false).unwrap();
+        sp.write("Customers!B3", &[vec![json!("")]], false).unwrap();
+    });
+    s.env.exec("UPDATE customers SET email = 'new' || id || '@x.com', ltv = CASE WHEN id = 3 THEN NULL ELSE 1 END").await;
+    s.run_ok().await;
+    let rows = s.rows();
+    assert_eq!(rows[1], vec!["1", "typed@by.hand", "1"], "a typed value is kept, the rest written");
+    assert_eq!(rows[2], vec!["2", "new2@x.com", "1"], "an empty cell is filled");
+    assert_eq!(rows[3], vec!["3", "c3@x.com", "31.5"], "a NULL is skipped: the cell keeps its value");
+}

@@ -295,3 +295,31 @@ async fn on_remove_clear_empties_the_mapped_properties_but_keeps_the_contact_and
     }
     assert_eq!(crm.prop("p1@x.com", "firstname").as_deref(), Some("P1"), "other contacts untouched");
 }
+
+#[tokio::test]
+async fn if_empty_keeps_a_reps_value_and_skipped_nulls_leave_properties_alone() {
+    let crm = Crm::new("upsert", 3, "").await;
+    let header = HEADER
+        .replace("MODE", "upsert")
+        .replacen("[target]", "nulls = \"skip\"\n[target]", 1)
+        .replace("firstname = \"first_name\"", "firstname = { column = \"first_name\", write = \"if_empty\" }");
+    crm.env.write_sync("people", &header, MODEL);
+    crm.run_ok().await;
+    crm.hubspot.with(|s| {
+        for r in s.records.get_mut("contacts").unwrap() {
+            match r.properties.get("email").map(String::as_str) {
+                Some("p1@x.com") => r.properties.insert("firstname".into(), "Typed by a rep".into()),
+                Some("p2@x.com") => r.properties.insert("firstname".into(), String::new()),
+                _ => None,
+            };
+        }
+    });
+    crm.env
+        .exec("UPDATE people SET first_name = 'New' || customer_id, score = CASE WHEN customer_id = 'c3' THEN NULL ELSE score + 1 END")
+        .await;
+    crm.run_ok().await;
+    assert_eq!(crm.prop("p1@x.com", "firstname").as_deref(), Some("Typed by a rep"));
+    assert_eq!(crm.prop("p2@x.com", "firstname").as_deref(), Some("Newc2"));
+    assert_eq!(crm.prop("p3@x.com", "score").as_deref(), Some("3"), "a NULL is skipped, not written");
+    assert_eq!(crm.prop("p1@x.com", "score").as_deref(), Some("2"));
+}

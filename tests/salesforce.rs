@@ -258,3 +258,24 @@ async fn a_batch_that_fails_part_way_resends_only_the_records_not_yet_created() 
     assert_eq!(creates, vec![200, 200, 100], "the first 200 are not sent again");
     assert_eq!(org.sf.contacts().len(), 500);
 }
+
+#[tokio::test]
+async fn if_empty_keeps_a_value_someone_typed_and_skipped_nulls_leave_fields_alone() {
+    let org = Org::new("upsert", 3, "").await;
+    let header = HEADER
+        .replace("MODE", "upsert")
+        .replacen("[target]", "nulls = \"skip\"\n[target]", 1)
+        .replace("Email = \"email\"", "Email = { column = \"email\", write = \"if_empty\" }");
+    org.env.write_sync("people", &header, MODEL);
+    org.run_ok().await;
+    // A rep types an email on c1 and empties c2's; the model's emails change and c3's first name goes NULL.
+    org.sf.with(|s| {
+        s.find("Contact", "Customer_Id__c", &json!("c1")).unwrap().fields.insert("Email".into(), json!("rep@typed.com"));
+        s.find("Contact", "Customer_Id__c", &json!("c2")).unwrap().fields.insert("Email".into(), J::Null);
+    });
+    org.env.exec("UPDATE people SET email = 'new' || customer_id || '@x.com', first_name = CASE WHEN customer_id = 'c3' THEN NULL ELSE first_name END").await;
+    org.run_ok().await;
+    assert_eq!(org.field("c1", "Email"), json!("rep@typed.com"), "a value someone typed is kept");
+    assert_eq!(org.field("c2", "Email"), json!("newc2@x.com"), "an empty field is filled");
+    assert_eq!(org.field("c3", "FirstName"), json!("First3"), "a NULL is skipped, not written");
+}

@@ -219,6 +219,18 @@ async fn check_one(engine: &Engine, sync: &Sync) -> Result<String, String> {
     if !destination.capabilities().modes.contains(&mode) {
         return Err(at(format!("destination `{}` does not support mode `{}`", sync.destination, mode.as_str())));
     }
+    if let Some(m) =
+        sync.file.mapping.iter().find(|m| m.write == crate::project::WriteMode::IfEmpty).filter(|_| !destination.capabilities().if_empty)
+    {
+        return Err(format!(
+            "{}:{}: mapping `{}`: destination `{}` cannot read the values it holds, so it cannot honour write = \"if_empty\" \
+             (file, google_sheets, hubspot and salesforce can)",
+            sync.file.path.display(),
+            m.line,
+            m.field,
+            sync.destination
+        ));
+    }
     if sync.file.on_remove == crate::project::OnRemove::Clear && !destination.capabilities().clear {
         return Err(at(format!("destination `{}` cannot clear records: on_remove = \"clear\" needs one that can", sync.destination)));
     }

@@ -144,6 +144,32 @@ pub struct Target {
     pub fields: Vec<String>,
     /// For each key column, the index in `fields` of the field carrying it, if mapped.
     pub key_fields: Vec<Option<usize>>,
+    /// `nulls = "skip"`: a NULL field leaves the destination's value alone (see [`Target::writes`]).
+    pub skip_nulls: bool,
+    /// Per field: write only where the destination holds no value yet (`write = "if_empty"`).
+    /// Only destinations with [`Capabilities::if_empty`] get syncs that set it.
+    pub if_empty: Vec<bool>,
+}
+
+impl Target {
+    /// Whether field `j` of `op` is written at all: not a NULL under `nulls = "skip"`. A clear
+    /// writes every field (its NULLs are the point). `write = "if_empty"` is the destination's
+    /// to apply: it needs the current value.
+    pub fn writes(&self, op: &RowOp, j: usize) -> bool {
+        op.op == Op::Clear || !(self.skip_nulls && op.fields.get(j).is_some_and(Value::is_null))
+    }
+
+    /// Whether field `j` of `op` keeps the destination's current value (empty or not, as
+    /// `current_empty` says): a skipped NULL, or an `if_empty` field that already holds one.
+    /// A clear empties even `if_empty` fields.
+    pub fn keeps_current(&self, op: &RowOp, j: usize, current_empty: bool) -> bool {
+        !self.writes(op, j) || (op.op != Op::Clear && self.if_empty.get(j).copied().unwrap_or(false) && !current_empty)
+    }
+
+    /// Whether any field is written only where empty.
+    pub fn has_if_empty(&self) -> bool {
+        self.if_empty.iter().any(|&e| e)
+    }
 }
 
 /// What a destination can do; the engine and `check` respect it.
@@ -158,6 +184,8 @@ pub struct Capabilities {
     pub concurrent_runs: Option<usize>,
     /// Whether it can empty a record's mapped fields ([`Op::Clear`], `on_remove = "clear"`).
     pub clear: bool,
+    /// Whether it reads current values, so `write = "if_empty"` fields can be honoured.
+    pub if_empty: bool,
     /// `[target]` settings that change how rows look, not which data is sent (Slack's message
     /// templates): left out of the configuration fingerprint, so editing them re-sends nothing.
     pub presentation: &'static [&'static str],
@@ -173,6 +201,7 @@ impl Capabilities {
             retry_initial_delay,
             concurrent_runs: None,
             clear: true,
+            if_empty: false,
             presentation: &[],
         }
     }

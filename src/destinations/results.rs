@@ -23,7 +23,7 @@ impl Serialize for RowJson<'_> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("op", self.op.op.as_str())?;
         map.serialize_entry("key", &Named(&self.target.key_columns, &self.op.key))?;
-        map.serialize_entry("fields", &Named(&self.target.fields, &self.op.fields))?;
+        map.serialize_entry("fields", &Fields(self.target, self.op))?;
         if let Some(id) = &self.op.destination_id {
             map.serialize_entry("destination_id", id)?;
         }
@@ -44,6 +44,23 @@ impl Serialize for RowsJson<'_> {
             seq.serialize_element(&RowJson { target: self.target, op })?;
         }
         seq.end()
+    }
+}
+
+/// The fields a row writes as a JSON object, in order: under `nulls = "skip"` a NULL field is
+/// left out, so a receiver that merges leaves its value alone.
+struct Fields<'a>(&'a Target, &'a RowOp);
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (target, op) = (self.0, self.1);
+        let mut map = s.serialize_map(None)?;
+        for (j, (name, value)) in target.fields.iter().zip(&op.fields).enumerate() {
+            if target.writes(op, j) {
+                map.serialize_entry(name, &value.to_json())?;
+            }
+        }
+        map.end()
     }
 }
 

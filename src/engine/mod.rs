@@ -197,6 +197,12 @@ impl Engine {
         if !caps.modes.contains(&mode) {
             return Err(RunError::Invalid(format!("destination `{}` does not support mode `{}`", sync.destination, mode.as_str())));
         }
+        if !caps.if_empty && sync.file.mapping.iter().any(|m| m.write == crate::project::WriteMode::IfEmpty) {
+            return Err(RunError::Invalid(format!(
+                "destination `{}` cannot read the values it holds, so it cannot honour write = \"if_empty\"",
+                sync.destination
+            )));
+        }
         if sync.file.on_remove == OnRemove::Clear && !caps.clear {
             return Err(RunError::Invalid(format!(
                 "destination `{}` cannot clear records: on_remove = \"clear\" needs one that can",

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::destinations::Target;
-use crate::project::{did_you_mean, FieldSource, ProjectError, Sync};
+use crate::project::{did_you_mean, FieldSource, Nulls, ProjectError, Sync, WriteMode};
 use crate::source::Column;
 use crate::template::{self, Templates};
 use crate::value::{hash_values, Value};
@@ -134,6 +134,12 @@ impl Shape {
             key_columns: self.key_columns.clone(),
             fields: self.fields.clone(),
             key_fields,
+            skip_nulls: sync.file.nulls == Nulls::Skip,
+            if_empty: if sync.file.mapping.is_empty() {
+                vec![false; self.fields.len()]
+            } else {
+                sync.file.mapping.iter().map(|m| m.write == WriteMode::IfEmpty).collect()
+            },
         }
     }
 }

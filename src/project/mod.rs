@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use config::{DestinationSpec, ProjectConfig, SourceConfig};
-pub use mapping::{FieldMapping, FieldSource};
+pub use mapping::{FieldMapping, FieldSource, WriteMode};
 pub use schedule::Schedule;
 pub use syncfile::{Located, Mode, Nulls, OnRemove, SyncFile};
 

@@ -62,7 +62,8 @@ struct Layout {
 #[async_trait]
 impl Destination for FileDestination {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::every_mode(self.config.max_batch_rows, 1, std::time::Duration::ZERO)
+        // It reads the file it rewrites, so it knows which cells hold a value.
+        Capabilities { if_empty: true, ..Capabilities::every_mode(self.config.max_batch_rows, 1, std::time::Duration::ZERO) }
     }
 
     async fn check(&self, target: &Target) -> Result<(), DestinationError> {
@@ -75,13 +76,14 @@ impl Destination for FileDestination {
     }
 
     async fn open(&self, target: &Target) -> Result<Box<dyn Writer>, DestinationError> {
-        Ok(Box::new(FileWriter { layout: self.layout(target)?, mode: target.mode }))
+        Ok(Box::new(FileWriter { layout: self.layout(target)?, mode: target.mode, target: target.clone() }))
     }
 }
 
 struct FileWriter {
     layout: Layout,
     mode: Mode,
+    target: Target,
 }
 
 impl FileWriter {
@@ -93,6 +95,22 @@ impl FileWriter {
         }
         for (i, v) in op.fields.iter().enumerate() {
             row[l.field_base + i] = cell(l.format, v);
+        }
+        row
+    }
+
+    /// The row's new cells over its current ones: a cell the row does not write (a skipped
+    /// NULL, an `if_empty` field that holds a value) keeps what the file has.
+    fn merged_cells(&self, op: &RowOp, current: Option<&Vec<J>>) -> Vec<J> {
+        let mut row = self.row_cells(op);
+        if let Some(current) = current {
+            for j in 0..op.fields.len() {
+                let c = self.layout.field_base + j;
+                let empty = current.get(c).is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+                if self.target.keeps_current(op, j, empty) {
+                    row[c] = current.get(c).cloned().unwrap_or(J::Null);
+                }
+            }
         }
         row
     }
@@ -130,12 +148,13 @@ impl FileWriter {
             let key = self.key_text(op);
             let outcome = match op.op {
                 Op::Upsert | Op::Insert => {
-                    table.rows.insert(key, self.row_cells(op));
+                    let cells = self.merged_cells(op, table.rows.get(&key));
+                    table.rows.insert(key, cells);
                     RowOutcome::written()
                 }
                 Op::Update => match table.rows.get_mut(&key) {
                     Some(row) => {
-                        *row = self.row_cells(op);
+                        *row = self.merged_cells(op, Some(row));
                         RowOutcome::written()
                     }
                     None => RowOutcome::Rejected(format!(
@@ -150,7 +169,7 @@ impl FileWriter {
                 // The key stays, the mapped cells are emptied; a row no longer there needs nothing.
                 Op::Clear => {
                     if let Some(row) = table.rows.get_mut(&key) {
-                        *row = self.row_cells(op);
+                        *row = self.merged_cells(op, Some(row));
                     }
                     RowOutcome::written()
                 }

@@ -69,6 +69,8 @@ impl Destination for SheetsDestination {
         // Runs against one spreadsheet take turns: each reads row numbers the other would shift.
         Capabilities {
             concurrent_runs: Some(1),
+            // `if_empty`: the columns of such fields are read with the keys when a run opens.
+            if_empty: true,
             ..Capabilities::every_mode(self.config.max_batch_rows, self.config.max_attempts, self.config.retry_initial_delay)
         }
     }

@@ -48,6 +48,27 @@ impl Layout {
     }
 }
 
+/// Key text -> for each of `fields` fields, whether its cell holds a value, from the key
+/// columns and the columns of the fields listed in `which` (read from row 2 down).
+pub fn filled_by_key(key_columns: &[Vec<J>], values: &[Vec<J>], which: &[usize], fields: usize) -> HashMap<String, Vec<bool>> {
+    let height = key_columns.iter().map(Vec::len).max().unwrap_or(0);
+    let empty = J::String(String::new());
+    let mut out = HashMap::new();
+    for i in 0..height {
+        let cells: Vec<&J> = key_columns.iter().map(|c| c.get(i).unwrap_or(&empty)).collect();
+        if cells.iter().all(|c| cell_key(c).is_empty()) {
+            continue;
+        }
+        let mut filled = vec![false; fields];
+        for (column, &f) in values.iter().zip(which) {
+            filled[f] = column.get(i).is_some_and(|c| !cell_key(c).is_empty());
+        }
+        // The first row holding a key is the one sluice updates.
+        out.entry(key_text(cells)).or_insert(filled);
+    }
+    out
+}
+
 /// Key text -> the 1-based rows holding it, in sheet order.
 #[derive(Debug, Default)]
 pub struct KeyIndex {

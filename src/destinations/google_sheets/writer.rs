@@ -11,7 +11,7 @@ use super::client::{GridProperties, SheetsClient, SheetsError, ValueRange};
 use super::config::ValueInput;
 use super::destination::{failed, MAX_CELLS, NEW_TAB_COLUMNS, NEW_TAB_ROWS};
 use super::encoding::{cell, column_range, column_runs, row_range, sheet_prefix, value_key, MAX_CELL_CHARS};
-use super::layout::{KeyIndex, Layout};
+use super::layout::{filled_by_key, KeyIndex, Layout};
 use crate::destinations::{partial, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
 use crate::project::Mode;
 use crate::value::Value;
@@ -29,6 +29,8 @@ pub struct Tab {
     cells: u64,
     layout: Layout,
     index: KeyIndex,
+    /// For syncs with `write = "if_empty"` fields: by key text, which fields' cells hold a value.
+    filled: HashMap<String, Vec<bool>>,
 }
 
 impl Tab {
@@ -45,6 +47,7 @@ impl Tab {
                 cells,
                 layout,
                 index: KeyIndex::default(),
+                filled: HashMap::new(),
             });
         };
         let header = client.batch_get(&[format!("{}1:1", sheet_prefix(title))], "ROWS").await?;
@@ -52,16 +55,22 @@ impl Tab {
         let layout = Layout::align(&row1, &target.fields);
         let key_columns: Vec<usize> = target.key_fields.iter().flatten().map(|&f| layout.field_columns[f]).collect();
         let key_headers_present = key_columns.iter().all(|c| !layout.missing.iter().any(|(m, _)| m == c));
-        let index = if target.mode == Mode::Insert || key_columns.is_empty() || !key_headers_present {
-            KeyIndex::default()
+        // With `if_empty` fields, their columns are read with the keys: which cells hold a value.
+        let if_empty: Vec<usize> = (0..target.fields.len()).filter(|&f| target.if_empty.get(f).copied().unwrap_or(false)).collect();
+        let (index, filled) = if target.mode == Mode::Insert || key_columns.is_empty() || !key_headers_present {
+            (KeyIndex::default(), HashMap::new())
         } else {
-            let ranges: Vec<String> = key_columns.iter().map(|&c| column_range(title, c)).collect();
-            let columns: Vec<Vec<J>> =
+            let mut ranges: Vec<String> = key_columns.iter().map(|&c| column_range(title, c)).collect();
+            ranges.extend(if_empty.iter().map(|&f| column_range(title, layout.field_columns[f])));
+            let mut columns: Vec<Vec<J>> =
                 client.batch_get(&ranges, "COLUMNS").await?.into_iter().map(|r| r.values.into_iter().next().unwrap_or_default()).collect();
-            KeyIndex::from_columns(&columns)
+            columns.resize(ranges.len(), Vec::new());
+            let values = columns.split_off(key_columns.len());
+            let filled = filled_by_key(&columns, &values, &if_empty, target.fields.len());
+            (KeyIndex::from_columns(&columns), filled)
         };
         let p = sheet.properties;
-        Ok(Tab { title: title.into(), sheet_id: Some(p.sheet_id), grid: p.grid_properties, cells, layout, index })
+        Ok(Tab { title: title.into(), sheet_id: Some(p.sheet_id), grid: p.grid_properties, cells, layout, index, filled })
     }
 
     /// Whether the tab can be created and its headers added within Google's limits.
@@ -225,10 +234,16 @@ impl SheetsWriter {
     ) -> Result<HashMap<usize, String>, SheetsError> {
         let columns = &self.tab.layout.field_columns;
         let field_at: HashMap<usize, usize> = columns.iter().enumerate().map(|(f, &c)| (c, f)).collect();
-        let runs = column_runs(columns);
         let mut ranges: Vec<(usize, ValueRange)> = Vec::new();
         for &(i, row) in rows {
-            for &(first, last) in &runs {
+            // The cells this row writes: not a skipped NULL, not an `if_empty` cell with a value.
+            let op = &batch[i];
+            let filled = self.tab.filled.get(&value_key(&op.key));
+            let written: Vec<usize> = (0..columns.len())
+                .filter(|&f| !self.target.keeps_current(op, f, !filled.is_some_and(|v| v.get(f).copied().unwrap_or(false))))
+                .map(|f| columns[f])
+                .collect();
+            for (first, last) in column_runs(&written) {
                 let values: Vec<J> = (first..=last).map(|c| self.cell(field_at[&c], &batch[i].fields[field_at[&c]])).collect();
                 let range = row_range(&self.tab.title, row, first, last);
                 ranges.push((i, ValueRange { range, major_dimension: Some("ROWS".into()), values: vec![values] }));
@@ -289,7 +304,9 @@ impl SheetsWriter {
                 // `null` leaves a cell alone: columns between mapped ones stay empty.
                 let mut row = vec![J::Null; width];
                 for (f, &c) in columns.iter().enumerate() {
-                    row[c] = self.cell(f, &batch[i].fields[f]);
+                    if self.target.writes(&batch[i], f) {
+                        row[c] = self.cell(f, &batch[i].fields[f]);
+                    }
                 }
                 (i, row)
             })

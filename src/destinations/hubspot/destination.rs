@@ -100,7 +100,11 @@ pub async fn plan(client: &HubSpotClient, target: &Target) -> Result<Plan, Desti
 #[async_trait]
 impl Destination for HubSpotDestination {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::every_mode(self.config.max_batch_rows.min(MAX_BATCH), self.config.max_attempts, self.config.retry_initial_delay)
+        // `if_empty`: current values are read with batch/read before writing.
+        Capabilities {
+            if_empty: true,
+            ..Capabilities::every_mode(self.config.max_batch_rows.min(MAX_BATCH), self.config.max_attempts, self.config.retry_initial_delay)
+        }
     }
 
     /// The token works and the mapping fits the object's properties. Reads only.

@@ -38,18 +38,46 @@ impl HubSpotWriter {
         Some(property(value, p.types[p.id_field])).filter(|s| !s.trim().is_empty())
     }
 
-    /// Every mapped field as a property, the id property included: HubSpot then echoes it in
-    /// each result, which is how results are matched to rows.
-    fn properties(&self, op: &RowOp) -> J {
+    /// The mapped fields the row writes, as properties, the id property always included:
+    /// HubSpot then echoes it in each result, which is how results are matched to rows. A
+    /// skipped NULL, or an `if_empty` field the record already has a value for (`current`),
+    /// is left out, so HubSpot keeps its value.
+    fn properties(&self, op: &RowOp, current: Option<&Map<String, J>>) -> J {
+        let p = &self.plan;
         let map: Map<String, J> = self
             .target
             .fields
             .iter()
             .zip(&op.fields)
-            .zip(&self.plan.types)
-            .map(|((name, value), kind)| (name.clone(), J::String(property(value, *kind))))
+            .zip(&p.types)
+            .enumerate()
+            .filter(|(j, ((name, _), _))| {
+                let empty = current.and_then(|c| c.get(*name)).and_then(J::as_str).is_none_or(str::is_empty);
+                *j == p.id_field || !self.target.keeps_current(op, *j, empty)
+            })
+            .map(|(_, ((name, value), kind))| (name.clone(), J::String(property(value, *kind))))
             .collect();
         J::Object(map)
+    }
+
+    /// For syncs with `write = "if_empty"` fields: their current values in the records the
+    /// rows `rows` will change, by id property value (`batch/read`).
+    async fn current(&self, batch: &[RowOp], rows: &[usize]) -> Result<HashMap<String, Map<String, J>>, DestinationError> {
+        if !self.target.has_if_empty() || rows.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let p = &self.plan;
+        let inputs: Vec<J> = rows.iter().filter_map(|&i| self.id_of(&batch[i])).map(|v| json!({ "id": v })).collect();
+        let mut properties: Vec<&str> = vec![p.id_property.as_str()];
+        properties.extend(self.target.fields.iter().zip(&self.target.if_empty).filter(|(_, e)| **e).map(|(f, _)| f.as_str()));
+        let body = json!({ "idProperty": p.id_property, "inputs": inputs, "properties": properties });
+        let (_, answer) = self.client.call(Method::POST, &self.path("read"), Some(&body)).await.map_err(failed)?;
+        Ok(answer["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some((id_key(r["properties"][&p.id_property].as_str()?), r["properties"].as_object()?.clone())))
+            .collect())
     }
 
     /// Sends one batch request for the rows `rows` and records their outcomes.
@@ -101,11 +129,13 @@ impl HubSpotWriter {
 
     async fn upsert(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
         let ids: Vec<Option<String>> = rows.iter().map(|&i| self.id_of(&batch[i])).collect();
+        let current = self.current(batch, rows).await?;
         let inputs: Vec<J> = rows
             .iter()
             .zip(&ids)
             .filter_map(|(&i, id)| {
-                Some(json!({ "idProperty": self.plan.id_property, "id": id.as_ref()?, "properties": self.properties(&batch[i]) }))
+                let now = current.get(&id_key(id.as_ref()?));
+                Some(json!({ "idProperty": self.plan.id_property, "id": id.as_ref()?, "properties": self.properties(&batch[i], now) }))
             })
             .collect();
         if !inputs.is_empty() {
@@ -120,7 +150,7 @@ impl HubSpotWriter {
             .iter()
             .zip(&ids)
             .filter(|(_, id)| id.is_some())
-            .map(|(&i, _)| json!({ "properties": self.properties(&batch[i]) }))
+            .map(|(&i, _)| json!({ "properties": self.properties(&batch[i], None) }))
             .collect();
         if !inputs.is_empty() {
             self.send("create", json!({ "inputs": inputs }), rows, ids, false, out).await?;
@@ -148,10 +178,14 @@ impl HubSpotWriter {
             }
             record_ids.push(record);
         }
+        let current = self.current(batch, rows).await?;
         let inputs: Vec<J> = rows
             .iter()
             .zip(&record_ids)
-            .filter_map(|(&i, r)| Some(json!({ "id": r.as_ref()?, "properties": self.properties(&batch[i]) })))
+            .filter_map(|(&i, r)| {
+                let now = self.id_of(&batch[i]).and_then(|v| current.get(&id_key(&v)));
+                Some(json!({ "id": r.as_ref()?, "properties": self.properties(&batch[i], now) }))
+            })
             .collect();
         if !inputs.is_empty() {
             self.send("update", json!({ "inputs": inputs }), rows, record_ids, true, out).await?;

@@ -94,7 +94,11 @@ pub async fn plan(client: &SfClient, target: &Target) -> Result<Plan, Destinatio
 #[async_trait]
 impl Destination for SalesforceDestination {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::every_mode(MAX_COLLECTION, self.config.max_attempts, self.config.retry_initial_delay)
+        // `if_empty`: current values are read with a SOQL query before writing.
+        Capabilities {
+            if_empty: true,
+            ..Capabilities::every_mode(MAX_COLLECTION, self.config.max_attempts, self.config.retry_initial_delay)
+        }
     }
 
     /// A session can be obtained, the object and fields exist. Reads only.

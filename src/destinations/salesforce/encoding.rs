@@ -76,11 +76,12 @@ pub fn csv_cell(value: &Value) -> String {
 }
 
 /// The CSV of a Bulk upsert job: a header of field names, then one line per row.
-pub fn bulk_csv(names: &[String], rows: &[&[Value]]) -> Result<String, String> {
+/// A `None` cell is written empty: the Bulk API leaves that field of the record as it is.
+pub fn bulk_csv(names: &[String], rows: &[Vec<Option<&Value>>]) -> Result<String, String> {
     let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
     w.write_record(names).map_err(|e| e.to_string())?;
     for row in rows {
-        w.write_record(row.iter().map(csv_cell)).map_err(|e| e.to_string())?;
+        w.write_record(row.iter().map(|v| v.map(csv_cell).unwrap_or_default())).map_err(|e| e.to_string())?;
     }
     String::from_utf8(w.into_inner().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
 }
@@ -145,10 +146,10 @@ mod tests {
 
     #[test]
     fn bulk_csv_round_trip() {
-        let rows: Vec<Vec<Value>> = vec![vec![Value::Text("A,1".into()), Value::Null, Value::Bool(true)]];
-        let refs: Vec<&[Value]> = rows.iter().map(Vec::as_slice).collect();
-        let csv = bulk_csv(&["Ext__c".into(), "Score__c".into(), "VIP__c".into()], &refs).unwrap();
-        assert_eq!(csv, "Ext__c,Score__c,VIP__c\n\"A,1\",#N/A,true\n");
+        let (a, null, yes) = (Value::Text("A,1".into()), Value::Null, Value::Bool(true));
+        let rows = vec![vec![Some(&a), Some(&null), Some(&yes)], vec![Some(&a), None, Some(&yes)]];
+        let csv = bulk_csv(&["Ext__c".into(), "Score__c".into(), "VIP__c".into()], &rows).unwrap();
+        assert_eq!(csv, "Ext__c,Score__c,VIP__c\n\"A,1\",#N/A,true\n\"A,1\",,true\n", "NULL is #N/A, left alone is empty");
         let ok = bulk_results("\"sf__Id\",\"sf__Created\",\"Ext__c\"\n\"003A\",\"true\",\"A,1\"\n", "Ext__c").unwrap();
         assert_eq!(ok["A,1"], ("003A".to_string(), "true".to_string()));
         assert!(matches!(

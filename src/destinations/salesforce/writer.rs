@@ -48,8 +48,18 @@ impl SalesforceWriter {
         Some(value.to_text()).filter(|s| !s.trim().is_empty())
     }
 
-    fn record(&self, op: &RowOp, id: Option<&str>) -> J {
-        record(&self.plan.object, &self.target.fields, &op.fields, id.map(|id| ("Id", J::String(id.into()))))
+    /// The record for a row: the fields it writes (see [`Self::keeps`]), and its `Id` if known.
+    fn record(&self, op: &RowOp, id: Option<&str>, current: &HashMap<String, J>) -> J {
+        let (names, values): (Vec<String>, Vec<Value>) = self
+            .target
+            .fields
+            .iter()
+            .zip(&op.fields)
+            .enumerate()
+            .filter(|(j, _)| !self.keeps(op, *j, current))
+            .map(|(_, (n, v))| (n.clone(), v.clone()))
+            .unzip();
+        record(&self.plan.object, &names, &values, id.map(|id| ("Id", J::String(id.into()))))
     }
 
     /// One sObject Collections request; its answer lists one result per record, in order.
@@ -81,11 +91,19 @@ impl SalesforceWriter {
 
     /// Salesforce ids by external id (one SOQL query per 200 values).
     async fn lookup(&self, values: Vec<String>) -> Result<HashMap<String, String>, DestinationError> {
+        let found = self.query_by_ext(values, &["Id"]).await?;
+        Ok(found.into_iter().filter_map(|(ext, r)| Some((ext, r["Id"].as_str()?.to_string()))).collect())
+    }
+
+    /// Records by external id, with `fields` (one SOQL query per 200 values).
+    async fn query_by_ext(&self, values: Vec<String>, fields: &[&str]) -> Result<HashMap<String, J>, DestinationError> {
         let p = &self.plan;
         let mut found = HashMap::new();
+        let mut selected: Vec<&str> = fields.to_vec();
+        selected.push(&p.external_id);
         for chunk in values.chunks(MAX_COLLECTION) {
             let list: Vec<String> = chunk.iter().map(|v| soql_quote(v)).collect();
-            let q = format!("SELECT Id, {} FROM {} WHERE {} IN ({})", p.external_id, p.object, p.external_id, list.join(", "));
+            let q = format!("SELECT {} FROM {} WHERE {} IN ({})", selected.join(", "), p.object, p.external_id, list.join(", "));
             let (_, text) = self.client.call(Method::GET, "query", &[("q", q.as_str())], None).await.map_err(failed)?;
             let answer: J = serde_json::from_str(&text).map_err(|e| DestinationError::transient(format!("query: {e}")))?;
             for r in answer["records"].as_array().into_iter().flatten() {
@@ -94,12 +112,30 @@ impl SalesforceWriter {
                     J::Null => continue,
                     other => other.to_string(),
                 };
-                if let Some(id) = r["Id"].as_str() {
-                    found.insert(ext, id.to_string());
-                }
+                found.insert(ext, r.clone());
             }
         }
         Ok(found)
+    }
+
+    /// For syncs with `write = "if_empty"` fields: their current values in the records the rows
+    /// `rows` will change, by external id.
+    async fn current(&self, batch: &[RowOp], rows: &[usize]) -> Result<HashMap<String, J>, DestinationError> {
+        if !self.target.has_if_empty() || rows.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let fields: Vec<&str> =
+            self.target.fields.iter().zip(&self.target.if_empty).filter(|(_, e)| **e).map(|(f, _)| f.as_str()).collect();
+        let values: Vec<String> = rows.iter().filter_map(|&i| self.ext_of(&batch[i])).collect();
+        self.query_by_ext(values, &fields).await
+    }
+
+    /// Whether field `j` of row `op` is left as the record has it (a skipped NULL, or an
+    /// `if_empty` field that holds a value in `current`).
+    fn keeps(&self, op: &RowOp, j: usize, current: &HashMap<String, J>) -> bool {
+        let name = &self.target.fields[j];
+        let empty = self.ext_of(op).and_then(|e| current.get(&e)).map(|r| &r[name]).is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+        j != self.plan.ext_field && self.target.keeps_current(op, j, empty)
     }
 
     /// Each row's Salesforce id: stored, or looked up by external id.
@@ -118,12 +154,18 @@ impl SalesforceWriter {
             return self.bulk_upsert(batch, rows, out).await;
         }
         let path = format!("composite/sobjects/{}/{}", self.plan.object, self.plan.external_id);
-        let records: Vec<J> = rows.iter().map(|&i| self.record(&batch[i], None)).collect();
+        let current = self.current(batch, rows).await?;
+        let records: Vec<J> = rows.iter().map(|&i| self.record(&batch[i], None, &current)).collect();
         self.collection(Method::PATCH, &path, &[], Some(json!({ "allOrNone": false, "records": records })), rows, out).await
     }
 
     async fn bulk_upsert(&self, batch: &[RowOp], rows: &[usize], out: &mut Out) -> Result<(), DestinationError> {
-        let values: Vec<&[Value]> = rows.iter().map(|&i| batch[i].fields.as_slice()).collect();
+        // A field a row leaves alone is an empty cell: the Bulk API keeps the record's value.
+        let current = self.current(batch, rows).await?;
+        let values: Vec<Vec<Option<&Value>>> = rows
+            .iter()
+            .map(|&i| batch[i].fields.iter().enumerate().map(|(j, v)| (!self.keeps(&batch[i], j, &current)).then_some(v)).collect())
+            .collect();
         let csv = bulk_csv(&self.target.fields, &values).map_err(|e| DestinationError::fatal(format!("building the Bulk API CSV: {e}")))?;
         let result =
             match bulk::upsert(&self.client, &self.plan.object, &self.plan.external_id, csv, self.bulk.poll, self.bulk.timeout).await {
@@ -149,13 +191,14 @@ impl SalesforceWriter {
     async fn update(&self, batch: &[RowOp], rows: &[usize], out: &mut Out) -> Result<(), DestinationError> {
         for chunk in rows.chunks(MAX_COLLECTION) {
             let ids = self.ids(batch, chunk).await?;
+            let current = self.current(batch, chunk).await?;
             let mut sent = Vec::new();
             let mut records = Vec::new();
             for (&i, id) in chunk.iter().zip(&ids) {
                 match id {
                     Some(id) => {
                         sent.push(i);
-                        records.push(self.record(&batch[i], Some(id)));
+                        records.push(self.record(&batch[i], Some(id), &current));
                     }
                     None => {
                         out[i] = Some(RowOutcome::Rejected(format!(
@@ -184,7 +227,7 @@ impl SalesforceWriter {
 
     async fn insert(&self, batch: &[RowOp], rows: &[usize], out: &mut Out) -> Result<(), DestinationError> {
         for chunk in rows.chunks(MAX_COLLECTION) {
-            let records: Vec<J> = chunk.iter().map(|&i| self.record(&batch[i], None)).collect();
+            let records: Vec<J> = chunk.iter().map(|&i| self.record(&batch[i], None, &HashMap::new())).collect();
             self.collection(Method::POST, "composite/sobjects", &[], Some(json!({ "allOrNone": false, "records": records })), chunk, out)
                 .await?;
         }

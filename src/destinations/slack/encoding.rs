@@ -148,6 +148,8 @@ mod tests {
             key_columns: vec!["id".into()],
             fields: vec!["id".into(), "name".into(), "score".into()],
             key_fields: vec![Some(0)],
+            skip_nulls: false,
+            if_empty: vec![false; 3],
         }
     }
 

@@ -43,7 +43,9 @@ fn process(state: &mut State, job: &mut Job) {
     csv_line(&mut bad, ["sf__Id", "sf__Error"].iter().map(|s| s.to_string()).chain(headers.clone()).collect());
     for row in reader.records().flatten() {
         let values: Vec<String> = row.iter().map(str::to_string).collect();
-        let record: serde_json::Map<String, J> = headers.iter().zip(&values).map(|(h, v)| (h.clone(), typed(&schema, h, v))).collect();
+        // An empty value leaves the field as it is; `#N/A` sets it to null (Bulk API 2.0).
+        let record: serde_json::Map<String, J> =
+            headers.iter().zip(&values).filter(|(_, v)| !v.is_empty()).map(|(h, v)| (h.clone(), typed(&schema, h, v))).collect();
         job.processed += 1;
         match state.upsert(&job.object, &job.external_id, &record) {
             Ok((id, created)) => csv_line(&mut ok, [id, created.to_string()].into_iter().chain(values).collect()),

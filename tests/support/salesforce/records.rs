@@ -100,7 +100,8 @@ pub fn validate(schema: &[Field], object: &str, record: &serde_json::Map<String,
     errors
 }
 
-/// Values as the CSV of a Bulk job gives them, typed by the schema (`#N/A` is NULL).
+/// Values as the CSV of a Bulk job gives them, typed by the schema (`#N/A` is NULL; an empty
+/// value never gets here: it leaves the field alone).
 pub fn typed(schema: &[Field], name: &str, text: &str) -> J {
     if text == "#N/A" {
         return J::Null;
