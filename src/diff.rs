@@ -83,12 +83,20 @@ impl Differ {
         self.prior.get(&key).is_some_and(|fp| fp & SEEN != 0) || self.added.contains(&key)
     }
 
-    /// Ends the diff: the counts, and the stored keys the model no longer produced.
-    pub fn finish(self) -> (Counts, Vec<Hash128>) {
+    /// Ends the diff: the counts, the stored keys the model no longer produced, and (apart) those
+    /// of them already cleared (`CLEARED`: not to be cleared again, but to be deleted in mirror).
+    pub fn finish(self) -> (Counts, Vec<Hash128>, Vec<Hash128>) {
         let mut counts = self.counts;
-        let removed: Vec<Hash128> = self.prior.into_iter().filter(|(_, fp)| fp & SEEN == 0 && *fp != CLEARED).map(|(k, _)| k).collect();
+        let (mut removed, mut cleared) = (Vec::new(), Vec::new());
+        for (key, fp) in self.prior.into_iter().filter(|(_, fp)| fp & SEEN == 0) {
+            if fp == CLEARED {
+                cleared.push(key);
+            } else {
+                removed.push(key);
+            }
+        }
         counts.removed = removed.len() as u64;
-        (counts, removed)
+        (counts, removed, cleared)
     }
 }
 
@@ -106,7 +114,7 @@ mod tests {
         assert_eq!(d.classify(1, 10), Ok(Change::Unchanged));
         assert_eq!(d.classify(2, 21), Ok(Change::Changed));
         assert_eq!(d.classify(4, 40), Ok(Change::Added));
-        let (counts, removed) = d.finish();
+        let (counts, removed, _) = d.finish();
         assert_eq!(counts, Counts { added: 1, changed: 1, unchanged: 1, removed: 1 });
         assert_eq!(removed, vec![3]);
     }

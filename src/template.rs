@@ -29,10 +29,14 @@ impl Default for Templates {
 impl Templates {
     pub fn new() -> Templates {
         let mut env = Environment::new();
-        // A misspelt name is an error, not an empty string in a message sent to people.
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // A misspelt name fails when the template is compiled (`add` checks every name it uses),
+        // so at render time an undefined value is a NULL field, left out of the context: it
+        // renders as nothing and filters take it as empty (`{{ last | upper }}`, `default`).
+        env.set_undefined_behavior(UndefinedBehavior::Lenient);
         // Messages are plain text (Slack's mrkdwn), not HTML: nothing is escaped.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        // A NULL renders as nothing, not "none" (filters still see it as none: `default` works).
+        env.set_formatter(|out, state, value| if value.is_none() { Ok(()) } else { minijinja::escape_formatter(out, state, value) });
         Templates { env }
     }
 
@@ -79,9 +83,10 @@ fn describe(e: &minijinja::Error) -> String {
 }
 
 /// A row's fields as a template context: `{ field: value, ... }` in mapping order, values as
-/// their JSON form (numbers stay numbers, so `{{ score | round(2) }}` works).
+/// their JSON form (numbers stay numbers, so `{{ score | round(2) }}` works). NULL fields are
+/// left out: undefined renders as nothing.
 pub fn row_context<'a>(names: impl IntoIterator<Item = &'a String>, values: &[Value]) -> IndexMap<String, serde_json::Value> {
-    names.into_iter().cloned().zip(values.iter().map(Value::to_json)).collect()
+    names.into_iter().zip(values).filter(|(_, v)| !v.is_null()).map(|(n, v)| (n.clone(), v.to_json())).collect()
 }
 
 /// Any serialisable value as a template context.
@@ -99,6 +104,9 @@ mod tests {
         t.add("m", "{{ name }} churn risk {{ score | round(1) }}", &["name", "score"]).unwrap();
         let ctx = row_context(&["name".to_string(), "score".to_string()], &[Value::Text("Ann & Co".into()), Value::Float(0.8123)]);
         assert_eq!(t.render("m", &context(&ctx)).unwrap(), "Ann & Co churn risk 0.8");
+        t.add("n", "{{ name }}|{{ name | upper }}|{{ name | default('?') }}", &["name"]).unwrap();
+        let null = row_context(&["name".to_string()], &[Value::Null]);
+        assert_eq!(t.render("n", &context(&null)).unwrap(), "||?", "a NULL renders as nothing, and `default` sees it");
         let e = t.add("bad", "{{ nmae }}", &["name", "score"]).unwrap_err();
         assert!(e.contains("`nmae`") && e.contains("did you mean `name`?"), "{e}");
         let e = t.add("syntax", "{{ name", &["name"]).unwrap_err();

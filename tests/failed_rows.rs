@@ -79,3 +79,18 @@ async fn the_project_wide_hold_applies_when_the_sync_sets_none() {
     let again = env.run("f").await;
     assert_eq!((again.held, again.rejected), (0, 1), "a zero hold sends rejected rows every run");
 }
+
+#[tokio::test]
+async fn a_rejected_change_that_is_undone_settles_its_error() {
+    let env = project("").await;
+    env.run("f").await;
+    env.sink.reject(json!({"id": 3}));
+    env.exec("UPDATE t SET v = 'bad' WHERE id = 3").await;
+    assert_eq!(env.run("f").await.rejected, 1);
+    // The model goes back to what the destination holds: nothing to send, nothing failed.
+    env.exec("UPDATE t SET v = 'v3' WHERE id = 3").await;
+    let back = env.run("f").await;
+    assert_eq!((back.written, back.held, back.status), (0, 0, RunStatus::Success));
+    let (_, text) = sluice(&env, &["failures", "f"]).await;
+    assert!(text.contains("f: no failed rows"), "{text}");
+}

@@ -256,6 +256,7 @@ impl Engine {
         let fp_prefix = Value::Text(config_fp.clone());
         let mut duplicates: Vec<String> = Vec::new();
         let mut duplicate_count = 0u64;
+        let mut settled: Vec<crate::value::Hash128> = Vec::new();
         while let Some(chunk) = stream.rows.recv().await {
             opts.progress(Progress::Scanning { sync: name, rows: report.rows_read });
             for row in chunk? {
@@ -302,6 +303,11 @@ impl Engine {
                     }
                 };
                 if change == Change::Unchanged {
+                    // Rejected once, but the destination holds what the model says now (the row
+                    // went back to its last written value): the error is settled.
+                    if holds.contains_key(&key_hash) {
+                        settled.push(key_hash);
+                    }
                     continue;
                 }
                 let still_held = holds.get(&key_hash).is_some_and(|(fp, seen)| {
@@ -331,19 +337,24 @@ impl Engine {
         // Errors of rows that left the model can never be fixed by a retry: forgotten below, once
         // the delete guard has let the run go on (a broken, empty model must not erase them).
         // An incremental read sees only the rows past the cursor: the others have not left.
-        let stale_errors: Vec<_> = if opts.dry_run || incremental {
+        let mut stale_errors: Vec<_> = if opts.dry_run || incremental {
             Vec::new()
         } else {
             self.store.error_hashes(name).await?.into_iter().filter(|h| !differ.seen(*h)).collect()
         };
-        let (mut counts, removed) = differ.finish();
+        if !opts.dry_run {
+            stale_errors.extend(settled);
+        }
+        let (mut counts, mut removed, cleared) = differ.finish();
         if incremental {
             counts.removed = 0;
+            removed.clear();
         }
         report.counts = counts;
         // Rows that left the model: deleted (mirror), cleared, or left alone, by `on_remove`.
         let (deletes, clears) = match sync.file.on_remove {
-            OnRemove::Delete => (removed, Vec::new()),
+            // Records cleared under an earlier on_remove = "clear" go too.
+            OnRemove::Delete => (removed.into_iter().chain(cleared).collect(), Vec::new()),
             OnRemove::Clear => (Vec::new(), removed),
             OnRemove::Ignore => (Vec::new(), Vec::new()),
         };

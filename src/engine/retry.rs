@@ -103,12 +103,12 @@ pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &C
         }
         depth += 1;
         // Every group of three levels refused and nothing written: maybe no row can pass (a
-        // schema the receiver rejects). Three rows from different groups, each alone, tell.
+        // schema the receiver rejects). One row of each group, sent alone, tells.
         let nothing_written = !outcomes.iter().any(|o| matches!(o, Some(RowOutcome::Written { .. })));
-        if depth >= 3 && !probed && nothing_written && next.len() >= 3 && split_budget >= 3 {
+        if depth >= 3 && !probed && nothing_written && next.len() >= 3 && split_budget >= next.len() {
             probed = true;
-            split_budget -= 3;
-            let probes: Vec<usize> = next.iter().take(3).map(|g| g[0]).collect();
+            split_budget -= next.len();
+            let probes: Vec<usize> = next.iter().map(|g| g[0]).collect();
             for &i in &probes {
                 if let Some(error) = write_group(writer, batch, &[i], &mut outcomes, &mut pacer).await {
                     return Sent { outcomes: finish_after(outcomes, &error), error: Some(error) };
@@ -117,8 +117,15 @@ pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &C
             let still: Vec<usize> =
                 probes.iter().copied().filter(|&i| matches!(outcomes[i], Some(RowOutcome::RefusedInGroup(_)))).collect();
             if still.len() == probes.len() {
-                let rest: Vec<usize> = next.into_iter().flatten().collect();
-                reject(&mut outcomes, &rest, Some("every row sent on its own was refused too: the request, not the row, looks at fault"));
+                // Not proven bad one by one: they wait for the next run rather than being held.
+                reject(&mut outcomes, &still, None);
+                let message =
+                    "the destination refused every row of this batch, alone or together: the request, not the rows, looks at fault";
+                for i in next.into_iter().flatten().filter(|i| !probes.contains(i)) {
+                    if let Some(RowOutcome::RefusedInGroup(reason)) = &outcomes[i] {
+                        outcomes[i] = Some(RowOutcome::Retryable(format!("{reason} ({message})")));
+                    }
+                }
                 break;
             }
             reject(&mut outcomes, &still, None);

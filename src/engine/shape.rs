@@ -117,7 +117,12 @@ impl Shape {
                     let ctx = context.get_or_insert_with(|| template::context(&template::row_context(&self.column_names, row)));
                     let text =
                         self.templates.render(name, ctx).map_err(|e| format!("mapping `{}`: the template failed: {e}", self.fields[*j]))?;
-                    Value::Text(text)
+                    // Nothing rendered is a NULL, so `nulls = "skip"` applies to it too.
+                    if text.is_empty() {
+                        Value::Null
+                    } else {
+                        Value::Text(text)
+                    }
                 }
             };
         }

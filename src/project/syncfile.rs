@@ -302,6 +302,13 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
                 "`cursor` names an empty column: name the model column that grows on every change, e.g. \"updated_at\"".into(),
             ));
         }
+        if on_remove == OnRemove::Clear {
+            return Err(err(
+                c.line,
+                "a cursor sync cannot use on_remove = \"clear\": it reads only rows past the cursor, so it cannot tell which rows left the model"
+                    .into(),
+            ));
+        }
         if mode == Mode::Mirror {
             return Err(err(
                 c.line,
@@ -470,5 +477,9 @@ mod tests {
         let e =
             parse_str("/* sluice\nprimary_key = \"id\"\nmode = \"mirror\"\ncursor = \"updated_at\"\n*/\nSELECT 1").unwrap_err().to_string();
         assert!(e.starts_with("syncs/t.sql:4:") && e.contains("cannot use mode = \"mirror\""), "{e}");
+        let e = parse_str("/* sluice\nprimary_key = \"id\"\non_remove = \"clear\"\ncursor = \"updated_at\"\n*/\nSELECT 1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("syncs/t.sql:4:") && e.contains("cannot use on_remove = \"clear\""), "{e}");
     }
 }

@@ -60,23 +60,51 @@ impl HubSpotWriter {
         J::Object(map)
     }
 
-    /// For syncs with `write = "if_empty"` fields: their current values in the records the
-    /// rows `rows` will change, by id property value (`batch/read`).
-    async fn current(&self, batch: &[RowOp], rows: &[usize]) -> Result<HashMap<String, Map<String, J>>, DestinationError> {
+    /// For syncs with `write = "if_empty"` fields: the current properties of the record each of
+    /// the rows `rows` will change, by row: read by the stored record id when there is one (the
+    /// row's id property may have changed), else by the id property (`batch/read`).
+    async fn current(&self, batch: &[RowOp], rows: &[usize]) -> Result<HashMap<usize, Map<String, J>>, DestinationError> {
+        let mut out = HashMap::new();
         if !self.target.has_if_empty() || rows.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(out);
         }
         let p = &self.plan;
-        let inputs: Vec<J> = rows.iter().filter_map(|&i| self.id_of(&batch[i])).map(|v| json!({ "id": v })).collect();
         let mut properties: Vec<&str> = vec![p.id_property.as_str()];
-        properties.extend(self.target.fields.iter().zip(&self.target.if_empty).filter(|(_, e)| **e).map(|(f, _)| f.as_str()));
-        let body = json!({ "idProperty": p.id_property, "inputs": inputs, "properties": properties });
+        for (f, _) in self.target.fields.iter().zip(&self.target.if_empty).filter(|(f, e)| **e && **f != p.id_property) {
+            properties.push(f);
+        }
+        let (by_record, by_value): (Vec<usize>, Vec<usize>) = rows.iter().partition(|&&i| batch[i].destination_id.is_some());
+        if !by_record.is_empty() {
+            let inputs: Vec<J> = by_record.iter().filter_map(|&i| batch[i].destination_id.as_ref()).map(|id| json!({ "id": id })).collect();
+            let found = self.read(json!({ "inputs": inputs, "properties": properties }), |r| r["id"].as_str().map(str::to_string)).await?;
+            for &i in &by_record {
+                if let Some(props) = batch[i].destination_id.as_ref().and_then(|id| found.get(id)) {
+                    out.insert(i, props.clone());
+                }
+            }
+        }
+        let values: Vec<(usize, String)> = by_value.iter().filter_map(|&i| Some((i, self.id_of(&batch[i])?))).collect();
+        if !values.is_empty() {
+            let inputs: Vec<J> = values.iter().map(|(_, v)| json!({ "id": v })).collect();
+            let body = json!({ "idProperty": p.id_property, "inputs": inputs, "properties": properties });
+            let found = self.read(body, |r| r["properties"][&p.id_property].as_str().map(id_key)).await?;
+            for (i, v) in values {
+                if let Some(props) = found.get(&id_key(&v)) {
+                    out.insert(i, props.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One `batch/read`, its results' properties by `key_of(result)`.
+    async fn read(&self, body: J, key_of: impl Fn(&J) -> Option<String>) -> Result<HashMap<String, Map<String, J>>, DestinationError> {
         let (_, answer) = self.client.call(Method::POST, &self.path("read"), Some(&body)).await.map_err(failed)?;
         Ok(answer["results"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|r| Some((id_key(r["properties"][&p.id_property].as_str()?), r["properties"].as_object()?.clone())))
+            .filter_map(|r| Some((key_of(r)?, r["properties"].as_object()?.clone())))
             .collect())
     }
 
@@ -134,7 +162,7 @@ impl HubSpotWriter {
             .iter()
             .zip(&ids)
             .filter_map(|(&i, id)| {
-                let now = current.get(&id_key(id.as_ref()?));
+                let now = current.get(&i);
                 Some(json!({ "idProperty": self.plan.id_property, "id": id.as_ref()?, "properties": self.properties(&batch[i], now) }))
             })
             .collect();
@@ -183,7 +211,7 @@ impl HubSpotWriter {
             .iter()
             .zip(&record_ids)
             .filter_map(|(&i, r)| {
-                let now = self.id_of(&batch[i]).and_then(|v| current.get(&id_key(&v)));
+                let now = current.get(&i);
                 Some(json!({ "id": r.as_ref()?, "properties": self.properties(&batch[i], now) }))
             })
             .collect();

@@ -41,6 +41,8 @@ pub struct Plan {
     pub ext_field: usize,
     /// The key column that carries the external id, if one does (deletes use it).
     pub key_ext: Option<usize>,
+    /// Per mapped field: whether it can be null (a clear leaves required fields and checkboxes).
+    pub nillable: Vec<bool>,
 }
 
 /// Checks the `[target]` and mapping against `GET sobjects/{object}/describe`: the object and
@@ -66,6 +68,7 @@ pub async fn plan(client: &SfClient, target: &Target) -> Result<Plan, Destinatio
     let describe: J = serde_json::from_str(&body).map_err(|e| DestinationError::transient(format!("describe {object}: {e}")))?;
     let fields: Vec<&J> = describe["fields"].as_array().into_iter().flatten().collect();
     let names: Vec<&str> = fields.iter().filter_map(|f| f["name"].as_str()).collect();
+    let mut nillable = Vec::with_capacity(target.fields.len());
     for name in &target.fields {
         let Some(f) = fields.iter().find(|f| f["name"].as_str() == Some(name)) else {
             let hint = did_you_mean(name, names.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
@@ -73,6 +76,7 @@ pub async fn plan(client: &SfClient, target: &Target) -> Result<Plan, Destinatio
                 "sync `{sync}`: field `{name}` is not a field of {object}{hint}: fix the mapping"
             )));
         };
+        nillable.push(f["nillable"].as_bool().unwrap_or(true));
         if f["createable"].as_bool() != Some(true) && f["updateable"].as_bool() != Some(true) {
             return Err(DestinationError::fatal(format!(
                 "sync `{sync}`: field `{name}` of {object} cannot be written: remove it from the mapping"
@@ -88,7 +92,7 @@ pub async fn plan(client: &SfClient, target: &Target) -> Result<Plan, Destinatio
         )));
     }
     let key_ext = target.key_fields.iter().position(|f| *f == Some(ext_field));
-    Ok(Plan { object, external_id: settings.external_id, ext_field, key_ext })
+    Ok(Plan { object, external_id: settings.external_id, ext_field, key_ext, nillable })
 }
 
 #[async_trait]

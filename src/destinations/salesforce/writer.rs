@@ -49,7 +49,7 @@ impl SalesforceWriter {
     }
 
     /// The record for a row: the fields it writes (see [`Self::keeps`]), and its `Id` if known.
-    fn record(&self, op: &RowOp, id: Option<&str>, current: &HashMap<String, J>) -> J {
+    fn record(&self, op: &RowOp, id: Option<&str>, current: Option<&J>) -> J {
         let (names, values): (Vec<String>, Vec<Value>) = self
             .target
             .fields
@@ -97,44 +97,83 @@ impl SalesforceWriter {
 
     /// Records by external id, with `fields` (one SOQL query per 200 values).
     async fn query_by_ext(&self, values: Vec<String>, fields: &[&str]) -> Result<HashMap<String, J>, DestinationError> {
+        let ext = self.plan.external_id.clone();
+        self.query_in(&ext, values, fields, |r| match &r[&ext] {
+            J::String(s) => Some(s.clone()),
+            J::Null => None,
+            other => Some(other.to_string()),
+        })
+        .await
+    }
+
+    /// `SELECT fields FROM object WHERE field IN (values)`, 200 values a query, records by
+    /// `key_of(record)`. The field matched on is selected too, once.
+    async fn query_in(
+        &self,
+        field: &str,
+        values: Vec<String>,
+        fields: &[&str],
+        key_of: impl Fn(&J) -> Option<String>,
+    ) -> Result<HashMap<String, J>, DestinationError> {
         let p = &self.plan;
+        let mut selected: Vec<&str> = Vec::new();
+        for f in fields.iter().copied().chain([field]) {
+            if !selected.contains(&f) {
+                selected.push(f);
+            }
+        }
         let mut found = HashMap::new();
-        let mut selected: Vec<&str> = fields.to_vec();
-        selected.push(&p.external_id);
         for chunk in values.chunks(MAX_COLLECTION) {
             let list: Vec<String> = chunk.iter().map(|v| soql_quote(v)).collect();
-            let q = format!("SELECT {} FROM {} WHERE {} IN ({})", selected.join(", "), p.object, p.external_id, list.join(", "));
+            let q = format!("SELECT {} FROM {} WHERE {field} IN ({})", selected.join(", "), p.object, list.join(", "));
             let (_, text) = self.client.call(Method::GET, "query", &[("q", q.as_str())], None).await.map_err(failed)?;
             let answer: J = serde_json::from_str(&text).map_err(|e| DestinationError::transient(format!("query: {e}")))?;
             for r in answer["records"].as_array().into_iter().flatten() {
-                let ext = match &r[&p.external_id] {
-                    J::String(s) => s.clone(),
-                    J::Null => continue,
-                    other => other.to_string(),
-                };
-                found.insert(ext, r.clone());
+                if let Some(key) = key_of(r) {
+                    found.insert(key, r.clone());
+                }
             }
         }
         Ok(found)
     }
 
-    /// For syncs with `write = "if_empty"` fields: their current values in the records the rows
-    /// `rows` will change, by external id.
-    async fn current(&self, batch: &[RowOp], rows: &[usize]) -> Result<HashMap<String, J>, DestinationError> {
+    /// For syncs with `write = "if_empty"` fields: the current values of the record each of the
+    /// rows `rows` will change, by row: by stored Salesforce id when there is one (the external
+    /// id may have changed), else by external id.
+    async fn current(&self, batch: &[RowOp], rows: &[usize]) -> Result<HashMap<usize, J>, DestinationError> {
+        let mut out = HashMap::new();
         if !self.target.has_if_empty() || rows.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(out);
         }
         let fields: Vec<&str> =
             self.target.fields.iter().zip(&self.target.if_empty).filter(|(_, e)| **e).map(|(f, _)| f.as_str()).collect();
-        let values: Vec<String> = rows.iter().filter_map(|&i| self.ext_of(&batch[i])).collect();
-        self.query_by_ext(values, &fields).await
+        let (by_id, by_ext): (Vec<usize>, Vec<usize>) = rows.iter().partition(|&&i| batch[i].destination_id.is_some());
+        let ids: Vec<String> = by_id.iter().filter_map(|&i| batch[i].destination_id.clone()).collect();
+        if !ids.is_empty() {
+            let found = self.query_in("Id", ids, &fields, |r| r["Id"].as_str().map(str::to_string)).await?;
+            for &i in &by_id {
+                if let Some(r) = batch[i].destination_id.as_ref().and_then(|id| found.get(id)) {
+                    out.insert(i, r.clone());
+                }
+            }
+        }
+        let exts: Vec<(usize, String)> = by_ext.iter().filter_map(|&i| Some((i, self.ext_of(&batch[i])?))).collect();
+        if !exts.is_empty() {
+            let found = self.query_by_ext(exts.iter().map(|(_, e)| e.clone()).collect(), &fields).await?;
+            for (i, e) in exts {
+                if let Some(r) = found.get(&e) {
+                    out.insert(i, r.clone());
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Whether field `j` of row `op` is left as the record has it (a skipped NULL, or an
-    /// `if_empty` field that holds a value in `current`).
-    fn keeps(&self, op: &RowOp, j: usize, current: &HashMap<String, J>) -> bool {
+    /// `if_empty` field that holds a value in `current`, the row's record as read).
+    fn keeps(&self, op: &RowOp, j: usize, current: Option<&J>) -> bool {
         let name = &self.target.fields[j];
-        let empty = self.ext_of(op).and_then(|e| current.get(&e)).map(|r| &r[name]).is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+        let empty = current.map(|r| &r[name]).is_none_or(|v| v.is_null() || v.as_str() == Some(""));
         j != self.plan.ext_field && self.target.keeps_current(op, j, empty)
     }
 
@@ -155,7 +194,7 @@ impl SalesforceWriter {
         }
         let path = format!("composite/sobjects/{}/{}", self.plan.object, self.plan.external_id);
         let current = self.current(batch, rows).await?;
-        let records: Vec<J> = rows.iter().map(|&i| self.record(&batch[i], None, &current)).collect();
+        let records: Vec<J> = rows.iter().map(|&i| self.record(&batch[i], None, current.get(&i))).collect();
         self.collection(Method::PATCH, &path, &[], Some(json!({ "allOrNone": false, "records": records })), rows, out).await
     }
 
@@ -164,7 +203,7 @@ impl SalesforceWriter {
         let current = self.current(batch, rows).await?;
         let values: Vec<Vec<Option<&Value>>> = rows
             .iter()
-            .map(|&i| batch[i].fields.iter().enumerate().map(|(j, v)| (!self.keeps(&batch[i], j, &current)).then_some(v)).collect())
+            .map(|&i| batch[i].fields.iter().enumerate().map(|(j, v)| (!self.keeps(&batch[i], j, current.get(&i))).then_some(v)).collect())
             .collect();
         let csv = bulk_csv(&self.target.fields, &values).map_err(|e| DestinationError::fatal(format!("building the Bulk API CSV: {e}")))?;
         let result =
@@ -198,7 +237,7 @@ impl SalesforceWriter {
                 match id {
                     Some(id) => {
                         sent.push(i);
-                        records.push(self.record(&batch[i], Some(id), &current));
+                        records.push(self.record(&batch[i], Some(id), current.get(&i)));
                     }
                     None => {
                         out[i] = Some(RowOutcome::Rejected(format!(
@@ -227,15 +266,15 @@ impl SalesforceWriter {
 
     async fn insert(&self, batch: &[RowOp], rows: &[usize], out: &mut Out) -> Result<(), DestinationError> {
         for chunk in rows.chunks(MAX_COLLECTION) {
-            let records: Vec<J> = chunk.iter().map(|&i| self.record(&batch[i], None, &HashMap::new())).collect();
+            let records: Vec<J> = chunk.iter().map(|&i| self.record(&batch[i], None, None)).collect();
             self.collection(Method::POST, "composite/sobjects", &[], Some(json!({ "allOrNone": false, "records": records })), chunk, out)
                 .await?;
         }
         Ok(())
     }
 
-    /// `on_remove = "clear"`: the record stays, every mapped field but the external id is set to
-    /// null. A record already gone needs nothing.
+    /// `on_remove = "clear"`: the record stays, every mapped field that can be null, but the
+    /// external id, is set to null. A record already gone needs nothing.
     async fn clear(&self, batch: &[RowOp], rows: &[usize], out: &mut Out) -> Result<(), DestinationError> {
         for chunk in rows.chunks(MAX_COLLECTION) {
             let ids = self.ids(batch, chunk).await?;
@@ -256,7 +295,9 @@ impl SalesforceWriter {
                 let mut record = serde_json::Map::new();
                 record.insert("attributes".into(), json!({ "type": self.plan.object }));
                 record.insert("Id".into(), J::String(id.clone()));
-                for name in self.target.fields.iter().filter(|f| **f != self.plan.external_id) {
+                // Fields that cannot be empty (required ones, checkboxes) keep their value.
+                let clearable = self.target.fields.iter().zip(&self.plan.nillable).filter(|(f, n)| **n && **f != self.plan.external_id);
+                for (name, _) in clearable {
                     record.insert(name.clone(), J::Null);
                 }
                 sent.push(i);
