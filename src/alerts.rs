@@ -49,7 +49,11 @@ pub fn decide(config: &AlertsConfig, before: &AlertState, report: &SyncReport, d
                  While it keeps failing, this alert repeats at most every {}.",
                 humantime::format_duration(config.alert_interval)
             );
-            let text = format!(":rotating_light: sluice sync `{sync}` failed: {error}\n{hint}");
+            let counts = format!(
+                "run {}: {} row(s) read, {} written, {} rejected, {} pending",
+                report.run_id, report.rows_read, report.written, report.rejected, report.retryable
+            );
+            let text = format!(":rotating_light: sluice sync `{sync}` failed: {error}\n{counts}\n{hint}");
             alerts.push(Alert { event: AlertEvent::Failure, text, hint });
         }
         return alerts;

@@ -36,7 +36,7 @@ async fn a_failing_sync_alerts_once_per_interval_then_says_it_recovered() {
     let texts = slack.texts();
     assert_eq!(texts.len(), 1, "{texts:?}");
     assert!(texts[0].starts_with(":rotating_light: sluice sync `accounts` failed: the model query failed:"), "{}", texts[0]);
-    assert!(texts[0].contains("accounts") && texts[0].contains("`sluice status accounts`"), "{}", texts[0]);
+    assert!(texts[0].contains("0 row(s) read, 0 written, 0 rejected") && texts[0].contains("`sluice status accounts`"), "{}", texts[0]);
 
     let second = env.run("accounts").await;
     assert_eq!(second.status, RunStatus::Failed);
