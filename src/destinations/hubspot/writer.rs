@@ -186,25 +186,29 @@ impl HubSpotWriter {
         Ok(())
     }
 
-    /// Update mode: only records that exist change. Record ids come from state, else by lookup.
-    async fn update(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
-        let p = &self.plan;
+    /// Each row's HubSpot record id: stored from an earlier write, else looked up by its id
+    /// property value; `None` when neither finds one.
+    async fn record_ids(&self, batch: &[RowOp], rows: &[usize]) -> Result<Vec<Option<String>>, DestinationError> {
         let unknown: Vec<String> =
             rows.iter().filter(|&&i| batch[i].destination_id.is_none()).filter_map(|&i| self.id_of(&batch[i])).collect();
         let found = self.lookup(&unknown).await?;
-        let mut record_ids: Vec<Option<String>> = Vec::with_capacity(rows.len());
-        for &i in rows {
-            let id = self.id_of(&batch[i]);
-            let record = batch[i].destination_id.clone().or_else(|| id.as_ref().and_then(|v| found.get(&id_key(v)).cloned()));
-            if record.is_none() && id.is_some() {
+        Ok(rows
+            .iter()
+            .map(|&i| batch[i].destination_id.clone().or_else(|| self.id_of(&batch[i]).and_then(|v| found.get(&id_key(&v)).cloned())))
+            .collect())
+    }
+
+    /// Update mode: only records that exist change. Record ids come from state, else by lookup.
+    async fn update(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
+        let p = &self.plan;
+        let record_ids = self.record_ids(batch, rows).await?;
+        for (&i, record) in rows.iter().zip(&record_ids) {
+            if let (None, Some(id)) = (record, self.id_of(&batch[i])) {
                 out[i] = Some(RowOutcome::Rejected(format!(
-                    "no {} record has {} = {}: update mode changes existing records only",
-                    p.object,
-                    p.id_property,
-                    id.unwrap_or_default()
+                    "no {} record has {} = {id}: update mode changes existing records only",
+                    p.object, p.id_property
                 )));
             }
-            record_ids.push(record);
         }
         let current = self.current(batch, rows).await?;
         let inputs: Vec<J> = rows
@@ -228,15 +232,10 @@ impl HubSpotWriter {
             return Ok(());
         }
         let p = &self.plan;
-        let unknown: Vec<String> =
-            rows.iter().filter(|&&i| batch[i].destination_id.is_none()).filter_map(|&i| self.id_of(&batch[i])).collect();
-        let found = self.lookup(&unknown).await?;
-        let mut record_ids: Vec<Option<String>> = Vec::with_capacity(rows.len());
-        for &i in rows {
-            let op = &batch[i];
-            let record = op.destination_id.clone().or_else(|| self.id_of(op).and_then(|v| found.get(&id_key(&v)).cloned()));
+        let record_ids = self.record_ids(batch, rows).await?;
+        for (&i, record) in rows.iter().zip(&record_ids) {
             if record.is_none() {
-                out[i] = Some(match self.id_of(op) {
+                out[i] = Some(match self.id_of(&batch[i]) {
                     Some(_) => RowOutcome::written(),
                     None => RowOutcome::Rejected(format!(
                         "no HubSpot record id is stored for this row and its key does not carry `{}`: clear the record by hand",
@@ -244,7 +243,6 @@ impl HubSpotWriter {
                     )),
                 });
             }
-            record_ids.push(record);
         }
         let empty: Map<String, J> =
             self.target.fields.iter().filter(|f| **f != p.id_property).map(|f| (f.clone(), J::String(String::new()))).collect();
