@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, RunOptions, Shape};
+use crate::engine::{check_capabilities, Engine, RunOptions, Shape};
 use crate::project::{Project, ProjectError, Sync};
 
 /// Exit codes: 0 success, 1 a sync failed, 2 invalid project, config or sync file.
@@ -216,24 +216,7 @@ async fn check_one(engine: &Engine, sync: &Sync) -> Result<String, String> {
     let at = |m: String| format!("{}:{}: {m}", sync.file.path.display(), sync.file.header_line);
     let destination = engine.destination(&sync.destination).map_err(|e| at(e.to_string()))?;
     let mode = sync.file.mode;
-    if !destination.capabilities().modes.contains(&mode) {
-        return Err(at(format!("destination `{}` does not support mode `{}`", sync.destination, mode.as_str())));
-    }
-    if let Some(m) =
-        sync.file.mapping.iter().find(|m| m.write == crate::project::WriteMode::IfEmpty).filter(|_| !destination.capabilities().if_empty)
-    {
-        return Err(format!(
-            "{}:{}: mapping `{}`: destination `{}` cannot read the values it holds, so it cannot honour write = \"if_empty\" \
-             (file, google_sheets, hubspot and salesforce can)",
-            sync.file.path.display(),
-            m.line,
-            m.field,
-            sync.destination
-        ));
-    }
-    if sync.file.on_remove == crate::project::OnRemove::Clear && !destination.capabilities().clear {
-        return Err(at(format!("destination `{}` cannot clear records: on_remove = \"clear\" needs one that can", sync.destination)));
-    }
+    check_capabilities(sync, &destination.capabilities()).map_err(|e| e.to_string())?;
     let source = engine.source(&sync.source).map_err(|e| at(e.to_string()))?;
     let columns =
         source.describe(&sync.file.model).await.map_err(|e| format!("{}:{}: {e}", sync.file.path.display(), sync.file.model_line))?;

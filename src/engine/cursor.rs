@@ -34,6 +34,8 @@ pub struct CursorReport {
 pub struct RunCursor {
     pub basis: String,
     pub after: Option<After>,
+    /// The read decided, for the run's report.
+    pub report: CursorReport,
     /// The stored mark, kept when this run reads nothing new.
     stored: Option<Value>,
     max: Option<Value>,
@@ -43,14 +45,7 @@ impl RunCursor {
     /// Decides the read: from the stored mark on, or the whole model (first run, `--full-resync`,
     /// `sluice retry`, a rejected row due for a retry, a changed definition). `None` for a sync
     /// without a cursor.
-    pub fn plan(
-        sync: &Sync,
-        config_fp: &str,
-        stored: Option<StoredCursor>,
-        opts: &RunOptions,
-        hold_ended: bool,
-        report: &mut CursorReport,
-    ) -> Option<RunCursor> {
+    pub fn plan(sync: &Sync, config_fp: &str, stored: Option<StoredCursor>, opts: &RunOptions, hold_ended: bool) -> Option<RunCursor> {
         let column = sync.file.cursor.as_ref()?.value.clone();
         let basis = basis(sync, config_fp);
         let stored = stored.filter(|s| s.basis == basis).map(|s| s.value);
@@ -69,8 +64,8 @@ impl RunCursor {
             (None, Some(value)) => Some(After { column: column.clone(), value: value.clone() }),
             _ => None,
         };
-        *report = CursorReport { column: column.clone(), after: after.as_ref().map(|a| a.value.to_text()), full_read, next: None };
-        Some(RunCursor { basis, after, stored, max: None })
+        let report = CursorReport { after: after.as_ref().map(|a| a.value.to_text()), column, full_read, next: None };
+        Some(RunCursor { basis, after, report, stored, max: None })
     }
 
     /// Notes a row's cursor value. NULLs and NaNs are skipped: neither compares as larger, and

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use cursor::CursorReport;
 pub use report::{OpCounts, Sample, SyncReport};
-pub use shape::{config_fingerprint, Shape};
+pub use shape::{check_capabilities, config_fingerprint, Shape};
 
 use crate::destinations::{self, Destination, DestinationError, Op, RowOp, RowOutcome};
 use crate::diff::{Change, Differ, Duplicate};
@@ -194,21 +194,7 @@ impl Engine {
         let mode = sync.file.mode;
         let destination = self.destination(&sync.destination)?;
         let caps = destination.capabilities();
-        if !caps.modes.contains(&mode) {
-            return Err(RunError::Invalid(format!("destination `{}` does not support mode `{}`", sync.destination, mode.as_str())));
-        }
-        if !caps.if_empty && sync.file.mapping.iter().any(|m| m.write == crate::project::WriteMode::IfEmpty) {
-            return Err(RunError::Invalid(format!(
-                "destination `{}` cannot read the values it holds, so it cannot honour write = \"if_empty\"",
-                sync.destination
-            )));
-        }
-        if sync.file.on_remove == OnRemove::Clear && !caps.clear {
-            return Err(RunError::Invalid(format!(
-                "destination `{}` cannot clear records: on_remove = \"clear\" needs one that can",
-                sync.destination
-            )));
-        }
+        shape::check_capabilities(sync, &caps)?;
         let source = self.source(&sync.source)?;
 
         let config_fp = config_fingerprint(sync, self.destination_kind(sync), caps.presentation);
@@ -226,11 +212,8 @@ impl Engine {
         // why); a rejected row whose hold ran out is only seen by a whole read.
         let hold_ended = holds.values().any(|(_, seen)| chrono::DateTime::parse_from_rfc3339(seen).map_or(true, |t| t <= held_since));
         let stored_cursor = if sync.file.cursor.is_some() { self.store.cursor(name).await? } else { None };
-        let mut cursor_report = CursorReport::default();
-        let mut cursor = cursor::RunCursor::plan(sync, &config_fp, stored_cursor, opts, hold_ended, &mut cursor_report);
-        if cursor.is_some() {
-            report.cursor = Some(cursor_report);
-        }
+        let mut cursor = cursor::RunCursor::plan(sync, &config_fp, stored_cursor, opts, hold_ended);
+        report.cursor = cursor.as_ref().map(|c| c.report.clone());
         let after = cursor.as_ref().and_then(|c| c.after.as_ref());
         let incremental = after.is_some();
         // The stored state loads while the model query starts: two threads (SQLite's and the

@@ -1,9 +1,10 @@
-//! Matching a sync's header (key, mapping) against the columns its model actually returned.
+//! Matching a sync's header (key, mapping) against the columns its model actually returned,
+//! and against what its destination can do.
 
 use std::sync::Arc;
 
-use crate::destinations::Target;
-use crate::project::{did_you_mean, FieldSource, Nulls, ProjectError, Sync, WriteMode};
+use crate::destinations::{Capabilities, Target};
+use crate::project::{did_you_mean, FieldSource, Nulls, OnRemove, ProjectError, Sync, WriteMode};
 use crate::source::Column;
 use crate::template::{self, Templates};
 use crate::value::{hash_values, Value};
@@ -172,4 +173,31 @@ pub fn config_fingerprint(sync: &Sync, destination_kind: &str, presentation: &[&
     ];
     let values: Vec<Value> = parts.into_iter().map(Value::Text).collect();
     format!("{:032x}", hash_values(&values))
+}
+
+/// Whether the destination can do what the sync asks (its mode, `write = "if_empty"`,
+/// `on_remove = "clear"`); the error points at the sync file. Used by `run` and `check` alike.
+pub fn check_capabilities(sync: &Sync, caps: &Capabilities) -> Result<(), ProjectError> {
+    let f = &sync.file;
+    let at = |line: usize, message: String| Err(ProjectError::at(&f.path, line, message));
+    if !caps.modes.contains(&f.mode) {
+        return at(f.header_line, format!("destination `{}` does not support mode `{}`", sync.destination, f.mode.as_str()));
+    }
+    if let Some(m) = f.mapping.iter().find(|m| m.write == WriteMode::IfEmpty).filter(|_| !caps.if_empty) {
+        return at(
+            m.line,
+            format!(
+                "mapping `{}`: destination `{}` cannot read the values it holds, so it cannot honour write = \"if_empty\" \
+                 (file, google_sheets, hubspot and salesforce can)",
+                m.field, sync.destination
+            ),
+        );
+    }
+    if f.on_remove == OnRemove::Clear && !caps.clear {
+        return at(
+            f.header_line,
+            format!("destination `{}` cannot clear records: on_remove = \"clear\" needs one that can", sync.destination),
+        );
+    }
+    Ok(())
 }
