@@ -25,7 +25,13 @@ async fn big_env() -> Env {
 async fn committed(env: &Env) -> usize {
     let url = format!("sqlite://{}?mode=ro", env.root().join(".sluice/state.db").display());
     let Ok(pool) = sqlx::SqlitePool::connect(&url).await else { return 0 };
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_rows").fetch_one(&pool).await.unwrap_or(0);
+    // Committed rows are in `sync_rows`, or still staged if the run died before folding them.
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT key_hash FROM sync_rows UNION SELECT key_hash FROM sync_rows_staged WHERE fingerprint IS NOT NULL)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap_or(0);
     pool.close().await;
     n as usize
 }

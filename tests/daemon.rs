@@ -340,9 +340,11 @@ async fn the_http_endpoint_serves_health_metrics_and_the_api() {
     assert_eq!(one["last_runs"][0]["status"], "success", "{one}");
     assert_eq!(one["last_runs"][0]["written"], 30);
     let run_id = one["last_runs"][0]["id"].as_str().unwrap().to_string();
+    // The run is recorded before the daemon logs its end: wait for the line.
+    let finished = |l: &str| l.contains("run finished") && l.contains(&run_id) && l.contains("written=30");
+    eventually(Duration::from_secs(15), "the run's last log line", || async { daemon.logs().lines().any(finished) }).await;
     let logs = daemon.logs();
     assert!(logs.lines().any(|l| l.contains("run started") && l.contains("sync=on_demand") && l.contains(&run_id)), "{logs}");
-    assert!(logs.lines().any(|l| l.contains("run finished") && l.contains(&run_id) && l.contains("written=30")), "{logs}");
     assert_eq!(http.post(format!("{base}/api/syncs/nope/run")).send().await.unwrap().status(), 404);
     assert_eq!(http.get(format!("{base}/api/syncs/nope")).send().await.unwrap().status(), 404);
     assert_eq!(http.post(format!("{base}/api/reload")).send().await.unwrap().status(), 200);

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value as J;
 
 use crate::destinations::{RowOp, RowOutcome, Target};
-use crate::value::Value;
+use crate::value::{AsJson, Value};
 
 /// One row as sent, serialised straight from the row: no JSON tree is built per row (a full
 /// sync sends millions).
@@ -57,7 +57,7 @@ impl Serialize for Fields<'_> {
         let mut map = s.serialize_map(None)?;
         for (j, (name, value)) in target.fields.iter().zip(&op.fields).enumerate() {
             if target.writes(op, j) {
-                map.serialize_entry(name, &value.to_json())?;
+                map.serialize_entry(name, &AsJson(value))?;
             }
         }
         map.end()
@@ -71,7 +71,7 @@ impl Serialize for Named<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.1.len()))?;
         for (name, value) in self.0.iter().zip(self.1) {
-            map.serialize_entry(name, &value.to_json())?;
+            map.serialize_entry(name, &AsJson(value))?;
         }
         map.end()
     }

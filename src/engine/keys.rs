@@ -5,7 +5,7 @@
 
 use indexmap::IndexMap;
 
-use crate::value::Value;
+use crate::value::{AsJson, Value};
 
 pub fn key_json(columns: &[String], values: &[Value]) -> String {
     let map: IndexMap<&str, &Value> = columns.iter().map(String::as_str).zip(values.iter()).collect();
@@ -15,7 +15,7 @@ pub fn key_json(columns: &[String], values: &[Value]) -> String {
 
 /// The key as plain JSON in key order (`{"id":42}`): how the change log stores it.
 pub fn plain_key_json(columns: &[String], values: &[Value]) -> String {
-    let map: IndexMap<&str, serde_json::Value> = columns.iter().map(String::as_str).zip(values.iter().map(Value::to_json)).collect();
+    let map: IndexMap<&str, AsJson> = columns.iter().map(String::as_str).zip(values.iter().map(AsJson)).collect();
     serde_json::to_string(&map).unwrap_or_default()
 }
 

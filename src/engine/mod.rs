@@ -177,6 +177,13 @@ impl Engine {
                 RunStatus::Success
             };
         }
+        if !opts.dry_run {
+            // What this run staged goes into `sync_rows` now, in key order; if that fails, the
+            // rows stay staged (committed all the same) and the next run folds them.
+            if let Err(e) = self.store.fold(sync.name()).await {
+                report.warn(format!("the state store could not fold this run's rows yet (the next run will): {e}"));
+            }
+        }
         report.duration_ms = started.elapsed().as_millis() as u64;
         if !opts.dry_run {
             let record = RunRecord::from(&report);
@@ -475,7 +482,7 @@ impl Engine {
                 match (outcome, &error) {
                     // Left undone by the error that ends the run: the run's error says why, once.
                     (RowOutcome::Retryable(m), Some(e)) if *m == e.message => report.retryable += 1,
-                    _ => report.tally(&keys::key_label(&shape.key_columns, &op.key), outcome),
+                    _ => report.tally(|| keys::key_label(&shape.key_columns, &op.key), outcome),
                 }
             }
             if let Some(error) = error {

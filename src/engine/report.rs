@@ -146,16 +146,17 @@ impl SyncReport {
     }
 
     /// Counts one row's outcome; rejections and pending rows are also named in the warnings.
-    pub fn tally(&mut self, key: &str, outcome: &RowOutcome) {
+    /// `key` labels a failed row (built only then: most rows land).
+    pub fn tally(&mut self, key: impl FnOnce() -> String, outcome: &RowOutcome) {
         match outcome {
             RowOutcome::Written { .. } => self.written += 1,
             RowOutcome::Rejected(reason) | RowOutcome::RefusedInGroup(reason) => {
                 self.rejected += 1;
-                self.warn(format!("row ({key}) rejected: {reason}"));
+                self.warn(format!("row ({}) rejected: {reason}", key()));
             }
             RowOutcome::Retryable(reason) => {
                 self.retryable += 1;
-                self.warn(format!("row ({key}) not written, will retry next run: {reason}"));
+                self.warn(format!("row ({}) not written, will retry next run: {reason}", key()));
             }
         }
     }

@@ -3,8 +3,10 @@
 //! both through sqlx's `Any` driver. Migrations live in `migrations/{sqlite,postgres}` and are
 //! applied on open.
 //!
-//! Invariant: `sync_rows` changes only in [`Store::commit_batch`], for rows the destination
-//! reported written, in one transaction per batch.
+//! Invariant: row state changes only in [`Store::commit_batch`], for rows the destination
+//! reported written, in one transaction per batch. Those rows are staged (`sync_rows_staged`,
+//! appended) and [`Store::fold`]ed into `sync_rows` in key order when the run ends or before
+//! the state is next read; readers of a sync's rows go through `snapshot`, which folds first.
 
 mod changes;
 mod marks;
@@ -223,6 +225,8 @@ impl Store {
     /// string: a million rows arrive as 20 rows rather than a million (per-row decoding and
     /// the SQLite driver's per-row thread hand-off were most of a no-change run).
     pub async fn snapshot(&self, sync: &str) -> Result<FxHashMap<Hash128, Hash128>, StateError> {
+        // Rows staged by a run that died before its fold are committed state: folded first.
+        self.fold(sync).await?;
         // Sized up front: growing a map of millions of rows doubles its memory while it rehashes.
         let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM sync_rows WHERE sync = {}", self.marks.nth(1)))
             .bind(sync)
@@ -281,7 +285,8 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Stored key and record id for the given key hashes (missing hashes are absent).
+    /// Stored key and record id for the given key hashes (missing hashes are absent). Reads
+    /// `sync_rows` only: call it after `snapshot` (which folds) in a run.
     pub async fn lookup(&self, sync: &str, hashes: &[Hash128]) -> Result<FxHashMap<Hash128, StoredRow>, StateError> {
         let mut out = FxHashMap::default();
         for chunk in hashes.chunks(CHUNK) {
@@ -327,13 +332,12 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let (written, failed): (Vec<&Committed>, Vec<&Committed>) =
             items.iter().partition(|c| matches!(c.outcome, RowOutcome::Written { .. }));
-        let (deleted, upserted): (Vec<&Committed>, Vec<&Committed>) = written.iter().copied().partition(|c| c.op == Op::Delete);
 
-        for chunk in upserted.chunks(CHUNK) {
+        // Written rows are staged (appended), not written into the clustered `sync_rows`: see
+        // `fold`. A delete is staged with no fingerprint.
+        for chunk in written.chunks(CHUNK) {
             let sql = format!(
-                "INSERT INTO sync_rows (sync, key_hash, key_json, fingerprint, destination_id, updated_at) VALUES {} \
-                 ON CONFLICT (sync, key_hash) DO UPDATE SET key_json = excluded.key_json, fingerprint = excluded.fingerprint, \
-                 destination_id = COALESCE(excluded.destination_id, sync_rows.destination_id), updated_at = excluded.updated_at",
+                "INSERT INTO sync_rows_staged (sync, key_hash, key_json, fingerprint, destination_id, updated_at) VALUES {}",
                 self.marks.value_lists(chunk.len(), 6, 1)
             );
             let mut q = sqlx::query(&sql);
@@ -342,23 +346,22 @@ impl Store {
                     RowOutcome::Written { destination_id } => destination_id.clone(),
                     _ => None,
                 };
-                q = q.bind(sync).bind(hash_bytes(c.key_hash)).bind(c.key_json).bind(hash_bytes(c.fingerprint)).bind(id).bind(now.clone());
+                let fingerprint = (c.op != Op::Delete).then(|| hash_bytes(c.fingerprint));
+                q = q.bind(sync).bind(hash_bytes(c.key_hash)).bind(c.key_json).bind(fingerprint).bind(id).bind(now.clone());
             }
             q.execute(&mut *tx).await?;
         }
-        for (table, rows) in [("sync_rows", &deleted), ("row_errors", &written)] {
-            for chunk in rows.chunks(CHUNK) {
-                let sql = format!(
-                    "DELETE FROM {table} WHERE sync = {} AND key_hash IN ({})",
-                    self.marks.nth(1),
-                    self.marks.in_list(chunk.len(), 2)
-                );
-                let mut q = sqlx::query(&sql).bind(sync);
-                for c in chunk {
-                    q = q.bind(hash_bytes(c.key_hash));
-                }
-                q.execute(&mut *tx).await?;
+        for chunk in written.chunks(CHUNK) {
+            let sql = format!(
+                "DELETE FROM row_errors WHERE sync = {} AND key_hash IN ({})",
+                self.marks.nth(1),
+                self.marks.in_list(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql).bind(sync);
+            for c in chunk {
+                q = q.bind(hash_bytes(c.key_hash));
             }
+            q.execute(&mut *tx).await?;
         }
         for chunk in failed.chunks(CHUNK) {
             let sql = format!(
@@ -394,10 +397,57 @@ impl Store {
         Ok(())
     }
 
+    /// Moves the rows staged by `commit_batch` into `sync_rows`, in key order, in one
+    /// transaction: a sequential pass over the clustered table instead of one random page per
+    /// row per batch. Runs when a run ends and before any run or plan reads the state, so a run
+    /// killed before its fold loses nothing. Folding is invisible: staged rows are committed
+    /// state either way. Returns the number of staged entries folded.
+    pub async fn fold(&self, sync: &str) -> Result<u64, StateError> {
+        let m = self.marks;
+        let mut tx = self.pool.begin().await?;
+        let last: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX(id) FROM sync_rows_staged WHERE sync = {}", m.nth(1)))
+            .bind(sync)
+            .fetch_one(&mut *tx)
+            .await?;
+        let Some(last) = last else { return Ok(0) };
+        // The newest entry per key. A run stages each key at most once, but a run that died
+        // before its fold may have left entries that a later one repeats. `id <= last` keeps a
+        // batch committed while this runs (a Postgres store) out of this fold and in the stage.
+        let newest = |first: usize| {
+            format!("SELECT MAX(id) FROM sync_rows_staged WHERE sync = {} AND id <= {} GROUP BY key_hash", m.nth(first), m.nth(first + 1))
+        };
+        let sql = format!(
+            "DELETE FROM sync_rows WHERE sync = {} AND key_hash IN \
+             (SELECT key_hash FROM sync_rows_staged WHERE fingerprint IS NULL AND id IN ({}))",
+            m.nth(1),
+            newest(2)
+        );
+        sqlx::query(&sql).bind(sync).bind(sync).bind(last).execute(&mut *tx).await?;
+        let sql = format!(
+            "INSERT INTO sync_rows (sync, key_hash, key_json, fingerprint, destination_id, updated_at) \
+             SELECT sync, key_hash, key_json, fingerprint, destination_id, updated_at FROM sync_rows_staged \
+             WHERE fingerprint IS NOT NULL AND id IN ({}) ORDER BY key_hash \
+             ON CONFLICT (sync, key_hash) DO UPDATE SET key_json = excluded.key_json, fingerprint = excluded.fingerprint, \
+             destination_id = COALESCE(excluded.destination_id, sync_rows.destination_id), updated_at = excluded.updated_at",
+            newest(1)
+        );
+        sqlx::query(&sql).bind(sync).bind(last).execute(&mut *tx).await?;
+        let folded = sqlx::query(&format!("DELETE FROM sync_rows_staged WHERE sync = {} AND id <= {}", m.nth(1), m.nth(2)))
+            .bind(sync)
+            .bind(last)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(folded)
+    }
+
     /// Forgets everything about `sync` except its run history: the next run sends every row.
     pub async fn reset(&self, sync: &str) -> Result<u64, StateError> {
+        self.fold(sync).await?;
         let mut tx = self.pool.begin().await?;
         let removed = sqlx::query("DELETE FROM sync_rows WHERE sync = $1").bind(sync).execute(&mut *tx).await?.rows_affected();
+        sqlx::query("DELETE FROM sync_rows_staged WHERE sync = $1").bind(sync).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM row_errors WHERE sync = $1").bind(sync).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM sync_meta WHERE sync = $1").bind(sync).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM sync_cursors WHERE sync = $1").bind(sync).execute(&mut *tx).await?;

@@ -1,0 +1,95 @@
+//! The state store's commit path, on SQLite and on Postgres: batches are staged (appended) and
+//! folded into `sync_rows` in key order, and whoever reads the state sees staged rows as
+//! committed, including rows left staged by a run that died before its fold.
+
+mod support;
+
+use sluice::destinations::{Op, RowOutcome};
+use sluice::state::{Committed, Store};
+use sqlx::AnyPool;
+use support::*;
+
+fn written(id: Option<&str>) -> RowOutcome {
+    RowOutcome::Written { destination_id: id.map(str::to_string) }
+}
+
+fn item<'a>(key: u128, fingerprint: u128, op: Op, outcome: &'a RowOutcome, key_json: &'a str) -> Committed<'a> {
+    Committed { key_hash: key, key_json, fingerprint, op, outcome, shown_key: key_json, fields_json: None }
+}
+
+async fn count(pool: &AnyPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(pool).await.unwrap()
+}
+
+async fn staged_rows_fold_in_and_every_reader_sees_them(url: &str, root: &std::path::Path) {
+    let store = Store::open(url, root).await.expect("open store");
+    sqlx::any::install_default_drivers();
+    let raw_url = if url.starts_with("sqlite:") { format!("sqlite://{}", root.join("state.db").display()) } else { url.to_string() };
+    let raw = AnyPool::connect(&raw_url).await.unwrap();
+
+    let (a, none, bad) = (written(Some("rec-1")), written(None), RowOutcome::Rejected("bad email".into()));
+    store
+        .commit_batch(
+            "s",
+            "run-1",
+            &[item(1, 10, Op::Upsert, &a, r#"[1]"#), item(2, 20, Op::Upsert, &none, r#"[2]"#), item(3, 30, Op::Upsert, &none, r#"[3]"#)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(count(&raw, "sync_rows_staged").await, 3, "a batch is staged, not written into sync_rows");
+    assert_eq!(count(&raw, "sync_rows").await, 0);
+
+    // A reader folds first: the run that staged these rows may have died before its fold.
+    let snapshot = store.snapshot("s").await.unwrap();
+    assert_eq!(snapshot.len(), 3);
+    assert_eq!((snapshot[&1], snapshot[&2], snapshot[&3]), (10, 20, 30));
+    assert_eq!((count(&raw, "sync_rows").await, count(&raw, "sync_rows_staged").await), (3, 0));
+
+    // Next run: key 1 changes (no new record id: the stored one stays), key 2 is deleted, key 3
+    // is rejected (its state stays), key 4 is new. Key 4 is staged twice, as a run that died
+    // unfolded and the next one would: the newest entry wins.
+    store
+        .commit_batch(
+            "s",
+            "run-2",
+            &[
+                item(1, 11, Op::Upsert, &none, r#"[1]"#),
+                item(2, 0, Op::Delete, &none, r#"[2]"#),
+                item(3, 31, Op::Upsert, &bad, r#"[3]"#),
+                item(4, 40, Op::Upsert, &none, r#"[4]"#),
+            ],
+        )
+        .await
+        .unwrap();
+    store.commit_batch("s", "run-3", &[item(4, 41, Op::Upsert, &none, r#"[4]"#)]).await.unwrap();
+    // Another sync's staged rows are not touched by this sync's fold.
+    store.commit_batch("other", "run-4", &[item(1, 99, Op::Upsert, &none, r#"[1]"#)]).await.unwrap();
+    assert_eq!(store.fold("s").await.unwrap(), 4, "the written entries of `s` folded");
+    assert_eq!(store.fold("s").await.unwrap(), 0, "folding twice does nothing");
+    let snapshot = store.snapshot("s").await.unwrap();
+    let mut pairs: Vec<_> = snapshot.into_iter().collect();
+    pairs.sort();
+    assert_eq!(pairs, [(1, 11), (3, 30), (4, 41)]);
+    let ids = store.lookup("s", &[1]).await.unwrap();
+    assert_eq!(ids[&1].destination_id.as_deref(), Some("rec-1"), "a write without a record id keeps the stored one");
+    assert_eq!(count(&raw, "sync_rows_staged").await, 1, "only `other`'s entry is still staged");
+    assert_eq!(store.snapshot("other").await.unwrap()[&1], 99);
+
+    assert_eq!(store.reset("s").await.unwrap(), 3);
+    assert!(store.snapshot("s").await.unwrap().is_empty());
+    raw.close().await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_store_stages_and_folds() {
+    let dir = tempfile::tempdir().unwrap();
+    staged_rows_fold_in_and_every_reader_sees_them("sqlite://state.db", dir.path()).await;
+}
+
+#[tokio::test]
+async fn postgres_store_stages_and_folds() {
+    let schema = PgSchema::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    staged_rows_fold_in_and_every_reader_sees_them(&schema.url(), dir.path()).await;
+}
