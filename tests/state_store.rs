@@ -46,8 +46,8 @@ async fn staged_rows_fold_in_and_every_reader_sees_them(url: &str, root: &std::p
     assert_eq!((count(&raw, "sync_rows").await, count(&raw, "sync_rows_staged").await), (3, 0));
 
     // Next run: key 1 changes (no new record id: the stored one stays), key 2 is deleted, key 3
-    // is rejected (its state stays), key 4 is new. Key 4 is staged twice, as a run that died
-    // unfolded and the next one would: the newest entry wins.
+    // is rejected (its state stays), key 4 is new. Key 4 is then staged again before any fold
+    // (runs never do that: each folds first); the newest entry wins.
     store
         .commit_batch(
             "s",

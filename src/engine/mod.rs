@@ -180,8 +180,10 @@ impl Engine {
         if !opts.dry_run {
             // What this run staged goes into `sync_rows` now, in key order; if that fails, the
             // rows stay staged (committed all the same) and the next run folds them.
-            if let Err(e) = self.store.fold(sync.name()).await {
-                report.warn(format!("the state store could not fold this run's rows yet (the next run will): {e}"));
+            let folding = Instant::now();
+            match self.store.fold(sync.name()).await {
+                Ok(rows) => tracing::debug!(sync = %sync.name(), rows, ms = folding.elapsed().as_millis() as u64, "state folded"),
+                Err(e) => report.warn(format!("the state store could not fold this run's rows yet (the next run will): {e}")),
             }
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
@@ -225,6 +227,7 @@ impl Engine {
         let incremental = after.is_some();
         // The stored state loads while the model query starts: two threads (SQLite's and the
         // source's), so a no-change run costs about the longer of the two, not their sum.
+        let scan_started = Instant::now();
         let (snapshot, stream) = tokio::join!(self.store.snapshot(name), source.stream(&sync.file.model, after));
         let snapshot = snapshot?;
 
@@ -316,7 +319,17 @@ impl Engine {
                 }
             }
         }
-        if duplicate_count > 0 {
+        // New keys are checked for duplicates once the scan ended; their rows are in the spool,
+        // which names them.
+        let repeated = differ.end_scan();
+        if duplicate_count > 0 || !repeated.is_empty() {
+            duplicate_count += repeated.len() as u64;
+            if !repeated.is_empty() {
+                let wanted: rustc_hash::FxHashSet<_> = repeated.into_iter().collect();
+                let room = DUPLICATES_SHOWN.saturating_sub(duplicates.len());
+                let named = spool.find(&wanted, room).map_err(RunError::Invalid)?;
+                duplicates.extend(named.iter().map(|row| format!("({})", keys::key_label(&shape.key_columns, &row.key))));
+            }
             return Err(RunError::Invalid(format!(
                 "the model returned {duplicate_count} duplicate primary key(s), nothing was sent: {}{} (make `{}` unique in the model)",
                 duplicates.join(", "),
@@ -324,6 +337,7 @@ impl Engine {
                 shape.key_columns.join(", ")
             )));
         }
+        tracing::debug!(sync = %name, rows = report.rows_read, ms = scan_started.elapsed().as_millis() as u64, "model read and diffed");
         // Errors of rows that left the model can never be fixed by a retry: forgotten below, once
         // the delete guard has let the run go on (a broken, empty model must not erase them).
         // An incremental read sees only the rows past the cursor: the others have not left.

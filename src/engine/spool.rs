@@ -41,6 +41,25 @@ impl Spool {
         Ok(())
     }
 
+    /// The first row of each of up to `limit` of the given keys, in spool order (naming the
+    /// rows of a failed run: reads the whole spool).
+    pub fn find(self, keys: &rustc_hash::FxHashSet<Hash128>, limit: usize) -> Result<Vec<SpoolRow>, String> {
+        let mut reader = self.into_reader()?;
+        let mut found: Vec<SpoolRow> = Vec::new();
+        while found.len() < limit {
+            let rows = reader.next_batch(1_000)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                if found.len() < limit && keys.contains(&row.key_hash) && !found.iter().any(|f| f.key_hash == row.key_hash) {
+                    found.push(row);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Ends writing; the reader yields the rows in the order they were pushed.
     pub fn into_reader(self) -> Result<SpoolReader, String> {
         let mut file = self.writer.into_inner().map_err(|e| io(e.into_error()))?;

@@ -402,6 +402,9 @@ impl Store {
     /// row per batch. Runs when a run ends and before any run or plan reads the state, so a run
     /// killed before its fold loses nothing. Folding is invisible: staged rows are committed
     /// state either way. Returns the number of staged entries folded.
+    ///
+    /// A fold sees at most one entry per key: a run stages each key once, and every run folds
+    /// (in `snapshot`) before it diffs. Were there two, the newest upsert wins.
     pub async fn fold(&self, sync: &str) -> Result<u64, StateError> {
         let m = self.marks;
         let mut tx = self.pool.begin().await?;
@@ -410,26 +413,28 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let Some(last) = last else { return Ok(0) };
-        // The newest entry per key. A run stages each key at most once, but a run that died
-        // before its fold may have left entries that a later one repeats. `id <= last` keeps a
-        // batch committed while this runs (a Postgres store) out of this fold and in the stage.
-        let newest = |first: usize| {
-            format!("SELECT MAX(id) FROM sync_rows_staged WHERE sync = {} AND id <= {} GROUP BY key_hash", m.nth(first), m.nth(first + 1))
-        };
+        // `id <= last`: a batch another process commits meanwhile (a Postgres store) stays staged.
         let sql = format!(
             "DELETE FROM sync_rows WHERE sync = {} AND key_hash IN \
-             (SELECT key_hash FROM sync_rows_staged WHERE fingerprint IS NULL AND id IN ({}))",
+             (SELECT key_hash FROM sync_rows_staged WHERE sync = {} AND id <= {} AND fingerprint IS NULL)",
             m.nth(1),
-            newest(2)
+            m.nth(2),
+            m.nth(3)
         );
         sqlx::query(&sql).bind(sync).bind(sync).bind(last).execute(&mut *tx).await?;
+        let columns = "sync, key_hash, key_json, fingerprint, destination_id, updated_at";
+        let staged = format!("FROM sync_rows_staged WHERE sync = {} AND id <= {} AND fingerprint IS NOT NULL", m.nth(1), m.nth(2));
+        // SQLite upserts row by row in this order, so a later entry of a key overwrites an
+        // earlier one; Postgres refuses to touch a row twice in one statement, so it keeps the
+        // newest entry per key first.
+        let select = match m {
+            Marks::Question => format!("SELECT {columns} {staged} ORDER BY key_hash, id"),
+            Marks::Dollar => format!("SELECT DISTINCT ON (key_hash) {columns} {staged} ORDER BY key_hash, id DESC"),
+        };
         let sql = format!(
-            "INSERT INTO sync_rows (sync, key_hash, key_json, fingerprint, destination_id, updated_at) \
-             SELECT sync, key_hash, key_json, fingerprint, destination_id, updated_at FROM sync_rows_staged \
-             WHERE fingerprint IS NOT NULL AND id IN ({}) ORDER BY key_hash \
+            "INSERT INTO sync_rows ({columns}) {select} \
              ON CONFLICT (sync, key_hash) DO UPDATE SET key_json = excluded.key_json, fingerprint = excluded.fingerprint, \
-             destination_id = COALESCE(excluded.destination_id, sync_rows.destination_id), updated_at = excluded.updated_at",
-            newest(1)
+             destination_id = COALESCE(excluded.destination_id, sync_rows.destination_id), updated_at = excluded.updated_at"
         );
         sqlx::query(&sql).bind(sync).bind(last).execute(&mut *tx).await?;
         let folded = sqlx::query(&format!("DELETE FROM sync_rows_staged WHERE sync = {} AND id <= {}", m.nth(1), m.nth(2)))
