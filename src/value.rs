@@ -288,7 +288,12 @@ pub fn hash_values<'a>(values: impl IntoIterator<Item = &'a Value>) -> Hash128 {
         for v in values {
             v.encode_into(buf);
         }
-        xxh3_128(buf)
+        let hash = xxh3_128(buf);
+        // One huge cell (a 10 MB JSON document) must not stay pinned per thread.
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::new();
+        }
+        hash
     })
 }
 

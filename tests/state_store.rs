@@ -39,8 +39,12 @@ async fn staged_rows_fold_in_and_every_reader_sees_them(url: &str, root: &std::p
     assert_eq!(count(&raw, "sync_rows_staged").await, 3, "a batch is staged, not written into sync_rows");
     assert_eq!(count(&raw, "sync_rows").await, 0);
 
-    // A reader folds first: the run that staged these rows may have died before its fold.
-    let snapshot = store.snapshot("s").await.unwrap();
+    // A plan reads them without writing (it lays the staged rows over `sync_rows`)...
+    let planned = store.snapshot("s", false).await.unwrap();
+    assert_eq!((planned.len(), planned[&2]), (3, 20));
+    assert_eq!(count(&raw, "sync_rows_staged").await, 3, "a plan writes nothing");
+    // ...and a run folds first: the run that staged these rows may have died before its fold.
+    let snapshot = store.snapshot("s", true).await.unwrap();
     assert_eq!(snapshot.len(), 3);
     assert_eq!((snapshot[&1], snapshot[&2], snapshot[&3]), (10, 20, 30));
     assert_eq!((count(&raw, "sync_rows").await, count(&raw, "sync_rows_staged").await), (3, 0));
@@ -62,21 +66,25 @@ async fn staged_rows_fold_in_and_every_reader_sees_them(url: &str, root: &std::p
         .await
         .unwrap();
     store.commit_batch("s", "run-3", &[item(4, 41, Op::Upsert, &none, r#"[4]"#)]).await.unwrap();
+    // What a plan sees before the fold is what the fold makes.
+    let mut planned: Vec<_> = store.snapshot("s", false).await.unwrap().into_iter().collect();
+    planned.sort();
+    assert_eq!(planned, [(1, 11), (3, 30), (4, 41)]);
     // Another sync's staged rows are not touched by this sync's fold.
     store.commit_batch("other", "run-4", &[item(1, 99, Op::Upsert, &none, r#"[1]"#)]).await.unwrap();
     assert_eq!(store.fold("s").await.unwrap(), 4, "the written entries of `s` folded");
     assert_eq!(store.fold("s").await.unwrap(), 0, "folding twice does nothing");
-    let snapshot = store.snapshot("s").await.unwrap();
+    let snapshot = store.snapshot("s", true).await.unwrap();
     let mut pairs: Vec<_> = snapshot.into_iter().collect();
     pairs.sort();
     assert_eq!(pairs, [(1, 11), (3, 30), (4, 41)]);
     let ids = store.lookup("s", &[1]).await.unwrap();
     assert_eq!(ids[&1].destination_id.as_deref(), Some("rec-1"), "a write without a record id keeps the stored one");
     assert_eq!(count(&raw, "sync_rows_staged").await, 1, "only `other`'s entry is still staged");
-    assert_eq!(store.snapshot("other").await.unwrap()[&1], 99);
+    assert_eq!(store.snapshot("other", true).await.unwrap()[&1], 99);
 
     assert_eq!(store.reset("s").await.unwrap(), 3);
-    assert!(store.snapshot("s").await.unwrap().is_empty());
+    assert!(store.snapshot("s", true).await.unwrap().is_empty());
     raw.close().await;
     store.close().await;
 }

@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Starts a daemon with `syncs` syncs scheduled hourly (no catch-up, so none runs), waits for
+/// Starts a daemon with `syncs` syncs scheduled yearly (on New Year's Day, at different minutes;
+/// hourly ones fired during the measurement when it crossed the hour), waits for
 /// `/healthz`, lets it settle, and returns its (current, peak) resident memory in MB.
 pub fn idle_rss(sluice: &Path, syncs: usize) -> Result<(f64, f64), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -14,7 +15,7 @@ pub fn idle_rss(sluice: &Path, syncs: usize) -> Result<(f64, f64), String> {
     std::fs::write(dir.path().join("sluice.toml"), config).map_err(|e| e.to_string())?;
     for i in 0..syncs {
         let sync = format!(
-            "/* sluice\nschedule = \"{} * * * *\"\ncatch_up = false\nsource = \"mem\"\ndestination = \"out\"\nprimary_key = \"id\"\n\
+            "/* sluice\nschedule = \"{} 0 1 1 *\"\ncatch_up = false\nsource = \"mem\"\ndestination = \"out\"\nprimary_key = \"id\"\n\
              [target]\npath = \"out/s{i}.csv\"\n*/\nSELECT {i} AS id\n",
             i % 60
         );

@@ -13,4 +13,5 @@ CREATE TABLE sync_rows_staged (
     destination_id TEXT,
     updated_at     TEXT NOT NULL
 );
--- No index on sync: the table is empty between runs, and an index would double each append.
+-- No index on sync: the table holds only the rows of runs in progress (or killed), and an
+-- index would double the cost of each append.

@@ -228,7 +228,7 @@ impl Engine {
         // The stored state loads while the model query starts: two threads (SQLite's and the
         // source's), so a no-change run costs about the longer of the two, not their sum.
         let scan_started = Instant::now();
-        let (snapshot, stream) = tokio::join!(self.store.snapshot(name), source.stream(&sync.file.model, after));
+        let (snapshot, stream) = tokio::join!(self.store.snapshot(name, !opts.dry_run), source.stream(&sync.file.model, after));
         let snapshot = snapshot?;
 
         // ---- scan: model -> diff -> spool ----
@@ -330,10 +330,14 @@ impl Engine {
                 let named = spool.find(&wanted, room).map_err(RunError::Invalid)?;
                 duplicates.extend(named.iter().map(|row| format!("({})", keys::key_label(&shape.key_columns, &row.key))));
             }
+            // Rows held back (rejected before, unchanged) are not spooled, so a few may go unnamed.
+            let shown = match (duplicates.len(), duplicate_count as usize > duplicates.len()) {
+                (0, _) => String::new(),
+                (_, true) => format!(": {}, ...", duplicates.join(", ")),
+                (_, false) => format!(": {}", duplicates.join(", ")),
+            };
             return Err(RunError::Invalid(format!(
-                "the model returned {duplicate_count} duplicate primary key(s), nothing was sent: {}{} (make `{}` unique in the model)",
-                duplicates.join(", "),
-                if duplicate_count as usize > duplicates.len() { ", ..." } else { "" },
+                "the model returned {duplicate_count} duplicate primary key(s), nothing was sent{shown} (make `{}` unique in the model)",
                 shape.key_columns.join(", ")
             )));
         }

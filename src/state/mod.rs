@@ -224,9 +224,28 @@ impl Store {
     /// Read in pages of [`SNAPSHOT_PAGE`] rows, each page packed by the database into one hex
     /// string: a million rows arrive as 20 rows rather than a million (per-row decoding and
     /// the SQLite driver's per-row thread hand-off were most of a no-change run).
-    pub async fn snapshot(&self, sync: &str) -> Result<FxHashMap<Hash128, Hash128>, StateError> {
-        // Rows staged by a run that died before its fold are committed state: folded first.
-        self.fold(sync).await?;
+    ///
+    /// Rows a run staged and did not fold (it was killed) are committed state too: a run folds
+    /// them first (`fold`); a plan, which writes nothing, lays them over what it read.
+    pub async fn snapshot(&self, sync: &str, fold: bool) -> Result<FxHashMap<Hash128, Hash128>, StateError> {
+        if fold {
+            self.fold(sync).await?;
+        }
+        let mut map = self.read_snapshot(sync).await?;
+        if !fold {
+            let sql = format!("SELECT key_hash, fingerprint FROM sync_rows_staged WHERE sync = {} ORDER BY id", self.marks.nth(1));
+            for row in sqlx::query(&sql).bind(sync).fetch_all(&self.pool).await? {
+                let key = hash_from(&row.try_get::<Vec<u8>, _>(0)?);
+                match row.try_get::<Option<Vec<u8>>, _>(1)? {
+                    Some(fp) => map.insert(key, hash_from(&fp)),
+                    None => map.remove(&key),
+                };
+            }
+        }
+        Ok(map)
+    }
+
+    async fn read_snapshot(&self, sync: &str) -> Result<FxHashMap<Hash128, Hash128>, StateError> {
         // Sized up front: growing a map of millions of rows doubles its memory while it rehashes.
         let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM sync_rows WHERE sync = {}", self.marks.nth(1)))
             .bind(sync)
@@ -404,10 +423,17 @@ impl Store {
     /// state either way. Returns the number of staged entries folded.
     ///
     /// A fold sees at most one entry per key: a run stages each key once, and every run folds
-    /// (in `snapshot`) before it diffs. Were there two, the newest upsert wins.
+    /// (in `snapshot`) before it diffs. Only two runs of one sync at the same time (a CLI run
+    /// beside a daemon running it) could stage a key twice: then the newest upsert wins, and an
+    /// upsert wins over a delete (a mirror run deletes that row again if it is not in the model).
     pub async fn fold(&self, sync: &str) -> Result<u64, StateError> {
         let m = self.marks;
-        let mut tx = self.pool.begin().await?;
+        // SQLite: take the write lock at once. A read first (MAX below) and a write later fails
+        // at once, busy timeout or not, if another process committed in between.
+        let mut tx = match m {
+            Marks::Question => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Marks::Dollar => self.pool.begin().await?,
+        };
         let last: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX(id) FROM sync_rows_staged WHERE sync = {}", m.nth(1)))
             .bind(sync)
             .fetch_one(&mut *tx)
