@@ -355,22 +355,30 @@ impl Store {
         // Written rows are staged (appended), not written into the clustered `sync_rows`: see
         // `fold`. A delete is staged with no fingerprint.
         for chunk in written.chunks(CHUNK) {
+            // The sync and the time bound once per statement (see `log_changes`).
+            let m = self.marks;
             let sql = format!(
-                "INSERT INTO sync_rows_staged (sync, key_hash, key_json, fingerprint, destination_id, updated_at) VALUES {}",
-                self.marks.value_lists(chunk.len(), 6, 1)
+                "INSERT INTO sync_rows_staged (sync, key_hash, key_json, fingerprint, destination_id, updated_at) \
+                 SELECT {}, column1, column2, column3, column4, {} FROM (VALUES {}) AS v",
+                m.nth(1),
+                m.nth(2),
+                m.value_lists(chunk.len(), 4, 3)
             );
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).bind(sync).bind(&now);
             for c in chunk {
                 let id = match c.outcome {
                     RowOutcome::Written { destination_id } => destination_id.clone(),
                     _ => None,
                 };
                 let fingerprint = (c.op != Op::Delete).then(|| hash_bytes(c.fingerprint));
-                q = q.bind(sync).bind(hash_bytes(c.key_hash)).bind(c.key_json).bind(fingerprint).bind(id).bind(now.clone());
+                q = q.bind(hash_bytes(c.key_hash)).bind(c.key_json).bind(fingerprint).bind(id);
             }
             q.execute(&mut *tx).await?;
         }
-        for chunk in written.chunks(CHUNK) {
+        // Most syncs have no row errors: one probe instead of a 500-key delete per batch.
+        let has_errors =
+            sqlx::query("SELECT 1 FROM row_errors WHERE sync = $1 LIMIT 1").bind(sync).fetch_optional(&mut *tx).await?.is_some();
+        for chunk in written.chunks(CHUNK).filter(|_| has_errors) {
             let sql = format!(
                 "DELETE FROM row_errors WHERE sync = {} AND key_hash IN ({})",
                 self.marks.nth(1),
@@ -463,12 +471,24 @@ impl Store {
              destination_id = COALESCE(excluded.destination_id, sync_rows.destination_id), updated_at = excluded.updated_at"
         );
         sqlx::query(&sql).bind(sync).bind(last).execute(&mut *tx).await?;
-        let folded = sqlx::query(&format!("DELETE FROM sync_rows_staged WHERE sync = {} AND id <= {}", m.nth(1), m.nth(2)))
-            .bind(sync)
-            .bind(last)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        // When the stage holds nothing else (the usual case), SQLite empties the whole table at
+        // once instead of deleting a million rows one by one. Only SQLite: its write lock, taken
+        // at BEGIN, keeps other writers out until the commit; a Postgres store's other runs may
+        // stage rows between this check and the delete.
+        let others = m == Marks::Dollar
+            || sqlx::query(&format!("SELECT 1 FROM sync_rows_staged WHERE sync <> {} OR id > {} LIMIT 1", m.nth(1), m.nth(2)))
+                .bind(sync)
+                .bind(last)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+        let sql = match others {
+            true => format!("DELETE FROM sync_rows_staged WHERE sync = {} AND id <= {}", m.nth(1), m.nth(2)),
+            false => "DELETE FROM sync_rows_staged".to_string(),
+        };
+        let clear = sqlx::query(&sql);
+        let clear = if others { clear.bind(sync).bind(last) } else { clear };
+        let folded = clear.execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
         Ok(folded)
     }
