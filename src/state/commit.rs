@@ -1,0 +1,157 @@
+//! The commit path of row state: `commit_batch` records one batch's outcomes in one transaction,
+//! appending written rows to `sync_rows_staged`; `fold` moves a sync's staged rows into
+//! `sync_rows` in key order when a run ends (or before the next run reads the state).
+
+use super::{hash_bytes, now, Committed, Marks, StateError, Store, CHUNK};
+use crate::destinations::{Op, RowOutcome};
+
+impl Store {
+    /// Records one batch's outcomes in one transaction: written rows advance `sync_rows` (a
+    /// written delete removes the row) and clear their errors; other rows record an error.
+    pub async fn commit_batch(&self, sync: &str, run_id: &str, items: &[Committed<'_>]) -> Result<(), StateError> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        let (written, failed): (Vec<&Committed>, Vec<&Committed>) =
+            items.iter().partition(|c| matches!(c.outcome, RowOutcome::Written { .. }));
+
+        // Written rows are staged (appended), not written into the clustered `sync_rows`: see
+        // `fold`. A delete is staged with no fingerprint.
+        for chunk in written.chunks(CHUNK) {
+            // The sync and the time bound once per statement (see `log_changes`).
+            let m = self.marks;
+            let sql = format!(
+                "INSERT INTO sync_rows_staged (sync, key_hash, key_json, fingerprint, destination_id, updated_at) \
+                 SELECT {}, column1, column2, column3, column4, {} FROM (VALUES {}) AS v",
+                m.nth(1),
+                m.nth(2),
+                m.value_lists(chunk.len(), 4, 3)
+            );
+            let mut q = sqlx::query(&sql).bind(sync).bind(&now);
+            for c in chunk {
+                let id = match c.outcome {
+                    RowOutcome::Written { destination_id } => destination_id.clone(),
+                    _ => None,
+                };
+                let fingerprint = (c.op != Op::Delete).then(|| hash_bytes(c.fingerprint));
+                q = q.bind(hash_bytes(c.key_hash)).bind(c.key_json).bind(fingerprint).bind(id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        // Most syncs have no row errors: one probe instead of a 500-key delete per batch.
+        let has_errors =
+            sqlx::query("SELECT 1 FROM row_errors WHERE sync = $1 LIMIT 1").bind(sync).fetch_optional(&mut *tx).await?.is_some();
+        for chunk in written.chunks(CHUNK).filter(|_| has_errors) {
+            let sql = format!(
+                "DELETE FROM row_errors WHERE sync = {} AND key_hash IN ({})",
+                self.marks.nth(1),
+                self.marks.in_list(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql).bind(sync);
+            for c in chunk {
+                q = q.bind(hash_bytes(c.key_hash));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in failed.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO row_errors (sync, key_hash, key_json, kind, message, attempts, first_seen, last_seen, last_run, fingerprint) \
+                 VALUES {} ON CONFLICT (sync, key_hash) DO UPDATE SET key_json = excluded.key_json, kind = excluded.kind, \
+                 message = excluded.message, attempts = row_errors.attempts + 1, last_seen = excluded.last_seen, \
+                 last_run = excluded.last_run, fingerprint = excluded.fingerprint",
+                self.marks.value_lists(chunk.len(), 10, 1)
+            );
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                let (kind, message) = match c.outcome {
+                    RowOutcome::Rejected(m) | RowOutcome::RefusedInGroup(m) => ("rejected", m.as_str()),
+                    RowOutcome::Retryable(m) => ("retryable", m.as_str()),
+                    RowOutcome::Written { .. } => unreachable!("partitioned above"),
+                };
+                q = q
+                    .bind(sync)
+                    .bind(hash_bytes(c.key_hash))
+                    .bind(c.key_json)
+                    .bind(kind)
+                    .bind(message)
+                    .bind(1i64)
+                    .bind(now.clone())
+                    .bind(now.clone())
+                    .bind(run_id)
+                    .bind(hash_bytes(c.fingerprint));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        self.log_changes(&mut tx, sync, run_id, items, &now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Moves the rows staged by `commit_batch` into `sync_rows`, in key order, in one
+    /// transaction: a sequential pass over the clustered table instead of one random page per
+    /// row per batch. Runs when a run ends and before any run or plan reads the state, so a run
+    /// killed before its fold loses nothing. Folding is invisible: staged rows are committed
+    /// state either way. Returns the number of staged entries folded.
+    ///
+    /// A fold sees at most one entry per key: a run stages each key once, and every run folds
+    /// (in `snapshot`) before it diffs. Only two runs of one sync at the same time (a CLI run
+    /// beside a daemon running it) could stage a key twice: then the newest upsert wins, and an
+    /// upsert wins over a delete (a mirror run deletes that row again if it is not in the model).
+    pub async fn fold(&self, sync: &str) -> Result<u64, StateError> {
+        let m = self.marks;
+        // SQLite: take the write lock at once. A read first (MAX below) and a write later fails
+        // at once, busy timeout or not, if another process committed in between.
+        let mut tx = match m {
+            Marks::Question => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Marks::Dollar => self.pool.begin().await?,
+        };
+        let last: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX(id) FROM sync_rows_staged WHERE sync = {}", m.nth(1)))
+            .bind(sync)
+            .fetch_one(&mut *tx)
+            .await?;
+        let Some(last) = last else { return Ok(0) };
+        // `id <= last`: a batch another process commits meanwhile (a Postgres store) stays staged.
+        let sql = format!(
+            "DELETE FROM sync_rows WHERE sync = {} AND key_hash IN \
+             (SELECT key_hash FROM sync_rows_staged WHERE sync = {} AND id <= {} AND fingerprint IS NULL)",
+            m.nth(1),
+            m.nth(2),
+            m.nth(3)
+        );
+        sqlx::query(&sql).bind(sync).bind(sync).bind(last).execute(&mut *tx).await?;
+        let columns = "sync, key_hash, key_json, fingerprint, destination_id, updated_at";
+        let staged = format!("FROM sync_rows_staged WHERE sync = {} AND id <= {} AND fingerprint IS NOT NULL", m.nth(1), m.nth(2));
+        // SQLite upserts row by row in this order, so a later entry of a key overwrites an
+        // earlier one; Postgres refuses to touch a row twice in one statement, so it keeps the
+        // newest entry per key first.
+        let select = match m {
+            Marks::Question => format!("SELECT {columns} {staged} ORDER BY key_hash, id"),
+            Marks::Dollar => format!("SELECT DISTINCT ON (key_hash) {columns} {staged} ORDER BY key_hash, id DESC"),
+        };
+        let sql = format!(
+            "INSERT INTO sync_rows ({columns}) {select} \
+             ON CONFLICT (sync, key_hash) DO UPDATE SET key_json = excluded.key_json, fingerprint = excluded.fingerprint, \
+             destination_id = COALESCE(excluded.destination_id, sync_rows.destination_id), updated_at = excluded.updated_at"
+        );
+        sqlx::query(&sql).bind(sync).bind(last).execute(&mut *tx).await?;
+        // When the stage holds nothing else (the usual case), SQLite empties the whole table at
+        // once instead of deleting a million rows one by one. Only SQLite: its write lock, taken
+        // at BEGIN, keeps other writers out until the commit; a Postgres store's other runs may
+        // stage rows between this check and the delete.
+        let others = m == Marks::Dollar
+            || sqlx::query(&format!("SELECT 1 FROM sync_rows_staged WHERE sync <> {} OR id > {} LIMIT 1", m.nth(1), m.nth(2)))
+                .bind(sync)
+                .bind(last)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+        let sql = match others {
+            true => format!("DELETE FROM sync_rows_staged WHERE sync = {} AND id <= {}", m.nth(1), m.nth(2)),
+            false => "DELETE FROM sync_rows_staged".to_string(),
+        };
+        let clear = sqlx::query(&sql);
+        let clear = if others { clear.bind(sync).bind(last) } else { clear };
+        let folded = clear.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(folded)
+    }
+}
