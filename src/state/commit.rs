@@ -40,17 +40,9 @@ impl Store {
         // Most syncs have no row errors: one probe instead of a 500-key delete per batch.
         let has_errors =
             sqlx::query("SELECT 1 FROM row_errors WHERE sync = $1 LIMIT 1").bind(sync).fetch_optional(&mut *tx).await?.is_some();
-        for chunk in written.chunks(CHUNK).filter(|_| has_errors) {
-            let sql = format!(
-                "DELETE FROM row_errors WHERE sync = {} AND key_hash IN ({})",
-                self.marks.nth(1),
-                self.marks.in_list(chunk.len(), 2)
-            );
-            let mut q = sqlx::query(&sql).bind(sync);
-            for c in chunk {
-                q = q.bind(hash_bytes(c.key_hash));
-            }
-            q.execute(&mut *tx).await?;
+        if has_errors {
+            let keys: Vec<_> = written.iter().map(|c| c.key_hash).collect();
+            self.delete_errors(&mut tx, sync, &keys).await?;
         }
         for chunk in failed.chunks(CHUNK) {
             let sql = format!(

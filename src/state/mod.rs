@@ -118,6 +118,13 @@ fn hash_from(bytes: &[u8]) -> Hash128 {
     u128::from_be_bytes(buf)
 }
 
+/// Binds a [`Marks::for_keys`] statement: the sync, then each key hash.
+fn bind_keys<'q>(q: AnyQuery<'q>, sync: &'q str, keys: &[Hash128]) -> AnyQuery<'q> {
+    keys.iter().fold(q.bind(sync), |q, h| q.bind(hash_bytes(*h)))
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// How a statement numbers its parameters. Postgres needs `$n`. SQLite takes `?`: sqlx looks up
 /// each *named* parameter (`$n` is a name to SQLite) by a linear scan, which made binding a
 /// 3,000-parameter batch insert quadratic (a third of a full sync's CPU time).
@@ -146,6 +153,12 @@ impl Marks {
             })
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// `{head} WHERE sync = $1 AND key_hash IN ($2, ...)` for `n` keys: every per-key statement.
+    /// Bind it with [`bind_keys`].
+    fn for_keys(self, head: &str, n: usize) -> String {
+        format!("{head} WHERE sync = {} AND key_hash IN ({})", self.nth(1), self.in_list(n, 2))
     }
 
     pub(crate) fn in_list(self, n: usize, first: usize) -> String {
@@ -310,16 +323,8 @@ impl Store {
     pub async fn lookup(&self, sync: &str, hashes: &[Hash128]) -> Result<FxHashMap<Hash128, StoredRow>, StateError> {
         let mut out = FxHashMap::default();
         for chunk in hashes.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT key_hash, key_json, destination_id FROM sync_rows WHERE sync = {} AND key_hash IN ({})",
-                self.marks.nth(1),
-                self.marks.in_list(chunk.len(), 2)
-            );
-            let mut q = sqlx::query(&sql).bind(sync);
-            for h in chunk {
-                q = q.bind(hash_bytes(*h));
-            }
-            for row in q.fetch_all(&self.pool).await? {
+            let sql = self.marks.for_keys("SELECT key_hash, key_json, destination_id FROM sync_rows", chunk.len());
+            for row in bind_keys(sqlx::query(&sql), sync, chunk).fetch_all(&self.pool).await? {
                 let k: Vec<u8> = row.try_get(0)?;
                 out.insert(hash_from(&k), StoredRow { key_json: row.try_get(1)?, destination_id: row.try_get(2)? });
             }

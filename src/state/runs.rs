@@ -205,23 +205,21 @@ impl Store {
     }
 
     /// Key hashes of every pending row of `sync`.
-    pub async fn error_hashes(&self, sync: &str) -> Result<Vec<crate::value::Hash128>, StateError> {
+    pub async fn error_hashes(&self, sync: &str) -> Result<Vec<Hash128>, StateError> {
         let rows = sqlx::query("SELECT key_hash FROM row_errors WHERE sync = $1").bind(sync).fetch_all(&self.pool).await?;
         rows.iter().map(|r| Ok(super::hash_from(&r.try_get::<Vec<u8>, _>(0)?))).collect()
     }
 
-    pub async fn forget_errors(&self, sync: &str, hashes: &[crate::value::Hash128]) -> Result<(), StateError> {
+    pub async fn forget_errors(&self, sync: &str, hashes: &[Hash128]) -> Result<(), StateError> {
+        let mut conn = self.pool.acquire().await?;
+        self.delete_errors(&mut conn, sync, hashes).await
+    }
+
+    /// Deletes the errors of these keys, on `conn` (a batch's transaction, or the pool's).
+    pub(super) async fn delete_errors(&self, conn: &mut sqlx::AnyConnection, sync: &str, hashes: &[Hash128]) -> Result<(), StateError> {
         for chunk in hashes.chunks(super::CHUNK) {
-            let sql = format!(
-                "DELETE FROM row_errors WHERE sync = {} AND key_hash IN ({})",
-                self.marks.nth(1),
-                self.marks.in_list(chunk.len(), 2)
-            );
-            let mut q = sqlx::query(&sql).bind(sync);
-            for h in chunk {
-                q = q.bind(super::hash_bytes(*h));
-            }
-            q.execute(&self.pool).await?;
+            let sql = self.marks.for_keys("DELETE FROM row_errors", chunk.len());
+            super::bind_keys(sqlx::query(&sql), sync, chunk).execute(&mut *conn).await?;
         }
         Ok(())
     }
