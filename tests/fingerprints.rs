@@ -11,16 +11,16 @@ use support::*;
 const TABLE: &str = "CREATE TABLE typed (
     id BIGINT, small SMALLINT, i INTEGER, flag BOOLEAN, ratio DOUBLE PRECISION, r REAL,
     amount DECIMAL(12,3), label VARCHAR, day DATE, clock TIME, ts TIMESTAMP, tstz TIMESTAMPTZ,
-    uid UUID, doc JSON, raw BYTEA, tags VARCHAR[], nums INTEGER[]
+    uid UUID, doc JSON, raw BYTEA, tags VARCHAR[], nums INTEGER[], docb JSONB
 )";
 
 const ROWS: &str = "INSERT INTO typed VALUES
  (1, 7, -3, true, 0.1, 1.5, 12.500, 'plain', DATE '2024-02-29', TIME '13:45:01.25', TIMESTAMP '2024-03-01 10:00:00.123456',
   TIMESTAMPTZ '2024-03-01 10:00:00+02', '0190b7c6-4f1e-7c3a-9d6e-1a2b3c4d5e6f', '{\"b\": [1, 2], \"a\": \"x\"}', '\\x00ff10'::BYTEA,
-  ARRAY['a', 'b'], ARRAY[1, NULL, 3]),
- (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+  ARRAY['a', 'b'], ARRAY[1, NULL, 3], '{\"z\": {\"y\": \"\\u00e9\\n\", \"x\": 1.50}, \"a\": null}'),
+ (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
  (3, -32768, 2147483647, false, -1e300, -0.0, -0.001, 'üñí ✓', DATE '1970-01-01', TIME '00:00:00', TIMESTAMP '1969-12-31 23:59:59',
-  TIMESTAMPTZ '2000-01-01 00:00:00+00', '00000000-0000-0000-0000-000000000000', '[]', ''::BYTEA, ARRAY[]::VARCHAR[], ARRAY[]::INTEGER[])";
+  TIMESTAMPTZ '2000-01-01 00:00:00+00', '00000000-0000-0000-0000-000000000000', '[]', ''::BYTEA, ARRAY[]::VARCHAR[], ARRAY[]::INTEGER[], '[1, \"two\"]')";
 
 const HEADER: &str = "source = \"wh\"\ndestination = \"hook\"\nprimary_key = [\"id\", \"label\"]\nmode = \"upsert\"";
 
@@ -37,7 +37,12 @@ async fn duckdb_and_postgres_agree_on_values_and_fingerprints() {
     let mut hashes = Vec::new();
     for source in [SourceKind::DuckDb, SourceKind::Postgres] {
         let env = Env::new(source, StateKind::Sqlite).await;
-        env.exec(TABLE).await;
+        // DuckDB has one JSON type; Postgres sends `jsonb` in its own binary form.
+        let table = match source {
+            SourceKind::Postgres => TABLE.to_string(),
+            SourceKind::DuckDb => TABLE.replace("JSONB", "JSON"),
+        };
+        env.exec(&table).await;
         // Postgres needs the bytea escape without the cast syntax DuckDB wants, and vice versa.
         let rows = match source {
             SourceKind::Postgres => ROWS.to_string(),
@@ -63,6 +68,7 @@ async fn duckdb_and_postgres_agree_on_values_and_fingerprints() {
         "\"tstz\":\"2024-03-01T08:00:00Z\"",
         "\"ts\":\"2024-03-01T10:00:00.123456Z\"",
         "\"doc\":{\"a\":\"x\",\"b\":[1,2]}",
+        "\"docb\":{\"a\":null,\"z\":{\"x\":1.5,\"y\":\"\u{e9}\\n\"}}",
         "\"raw\":\"AP8Q\"",
         "\"nums\":[1,null,3]",
         "\"clock\":\"13:45:01.250\"",

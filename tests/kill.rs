@@ -1,5 +1,5 @@
 //! Killing `sluice run` mid-way loses nothing: state only records batches the destination
-//! accepted, so the next run re-sends at most the batch that was in flight.
+//! accepted, so the next run re-sends only the batches that were in flight.
 
 mod support;
 
@@ -49,6 +49,12 @@ async fn sigkill_mid_batch_resends_only_the_batch_in_flight() {
     let mut child = spawn_run(&env);
     let sink = env.sink.clone();
     wait_for("the third batch to arrive", || sink.requests() >= 3).await;
+    // The two answered batches are committed while the third is on the wire.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.committed_rows().await < 20 {
+        assert!(Instant::now() < deadline, "the two answered batches were never committed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     env.sink.release();

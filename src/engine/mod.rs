@@ -2,8 +2,9 @@
 //!
 //! The run has two phases. The *scan* reads the whole model, diffs every row against the stored
 //! state and spools the rows to send; nothing is sent before it ends, so duplicate keys fail the
-//! run with nothing written. The *send* phase writes the spool in batches and commits each
-//! batch's outcomes to the state store in one transaction, after the destination answered.
+//! run with nothing written. The *send* phase (`send`) writes the spool in batches and commits
+//! each batch's outcomes to the state store after the destination answered, while the next
+//! batch is being sent.
 
 mod cursor;
 mod guard;
@@ -11,6 +12,7 @@ pub mod keys;
 mod notify;
 mod report;
 mod retry;
+mod send;
 mod shape;
 mod spool;
 
@@ -23,13 +25,14 @@ use tokio_util::sync::CancellationToken;
 
 pub use cursor::CursorReport;
 pub use report::{OpCounts, Sample, SyncReport};
+pub use send::IN_FLIGHT as BATCHES_IN_FLIGHT;
 pub use shape::{check_capabilities, config_fingerprint, Shape};
 
-use crate::destinations::{self, Destination, DestinationError, Op, RowOp, RowOutcome};
+use crate::destinations::{self, Destination, DestinationError, Op};
 use crate::diff::{Change, Differ, Duplicate};
 use crate::project::{Mode, OnRemove, Project, ProjectError, Sync};
 use crate::source::{Source, SourceError};
-use crate::state::{Committed, RunRecord, RunStatus, StateError, Store};
+use crate::state::{RunRecord, RunStatus, StateError, Store};
 use crate::value::{hash_values, Value};
 use spool::{Spool, SpoolRow};
 
@@ -413,100 +416,21 @@ impl Engine {
         let Some(mut writer) = writer else { return Ok(()) };
         writer.take_warnings().into_iter().for_each(|w| report.warn(w));
         let batch_rows = writer.preferred_batch_rows(report.to_send.total()).unwrap_or(caps.max_batch_rows).max(1);
-        let needs_ids = self.store.has_destination_ids(name).await?;
-        let mut reader = spool.into_reader().map_err(RunError::Invalid)?;
-        let mut delete_chunks = deletes.chunks(batch_rows);
-        let mut clear_chunks = clears.chunks(batch_rows);
-        loop {
-            if opts.cancel.is_cancelled() {
-                return Err(RunError::Invalid(format!(
-                    "stopped on request after {} batch(es); the rest is sent on the next run",
-                    report.batches
-                )));
-            }
-            // Each row with its stored key text and the destination's record id, if any.
-            let mut batch: Vec<(SpoolRow, String, Option<String>)> = Vec::new();
-            let rows = reader.next_batch(batch_rows).map_err(RunError::Invalid)?;
-            if !rows.is_empty() {
-                let mut ids = if needs_ids {
-                    let hashes: Vec<_> = rows.iter().map(|r| r.key_hash).collect();
-                    self.store.lookup(name, &hashes).await?
-                } else {
-                    Default::default()
-                };
-                for row in rows {
-                    let key_json = keys::key_json(&shape.key_columns, &row.key);
-                    let id = ids.remove(&row.key_hash).and_then(|s| s.destination_id);
-                    batch.push((row, key_json, id));
-                }
-            } else if let Some(hashes) = delete_chunks.next() {
-                for (hash, row) in self.store.lookup(name, hashes).await? {
-                    let key = keys::parse_key_json(&row.key_json).map_err(RunError::Invalid)?;
-                    let spooled = SpoolRow { op: Op::Delete, key_hash: hash, fingerprint: 0, key, fields: Vec::new() };
-                    batch.push((spooled, row.key_json, row.destination_id));
-                }
-            } else if let Some(hashes) = clear_chunks.next() {
-                for (hash, row) in self.store.lookup(name, hashes).await? {
-                    let key = keys::parse_key_json(&row.key_json).map_err(RunError::Invalid)?;
-                    // The fields that carry the key keep it (the destination finds the record by
-                    // them); every other mapped field is emptied.
-                    let mut fields = vec![Value::Null; target.fields.len()];
-                    for (k, field) in target.key_fields.iter().enumerate() {
-                        if let (Some(j), Some(v)) = (field, key.get(k)) {
-                            fields[*j] = v.clone();
-                        }
-                    }
-                    let spooled = SpoolRow { op: Op::Clear, key_hash: hash, fingerprint: crate::diff::CLEARED, key, fields };
-                    batch.push((spooled, row.key_json, row.destination_id));
-                }
-            } else {
-                break;
-            }
-            let shown_keys: Vec<String> = batch.iter().map(|(r, _, _)| keys::plain_key_json(&shape.key_columns, &r.key)).collect();
-            let ops: Vec<RowOp> = batch
-                .iter_mut()
-                .map(|(r, _, id)| RowOp {
-                    op: r.op,
-                    key: std::mem::take(&mut r.key),
-                    fields: std::mem::take(&mut r.fields),
-                    destination_id: id.take(),
-                })
-                .collect();
-            report.batches += 1;
-            let total = report.to_send.total();
-            opts.progress(Progress::Sending { sync: name, sent: report.written + report.rejected + report.retryable, total });
-            // A batch that ended in an error still has outcomes: rows written before it are
-            // committed like any others, the rest as pending; then the run stops.
-            let retry::Sent { outcomes, error } = retry::write_with_retry(writer.as_mut(), &ops, &caps, &opts.cancel).await;
-            let logged_fields: Vec<Option<String>> =
-                ops.iter().map(|op| (sync.file.log_values && op.op != Op::Delete).then(|| op.fields_json(&target).to_string())).collect();
-            let items: Vec<Committed> = batch
-                .iter()
-                .zip(&outcomes)
-                .zip(shown_keys.iter().zip(&logged_fields))
-                .map(|(((r, key_json, _), outcome), (shown_key, fields))| Committed {
-                    key_hash: r.key_hash,
-                    key_json,
-                    fingerprint: r.fingerprint,
-                    op: r.op,
-                    outcome,
-                    shown_key,
-                    fields_json: fields.as_deref(),
-                })
-                .collect();
-            self.store.commit_batch(name, run_id, &items).await?;
-            writer.take_warnings().into_iter().for_each(|w| report.warn(w));
-            for (op, outcome) in ops.iter().zip(&outcomes) {
-                match (outcome, &error) {
-                    // Left undone by the error that ends the run: the run's error says why, once.
-                    (RowOutcome::Retryable(m), Some(e)) if *m == e.message => report.retryable += 1,
-                    _ => report.tally(|| keys::key_label(&shape.key_columns, &op.key), outcome),
-                }
-            }
-            if let Some(error) = error {
-                return Err(dest_err(error));
-            }
-        }
+        let send = send::Send {
+            store: &self.store,
+            name,
+            run_id,
+            destination: &sync.destination,
+            shape: &shape,
+            target: &target,
+            caps: &caps,
+            log_values: sync.file.log_values,
+            opts,
+            batch_rows,
+            needs_ids: self.store.has_destination_ids(name).await?,
+        };
+        let reader = spool.into_reader().map_err(RunError::Invalid)?;
+        send.run(writer.as_mut(), reader, &deletes, &clears, report).await?;
         writer.close().await.map_err(dest_err)?;
         if stored_fp.as_deref() != Some(config_fp.as_str()) {
             self.store.set_config_fingerprint(name, &config_fp).await?;

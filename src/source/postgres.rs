@@ -5,7 +5,7 @@ use bigdecimal::BigDecimal;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use futures_util::TryStreamExt;
 use secrecy::ExposeSecret;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, PgTypeKind};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, PgTypeKind, PgValueFormat};
 use sqlx::{Column as _, Executor, Row as _, TypeInfo};
 use tokio::sync::mpsc;
 
@@ -36,6 +36,7 @@ enum Dec {
     Text,
     Uuid,
     Json,
+    Jsonb,
     Date,
     Time,
     Timestamp,
@@ -95,7 +96,8 @@ fn decoder(type_info: &sqlx::postgres::PgTypeInfo) -> Option<Dec> {
         "NUMERIC" => Dec::Numeric,
         "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => Dec::Text,
         "UUID" => Dec::Uuid,
-        "JSON" | "JSONB" => Dec::Json,
+        "JSON" => Dec::Json,
+        "JSONB" => Dec::Jsonb,
         "DATE" => Dec::Date,
         "TIME" => Dec::Time,
         "TIMESTAMP" => Dec::Timestamp,
@@ -130,6 +132,26 @@ where
     })
 }
 
+/// A JSON cell canonicalised from the wire text, without a `serde_json::Value` tree in between
+/// (binary `jsonb` is a version byte, 1, then the text).
+fn json(row: &PgRow, i: usize, jsonb: bool) -> Result<Value, String> {
+    use sqlx::ValueRef;
+    let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let bytes = raw.as_bytes().map_err(|e| e.to_string())?;
+    let text = match (jsonb, raw.format()) {
+        (true, PgValueFormat::Binary) => match bytes.split_first() {
+            Some((1, rest)) => rest,
+            _ => return Err("unsupported jsonb format version".into()),
+        },
+        _ => bytes,
+    };
+    let text = std::str::from_utf8(text).map_err(|e| format!("JSON is not UTF-8: {e}"))?;
+    Value::json_from_str(text).map_err(|e| format!("invalid JSON: {e}"))
+}
+
 fn decode(row: &PgRow, i: usize, dec: Dec) -> Result<Value, String> {
     fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
         v.map(f).unwrap_or(Value::Null)
@@ -145,7 +167,8 @@ fn decode(row: &PgRow, i: usize, dec: Dec) -> Result<Value, String> {
         Dec::Numeric => opt(get::<BigDecimal>(row, i)?, numeric),
         Dec::Text => opt(get::<String>(row, i)?, Value::Text),
         Dec::Uuid => opt(get::<uuid::Uuid>(row, i)?, Value::Uuid),
-        Dec::Json => opt(get::<serde_json::Value>(row, i)?, |v| Value::json(&v)),
+        Dec::Json => json(row, i, false)?,
+        Dec::Jsonb => json(row, i, true)?,
         Dec::Date => opt(get::<NaiveDate>(row, i)?, Value::Date),
         Dec::Time => opt(get::<NaiveTime>(row, i)?, Value::Time),
         Dec::Timestamp => opt(get::<NaiveDateTime>(row, i)?, naive_ts),

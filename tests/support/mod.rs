@@ -187,6 +187,21 @@ impl Env {
         self.run_with(name, RunOptions::default()).await
     }
 
+    /// Rows a SQLite state store holds as committed: folded into `sync_rows`, or still staged
+    /// by a run that died before its fold. 0 while the store does not exist yet.
+    pub async fn committed_rows(&self) -> usize {
+        let url = format!("sqlite://{}?mode=ro", self.root().join(".sluice/state.db").display());
+        let Ok(pool) = sqlx::SqlitePool::connect(&url).await else { return 0 };
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT key_hash FROM sync_rows UNION SELECT key_hash FROM sync_rows_staged WHERE fingerprint IS NOT NULL)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0);
+        pool.close().await;
+        n as usize
+    }
+
     pub async fn plan(&self, name: &str) -> SyncReport {
         self.run_with(name, RunOptions { dry_run: true, samples: 3, ..Default::default() }).await
     }

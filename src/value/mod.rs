@@ -6,6 +6,8 @@
 //! re-serialised with sorted keys. Destinations encode from `Value` too, so a type is converted
 //! in exactly one place per direction.
 
+mod json;
+
 use std::fmt;
 
 use base64::Engine as _;
@@ -43,8 +45,7 @@ impl Value {
 
     /// Canonical JSON text of any JSON document: compact, object keys sorted at every level.
     pub fn json_from_str(text: &str) -> Result<Value, serde_json::Error> {
-        let parsed: serde_json::Value = serde_json::from_str(text)?;
-        Ok(Value::json(&parsed))
+        json::canonical(text).map(Value::Json)
     }
 
     pub fn json(v: &serde_json::Value) -> Value {
