@@ -5,7 +5,7 @@
 mod support;
 
 use sluice::destinations::{Op, RowOutcome};
-use sluice::state::{Committed, Store};
+use sluice::state::{ChangeQuery, Committed, Store};
 use sqlx::AnyPool;
 use support::*;
 
@@ -16,6 +16,9 @@ fn written(id: Option<&str>) -> RowOutcome {
 fn item<'a>(key: u128, fingerprint: u128, op: Op, outcome: &'a RowOutcome, key_json: &'a str) -> Committed<'a> {
     Committed { key_hash: key, key_json, fingerprint, op, outcome, shown_key: key_json, fields_json: None }
 }
+
+/// A key whose JSON needs escaping on its way through the packed batch.
+const KEY4: &str = r#"["O'Brien \"é\" \\ 4"]"#;
 
 async fn count(pool: &AnyPool, table: &str) -> i64 {
     sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(pool).await.unwrap()
@@ -60,12 +63,32 @@ async fn staged_rows_fold_in_and_every_reader_sees_them(url: &str, root: &std::p
                 item(1, 11, Op::Upsert, &none, r#"[1]"#),
                 item(2, 0, Op::Delete, &none, r#"[2]"#),
                 item(3, 31, Op::Upsert, &bad, r#"[3]"#),
-                item(4, 40, Op::Upsert, &none, r#"[4]"#),
+                item(4, 40, Op::Upsert, &none, KEY4),
             ],
         )
         .await
         .unwrap();
-    store.commit_batch("s", "run-3", &[item(4, 41, Op::Upsert, &none, r#"[4]"#)]).await.unwrap();
+    let fields = r#"{"note":"line\nbreak"}"#;
+    let logged = Committed { fields_json: Some(fields), ..item(4, 41, Op::Upsert, &none, KEY4) };
+    store.commit_batch("s", "run-3", &[logged]).await.unwrap();
+    // The change log has every operation with its outcome, newest first, text unchanged.
+    let log = store.changes("s", &ChangeQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let seen: Vec<_> = log.iter().map(|c| (c.run_id.as_str(), c.key.to_string(), c.op.as_str(), c.outcome.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("run-3", KEY4.to_string(), "upsert", "written"),
+            ("run-2", KEY4.to_string(), "upsert", "written"),
+            ("run-2", "[3]".to_string(), "upsert", "rejected"),
+            ("run-2", "[2]".to_string(), "delete", "written"),
+            ("run-2", "[1]".to_string(), "upsert", "written"),
+            ("run-1", "[3]".to_string(), "upsert", "written"),
+            ("run-1", "[2]".to_string(), "upsert", "written"),
+            ("run-1", "[1]".to_string(), "upsert", "written"),
+        ]
+    );
+    assert_eq!((log[2].error.as_deref(), log[7].destination_id.as_deref()), (Some("bad email"), Some("rec-1")));
+    assert_eq!(log[0].fields.as_ref().map(|f| f.to_string()), Some(fields.to_string()));
     // What a plan sees before the fold is what the fold makes.
     let mut planned: Vec<_> = store.snapshot("s", false).await.unwrap().into_iter().collect();
     planned.sort();
@@ -78,7 +101,8 @@ async fn staged_rows_fold_in_and_every_reader_sees_them(url: &str, root: &std::p
     let mut pairs: Vec<_> = snapshot.into_iter().collect();
     pairs.sort();
     assert_eq!(pairs, [(1, 11), (3, 30), (4, 41)]);
-    let ids = store.lookup("s", &[1]).await.unwrap();
+    let ids = store.lookup("s", &[1, 4]).await.unwrap();
+    assert_eq!(ids[&4].key_json, KEY4, "the stored key is the text committed");
     assert_eq!(ids[&1].destination_id.as_deref(), Some("rec-1"), "a write without a record id keeps the stored one");
     assert_eq!(count(&raw, "sync_rows_staged").await, 1, "only `other`'s entry is still staged");
     assert_eq!(store.snapshot("other", true).await.unwrap()[&1], 99);

@@ -12,6 +12,8 @@
 //! ([`IN_FLIGHT`]), which the next run sends again; a cancelled run stops sending and commits
 //! everything that was answered.
 
+use std::time::{Duration, Instant};
+
 use tokio::sync::mpsc;
 
 use super::{keys, retry, Progress, RunError, RunOptions, Shape, SyncReport};
@@ -97,15 +99,20 @@ impl Send<'_> {
     }
 
     async fn commit_all(&self, mut rx: mpsc::Receiver<Answered>) -> Result<(), StateError> {
+        let (mut commits, mut busy) = (0u64, Duration::ZERO);
         while let Some(first) = rx.recv().await {
             let mut group = vec![first];
             while let Ok(next) = rx.try_recv() {
                 group.push(next);
             }
+            let started = Instant::now();
             let items: Vec<Committed> = group.iter().flat_map(Answered::items).collect();
             // On an error the receiver is dropped: the sender sees it at its next hand-off.
             self.store.commit_batch(self.name, self.run_id, &items).await?;
+            busy += started.elapsed();
+            commits += 1;
         }
+        tracing::debug!(sync = %self.name, commits, ms = busy.as_millis() as u64, "batches committed");
         Ok(())
     }
 
@@ -118,6 +125,9 @@ impl Send<'_> {
         report: &mut SyncReport,
         tx: mpsc::Sender<Answered>,
     ) -> Result<(), RunError> {
+        // Where the sender's time goes (SLUICE_LOG=sluice=debug): the destination, or waiting
+        // for the committer to take an answered batch.
+        let (started, mut writing, mut waiting) = (Instant::now(), Duration::ZERO, Duration::ZERO);
         let mut delete_chunks = deletes.chunks(self.batch_rows);
         let mut clear_chunks = clears.chunks(self.batch_rows);
         loop {
@@ -150,7 +160,9 @@ impl Send<'_> {
             self.opts.progress(Progress::Sending { sync: self.name, sent: done, total });
             // A batch that ended in an error still has outcomes: rows written before it are
             // committed like any others, the rest as pending; then the run stops.
+            let write_started = Instant::now();
             let retry::Sent { outcomes, error } = retry::write_with_retry(writer, &ops, self.caps, &self.opts.cancel).await;
+            writing += write_started.elapsed();
             let fields =
                 ops.iter().map(|op| (self.log_values && op.op != Op::Delete).then(|| op.fields_json(self.target).to_string())).collect();
             writer.take_warnings().into_iter().for_each(|w| report.warn(w));
@@ -162,7 +174,10 @@ impl Send<'_> {
                 }
             }
             let answered = Answered { heads, outcomes, shown_keys, fields };
-            if tx.send(answered).await.is_err() {
+            let handed = Instant::now();
+            let refused = tx.send(answered).await.is_err();
+            waiting += handed.elapsed();
+            if refused {
                 // The committer stopped on an error; `run` reports it.
                 return Ok(());
             }
@@ -170,7 +185,8 @@ impl Send<'_> {
                 return Err(RunError::Destination { name: self.destination.to_string(), error });
             }
         }
-        drop(tx);
+        let (total, writing, waiting) = (started.elapsed().as_millis(), writing.as_millis(), waiting.as_millis());
+        tracing::debug!(sync = %self.name, batches = report.batches, ms = total as u64, writing_ms = writing as u64, waiting_ms = waiting as u64, "batches sent");
         Ok(())
     }
 

@@ -117,8 +117,11 @@ fn naive_ts(t: NaiveDateTime) -> Value {
     Value::Timestamp(t.and_utc())
 }
 
+/// Unchecked: the decoder was chosen from the column's type (`decoder`), so sqlx's per-cell
+/// type check would only repeat that, a million times per column. Decoding still checks the
+/// bytes.
 fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(row: &'r PgRow, i: usize) -> Result<Option<T>, String> {
-    row.try_get::<Option<T>, _>(i).map_err(|e| e.to_string())
+    row.try_get_unchecked::<Option<T>, _>(i).map_err(|e| e.to_string())
 }
 
 fn array<'r, T, F>(row: &'r PgRow, i: usize, f: F) -> Result<Value, String>

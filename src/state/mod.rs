@@ -118,6 +118,12 @@ fn hash_from(bytes: &[u8]) -> Hash128 {
     u128::from_be_bytes(buf)
 }
 
+/// A batch's rows as one JSON array of arrays, bound as a single parameter and unpacked by
+/// [`Marks::json_rows`]: one bind per batch instead of one per cell.
+fn packed<T: serde::Serialize>(rows: &[T]) -> Result<String, StateError> {
+    serde_json::to_string(rows).map_err(|e| StateError::Config(format!("cannot encode a batch for the state store: {e}")))
+}
+
 /// Binds a [`Marks::for_keys`] statement: the sync, then each key hash.
 fn bind_keys<'q>(q: AnyQuery<'q>, sync: &'q str, keys: &[Hash128]) -> AnyQuery<'q> {
     keys.iter().fold(q.bind(sync), |q, h| q.bind(hash_bytes(*h)))
@@ -159,6 +165,29 @@ impl Marks {
     /// Bind it with [`bind_keys`].
     fn for_keys(self, head: &str, n: usize) -> String {
         format!("{head} WHERE sync = {} AND key_hash IN ({})", self.nth(1), self.in_list(n, 2))
+    }
+
+    /// `FROM <rows of the JSON array bound as parameter n>`, in array order: how a batch's rows
+    /// reach the database as one parameter (see [`packed`]). Each row is a JSON array whose
+    /// elements [`Marks::field`] reads.
+    fn json_rows(self, n: usize) -> String {
+        match self {
+            Marks::Question => "FROM json_each(?) AS e ORDER BY e.key".to_string(),
+            Marks::Dollar => format!("FROM json_array_elements(${n}::json) WITH ORDINALITY AS e(value, key) ORDER BY e.key"),
+        }
+    }
+
+    /// Element `i` of a [`Marks::json_rows`] row, as text (SQL NULL for a JSON null).
+    fn field(self, i: usize) -> String {
+        format!("e.value ->> {i}")
+    }
+
+    /// The bytes of a hex text: how [`packed`] rows carry key hashes and fingerprints.
+    fn unhex(self, text: &str) -> String {
+        match self {
+            Marks::Question => format!("unhex({text})"),
+            Marks::Dollar => format!("decode({text}, 'hex')"),
+        }
     }
 
     pub(crate) fn in_list(self, n: usize, first: usize) -> String {

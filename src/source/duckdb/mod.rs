@@ -1,5 +1,8 @@
 //! DuckDB: the duckdb crate is synchronous, so each query runs on a blocking thread and sends
-//! chunks of rows back over a bounded channel.
+//! chunks of rows back over a bounded channel. Rows are read column by column from DuckDB's
+//! Arrow chunks when every column has a plain type (`columnar`), cell by cell otherwise.
+
+mod columnar;
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +24,7 @@ pub struct DuckDbSource {
 
 /// How to read one result column: DuckDB hands UUID and JSON over as text, so the logical
 /// type decides.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Kind {
     Plain,
     Uuid,
@@ -105,8 +108,20 @@ impl DuckDbSource {
                 if let Some(t) = cols_tx.take() {
                     let _ = t.send(Ok(cols.into_iter().map(|(c, _)| c).collect::<Vec<_>>()));
                 }
-                let mut rows = stmt.raw_query();
                 let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
+                if let Some(plan) = columnar::plan(&stmt.schema(), &kinds) {
+                    while let Some(arrow) = stmt.step().map_err(query_err)? {
+                        columnar::rows(&arrow, &plan, &names, &mut chunk)?;
+                        if chunk.len() >= CHUNK_ROWS && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                            return Ok(()); // the run stopped listening
+                        }
+                    }
+                    if !chunk.is_empty() {
+                        let _ = tx.blocking_send(Ok(chunk));
+                    }
+                    return Ok(());
+                }
+                let mut rows = stmt.raw_query();
                 while let Some(row) = rows.next().map_err(query_err)? {
                     let mut out = Vec::with_capacity(kinds.len());
                     for (i, kind) in kinds.iter().enumerate() {
@@ -198,6 +213,13 @@ fn timestamp(unit: TimeUnit, v: i64) -> Result<Value, String> {
     DateTime::from_timestamp(secs, nanos as u32).map(Value::Timestamp).ok_or_else(|| format!("timestamp {v} is out of range"))
 }
 
+fn date(days: i32) -> Result<Value, String> {
+    NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|epoch| epoch.checked_add_signed(TimeDelta::days(days.into())))
+        .map(Value::Date)
+        .ok_or_else(|| format!("date {days} is out of range"))
+}
+
 fn time(unit: TimeUnit, v: i64) -> Result<Value, String> {
     let nanos = match unit {
         TimeUnit::Second => v * 1_000_000_000,
@@ -236,11 +258,7 @@ fn convert(v: D, kind: Kind) -> Result<Value, String> {
             Kind::Plain => Value::Text(s),
         },
         D::Blob(b) => Value::Bytes(b),
-        D::Date32(days) => Value::Date(
-            NaiveDate::from_ymd_opt(1970, 1, 1)
-                .and_then(|epoch| epoch.checked_add_signed(TimeDelta::days(days.into())))
-                .ok_or_else(|| format!("date {days} is out of range"))?,
-        ),
+        D::Date32(days) => date(days)?,
         D::Time64(unit, v) => time(unit, v)?,
         D::Enum(s) => Value::Text(s),
         D::List(items) | D::Array(items) => Value::Array(items.into_iter().map(|i| convert(i, Kind::Plain)).collect::<Result<_, _>>()?),
