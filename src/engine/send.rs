@@ -185,8 +185,8 @@ impl Send<'_> {
                 return Err(RunError::Destination { name: self.destination.to_string(), error });
             }
         }
-        let (total, writing, waiting) = (started.elapsed().as_millis(), writing.as_millis(), waiting.as_millis());
-        tracing::debug!(sync = %self.name, batches = report.batches, ms = total as u64, writing_ms = writing as u64, waiting_ms = waiting as u64, "batches sent");
+        let ms = |d: Duration| d.as_millis() as u64;
+        tracing::debug!(sync = %self.name, batches = report.batches, ms = ms(started.elapsed()), writing_ms = ms(writing), waiting_ms = ms(waiting), "batches sent");
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! appending written rows to `sync_rows_staged`; `fold` moves a sync's staged rows into
 //! `sync_rows` in key order when a run ends (or before the next run reads the state).
 
-use super::{hash_bytes, now, packed, Committed, Marks, StateError, Store, CHUNK};
+use super::{hash_bytes, hash_hex, now, packed, Committed, Marks, StateError, Store, CHUNK};
 use crate::destinations::{Op, RowOutcome};
 
 impl Store {
@@ -26,8 +26,8 @@ impl Store {
                         RowOutcome::Written { destination_id } => destination_id.as_deref(),
                         _ => None,
                     };
-                    let fingerprint = (c.op != Op::Delete).then(|| hex::encode(hash_bytes(c.fingerprint)));
-                    (hex::encode(hash_bytes(c.key_hash)), c.key_json, fingerprint, id)
+                    let fingerprint = (c.op != Op::Delete).then(|| hash_hex(c.fingerprint));
+                    (hash_hex(c.key_hash), c.key_json, fingerprint, id)
                 })
                 .collect();
             let m = self.marks;

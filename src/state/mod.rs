@@ -118,6 +118,11 @@ fn hash_from(bytes: &[u8]) -> Hash128 {
     u128::from_be_bytes(buf)
 }
 
+/// A hash as the hex of its big-endian bytes (what `Marks::unhex` turns back into them).
+fn hash_hex(h: Hash128) -> String {
+    format!("{h:032x}")
+}
+
 /// A batch's rows as one JSON array of arrays, bound as a single parameter and unpacked by
 /// [`Marks::json_rows`]: one bind per batch instead of one per cell.
 fn packed<T: serde::Serialize>(rows: &[T]) -> Result<String, StateError> {
@@ -173,6 +178,7 @@ impl Marks {
     fn json_rows(self, n: usize) -> String {
         match self {
             Marks::Question => "FROM json_each(?) AS e ORDER BY e.key".to_string(),
+            // Named like SQLite's `json_each` columns, so `field` serves both.
             Marks::Dollar => format!("FROM json_array_elements(${n}::json) WITH ORDINALITY AS e(value, key) ORDER BY e.key"),
         }
     }
@@ -414,5 +420,6 @@ mod tests {
         assert_eq!(Marks::Dollar.value_lists(2, 2, 3), "($3, $4), ($5, $6)");
         assert_eq!(Marks::Dollar.in_list(3, 2), "$2, $3, $4");
         assert_eq!(Marks::Question.value_lists(1, 3, 1), "(?, ?, ?)");
+        assert_eq!(hash_hex(h), hex::encode(hash_bytes(h)));
     }
 }

@@ -158,8 +158,8 @@ mod tests {
     use crate::project::config::DuckdbSourceConfig;
     use crate::value::Value;
 
-    /// Every fast type, with edge values and NULLs. `chunk` repeats them over several Arrow
-    /// chunks (DuckDB's are 2,048 rows), so the conversion is checked past the first one.
+    /// Every fast type, with edge values. The test reads 4,999 rows: several Arrow chunks
+    /// (DuckDB's hold 2,048 rows), so the conversion is checked past the first one.
     const COLUMNS: &str = "i::BIGINT AS id, (i % 2 = 0) AS b, (i % 127)::TINYINT AS t, (-i)::SMALLINT AS s, (i * 1000)::INTEGER AS n,
         (i % 255)::UTINYINT AS ut, i::USMALLINT AS us, i::UINTEGER AS ui, (i * 4294967296)::UBIGINT AS ub,
         (i / 3.0)::REAL AS r, (i / -7.0)::DOUBLE AS d, 'row ' || i AS label,

@@ -98,9 +98,9 @@ impl DuckDbSource {
             let mut cols_tx = Some(cols_tx);
             let result = (|| -> Result<(), SourceError> {
                 let mut stmt = conn.prepare(&sql).map_err(query_err)?;
-                // `stream_arrow` executes with DuckDB's streaming API; the rows are then read
-                // through `raw_query`, which steps that same streaming result chunk by chunk
-                // instead of materialising the whole result first.
+                // `stream_arrow` executes with DuckDB's streaming API; the rows are then read by
+                // stepping that same streaming result chunk by chunk (`step` for the columnar
+                // read, `raw_query` for the per-cell one) instead of materialising it first.
                 drop(stmt.stream_arrow(duckdb::params_from_iter(params.iter())).map_err(query_err)?);
                 let cols = columns(&stmt);
                 let kinds: Vec<Kind> = cols.iter().map(|(_, k)| *k).collect();
@@ -108,29 +108,28 @@ impl DuckDbSource {
                 if let Some(t) = cols_tx.take() {
                     let _ = t.send(Ok(cols.into_iter().map(|(c, _)| c).collect::<Vec<_>>()));
                 }
+                // A full chunk goes to the run at once; `false`: the run stopped listening.
+                let hand_off = |chunk: &mut Vec<Row>| chunk.len() < CHUNK_ROWS || tx.blocking_send(Ok(std::mem::take(chunk))).is_ok();
                 let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
                 if let Some(plan) = columnar::plan(&stmt.schema(), &kinds) {
                     while let Some(arrow) = stmt.step().map_err(query_err)? {
                         columnar::rows(&arrow, &plan, &names, &mut chunk)?;
-                        if chunk.len() >= CHUNK_ROWS && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
-                            return Ok(()); // the run stopped listening
+                        if !hand_off(&mut chunk) {
+                            return Ok(());
                         }
                     }
-                    if !chunk.is_empty() {
-                        let _ = tx.blocking_send(Ok(chunk));
-                    }
-                    return Ok(());
-                }
-                let mut rows = stmt.raw_query();
-                while let Some(row) = rows.next().map_err(query_err)? {
-                    let mut out = Vec::with_capacity(kinds.len());
-                    for (i, kind) in kinds.iter().enumerate() {
-                        let raw = row.get_ref(i).map_err(query_err)?.to_owned();
-                        out.push(convert(raw, *kind).map_err(|message| SourceError::Decode { column: names[i].clone(), message })?);
-                    }
-                    chunk.push(out);
-                    if chunk.len() == CHUNK_ROWS && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
-                        return Ok(()); // the run stopped listening
+                } else {
+                    let mut rows = stmt.raw_query();
+                    while let Some(row) = rows.next().map_err(query_err)? {
+                        let mut out = Vec::with_capacity(kinds.len());
+                        for (i, kind) in kinds.iter().enumerate() {
+                            let raw = row.get_ref(i).map_err(query_err)?.to_owned();
+                            out.push(convert(raw, *kind).map_err(|message| SourceError::Decode { column: names[i].clone(), message })?);
+                        }
+                        chunk.push(out);
+                        if !hand_off(&mut chunk) {
+                            return Ok(());
+                        }
                     }
                 }
                 if !chunk.is_empty() {
