@@ -26,6 +26,13 @@ async fn a_failed_commit_stops_the_run_and_the_next_run_sends_what_was_not_recor
             assert!(Instant::now() < deadline, "the third batch never arrived");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The second batch was answered, but its commit runs beside the sender: wait for it, so
+        // the store holds exactly the first two batches when it breaks.
+        let staged = format!("SELECT COUNT(*) FROM {}.sync_rows_staged", state.name);
+        while sqlx::query_scalar::<_, i64>(&staged).fetch_one(&state.pool).await.expect("count staged rows") < 20 {
+            assert!(Instant::now() < deadline, "the first two batches were never committed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         // The store loses the table commits append to: every commit from here on fails.
         state.exec("ALTER TABLE sync_rows_staged RENAME TO staged_elsewhere").await;
         env.sink.release();
