@@ -228,8 +228,10 @@ impl Engine {
         report.cursor = cursor.as_ref().map(|c| c.report.clone());
         let after = cursor.as_ref().and_then(|c| c.after.as_ref());
         let incremental = after.is_some();
-        // The stored state loads while the model query starts: two threads (SQLite's and the
-        // source's), so a no-change run costs about the longer of the two, not their sum.
+        // The stored state loads while the model query starts, but the reader stops once
+        // CHUNKS_IN_FLIGHT chunks wait for the diff, so most of the load is still on a run's
+        // critical path. Buffering more rows meanwhile saved 0.3-0.5 s per million rows and
+        // cost 150-300 MB (docs/benchmarks.md): hashing rows while the state loads is the way.
         let scan_started = Instant::now();
         let (snapshot, stream) = tokio::join!(self.store.snapshot(name, !opts.dry_run), source.stream(&sync.file.model, after));
         let snapshot = snapshot?;
