@@ -5,7 +5,7 @@
 mod support;
 
 use sluice::destinations::{Op, RowOutcome};
-use sluice::state::{ChangeQuery, Committed, Store};
+use sluice::state::{ChangeQuery, Committed, Store, SNAPSHOT_PAGE};
 use sqlx::AnyPool;
 use support::*;
 
@@ -113,20 +113,29 @@ async fn staged_rows_fold_in_and_every_reader_sees_them(url: &str, root: &std::p
     store.close().await;
 }
 
-#[tokio::test]
-async fn sqlite_store_stages_and_folds() {
-    let dir = tempfile::tempdir().unwrap();
-    staged_rows_fold_in_and_every_reader_sees_them("sqlite://state.db", dir.path()).await;
+/// One test per store kind: `$check(url, root)` against a SQLite file in a temporary directory
+/// and against a Postgres schema of its own.
+macro_rules! on_both_stores {
+    ($sqlite:ident, $postgres:ident, $check:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            $check("sqlite://state.db", dir.path()).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            let schema = PgSchema::create().await;
+            let dir = tempfile::tempdir().unwrap();
+            $check(&schema.url(), dir.path()).await;
+        }
+    };
 }
 
-#[tokio::test]
-async fn postgres_store_stages_and_folds() {
-    let schema = PgSchema::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    staged_rows_fold_in_and_every_reader_sees_them(&schema.url(), dir.path()).await;
-}
+on_both_stores!(sqlite_store_stages_and_folds, postgres_store_stages_and_folds, staged_rows_fold_in_and_every_reader_sees_them);
 
-/// Spread over all 128 bits: zero bytes anywhere, and keys on both sides of every page bound.
+/// A bijection that spreads 1, 2, 3, ... over all 128 bits, so the hashes hold zero bytes
+/// anywhere and the pages' key ranges have nothing to do with insertion order.
 fn scatter(i: u128) -> u128 {
     let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835).rotate_left(61);
     x ^ (x >> 67)
@@ -136,8 +145,9 @@ fn scatter(i: u128) -> u128 {
 /// come back exactly, across page bounds, whatever bytes the hashes hold.
 async fn snapshot_reads_every_page_exactly(url: &str, root: &std::path::Path) {
     let store = Store::open(url, root).await.expect("open store");
-    // Two full pages (50,000 rows each) and a partial one; the extremes and NUL-heavy hashes too.
-    let mut pairs: Vec<(u128, u128)> = (1..=100_007u128).map(|i| (scatter(i), scatter(i + (1 << 100)))).collect();
+    // Two full pages and a partial one; the extremes and NUL-heavy hashes too.
+    let rows = 2 * SNAPSHOT_PAGE as u128 + 7;
+    let mut pairs: Vec<(u128, u128)> = (1..=rows).map(|i| (scatter(i), scatter(i + (1 << 100)))).collect();
     pairs.extend([(0, u128::MAX), (u128::MAX, 0), (1 << 64, 1), (0x00ff_0000_0000_0000_0000_0000_0000_00ff, 1 << 127)]);
     let keys: Vec<String> = (0..pairs.len()).map(|i| format!("[{i}]")).collect();
     let none = written(None);
@@ -152,15 +162,4 @@ async fn snapshot_reads_every_page_exactly(url: &str, root: &std::path::Path) {
     store.close().await;
 }
 
-#[tokio::test]
-async fn sqlite_snapshot_reads_every_page_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    snapshot_reads_every_page_exactly("sqlite://state.db", dir.path()).await;
-}
-
-#[tokio::test]
-async fn postgres_snapshot_reads_every_page_exactly() {
-    let schema = PgSchema::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    snapshot_reads_every_page_exactly(&schema.url(), dir.path()).await;
-}
+on_both_stores!(sqlite_snapshot_reads_every_page_exactly, postgres_snapshot_reads_every_page_exactly, snapshot_reads_every_page_exactly);

@@ -231,7 +231,7 @@ impl Engine {
         // The stored state loads while the model query starts, but the reader stops once
         // CHUNKS_IN_FLIGHT chunks wait for the diff, so most of the load is still on a run's
         // critical path. Buffering more rows meanwhile saved 0.3-0.5 s per million rows and
-        // cost 150-300 MB (docs/benchmarks.md): hashing rows while the state loads is the way.
+        // cost 130-320 MB more (docs/benchmarks.md): parking rows compactly would not.
         let scan_started = Instant::now();
         let (snapshot, stream) = tokio::join!(self.store.snapshot(name, !opts.dry_run), source.stream(&sync.file.model, after));
         let snapshot = snapshot?;

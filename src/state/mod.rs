@@ -95,8 +95,8 @@ pub struct Committed<'a> {
 
 /// Rows per multi-row statement: well under SQLite's and Postgres' bind-parameter limits.
 const CHUNK: usize = 500;
-/// Rows per page of a snapshot read (about 3 MB of hex).
-const SNAPSHOT_PAGE: i64 = 50_000;
+/// Rows per page of a snapshot read (1.6 MB of packed pairs).
+pub const SNAPSHOT_PAGE: i64 = 50_000;
 
 pub(crate) fn now() -> String {
     stamp(Utc::now())
