@@ -5,8 +5,8 @@
 mod support;
 
 use sluice::destinations::{Op, RowOutcome};
-use sluice::state::{ChangeQuery, Committed, Store, SNAPSHOT_PAGE};
-use sqlx::AnyPool;
+use sluice::state::{ChangeQuery, Committed, Store, FOLD_MERGE_MAX};
+use sqlx::{AnyPool, Row};
 use support::*;
 
 fn written(id: Option<&str>) -> RowOutcome {
@@ -26,9 +26,7 @@ async fn count(pool: &AnyPool, table: &str) -> i64 {
 
 async fn staged_rows_fold_in_and_every_reader_sees_them(url: &str, root: &std::path::Path) {
     let store = Store::open(url, root).await.expect("open store");
-    sqlx::any::install_default_drivers();
-    let raw_url = if url.starts_with("sqlite:") { format!("sqlite://{}", root.join("state.db").display()) } else { url.to_string() };
-    let raw = AnyPool::connect(&raw_url).await.unwrap();
+    let raw = raw_pool(url, root).await;
 
     let (a, none, bad) = (written(Some("rec-1")), written(None), RowOutcome::Rejected("bad email".into()));
     store
@@ -44,12 +42,12 @@ async fn staged_rows_fold_in_and_every_reader_sees_them(url: &str, root: &std::p
 
     // A plan reads them without writing (it lays the staged rows over `sync_rows`)...
     let planned = store.snapshot("s", false).await.unwrap();
-    assert_eq!((planned.len(), planned[&2]), (3, 20));
+    assert_eq!((planned.len(), planned.get(2)), (3, Some(20)));
     assert_eq!(count(&raw, "sync_rows_staged").await, 3, "a plan writes nothing");
     // ...and a run folds first: the run that staged these rows may have died before its fold.
     let snapshot = store.snapshot("s", true).await.unwrap();
     assert_eq!(snapshot.len(), 3);
-    assert_eq!((snapshot[&1], snapshot[&2], snapshot[&3]), (10, 20, 30));
+    assert_eq!(snapshot.iter().collect::<Vec<_>>(), [(1, 10), (2, 20), (3, 30)]);
     assert_eq!((count(&raw, "sync_rows").await, count(&raw, "sync_rows_staged").await), (3, 0));
 
     // Next run: key 1 changes (no new record id: the stored one stays), key 2 is deleted, key 3
@@ -90,25 +88,27 @@ async fn staged_rows_fold_in_and_every_reader_sees_them(url: &str, root: &std::p
     assert_eq!((log[2].error.as_deref(), log[7].destination_id.as_deref()), (Some("bad email"), Some("rec-1")));
     assert_eq!(log[0].fields.as_ref().map(|f| f.to_string()), Some(fields.to_string()));
     // What a plan sees before the fold is what the fold makes.
-    let mut planned: Vec<_> = store.snapshot("s", false).await.unwrap().into_iter().collect();
-    planned.sort();
+    let planned: Vec<_> = store.snapshot("s", false).await.unwrap().iter().collect();
     assert_eq!(planned, [(1, 11), (3, 30), (4, 41)]);
     // Another sync's staged rows are not touched by this sync's fold.
     store.commit_batch("other", "run-4", &[item(1, 99, Op::Upsert, &none, r#"[1]"#)]).await.unwrap();
     assert_eq!(store.fold("s").await.unwrap(), 4, "the written entries of `s` folded");
     assert_eq!(store.fold("s").await.unwrap(), 0, "folding twice does nothing");
-    let snapshot = store.snapshot("s", true).await.unwrap();
-    let mut pairs: Vec<_> = snapshot.into_iter().collect();
-    pairs.sort();
-    assert_eq!(pairs, [(1, 11), (3, 30), (4, 41)]);
+    let pairs: Vec<_> = store.snapshot("s", true).await.unwrap().iter().collect();
+    assert_eq!(pairs, [(1, 11), (3, 30), (4, 41)], "in key order");
     let ids = store.lookup("s", &[1, 4]).await.unwrap();
     assert_eq!(ids[&4].key_json, KEY4, "the stored key is the text committed");
     assert_eq!(ids[&1].destination_id.as_deref(), Some("rec-1"), "a write without a record id keeps the stored one");
     assert_eq!(count(&raw, "sync_rows_staged").await, 1, "only `other`'s entry is still staged");
-    assert_eq!(store.snapshot("other", true).await.unwrap()[&1], 99);
+    assert_eq!(store.snapshot("other", true).await.unwrap().get(1), Some(99));
+    // The last row of a page goes: so does the page.
+    store.commit_batch("other", "run-5", &[item(1, 0, Op::Delete, &none, r#"[1]"#)]).await.unwrap();
+    assert!(store.snapshot("other", true).await.unwrap().is_empty());
+    assert_eq!(count(&raw, "sync_row_pages WHERE sync = 'other'").await, 0);
 
     assert_eq!(store.reset("s").await.unwrap(), 3);
     assert!(store.snapshot("s", true).await.unwrap().is_empty());
+    assert_eq!(count(&raw, "sync_row_pages").await, 0, "a reset forgets the packed state too");
     raw.close().await;
     store.close().await;
 }
@@ -141,25 +141,109 @@ fn scatter(i: u128) -> u128 {
     x ^ (x >> 67)
 }
 
-/// The stored state loads in pages packed by the database into one blob each: every pair must
-/// come back exactly, across page bounds, whatever bytes the hashes hold.
+/// What `sync_rows` holds for `sync`, read row by row: the truth the packed pages must equal.
+async fn stored_pairs(raw: &AnyPool, sync: &str) -> Vec<(u128, u128)> {
+    let rows = sqlx::query("SELECT key_hash, fingerprint FROM sync_rows WHERE sync = $1").bind(sync).fetch_all(raw).await.unwrap();
+    let hash = |b: Vec<u8>| u128::from_be_bytes(b.try_into().expect("16-byte hash"));
+    let mut pairs: Vec<_> = rows.iter().map(|r| (hash(r.get(0)), hash(r.get(1)))).collect();
+    pairs.sort();
+    pairs
+}
+
+fn sorted(snapshot: sluice::diff::Stored) -> Vec<(u128, u128)> {
+    let pairs: Vec<_> = snapshot.iter().collect();
+    assert!(pairs.is_sorted(), "a snapshot is in key order");
+    pairs
+}
+
+async fn raw_pool(url: &str, root: &std::path::Path) -> AnyPool {
+    sqlx::any::install_default_drivers();
+    let raw_url =
+        if url.starts_with("sqlite:") { format!("sqlite://{}?mode=rwc", root.join("state.db").display()) } else { url.to_string() };
+    AnyPool::connect(&raw_url).await.unwrap()
+}
+
+async fn commit_all(store: &Store, items: Vec<Committed<'_>>) {
+    for chunk in items.chunks(20_000) {
+        store.commit_batch("big", "run", chunk).await.unwrap();
+    }
+}
+
+/// The stored state loads from packed pages that each fold keeps equal to `sync_rows`: packed
+/// again in SQL after a first sync (more staged rows than `FOLD_MERGE_MAX`), merged in memory
+/// after a smaller run. Every pair must come back exactly, whatever bytes the hashes hold.
 async fn snapshot_reads_every_page_exactly(url: &str, root: &std::path::Path) {
     let store = Store::open(url, root).await.expect("open store");
-    // Two full pages and a partial one; the extremes and NUL-heavy hashes too.
-    let rows = 2 * SNAPSHOT_PAGE as u128 + 7;
+    let raw = raw_pool(url, root).await;
+    // A first sync over the merge limit, with the extremes and NUL-heavy hashes too.
+    let rows = FOLD_MERGE_MAX as u128 + 7;
     let mut pairs: Vec<(u128, u128)> = (1..=rows).map(|i| (scatter(i), scatter(i + (1 << 100)))).collect();
     pairs.extend([(0, u128::MAX), (u128::MAX, 0), (1 << 64, 1), (0x00ff_0000_0000_0000_0000_0000_0000_00ff, 1 << 127)]);
-    let keys: Vec<String> = (0..pairs.len()).map(|i| format!("[{i}]")).collect();
+    let keys: Vec<String> = (0..pairs.len() + 1000).map(|i| format!("[{i}]")).collect();
     let none = written(None);
-    for chunk in pairs.iter().zip(&keys).collect::<Vec<_>>().chunks(20_000) {
-        let items: Vec<_> = chunk.iter().map(|((k, f), json)| item(*k, *f, Op::Upsert, &none, json)).collect();
-        store.commit_batch("big", "run-1", &items).await.unwrap();
-    }
+    commit_all(&store, pairs.iter().zip(&keys).map(|((k, f), json)| item(*k, *f, Op::Upsert, &none, json)).collect()).await;
     let snapshot = store.snapshot("big", true).await.unwrap();
     assert_eq!(snapshot.len(), pairs.len());
-    let wrong: Vec<_> = pairs.iter().filter(|(k, f)| snapshot.get(k) != Some(f)).take(3).collect();
+    let wrong: Vec<_> = pairs.iter().filter(|(k, f)| snapshot.get(*k) != Some(*f)).take(3).collect();
     assert!(wrong.is_empty(), "pairs read back wrong: {wrong:x?}");
+
+    // A later run, merged into the pages: a thousand rows change, a thousand go (the extremes
+    // among them), a thousand are new.
+    let mut next = Vec::new();
+    for (i, (k, _)) in pairs.iter().enumerate().step_by(97).take(1000) {
+        next.push(item(*k, scatter(i as u128 + 7), Op::Upsert, &none, &keys[i]));
+    }
+    let gone = pairs.iter().enumerate().skip(50).step_by(89).filter(|(i, _)| i % 97 != 0).take(996);
+    for (i, (k, _)) in gone.chain(pairs.iter().enumerate().rev().take(4)) {
+        next.push(item(*k, 0, Op::Delete, &none, &keys[i]));
+    }
+    for i in 0..1000u128 {
+        next.push(item(scatter(rows + 100 + i), i, Op::Upsert, &none, &keys[pairs.len() + i as usize]));
+    }
+    commit_all(&store, next).await;
+    let loaded = sorted(store.snapshot("big", true).await.unwrap());
+    let truth = stored_pairs(&raw, "big").await;
+    assert_eq!(truth.len(), pairs.len() + 1000 - 1000, "the test's changes reached sync_rows");
+    assert!(loaded == truth, "the pages differ from sync_rows after a merge ({} vs {} pairs)", loaded.len(), truth.len());
+    raw.close().await;
     store.close().await;
 }
 
 on_both_stores!(sqlite_snapshot_reads_every_page_exactly, postgres_snapshot_reads_every_page_exactly, snapshot_reads_every_page_exactly);
+
+/// A store written before the packed pages existed: the migration that adds them packs the
+/// rows already there, and the first run reads them.
+async fn stores_from_before_pages_are_packed_on_upgrade(url: &str, root: &std::path::Path) {
+    let raw = raw_pool(url, root).await;
+    let dialect = if url.starts_with("sqlite:") { "sqlite" } else { "postgres" };
+    let old = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(format!("migrations/{dialect}")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.as_str() < "0007" {
+            std::fs::copy(&path, old.path().join(&name)).unwrap();
+        }
+    }
+    sqlx::migrate::Migrator::new(old.path()).await.unwrap().run(&raw).await.unwrap();
+    let pairs: Vec<(u128, u128)> = (1..=3000u128).map(|i| (scatter(i), scatter(i + 5))).collect();
+    for (i, (k, f)) in pairs.iter().enumerate() {
+        sqlx::query("INSERT INTO sync_rows (sync, key_hash, key_json, fingerprint, updated_at) VALUES ($1, $2, $3, $4, 'then')")
+            .bind(if i % 3 == 0 { "other" } else { "s" })
+            .bind(k.to_be_bytes().to_vec())
+            .bind(format!("[{i}]"))
+            .bind(f.to_be_bytes().to_vec())
+            .execute(&raw)
+            .await
+            .unwrap();
+    }
+    let store = Store::open(url, root).await.expect("the store upgrades");
+    for sync in ["s", "other"] {
+        let loaded = sorted(store.snapshot(sync, true).await.unwrap());
+        assert_eq!(loaded.len(), 1000 + if sync == "s" { 1000 } else { 0 });
+        assert!(loaded == stored_pairs(&raw, sync).await, "`{sync}`: the pages hold what sync_rows held");
+    }
+    raw.close().await;
+    store.close().await;
+}
+
+on_both_stores!(sqlite_store_is_packed_on_upgrade, postgres_store_is_packed_on_upgrade, stores_from_before_pages_are_packed_on_upgrade);

@@ -219,10 +219,6 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
         view: std::sync::RwLock::new(View { generation: generation.clone(), next_runs: HashMap::new(), running: Vec::new() }),
         heartbeat: AtomicI64::new(Utc::now().timestamp_millis()),
     });
-    if !daemon_config.listen.eq_ignore_ascii_case("off") {
-        let addr = http::serve(&daemon_config.listen, daemon_config.api_token.clone(), shared.clone(), control, cancel.clone()).await?;
-        tracing::info!(%addr, "HTTP endpoint: /healthz, /metrics, /api/syncs");
-    }
     let mut d = Daemon {
         root: root.to_path_buf(),
         runs: Runs::new(daemon_config.max_concurrent_runs),
@@ -233,6 +229,13 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
         cancel: cancel.clone(),
     };
     d.schedule_all().await;
+    // Published before the endpoint answers: its first answer already has every next run.
+    d.publish();
+    let daemon_config = &d.generation.project.config.daemon;
+    if !daemon_config.listen.eq_ignore_ascii_case("off") {
+        let addr = http::serve(&daemon_config.listen, daemon_config.api_token.clone(), d.shared.clone(), control, cancel.clone()).await?;
+        tracing::info!(%addr, "HTTP endpoint: /healthz, /metrics, /api/syncs");
+    }
     for name in missed(&d.generation, Utc::now()).await {
         tracing::info!(sync = %name, "a scheduled run was missed while the daemon was down: running it now");
         d.runs.start(&d.generation, &name, &cancel);

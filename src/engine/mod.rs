@@ -228,10 +228,9 @@ impl Engine {
         report.cursor = cursor.as_ref().map(|c| c.report.clone());
         let after = cursor.as_ref().and_then(|c| c.after.as_ref());
         let incremental = after.is_some();
-        // The stored state loads while the model query starts, but the reader stops once
-        // CHUNKS_IN_FLIGHT chunks wait for the diff, so most of the load is still on a run's
-        // critical path. Buffering more rows meanwhile saved 0.3-0.5 s per million rows and
-        // cost 130-320 MB more (docs/benchmarks.md): parking rows compactly would not.
+        // The stored state loads while the model query starts. The reader stops once
+        // CHUNKS_IN_FLIGHT chunks wait for the diff, so the load is on a run's critical path:
+        // hence its packed form (`state::pages`, a few hundred blobs, not a row per pair).
         let scan_started = Instant::now();
         let (snapshot, stream) = tokio::join!(self.store.snapshot(name, !opts.dry_run), source.stream(&sync.file.model, after));
         let snapshot = snapshot?;

@@ -108,6 +108,13 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let Some(last) = last else { return Ok(0) };
+        // Postgres: two folds of one sync (a CLI run beside the daemon) take turns, or one could
+        // pack its pages from state the other is changing. SQLite's BEGIN IMMEDIATE does that.
+        if m == Marks::Dollar {
+            // Wrapped: the Any driver cannot decode the function's `void` result.
+            let lock = "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended('sluice fold ' || $1, 0))) AS l";
+            sqlx::query(lock).bind(sync).execute(&mut *tx).await?;
+        }
         // `id <= last`: a batch another process commits meanwhile (a Postgres store) stays staged.
         let sql = format!(
             "DELETE FROM sync_rows WHERE sync = {} AND key_hash IN \
@@ -132,6 +139,7 @@ impl Store {
              destination_id = COALESCE(excluded.destination_id, sync_rows.destination_id), updated_at = excluded.updated_at"
         );
         sqlx::query(&sql).bind(sync).bind(last).execute(&mut *tx).await?;
+        self.update_pages(&mut tx, sync, last).await?;
         // When the stage holds nothing else (the usual case), SQLite empties the whole table at
         // once instead of deleting a million rows one by one. Only SQLite: its write lock, taken
         // at BEGIN, keeps other writers out until the commit; a Postgres store's other runs may
