@@ -133,7 +133,12 @@ impl Store {
             let number = vec![page_of(page[0].0)];
             let old: Option<Vec<u8>> = sqlx::query_scalar(&read).bind(sync).bind(number.clone()).fetch_optional(&mut **tx).await?;
             let old = old.unwrap_or_default();
-            let new = merge_page(pairs(sync, &old)?, page);
+            // Pages are written in key order; a merge must not depend on it to stay correct.
+            let mut old: Vec<_> = pairs(sync, &old)?.collect();
+            if !old.is_sorted_by_key(|p| p.0) {
+                old.sort_unstable_by_key(|p| p.0);
+            }
+            let new = merge_page(old.into_iter(), page);
             if new.is_empty() {
                 sqlx::query(&delete).bind(sync).bind(number).execute(&mut **tx).await?;
             } else {
@@ -143,21 +148,42 @@ impl Store {
         Ok(())
     }
 
-    /// Packs every page of `sync` again from `sync_rows`, in the database.
+    /// Packs every page of `sync` again from `sync_rows`, in the database, one page (one key
+    /// range of the clustered primary key) per statement: no sort of the whole sync, and work
+    /// and memory per statement bounded by a page.
     async fn repack(&self, tx: &mut Transaction<'_, Any>, sync: &str) -> Result<(), StateError> {
         let m = self.marks;
         sqlx::query(&format!("DELETE FROM sync_row_pages WHERE sync = {}", m.nth(1))).bind(sync).execute(&mut **tx).await?;
-        // As the migration that made the table (0007) packs them.
+        // SQLite aggregates in the order the subquery reads the key range; Postgres is told.
         let agg = match m {
-            Marks::Question => "CAST(group_concat(key_hash || fingerprint, '' ORDER BY key_hash) AS BLOB)",
-            Marks::Dollar => "string_agg(key_hash || fingerprint, ''::bytea ORDER BY key_hash)",
+            Marks::Question => "CAST(group_concat(pair, '') AS BLOB)",
+            Marks::Dollar => "string_agg(pair, ''::bytea ORDER BY key_hash)",
         };
-        let sql = format!(
-            "INSERT INTO sync_row_pages (sync, page, pairs) SELECT sync, substr(key_hash, 1, 1), {agg} \
-             FROM sync_rows WHERE sync = {} GROUP BY sync, substr(key_hash, 1, 1)",
-            m.nth(1)
-        );
-        sqlx::query(&sql).bind(sync).execute(&mut **tx).await?;
+        // (sync, page) for the inserted row, then (sync, page, next page) for the key range:
+        // SQLite's `?` binds in order of appearance, Postgres' `$n` reuse the first two.
+        let (row, key, from, below) = match m {
+            Marks::Question => ("?, ?", "?", "?", "?"),
+            Marks::Dollar => ("$1, $2", "$1", "$2", "$3"),
+        };
+        let statement = |upper: bool| {
+            let below = if upper { format!(" AND key_hash < {below}") } else { String::new() };
+            format!(
+                "INSERT INTO sync_row_pages (sync, page, pairs) SELECT {row}, {agg} FROM \
+                 (SELECT key_hash, key_hash || fingerprint AS pair FROM sync_rows \
+                 WHERE sync = {key} AND key_hash >= {from}{below} ORDER BY key_hash) AS page HAVING COUNT(*) > 0"
+            )
+        };
+        let (inner, last) = (statement(true), statement(false));
+        for page in 0..=255u8 {
+            let mut q = sqlx::query(if page < 255 { &inner } else { &last }).bind(sync).bind(vec![page]);
+            if m == Marks::Question {
+                q = q.bind(sync).bind(vec![page]);
+            }
+            if page < 255 {
+                q = q.bind(vec![page + 1]);
+            }
+            q.execute(&mut **tx).await?;
+        }
         Ok(())
     }
 }
