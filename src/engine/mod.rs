@@ -254,8 +254,13 @@ impl Engine {
         let mut duplicates: Vec<String> = Vec::new();
         let mut duplicate_count = 0u64;
         let mut settled: Vec<crate::value::Hash128> = Vec::new();
+        // Per chunk: every row hashed first, then the chunk classified in one call (its stored
+        // pairs are looked up together: see `Differ::classify_chunk`), then each row acted on.
+        let (mut hashed, mut probes, mut changes) = (Vec::new(), Vec::new(), Vec::new());
         while let Some(chunk) = stream.rows.recv().await {
             opts.progress(Progress::Scanning { sync: name, rows: report.rows_read });
+            hashed.clear();
+            probes.clear();
             for row in chunk? {
                 report.rows_read += 1;
                 if let (Some(c), Some(i)) = (cursor.as_mut(), shape.cursor_idx) {
@@ -272,11 +277,11 @@ impl Engine {
                 // Hashed in place: most rows of most runs are unchanged, and copy nothing. Static
                 // values and templates are filled in first, for the syncs that have them.
                 let key_hash = hash_values(shape.key_idx.iter().map(|&i| &row[i]));
-                let key = || -> Vec<Value> { shape.key_idx.iter().map(|&i| row[i].clone()).collect() };
                 let computed = if shape.computed() {
-                    let values = shape
-                        .field_values(&row)
-                        .map_err(|e| RunError::Invalid(format!("{e} (row {})", keys::key_label(&shape.key_columns, &key()))))?;
+                    let values = shape.field_values(&row).map_err(|e| {
+                        let key: Vec<Value> = shape.key_idx.iter().map(|&i| row[i].clone()).collect();
+                        RunError::Invalid(format!("{e} (row {})", keys::key_label(&shape.key_columns, &key)))
+                    })?;
                     Some(values)
                 } else {
                     None
@@ -285,7 +290,13 @@ impl Engine {
                     Some(values) => hash_values(std::iter::once(&fp_prefix).chain(values)),
                     None => hash_values(std::iter::once(&fp_prefix).chain(shape.field_idx.iter().map(|&i| &row[i]))),
                 };
-                let change = match differ.classify(key_hash, fingerprint) {
+                probes.push((key_hash, fingerprint));
+                hashed.push((row, computed));
+            }
+            differ.classify_chunk(&probes, &mut changes);
+            for (((row, computed), &(key_hash, fingerprint)), change) in hashed.drain(..).zip(&probes).zip(changes.drain(..)) {
+                let key = || -> Vec<Value> { shape.key_idx.iter().map(|&i| row[i].clone()).collect() };
+                let change = match change {
                     Ok(Change::Unchanged) if heal && writer.as_ref().and_then(|w| w.holds(&key())) == Some(false) => {
                         report.restored += 1;
                         Change::Changed
