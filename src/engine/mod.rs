@@ -279,8 +279,7 @@ impl Engine {
                 let key_hash = hash_values(shape.key_idx.iter().map(|&i| &row[i]));
                 let computed = if shape.computed() {
                     let values = shape.field_values(&row).map_err(|e| {
-                        let key: Vec<Value> = shape.key_idx.iter().map(|&i| row[i].clone()).collect();
-                        RunError::Invalid(format!("{e} (row {})", keys::key_label(&shape.key_columns, &key)))
+                        RunError::Invalid(format!("{e} (row {})", keys::key_label(&shape.key_columns, &shape.key_of(&row))))
                     })?;
                     Some(values)
                 } else {
@@ -295,7 +294,7 @@ impl Engine {
             }
             differ.classify_chunk(&probes, &mut changes);
             for (((row, computed), &(key_hash, fingerprint)), change) in hashed.drain(..).zip(&probes).zip(changes.drain(..)) {
-                let key = || -> Vec<Value> { shape.key_idx.iter().map(|&i| row[i].clone()).collect() };
+                let key = || shape.key_of(&row);
                 let change = match change {
                     Ok(Change::Unchanged) if heal && writer.as_ref().and_then(|w| w.holds(&key())) == Some(false) => {
                         report.restored += 1;

@@ -101,6 +101,11 @@ impl Shape {
         })
     }
 
+    /// The primary key values of a model row, copied (for messages and the rows sent).
+    pub fn key_of(&self, row: &[Value]) -> Vec<Value> {
+        self.key_idx.iter().map(|&i| row[i].clone()).collect()
+    }
+
     /// Whether some field is a static value or a template: then the fields of a row come from
     /// [`Shape::field_values`], not straight from its columns.
     pub fn computed(&self) -> bool {
