@@ -23,7 +23,8 @@
 //! - **At-least-once.** After a crash the engine re-sends the batches that were in flight, so a
 //!   destination must be idempotent by key: writing the same op twice leaves the same result.
 //! - **Self-healing (optional).** A writer that knows which keys the destination holds answers
-//!   [`Writer::holds`]; rows removed there by hand are then written again.
+//!   [`Writer::holds`] (and says so in [`Writer::reads_keys`]); rows removed there by hand are
+//!   then written again.
 //! - **State follows outcomes.** The engine advances its state only for `Written` rows, after
 //!   `write` returned; a destination must not report `Written` before the write is durable.
 
@@ -260,6 +261,10 @@ pub trait Writer: Send {
     /// re-sends an unchanged row when this says `Some(false)`: someone removed it by hand.
     fn holds(&self, _key: &[Value]) -> Option<bool> {
         None
+    }
+    /// Whether [`Writer::holds`] can answer at all: the engine asks it only then.
+    fn reads_keys(&self) -> bool {
+        false
     }
     /// The batch size this writer wants for a run with `pending` rows to send, when it differs
     /// from [`Capabilities::max_batch_rows`] (Salesforce sends large runs as Bulk API jobs).

@@ -8,6 +8,7 @@
 
 mod cursor;
 mod guard;
+mod hashing;
 pub mod keys;
 mod notify;
 mod report;
@@ -33,7 +34,8 @@ use crate::diff::{Change, Differ, Duplicate};
 use crate::project::{Mode, OnRemove, Project, ProjectError, Sync};
 use crate::source::{Source, SourceError};
 use crate::state::{RunRecord, RunStatus, StateError, Store};
-use crate::value::{hash_values, Value};
+use crate::value::Value;
+use hashing::Hashed;
 use spool::{Spool, SpoolRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -232,11 +234,16 @@ impl Engine {
         // CHUNKS_IN_FLIGHT chunks wait for the diff, so the load is on a run's critical path:
         // hence its packed form (`state::pages`, a few hundred blobs, not a row per pair).
         let scan_started = Instant::now();
-        let (snapshot, stream) = tokio::join!(self.store.snapshot(name, !opts.dry_run), source.stream(&sync.file.model, after));
+        let load = async {
+            let stored = self.store.snapshot(name, !opts.dry_run).await;
+            tracing::debug!(sync = %name, ms = scan_started.elapsed().as_millis() as u64, "stored state loaded");
+            stored
+        };
+        let (snapshot, stream) = tokio::join!(load, source.stream(&sync.file.model, after));
         let snapshot = snapshot?;
 
         // ---- scan: model -> diff -> spool ----
-        let mut stream = stream?;
+        let stream = stream?;
         let shape = Shape::new(sync, &stream.columns)?;
         let target = shape.target(sync, run_id);
         let dest_err = |error: DestinationError| RunError::Destination { name: sync.destination.clone(), error };
@@ -247,56 +254,49 @@ impl Engine {
         } else {
             Some(retry::open_with_retry(destination.as_ref(), &target, &caps, &opts.cancel).await.map_err(dest_err)?)
         };
-        let heal = matches!(mode, Mode::Upsert | Mode::Mirror);
+        // Only a writer that read its keys can tell; asking the others would build every
+        // unchanged row's key for nothing.
+        let heal = matches!(mode, Mode::Upsert | Mode::Mirror) && writer.as_ref().is_some_and(|w| w.reads_keys());
         let mut differ = Differ::new(snapshot, opts.full_resync);
         let mut spool = Spool::new().map_err(RunError::Invalid)?;
         let fp_prefix = Value::Text(config_fp.clone());
         let mut duplicates: Vec<String> = Vec::new();
         let mut duplicate_count = 0u64;
         let mut settled: Vec<crate::value::Hash128> = Vec::new();
-        // Per chunk: every row hashed first, then the chunk classified in one call (its stored
-        // pairs are looked up together: see `Differ::classify_chunk`), then each row acted on.
-        let (mut hashed, mut probes, mut changes) = (Vec::new(), Vec::new(), Vec::new());
-        while let Some(chunk) = stream.rows.recv().await {
+        // Per chunk: its rows hashed (on their own thread: `hashing`), then the chunk
+        // classified in one call (its stored pairs are looked up together: see
+        // `Differ::classify_chunk`), then each row acted on. Values are built only for rows to send.
+        let mut hashed_chunks = hashing::spawn(shape.clone(), fp_prefix.clone(), stream.rows);
+        let mut changes = Vec::new();
+        while let Some(hashed) = hashed_chunks.recv().await {
             opts.progress(Progress::Scanning { sync: name, rows: report.rows_read });
-            hashed.clear();
-            probes.clear();
-            for row in chunk? {
-                report.rows_read += 1;
-                if let (Some(c), Some(i)) = (cursor.as_mut(), shape.cursor_idx) {
-                    c.see(&row[i]);
+            let Hashed { chunk, probes, rows, computed, null_keys } = hashed?;
+            let first_row = report.rows_read;
+            report.rows_read += chunk.len() as u64;
+            if let (Some(c), Some(i)) = (cursor.as_mut(), shape.cursor_idx) {
+                for r in 0..chunk.len() {
+                    c.see(&chunk.value(r, i)?);
                 }
-                if let Some(k) = shape.key_idx.iter().position(|&i| row[i].is_null()) {
-                    report.null_keys += 1;
-                    report.warn(format!(
-                        "model row {} has NULL in primary key column `{}`: row skipped (fix the model or filter it out)",
-                        report.rows_read, shape.key_columns[k]
-                    ));
-                    continue;
-                }
-                // Hashed in place: most rows of most runs are unchanged, and copy nothing. Static
-                // values and templates are filled in first, for the syncs that have them.
-                let key_hash = hash_values(shape.key_idx.iter().map(|&i| &row[i]));
-                let computed = if shape.computed() {
-                    let values = shape.field_values(&row).map_err(|e| {
-                        RunError::Invalid(format!("{e} (row {})", keys::key_label(&shape.key_columns, &shape.key_of(&row))))
-                    })?;
-                    Some(values)
-                } else {
-                    None
-                };
-                let fingerprint = match &computed {
-                    Some(values) => hash_values(std::iter::once(&fp_prefix).chain(values)),
-                    None => hash_values(std::iter::once(&fp_prefix).chain(shape.field_idx.iter().map(|&i| &row[i]))),
-                };
-                probes.push((key_hash, fingerprint));
-                hashed.push((row, computed));
             }
+            for (r, k) in null_keys {
+                report.null_keys += 1;
+                report.warn(format!(
+                    "model row {} has NULL in primary key column `{}`: row skipped (fix the model or filter it out)",
+                    first_row + r as u64 + 1,
+                    shape.key_columns[k]
+                ));
+            }
+            let mut computed = computed.into_iter();
             differ.classify_chunk(&probes, &mut changes);
-            for (((row, computed), &(key_hash, fingerprint)), change) in hashed.drain(..).zip(&probes).zip(changes.drain(..)) {
-                let key = || shape.key_of(&row);
+            for ((&r, &(key_hash, fingerprint)), change) in rows.iter().zip(&probes).zip(changes.drain(..)) {
+                let computed = if shape.computed() { computed.next() } else { None };
+                let key = || shape.key_idx.iter().map(|&i| chunk.value(r, i)).collect::<Result<Vec<_>, _>>();
+                let removed_by_hand = match (&change, &writer) {
+                    (Ok(Change::Unchanged), Some(w)) if heal => w.holds(&key()?) == Some(false),
+                    _ => false,
+                };
                 let change = match change {
-                    Ok(Change::Unchanged) if heal && writer.as_ref().and_then(|w| w.holds(&key())) == Some(false) => {
+                    Ok(Change::Unchanged) if removed_by_hand => {
                         report.restored += 1;
                         Change::Changed
                     }
@@ -304,7 +304,7 @@ impl Engine {
                     Err(Duplicate) => {
                         duplicate_count += 1;
                         if duplicates.len() < DUPLICATES_SHOWN {
-                            duplicates.push(format!("({})", keys::key_label(&shape.key_columns, &key())));
+                            duplicates.push(format!("({})", keys::key_label(&shape.key_columns, &key()?)));
                         }
                         continue;
                     }
@@ -324,8 +324,11 @@ impl Engine {
                     report.held += 1;
                     continue;
                 }
-                let fields = computed.unwrap_or_else(|| shape.field_idx.iter().map(|&i| row[i].clone()).collect());
-                let key = key();
+                let fields = match computed {
+                    Some(values) => values,
+                    None => shape.field_idx.iter().map(|&i| chunk.value(r, i)).collect::<Result<Vec<_>, _>>()?,
+                };
+                let key = key()?;
                 report.sample(change, &shape, &key, &fields);
                 if let Some(op) = op_for(mode, change) {
                     report.to_send.add(op);

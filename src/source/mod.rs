@@ -5,16 +5,18 @@
 mod duckdb;
 mod postgres;
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use tokio::sync::mpsc;
 
 use crate::project::SourceConfig;
-use crate::value::Value;
+use crate::value::{Encoder, Value};
 
 pub type Row = Vec<Value>;
 
-/// Rows per channel message, and messages in flight: bounds a source's memory.
+/// Rows per channel message (DuckDB's Arrow chunks hold its own 2,048), and messages in
+/// flight: bounds a source's memory.
 pub(crate) const CHUNK_ROWS: usize = 1024;
 pub(crate) const CHUNKS_IN_FLIGHT: usize = 4;
 
@@ -73,7 +75,80 @@ pub enum SourceError {
 /// A running model query: its columns, then chunks of rows.
 pub struct ModelStream {
     pub columns: Vec<Column>,
-    pub rows: mpsc::Receiver<Result<Vec<Row>, SourceError>>,
+    pub rows: mpsc::Receiver<Result<Chunk, SourceError>>,
+}
+
+/// One message of a model stream: consecutive rows, in the form the source read them. Cells
+/// are addressed by (row, column) index; every form gives the same canonical values and the
+/// same fingerprint encodings for the same data.
+pub enum Chunk {
+    /// Rows already converted (Postgres; DuckDB results with types only the per-cell read knows).
+    Rows(Vec<Row>),
+    /// A DuckDB Arrow chunk: cells are hashed from its buffers and converted to `Value`s only
+    /// when asked for (the rows that changed).
+    #[cfg(feature = "duckdb")]
+    Columns(duckdb::Columns),
+}
+
+impl Chunk {
+    pub fn len(&self) -> usize {
+        match self {
+            Chunk::Rows(rows) => rows.len(),
+            #[cfg(feature = "duckdb")]
+            Chunk::Columns(c) => c.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn is_null(&self, row: usize, col: usize) -> bool {
+        match self {
+            Chunk::Rows(rows) => rows[row][col].is_null(),
+            #[cfg(feature = "duckdb")]
+            Chunk::Columns(c) => c.is_null(row, col),
+        }
+    }
+
+    /// One cell as a canonical value.
+    pub fn value(&self, row: usize, col: usize) -> Result<Value, SourceError> {
+        match self {
+            Chunk::Rows(rows) => Ok(rows[row][col].clone()),
+            #[cfg(feature = "duckdb")]
+            Chunk::Columns(c) => c.value(row, col),
+        }
+    }
+
+    /// Appends one cell's fingerprint encoding: exactly what `value(row, col)` encodes to.
+    pub fn encode(&self, row: usize, col: usize, e: &mut Encoder<'_>) -> Result<(), SourceError> {
+        match self {
+            Chunk::Rows(rows) => {
+                e.value(&rows[row][col]);
+                Ok(())
+            }
+            #[cfg(feature = "duckdb")]
+            Chunk::Columns(c) => c.encode(row, col, e),
+        }
+    }
+
+    /// A whole row, borrowed when the chunk holds rows.
+    pub fn row(&self, row: usize) -> Result<Cow<'_, [Value]>, SourceError> {
+        match self {
+            Chunk::Rows(rows) => Ok(Cow::Borrowed(&rows[row])),
+            #[cfg(feature = "duckdb")]
+            Chunk::Columns(c) => (0..c.width()).map(|col| c.value(row, col)).collect::<Result<Vec<_>, _>>().map(Cow::Owned),
+        }
+    }
+
+    /// Every row, converted (for tests and tools that want plain rows).
+    pub fn into_rows(self) -> Result<Vec<Row>, SourceError> {
+        match self {
+            Chunk::Rows(rows) => Ok(rows),
+            #[cfg(feature = "duckdb")]
+            Chunk::Columns(_) => (0..self.len()).map(|r| self.row(r).map(Cow::into_owned)).collect(),
+        }
+    }
 }
 
 pub enum Source {

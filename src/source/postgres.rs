@@ -9,7 +9,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, PgTypeKind, PgValueFormat};
 use sqlx::{Column as _, Executor, Row as _, TypeInfo};
 use tokio::sync::mpsc;
 
-use super::{After, Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
+use super::{After, Chunk, Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
 use crate::project::config::PostgresSourceConfig;
 use crate::value::{normalize_decimal, Value};
 
@@ -305,12 +305,12 @@ impl PostgresSource {
                     }
                 }
                 chunk.push(out);
-                if chunk.len() == CHUNK_ROWS && tx.send(Ok(std::mem::take(&mut chunk))).await.is_err() {
+                if chunk.len() == CHUNK_ROWS && tx.send(Ok(Chunk::Rows(std::mem::take(&mut chunk)))).await.is_err() {
                     return;
                 }
             }
             if !chunk.is_empty() {
-                let _ = tx.send(Ok(chunk)).await;
+                let _ = tx.send(Ok(Chunk::Rows(chunk))).await;
             }
         });
         Ok(ModelStream { columns, rows: rx })

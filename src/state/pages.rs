@@ -96,7 +96,7 @@ impl Store {
         let sql = format!("SELECT pairs FROM sync_row_pages WHERE sync = {} ORDER BY page", m.nth(1));
         let mut pages = sqlx::query(&sql).bind(sync).fetch(&self.pool);
         while let Some(page) = pages.try_next().await? {
-            all.extend(pairs(sync, &page.try_get::<Vec<u8>, _>(0)?)?);
+            all.extend(pairs(sync, page.try_get::<&[u8], _>(0)?)?);
         }
         Ok(Stored::from_pairs(all))
     }

@@ -27,6 +27,12 @@ pub fn canonical(text: &str) -> Result<String, serde_json::Error> {
     serde_json::to_string(&node)
 }
 
+/// [`canonical`], appended to `out`.
+pub fn canonical_into(text: &str, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    let node: Node<'_> = serde_json::from_str(text)?;
+    serde_json::to_writer(out, &node)
+}
+
 impl<'de> Deserialize<'de> for Node<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(NodeVisitor)

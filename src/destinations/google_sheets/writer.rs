@@ -431,6 +431,10 @@ impl Writer for SheetsWriter {
         (self.target.mode != Mode::Insert).then(|| self.tab.index.contains(&value_key(key)))
     }
 
+    fn reads_keys(&self) -> bool {
+        self.target.mode != Mode::Insert
+    }
+
     fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
     }

@@ -1,18 +1,26 @@
-//! The fast read: each Arrow column of a DuckDB chunk is converted in one typed loop, for the
-//! plain types models mostly return (numbers, text, decimals, dates, timestamps). Reading cell
-//! by cell (`Row::get_ref`, then `convert`) finds each cell's array and type again and copies
-//! it into a `duckdb::types::Value` first; that was most of a no-change run. A query with any
-//! other column type (lists, structs, enums, blobs, ...) takes the per-cell path, which knows
-//! every DuckDB type. Both paths give the same `Value`s (tested below), so fingerprints do not
-//! depend on which one read a row.
+//! The fast read: the columns of a DuckDB Arrow chunk, kept as Arrow arrays (typed once per
+//! chunk), for the plain types models mostly return (numbers, text, decimals, dates,
+//! timestamps). A cell becomes a `Value` only when asked for; hashing reads text and JSON
+//! straight from the Arrow buffers. Most rows of most runs are unchanged, so most cells are
+//! only ever hashed: building a `Value` per cell (a copied string each) and freeing it again
+//! was most of a no-change run. A query with any other column type (lists, structs, enums,
+//! blobs, ...) takes the per-cell path, which knows every DuckDB type. Both paths give the
+//! same `Value`s and the same encodings (tested below), so fingerprints do not depend on which
+//! one read a row.
 
-use duckdb::arrow::array::{Array, ArrayRef, AsArray, StructArray};
+use std::sync::Arc;
+
+use duckdb::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Decimal128Array, Decimal32Array, Decimal64Array, Float32Array, Float64Array,
+    GenericStringArray, Int16Array, Int32Array, Int64Array, Int8Array, StructArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
+};
+use duckdb::arrow::buffer::NullBuffer;
 use duckdb::arrow::datatypes::{self as dt, DataType, Schema, TimeUnit as Unit};
 use duckdb::types::TimeUnit;
 
 use super::{timestamp, wide_int, Kind};
-use crate::source::{Row, SourceError};
-use crate::value::{normalize_decimal, Value};
+use crate::source::SourceError;
+use crate::value::{normalize_decimal, Encoder, Value};
 
 /// How one column converts.
 #[derive(Clone, Copy, Debug)]
@@ -78,64 +86,158 @@ pub(super) fn plan(schema: &Schema, kinds: &[Kind]) -> Option<Vec<Fast>> {
         .collect()
 }
 
-/// Appends the rows of one chunk to `out`.
-pub(super) fn rows(chunk: &StructArray, plan: &[Fast], names: &[String], out: &mut Vec<Row>) -> Result<(), SourceError> {
-    let first = out.len();
-    out.extend((0..chunk.len()).map(|_| Vec::with_capacity(plan.len())));
-    let rows = &mut out[first..];
-    for (i, (fast, array)) in plan.iter().zip(chunk.columns()).enumerate() {
-        column(array, *fast, rows).map_err(|message| SourceError::Decode { column: names[i].clone(), message })?;
-    }
-    Ok(())
+/// One Arrow chunk of a model result: see [`crate::source::Chunk`].
+pub struct Columns {
+    len: usize,
+    cols: Vec<Col>,
+    names: Arc<[String]>,
 }
 
-fn column(array: &ArrayRef, fast: Fast, rows: &mut [Row]) -> Result<(), String> {
-    // The plan comes from the result's schema, so a mismatch is DuckDB's error, not the model's.
-    let mismatch = || format!("DuckDB returned a {} column where its schema said {fast:?}", array.data_type());
-    macro_rules! each {
-        ($array:expr, |$v:ident| $value:expr) => {{
-            let a = $array.ok_or_else(mismatch)?;
-            for (r, row) in rows.iter_mut().enumerate() {
-                row.push(if a.is_null(r) {
-                    Value::Null
-                } else {
-                    let $v = a.value(r);
-                    $value
-                });
-            }
-        }};
+struct Col {
+    nulls: Option<NullBuffer>,
+    data: Data,
+}
+
+/// A column's array, downcast once per chunk (not once per cell).
+enum Data {
+    Bool(BooleanArray),
+    I8(Int8Array),
+    I16(Int16Array),
+    I32(Int32Array),
+    I64(Int64Array),
+    U8(UInt8Array),
+    U16(UInt16Array),
+    U32(UInt32Array),
+    U64(UInt64Array),
+    F32(Float32Array),
+    F64(Float64Array),
+    Text(GenericStringArray<i32>, Kind),
+    LargeText(GenericStringArray<i64>, Kind),
+    Decimal32(Decimal32Array, u8, u8),
+    Decimal64(Decimal64Array, u8, u8),
+    Decimal128(Decimal128Array, u8, u8),
+    Date(Date32Array),
+    /// Every unit's values are i64s: read as such, with the unit beside them.
+    Timestamp(Int64Array, TimeUnit),
+}
+
+impl Columns {
+    pub(super) fn new(chunk: &StructArray, plan: &[Fast], names: Arc<[String]>) -> Result<Columns, SourceError> {
+        let cols = plan
+            .iter()
+            .zip(chunk.columns())
+            .enumerate()
+            .map(|(i, (fast, array))| {
+                let data = typed(array, *fast).ok_or_else(|| SourceError::Decode {
+                    column: names[i].clone(),
+                    // The plan comes from the result's schema: a mismatch is DuckDB's error.
+                    message: format!("DuckDB returned a {} column where its schema said {fast:?}", array.data_type()),
+                })?;
+                Ok(Col { nulls: array.logical_nulls(), data })
+            })
+            .collect::<Result<_, SourceError>>()?;
+        Ok(Columns { len: chunk.len(), cols, names })
     }
-    macro_rules! primitive {
-        ($t:ty, |$v:ident| $value:expr) => {
-            each!(array.as_primitive_opt::<$t>(), |$v| $value)
-        };
+
+    pub fn len(&self) -> usize {
+        self.len
     }
-    match fast {
-        Fast::Bool => each!(array.as_boolean_opt(), |v| Value::Bool(v)),
-        Fast::I8 => primitive!(dt::Int8Type, |v| Value::Int(v.into())),
-        Fast::I16 => primitive!(dt::Int16Type, |v| Value::Int(v.into())),
-        Fast::I32 => primitive!(dt::Int32Type, |v| Value::Int(v.into())),
-        Fast::I64 => primitive!(dt::Int64Type, |v| Value::Int(v)),
-        Fast::U8 => primitive!(dt::UInt8Type, |v| Value::Int(v.into())),
-        Fast::U16 => primitive!(dt::UInt16Type, |v| Value::Int(v.into())),
-        Fast::U32 => primitive!(dt::UInt32Type, |v| Value::Int(v.into())),
-        Fast::U64 => primitive!(dt::UInt64Type, |v| wide_int(v.into())),
-        Fast::F32 => primitive!(dt::Float32Type, |v| Value::Float(v.into())),
-        Fast::F64 => primitive!(dt::Float64Type, |v| Value::Float(v)),
-        Fast::Text(kind) => each!(array.as_string_opt::<i32>(), |v| text(v, kind)?),
-        Fast::LargeText(kind) => each!(array.as_string_opt::<i64>(), |v| text(v, kind)?),
-        Fast::Decimal32(w, s) => primitive!(dt::Decimal32Type, |v| decimal(w, s, v.into())?),
-        Fast::Decimal64(w, s) => primitive!(dt::Decimal64Type, |v| decimal(w, s, v.into())?),
-        Fast::Decimal128(w, s) => primitive!(dt::Decimal128Type, |v| decimal(w, s, v)?),
-        Fast::Date => primitive!(dt::Date32Type, |v| super::date(v)?),
-        Fast::Timestamp(unit) => match unit {
-            TimeUnit::Second => primitive!(dt::TimestampSecondType, |v| timestamp(unit, v)?),
-            TimeUnit::Millisecond => primitive!(dt::TimestampMillisecondType, |v| timestamp(unit, v)?),
-            TimeUnit::Microsecond => primitive!(dt::TimestampMicrosecondType, |v| timestamp(unit, v)?),
-            TimeUnit::Nanosecond => primitive!(dt::TimestampNanosecondType, |v| timestamp(unit, v)?),
-        },
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
-    Ok(())
+
+    /// Columns per row.
+    pub fn width(&self) -> usize {
+        self.cols.len()
+    }
+
+    pub fn is_null(&self, row: usize, col: usize) -> bool {
+        self.cols[col].nulls.as_ref().is_some_and(|n| n.is_null(row))
+    }
+
+    pub fn value(&self, row: usize, col: usize) -> Result<Value, SourceError> {
+        self.convert(row, col).map_err(|message| self.decode_err(col, message))
+    }
+
+    /// What `value(row, col)` encodes to; text and JSON without building the value.
+    pub fn encode(&self, row: usize, col: usize, e: &mut Encoder<'_>) -> Result<(), SourceError> {
+        if self.is_null(row, col) {
+            e.value(&Value::Null);
+            return Ok(());
+        }
+        match &self.cols[col].data {
+            Data::Text(a, Kind::Plain) => e.text(a.value(row)),
+            Data::LargeText(a, Kind::Plain) => e.text(a.value(row)),
+            Data::Text(a, Kind::Json) => e.json(a.value(row)).map_err(|err| self.decode_err(col, format!("invalid JSON: {err}")))?,
+            Data::LargeText(a, Kind::Json) => e.json(a.value(row)).map_err(|err| self.decode_err(col, format!("invalid JSON: {err}")))?,
+            _ => e.value(&self.value(row, col)?),
+        }
+        Ok(())
+    }
+
+    fn decode_err(&self, col: usize, message: String) -> SourceError {
+        SourceError::Decode { column: self.names[col].clone(), message }
+    }
+
+    fn convert(&self, r: usize, col: usize) -> Result<Value, String> {
+        if self.is_null(r, col) {
+            return Ok(Value::Null);
+        }
+        Ok(match &self.cols[col].data {
+            Data::Bool(a) => Value::Bool(a.value(r)),
+            Data::I8(a) => Value::Int(a.value(r).into()),
+            Data::I16(a) => Value::Int(a.value(r).into()),
+            Data::I32(a) => Value::Int(a.value(r).into()),
+            Data::I64(a) => Value::Int(a.value(r)),
+            Data::U8(a) => Value::Int(a.value(r).into()),
+            Data::U16(a) => Value::Int(a.value(r).into()),
+            Data::U32(a) => Value::Int(a.value(r).into()),
+            Data::U64(a) => wide_int(a.value(r).into()),
+            Data::F32(a) => Value::Float(a.value(r).into()),
+            Data::F64(a) => Value::Float(a.value(r)),
+            Data::Text(a, kind) => text(a.value(r), *kind)?,
+            Data::LargeText(a, kind) => text(a.value(r), *kind)?,
+            Data::Decimal32(a, w, s) => decimal(*w, *s, a.value(r).into())?,
+            Data::Decimal64(a, w, s) => decimal(*w, *s, a.value(r).into())?,
+            Data::Decimal128(a, w, s) => decimal(*w, *s, a.value(r))?,
+            Data::Date(a) => super::date(a.value(r))?,
+            Data::Timestamp(a, unit) => timestamp(*unit, a.value(r))?,
+        })
+    }
+}
+
+/// The array as the plan says it is typed, or `None` if it is not.
+fn typed(array: &ArrayRef, fast: Fast) -> Option<Data> {
+    let a = array;
+    Some(match fast {
+        Fast::Bool => Data::Bool(a.as_boolean_opt()?.clone()),
+        Fast::I8 => Data::I8(a.as_primitive_opt::<dt::Int8Type>()?.clone()),
+        Fast::I16 => Data::I16(a.as_primitive_opt::<dt::Int16Type>()?.clone()),
+        Fast::I32 => Data::I32(a.as_primitive_opt::<dt::Int32Type>()?.clone()),
+        Fast::I64 => Data::I64(a.as_primitive_opt::<dt::Int64Type>()?.clone()),
+        Fast::U8 => Data::U8(a.as_primitive_opt::<dt::UInt8Type>()?.clone()),
+        Fast::U16 => Data::U16(a.as_primitive_opt::<dt::UInt16Type>()?.clone()),
+        Fast::U32 => Data::U32(a.as_primitive_opt::<dt::UInt32Type>()?.clone()),
+        Fast::U64 => Data::U64(a.as_primitive_opt::<dt::UInt64Type>()?.clone()),
+        Fast::F32 => Data::F32(a.as_primitive_opt::<dt::Float32Type>()?.clone()),
+        Fast::F64 => Data::F64(a.as_primitive_opt::<dt::Float64Type>()?.clone()),
+        Fast::Text(kind) => Data::Text(a.as_string_opt::<i32>()?.clone(), kind),
+        Fast::LargeText(kind) => Data::LargeText(a.as_string_opt::<i64>()?.clone(), kind),
+        Fast::Decimal32(w, s) => Data::Decimal32(a.as_primitive_opt::<dt::Decimal32Type>()?.clone(), w, s),
+        Fast::Decimal64(w, s) => Data::Decimal64(a.as_primitive_opt::<dt::Decimal64Type>()?.clone(), w, s),
+        Fast::Decimal128(w, s) => Data::Decimal128(a.as_primitive_opt::<dt::Decimal128Type>()?.clone(), w, s),
+        Fast::Date => Data::Date(a.as_primitive_opt::<dt::Date32Type>()?.clone()),
+        Fast::Timestamp(unit) => {
+            let values = match unit {
+                TimeUnit::Second => a.as_primitive_opt::<dt::TimestampSecondType>()?.reinterpret_cast::<dt::Int64Type>(),
+                TimeUnit::Millisecond => a.as_primitive_opt::<dt::TimestampMillisecondType>()?.reinterpret_cast(),
+                TimeUnit::Microsecond => a.as_primitive_opt::<dt::TimestampMicrosecondType>()?.reinterpret_cast(),
+                TimeUnit::Nanosecond => a.as_primitive_opt::<dt::TimestampNanosecondType>()?.reinterpret_cast(),
+            };
+            Data::Timestamp(values, unit)
+        }
+    })
 }
 
 fn text(s: &str, kind: Kind) -> Result<Value, String> {
@@ -156,7 +258,8 @@ fn decimal(width: u8, scale: u8, v: i128) -> Result<Value, String> {
 mod tests {
     use super::super::DuckDbSource;
     use crate::project::config::DuckdbSourceConfig;
-    use crate::value::Value;
+    use crate::source::Chunk;
+    use crate::value::{hash_values, hash_with, Value};
 
     /// Every fast type, with edge values. The test reads 4,999 rows: several Arrow chunks
     /// (DuckDB's hold 2,048 rows), so the conversion is checked past the first one.
@@ -170,14 +273,18 @@ mod tests {
         to_timestamp(1709280000 + i * 60) AS tstz, (TIMESTAMP '2024-01-01 00:00:00' + to_seconds(i))::TIMESTAMP_S AS ts_s,
         (TIMESTAMP '2024-01-01' + to_milliseconds(i))::TIMESTAMP_MS AS ts_ms, (TIMESTAMP '2024-01-01' + to_microseconds(i))::TIMESTAMP_NS AS ts_ns";
 
-    async fn read(sql: &str) -> Vec<Vec<Value>> {
+    async fn chunks(sql: &str) -> Vec<Chunk> {
         let source = DuckDbSource::new("wh", &DuckdbSourceConfig { path: None }, std::path::Path::new("."));
         let mut stream = source.stream(sql, None).await.expect("the query runs");
-        let mut rows = Vec::new();
+        let mut chunks = Vec::new();
         while let Some(chunk) = stream.rows.recv().await {
-            rows.extend(chunk.expect("the rows decode"));
+            chunks.push(chunk.expect("the rows decode"));
         }
-        rows
+        chunks
+    }
+
+    async fn read(sql: &str) -> Vec<Vec<Value>> {
+        chunks(sql).await.into_iter().flat_map(|c| c.into_rows().expect("the rows convert")).collect()
     }
 
     #[tokio::test]
@@ -202,5 +309,29 @@ mod tests {
         let first = &fast[0];
         assert!(matches!(first[12], Value::Json(_)) && matches!(first[14], Value::Uuid(_)), "{first:?}");
         assert!(matches!(first[13], Value::Text(_)) && matches!(first[15], Value::Decimal(_)), "{first:?}");
+    }
+
+    #[tokio::test]
+    async fn cells_hash_from_arrow_as_their_values_hash() {
+        let select = format!(
+            "SELECT id, CASE WHEN id % 5 = 0 THEN NULL ELSE COLUMNS(* EXCLUDE (id)) END FROM (SELECT {COLUMNS} FROM range(1, 5000) AS r(i))"
+        );
+        let chunks = chunks(&select).await;
+        assert!(chunks.len() > 1 && chunks.iter().all(|c| matches!(c, Chunk::Columns(_))), "read as Arrow chunks");
+        let mut rows = 0;
+        for chunk in &chunks {
+            for r in 0..chunk.len() {
+                let row = chunk.row(r).expect("the row converts");
+                for c in 0..row.len() {
+                    let one = hash_with(|e| chunk.encode(r, c, e)).expect("the cell encodes");
+                    assert_eq!(one, hash_values([&row[c]]), "row {:?} column {c}", row[0]);
+                    assert_eq!(chunk.is_null(r, c), row[c].is_null());
+                }
+                let whole = hash_with(|e| (0..row.len()).try_for_each(|c| chunk.encode(r, c, e))).expect("the row encodes");
+                assert_eq!(whole, hash_values(row.iter()));
+                rows += 1;
+            }
+        }
+        assert_eq!(rows, 4999);
     }
 }

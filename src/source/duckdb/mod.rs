@@ -1,10 +1,11 @@
 //! DuckDB: the duckdb crate is synchronous, so each query runs on a blocking thread and sends
-//! chunks of rows back over a bounded channel. Rows are read column by column from DuckDB's
-//! Arrow chunks when every column has a plain type (`columnar`), cell by cell otherwise.
+//! chunks of rows back over a bounded channel. When every column has a plain type, DuckDB's
+//! Arrow chunks travel as they are (`columnar`); otherwise rows are read cell by cell.
 
 mod columnar;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta};
 use duckdb::core::LogicalTypeId;
@@ -12,9 +13,11 @@ use duckdb::types::{TimeUnit, Value as D};
 use duckdb::{AccessMode, Config, Connection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{After, Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
+use super::{After, Chunk, Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
 use crate::project::config::DuckdbSourceConfig;
 use crate::value::{normalize_decimal, Value};
+
+pub use columnar::Columns;
 
 pub struct DuckDbSource {
     name: String,
@@ -108,17 +111,23 @@ impl DuckDbSource {
                 if let Some(t) = cols_tx.take() {
                     let _ = t.send(Ok(cols.into_iter().map(|(c, _)| c).collect::<Vec<_>>()));
                 }
-                // A full chunk goes to the run at once; `false`: the run stopped listening.
-                let hand_off = |chunk: &mut Vec<Row>| chunk.len() < CHUNK_ROWS || tx.blocking_send(Ok(std::mem::take(chunk))).is_ok();
-                let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
                 if let Some(plan) = columnar::plan(&stmt.schema(), &kinds) {
+                    // Each Arrow chunk (2,048 rows) goes to the run as it is: cells are converted
+                    // there, and only for the rows that changed.
+                    let names: Arc<[String]> = names.into();
                     while let Some(arrow) = stmt.step().map_err(query_err)? {
-                        columnar::rows(&arrow, &plan, &names, &mut chunk)?;
-                        if !hand_off(&mut chunk) {
+                        let columns = Columns::new(&arrow, &plan, names.clone())?;
+                        if !columns.is_empty() && tx.blocking_send(Ok(Chunk::Columns(columns))).is_err() {
                             return Ok(());
                         }
                     }
-                } else {
+                    return Ok(());
+                }
+                // A full chunk goes to the run at once; `false`: the run stopped listening.
+                let hand_off =
+                    |chunk: &mut Vec<Row>| chunk.len() < CHUNK_ROWS || tx.blocking_send(Ok(Chunk::Rows(std::mem::take(chunk)))).is_ok();
+                let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
+                {
                     let mut rows = stmt.raw_query();
                     while let Some(row) = rows.next().map_err(query_err)? {
                         let mut out = Vec::with_capacity(kinds.len());
@@ -133,7 +142,7 @@ impl DuckDbSource {
                     }
                 }
                 if !chunk.is_empty() {
-                    let _ = tx.blocking_send(Ok(chunk));
+                    let _ = tx.blocking_send(Ok(Chunk::Rows(chunk)));
                 }
                 Ok(())
             })();
