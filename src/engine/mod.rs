@@ -230,8 +230,9 @@ impl Engine {
         report.cursor = cursor.as_ref().map(|c| c.report.clone());
         let after = cursor.as_ref().and_then(|c| c.after.as_ref());
         let incremental = after.is_some();
-        // The stored state loads while the model query starts. The reader stops once
-        // CHUNKS_IN_FLIGHT chunks wait for the diff, so the load is on a run's critical path:
+        // The stored state loads while the model query starts. The reader stops once a
+        // few chunks wait for the diff (the source's and the hashing stage's channels are
+        // bounded), so the load is on a run's critical path:
         // hence its packed form (`state::pages`, a few hundred blobs, not a row per pair).
         let scan_started = Instant::now();
         let load = async {

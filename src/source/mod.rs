@@ -18,7 +18,7 @@ pub type Row = Vec<Value>;
 /// Rows per channel message (DuckDB's Arrow chunks hold its own 2,048), and messages in
 /// flight: bounds a source's memory.
 pub(crate) const CHUNK_ROWS: usize = 1024;
-pub(crate) const CHUNKS_IN_FLIGHT: usize = 4;
+pub(crate) const CHUNKS_IN_FLIGHT: usize = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Column {
