@@ -27,8 +27,9 @@ pub struct Hashed {
     pub null_keys: Vec<(usize, usize)>,
 }
 
-/// Hashes the chunks of `source` as they come; the stage stops when the receiver is dropped
-/// or at the first error, which it passes on.
+/// Hashes the chunks of `source` as they come, each fingerprint prefixed with `fp_prefix` (the
+/// configuration fingerprint); the stage stops when the receiver is dropped or at the first
+/// error, which it passes on.
 pub fn spawn(
     shape: Shape,
     fp_prefix: Value,
@@ -59,7 +60,7 @@ fn hash_chunk(shape: &Shape, fp_prefix: &Value, chunk: Chunk) -> Result<Hashed, 
         // Hashed where the chunk holds the cells: most rows of most runs are unchanged, and
         // copy nothing. Static values and templates are filled in first, for the syncs that
         // have them.
-        let key_hash = hash_with(|e| shape.key_idx.iter().try_for_each(|&i| chunk.encode(r, i, e)))?;
+        let key_hash = hash_with(|e| chunk.encode_cells(r, &shape.key_idx, e))?;
         let fingerprint = if shape.computed() {
             let row = chunk.row(r)?;
             let values = shape
@@ -71,7 +72,7 @@ fn hash_chunk(shape: &Shape, fp_prefix: &Value, chunk: Chunk) -> Result<Hashed, 
         } else {
             hash_with(|e| {
                 e.value(fp_prefix);
-                shape.field_idx.iter().try_for_each(|&i| chunk.encode(r, i, e))
+                chunk.encode_cells(r, &shape.field_idx, e)
             })?
         };
         out.probes.push((key_hash, fingerprint));

@@ -260,14 +260,13 @@ impl Engine {
         let heal = matches!(mode, Mode::Upsert | Mode::Mirror) && writer.as_ref().is_some_and(|w| w.reads_keys());
         let mut differ = Differ::new(snapshot, opts.full_resync);
         let mut spool = Spool::new().map_err(RunError::Invalid)?;
-        let fp_prefix = Value::Text(config_fp.clone());
         let mut duplicates: Vec<String> = Vec::new();
         let mut duplicate_count = 0u64;
         let mut settled: Vec<crate::value::Hash128> = Vec::new();
         // Per chunk: its rows hashed (on their own thread: `hashing`), then the chunk
         // classified in one call (its stored pairs are looked up together: see
         // `Differ::classify_chunk`), then each row acted on. Values are built only for rows to send.
-        let mut hashed_chunks = hashing::spawn(shape.clone(), fp_prefix.clone(), stream.rows);
+        let mut hashed_chunks = hashing::spawn(shape.clone(), Value::Text(config_fp.clone()), stream.rows);
         let mut changes = Vec::new();
         while let Some(hashed) = hashed_chunks.recv().await {
             opts.progress(Progress::Scanning { sync: name, rows: report.rows_read });
@@ -290,8 +289,9 @@ impl Engine {
             let mut computed = computed.into_iter();
             differ.classify_chunk(&probes, &mut changes);
             for ((&r, &(key_hash, fingerprint)), change) in rows.iter().zip(&probes).zip(changes.drain(..)) {
-                let computed = if shape.computed() { computed.next() } else { None };
-                let key = || shape.key_idx.iter().map(|&i| chunk.value(r, i)).collect::<Result<Vec<_>, _>>();
+                // (`computed` is empty for syncs without static values or templates.)
+                let computed = computed.next();
+                let key = || chunk.values(r, &shape.key_idx);
                 let removed_by_hand = match (&change, &writer) {
                     (Ok(Change::Unchanged), Some(w)) if heal => w.holds(&key()?) == Some(false),
                     _ => false,
@@ -327,7 +327,7 @@ impl Engine {
                 }
                 let fields = match computed {
                     Some(values) => values,
-                    None => shape.field_idx.iter().map(|&i| chunk.value(r, i)).collect::<Result<Vec<_>, _>>()?,
+                    None => chunk.values(r, &shape.field_idx)?,
                 };
                 let key = key()?;
                 report.sample(change, &shape, &key, &fields);

@@ -120,6 +120,17 @@ impl Chunk {
         }
     }
 
+    /// The cells `cols` of a row, in that order (a key, or the mapped fields).
+    pub fn values(&self, row: usize, cols: &[usize]) -> Result<Vec<Value>, SourceError> {
+        cols.iter().map(|&col| self.value(row, col)).collect()
+    }
+
+    /// Appends the fingerprint encoding of the cells `cols` of a row: exactly what their
+    /// values encode to.
+    pub fn encode_cells(&self, row: usize, cols: &[usize], e: &mut Encoder<'_>) -> Result<(), SourceError> {
+        cols.iter().try_for_each(|&col| self.encode(row, col, e))
+    }
+
     /// Appends one cell's fingerprint encoding: exactly what `value(row, col)` encodes to.
     pub fn encode(&self, row: usize, col: usize, e: &mut Encoder<'_>) -> Result<(), SourceError> {
         match self {
@@ -141,7 +152,8 @@ impl Chunk {
         }
     }
 
-    /// Every row, converted (for tests and tools that want plain rows).
+    /// Every row, converted.
+    #[cfg(test)]
     pub fn into_rows(self) -> Result<Vec<Row>, SourceError> {
         match self {
             Chunk::Rows(rows) => Ok(rows),

@@ -166,14 +166,21 @@ impl Columns {
             e.value(&Value::Null);
             return Ok(());
         }
-        match &self.cols[col].data {
-            Data::Text(a, Kind::Plain) => e.text(a.value(row)),
-            Data::LargeText(a, Kind::Plain) => e.text(a.value(row)),
-            Data::Text(a, Kind::Json) => e.json(a.value(row)).map_err(|err| self.decode_err(col, format!("invalid JSON: {err}")))?,
-            Data::LargeText(a, Kind::Json) => e.json(a.value(row)).map_err(|err| self.decode_err(col, format!("invalid JSON: {err}")))?,
+        match self.text_at(row, col) {
+            Some((s, Kind::Plain)) => e.text(s),
+            Some((s, Kind::Json)) => e.json(s).map_err(|err| self.decode_err(col, format!("invalid JSON: {err}")))?,
             _ => e.value(&self.value(row, col)?),
         }
         Ok(())
+    }
+
+    /// A text cell (not NULL) and how it reads, whichever offset width its array has.
+    fn text_at(&self, row: usize, col: usize) -> Option<(&str, Kind)> {
+        match &self.cols[col].data {
+            Data::Text(a, kind) => Some((a.value(row), *kind)),
+            Data::LargeText(a, kind) => Some((a.value(row), *kind)),
+            _ => None,
+        }
     }
 
     fn decode_err(&self, col: usize, message: String) -> SourceError {

@@ -123,22 +123,18 @@ impl DuckDbSource {
                     }
                     return Ok(());
                 }
-                // A full chunk goes to the run at once; `false`: the run stopped listening.
-                let hand_off =
-                    |chunk: &mut Vec<Row>| chunk.len() < CHUNK_ROWS || tx.blocking_send(Ok(Chunk::Rows(std::mem::take(chunk)))).is_ok();
                 let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
-                {
-                    let mut rows = stmt.raw_query();
-                    while let Some(row) = rows.next().map_err(query_err)? {
-                        let mut out = Vec::with_capacity(kinds.len());
-                        for (i, kind) in kinds.iter().enumerate() {
-                            let raw = row.get_ref(i).map_err(query_err)?.to_owned();
-                            out.push(convert(raw, *kind).map_err(|message| SourceError::Decode { column: names[i].clone(), message })?);
-                        }
-                        chunk.push(out);
-                        if !hand_off(&mut chunk) {
-                            return Ok(());
-                        }
+                let mut rows = stmt.raw_query();
+                while let Some(row) = rows.next().map_err(query_err)? {
+                    let mut out = Vec::with_capacity(kinds.len());
+                    for (i, kind) in kinds.iter().enumerate() {
+                        let raw = row.get_ref(i).map_err(query_err)?.to_owned();
+                        out.push(convert(raw, *kind).map_err(|message| SourceError::Decode { column: names[i].clone(), message })?);
+                    }
+                    chunk.push(out);
+                    // A full chunk goes to the run at once; an error: the run stopped listening.
+                    if chunk.len() == CHUNK_ROWS && tx.blocking_send(Ok(Chunk::Rows(std::mem::take(&mut chunk)))).is_err() {
+                        return Ok(());
                     }
                 }
                 if !chunk.is_empty() {
