@@ -49,6 +49,28 @@ impl Store {
         // One JSON array for the batch, unpacked by the database (`Marks::json_rows`); the run,
         // the sync and the time bound once. Six binds per row through sqlx's `Any` driver were
         // most of the log's cost.
+        let m = self.marks;
+        let plain = |c: &Committed| c.fields_json.is_none() && matches!(c.outcome, RowOutcome::Written { destination_id: None });
+        // The usual batch: every row written, with one operation, no record id and no values
+        // logged. Then only the keys travel, one JSON string a row, and the rest is bound once:
+        // SQLite reads a string row without rendering and parsing an array per row (see
+        // `Store::stage`).
+        if let Some(op) = items.first().map(|c| c.op).filter(|op| items.iter().all(|c| c.op == *op && plain(c))) {
+            let keys: Vec<&str> = items.iter().map(|c| c.shown_key).collect();
+            let sql = format!(
+                "INSERT INTO sync_changes (run_id, sync, row_key, op, outcome, destination_id, error, fields_json, changed_at) \
+                 SELECT {}, {}, {}, {}, 'written', NULL, NULL, NULL, {} {}",
+                m.nth(1),
+                m.nth(2),
+                m.text_row(),
+                m.nth(3),
+                m.nth(4),
+                m.json_rows(5)
+            );
+            let q = sqlx::query(&sql).bind(run_id).bind(sync).bind(op.as_str()).bind(now).bind(packed(&keys)?);
+            q.execute(&mut **tx).await?;
+            return Ok(());
+        }
         let rows: Vec<_> = items
             .iter()
             .map(|c| {
@@ -60,7 +82,6 @@ impl Store {
                 (c.shown_key, c.op.as_str(), outcome, id, error, c.fields_json)
             })
             .collect();
-        let m = self.marks;
         let fields: Vec<String> = (0..6).map(|i| m.field(i)).collect();
         let sql = format!(
             "INSERT INTO sync_changes (run_id, sync, row_key, op, outcome, destination_id, error, fields_json, changed_at) \

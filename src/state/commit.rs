@@ -2,8 +2,14 @@
 //! appending written rows to `sync_rows_staged`; `fold` moves a sync's staged rows into
 //! `sync_rows` in key order when a run ends (or before the next run reads the state).
 
+use sqlx::{Any, Transaction};
+
 use super::{hash_bytes, hash_hex, now, packed, Committed, Marks, StateError, Store, CHUNK};
 use crate::destinations::{Op, RowOutcome};
+
+/// The fingerprint of a staged delete in a row's string form (see `Store::stage`): not hex,
+/// so it cannot be a fingerprint's.
+const DELETED: &str = "--------------------------------";
 
 impl Store {
     /// Records one batch's outcomes in one transaction: written rows advance `sync_rows` (a
@@ -15,34 +21,9 @@ impl Store {
             items.iter().partition(|c| matches!(c.outcome, RowOutcome::Written { .. }));
 
         // Written rows are staged (appended), not written into the clustered `sync_rows`: see
-        // `fold`. A delete is staged with no fingerprint. The batch travels as one JSON array
-        // that the database unpacks (`Marks::json_rows`): four binds per row through sqlx's
-        // `Any` driver cost more than SQLite's insert of the row itself.
+        // `fold`.
         if !written.is_empty() {
-            let entries: Vec<_> = written
-                .iter()
-                .map(|c| {
-                    let id = match c.outcome {
-                        RowOutcome::Written { destination_id } => destination_id.as_deref(),
-                        _ => None,
-                    };
-                    let fingerprint = (c.op != Op::Delete).then(|| hash_hex(c.fingerprint));
-                    (hash_hex(c.key_hash), c.key_json, fingerprint, id)
-                })
-                .collect();
-            let m = self.marks;
-            let sql = format!(
-                "INSERT INTO sync_rows_staged (sync, key_hash, key_json, fingerprint, destination_id, updated_at) \
-                 SELECT {}, {}, {}, {}, {}, {} {}",
-                m.nth(1),
-                m.unhex(&m.field(0)),
-                m.field(1),
-                m.unhex(&m.field(2)),
-                m.field(3),
-                m.nth(2),
-                m.json_rows(3)
-            );
-            sqlx::query(&sql).bind(sync).bind(&now).bind(packed(&entries)?).execute(&mut *tx).await?;
+            self.stage(&mut tx, sync, &now, &written).await?;
         }
         // Most syncs have no row errors: one probe instead of a 500-key delete per batch.
         let has_errors =
@@ -160,5 +141,69 @@ impl Store {
         let folded = clear.execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
         Ok(folded)
+    }
+
+    /// Appends a batch's written rows to `sync_rows_staged`; a delete is staged with no
+    /// fingerprint. The batch travels as one JSON array that the database unpacks
+    /// (`Marks::json_rows`): four binds per row through sqlx's `Any` driver cost more than
+    /// SQLite's insert of the row itself.
+    ///
+    /// Rows without a record id (every row of most destinations) travel as one string each:
+    /// key hash and fingerprint in hex, 32 characters apiece (the fingerprint [`DELETED`] for a
+    /// delete), then the stored key. SQL cuts them apart with `substr`. As arrays of fields,
+    /// SQLite renders each row's array back to text and parses it again to read a field: half
+    /// a commit's time on its thread (docs/benchmarks.md). Rows with record ids go as arrays.
+    async fn stage(&self, tx: &mut Transaction<'_, Any>, sync: &str, now: &str, written: &[&Committed<'_>]) -> Result<(), StateError> {
+        let m = self.marks;
+        let (sql, rows) = if written.iter().all(|c| record_id(c).is_none()) {
+            let rows: Vec<String> = written
+                .iter()
+                .map(|c| match c.op {
+                    Op::Delete => format!("{}{DELETED}{}", hash_hex(c.key_hash), c.key_json),
+                    _ => format!("{}{}{}", hash_hex(c.key_hash), hash_hex(c.fingerprint), c.key_json),
+                })
+                .collect();
+            let row = m.text_row();
+            let sql = format!(
+                "INSERT INTO sync_rows_staged (sync, key_hash, key_json, fingerprint, destination_id, updated_at) \
+                 SELECT {}, {}, substr({row}, 65), {}, NULL, {} {}",
+                m.nth(1),
+                m.unhex(&format!("substr({row}, 1, 32)")),
+                m.unhex(&format!("NULLIF(substr({row}, 33, 32), '{DELETED}')")),
+                m.nth(2),
+                m.json_rows(3)
+            );
+            (sql, packed(&rows)?)
+        } else {
+            let rows: Vec<_> = written
+                .iter()
+                .map(|c| {
+                    let fingerprint = (c.op != Op::Delete).then(|| hash_hex(c.fingerprint));
+                    (hash_hex(c.key_hash), c.key_json, fingerprint, record_id(c))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO sync_rows_staged (sync, key_hash, key_json, fingerprint, destination_id, updated_at) \
+                 SELECT {}, {}, {}, {}, {}, {} {}",
+                m.nth(1),
+                m.unhex(&m.field(0)),
+                m.field(1),
+                m.unhex(&m.field(2)),
+                m.field(3),
+                m.nth(2),
+                m.json_rows(3)
+            );
+            (sql, packed(&rows)?)
+        };
+        sqlx::query(&sql).bind(sync).bind(now).bind(rows).execute(&mut **tx).await?;
+        Ok(())
+    }
+}
+
+/// The record id the destination gave a written row, if any.
+fn record_id<'a>(c: &Committed<'a>) -> Option<&'a str> {
+    match c.outcome {
+        RowOutcome::Written { destination_id } => destination_id.as_deref(),
+        _ => None,
     }
 }

@@ -197,6 +197,15 @@ impl Marks {
         format!("e.value ->> {i}")
     }
 
+    /// A [`Marks::json_rows`] row that is a JSON string, as text: the cheap form of a row, with
+    /// no array to render and parse again for each field (see `commit_batch`).
+    fn text_row(self) -> &'static str {
+        match self {
+            Marks::Question => "e.value",
+            Marks::Dollar => "(e.value #>> '{}')",
+        }
+    }
+
     /// The bytes of a hex text: how [`packed`] rows carry key hashes and fingerprints.
     fn unhex(self, text: &str) -> String {
         match self {
