@@ -34,6 +34,8 @@ pub struct ChangeQuery {
     pub limit: i64,
 }
 
+const LOG: &str = "INSERT INTO sync_changes (run_id, sync, row_key, op, outcome, destination_id, error, fields_json, changed_at)";
+
 impl Store {
     pub(super) async fn log_changes(
         &self,
@@ -52,14 +54,13 @@ impl Store {
         let m = self.marks;
         let plain = |c: &Committed| c.fields_json.is_none() && matches!(c.outcome, RowOutcome::Written { destination_id: None });
         // The usual batch: every row written, with one operation, no record id and no values
-        // logged. Then only the keys travel, one JSON string a row, and the rest is bound once:
-        // SQLite reads a string row without rendering and parsing an array per row (see
+        // logged. Then only the keys travel, one JSON string a row, and the operation is bound
+        // once: SQLite reads a string row without rendering and parsing an array per row (see
         // `Store::stage`).
         if let Some(op) = items.first().map(|c| c.op).filter(|op| items.iter().all(|c| c.op == *op && plain(c))) {
             let keys: Vec<&str> = items.iter().map(|c| c.shown_key).collect();
             let sql = format!(
-                "INSERT INTO sync_changes (run_id, sync, row_key, op, outcome, destination_id, error, fields_json, changed_at) \
-                 SELECT {}, {}, {}, {}, 'written', NULL, NULL, NULL, {} {}",
+                "{LOG} SELECT {}, {}, {}, {}, 'written', NULL, NULL, NULL, {} {}",
                 m.nth(1),
                 m.nth(2),
                 m.text_row(),
@@ -83,15 +84,7 @@ impl Store {
             })
             .collect();
         let fields: Vec<String> = (0..6).map(|i| m.field(i)).collect();
-        let sql = format!(
-            "INSERT INTO sync_changes (run_id, sync, row_key, op, outcome, destination_id, error, fields_json, changed_at) \
-             SELECT {}, {}, {}, {} {}",
-            m.nth(1),
-            m.nth(2),
-            fields.join(", "),
-            m.nth(3),
-            m.json_rows(4)
-        );
+        let sql = format!("{LOG} SELECT {}, {}, {}, {} {}", m.nth(1), m.nth(2), fields.join(", "), m.nth(3), m.json_rows(4));
         sqlx::query(&sql).bind(run_id).bind(sync).bind(now).bind(packed(&rows)?).execute(&mut **tx).await?;
         Ok(())
     }

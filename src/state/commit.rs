@@ -11,6 +11,8 @@ use crate::destinations::{Op, RowOutcome};
 /// so it cannot be a fingerprint's.
 const DELETED: &str = "--------------------------------";
 
+const STAGE: &str = "INSERT INTO sync_rows_staged (sync, key_hash, key_json, fingerprint, destination_id, updated_at)";
+
 impl Store {
     /// Records one batch's outcomes in one transaction: written rows advance `sync_rows` (a
     /// written delete removes the row) and clear their errors; other rows record an error.
@@ -151,8 +153,9 @@ impl Store {
     /// Rows without a record id (every row of most destinations) travel as one string each:
     /// key hash and fingerprint in hex, 32 characters apiece (the fingerprint [`DELETED`] for a
     /// delete), then the stored key. SQL cuts them apart with `substr`. As arrays of fields,
-    /// SQLite renders each row's array back to text and parses it again to read a field: half
-    /// a commit's time on its thread (docs/benchmarks.md). Rows with record ids go as arrays.
+    /// SQLite renders each row's array back to text and parses it again to read a field: about
+    /// a quarter of its thread's time in a full sync (docs/benchmarks.md). Rows with record ids
+    /// go as arrays.
     async fn stage(&self, tx: &mut Transaction<'_, Any>, sync: &str, now: &str, written: &[&Committed<'_>]) -> Result<(), StateError> {
         let m = self.marks;
         let (sql, rows) = if written.iter().all(|c| record_id(c).is_none()) {
@@ -165,8 +168,7 @@ impl Store {
                 .collect();
             let row = m.text_row();
             let sql = format!(
-                "INSERT INTO sync_rows_staged (sync, key_hash, key_json, fingerprint, destination_id, updated_at) \
-                 SELECT {}, {}, substr({row}, 65), {}, NULL, {} {}",
+                "{STAGE} SELECT {}, {}, substr({row}, 65), {}, NULL, {} {}",
                 m.nth(1),
                 m.unhex(&format!("substr({row}, 1, 32)")),
                 m.unhex(&format!("NULLIF(substr({row}, 33, 32), '{DELETED}')")),
@@ -183,8 +185,7 @@ impl Store {
                 })
                 .collect();
             let sql = format!(
-                "INSERT INTO sync_rows_staged (sync, key_hash, key_json, fingerprint, destination_id, updated_at) \
-                 SELECT {}, {}, {}, {}, {}, {} {}",
+                "{STAGE} SELECT {}, {}, {}, {}, {}, {} {}",
                 m.nth(1),
                 m.unhex(&m.field(0)),
                 m.field(1),

@@ -177,7 +177,7 @@ impl Marks {
 
     /// `FROM <rows of the JSON array bound as parameter n>`, in array order: how a batch's rows
     /// reach the database as one parameter (see [`packed`]). Each row is a JSON array whose
-    /// elements [`Marks::field`] reads.
+    /// elements [`Marks::field`] reads, or a string that [`Marks::text_row`] reads.
     ///
     /// Postgres converts the array to `jsonb` once, so each row reaches `field` parsed; with
     /// `json` every row's text was parsed again for each field it gave. SQLite stays with
@@ -198,7 +198,7 @@ impl Marks {
     }
 
     /// A [`Marks::json_rows`] row that is a JSON string, as text: the cheap form of a row, with
-    /// no array to render and parse again for each field (see `commit_batch`).
+    /// no array to render and parse again for each field (see `Store::stage`).
     fn text_row(self) -> &'static str {
         match self {
             Marks::Question => "e.value",
