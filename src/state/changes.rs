@@ -68,8 +68,7 @@ impl Store {
                 m.nth(4),
                 m.json_rows(5)
             );
-            let q = sqlx::query(&sql).bind(run_id).bind(sync).bind(op.as_str()).bind(now).bind(packed(&keys)?);
-            q.execute(&mut **tx).await?;
+            sqlx::query(&sql).bind(run_id).bind(sync).bind(op.as_str()).bind(now).bind(packed(&keys)?).execute(&mut **tx).await?;
             return Ok(());
         }
         let rows: Vec<_> = items

@@ -4,12 +4,14 @@
 
 use sqlx::{Any, Transaction};
 
-use super::{hash_bytes, hash_hex, now, packed, Committed, Marks, StateError, Store, CHUNK};
+use super::{hash_bytes, hash_hex, now, packed, Committed, Marks, StateError, Store, CHUNK, HASH_HEX};
 use crate::destinations::{Op, RowOutcome};
 
 /// The fingerprint of a staged delete in a row's string form (see `Store::stage`): not hex,
-/// so it cannot be a fingerprint's.
+/// so it cannot be a fingerprint's, and as wide as one, so the stored key starts at the same
+/// place in every row.
 const DELETED: &str = "--------------------------------";
+const _: () = assert!(DELETED.len() == HASH_HEX);
 
 const STAGE: &str = "INSERT INTO sync_rows_staged (sync, key_hash, key_json, fingerprint, destination_id, updated_at)";
 
@@ -159,19 +161,21 @@ impl Store {
     async fn stage(&self, tx: &mut Transaction<'_, Any>, sync: &str, now: &str, written: &[&Committed<'_>]) -> Result<(), StateError> {
         let m = self.marks;
         let (sql, rows) = if written.iter().all(|c| record_id(c).is_none()) {
+            // One allocation a row: this runs for every row a full sync sends.
             let rows: Vec<String> = written
                 .iter()
                 .map(|c| match c.op {
-                    Op::Delete => format!("{}{DELETED}{}", hash_hex(c.key_hash), c.key_json),
-                    _ => format!("{}{}{}", hash_hex(c.key_hash), hash_hex(c.fingerprint), c.key_json),
+                    Op::Delete => format!("{:0HASH_HEX$x}{DELETED}{}", c.key_hash, c.key_json),
+                    _ => format!("{:0HASH_HEX$x}{:0HASH_HEX$x}{}", c.key_hash, c.fingerprint, c.key_json),
                 })
                 .collect();
-            let row = m.text_row();
+            let (row, w) = (m.text_row(), HASH_HEX);
             let sql = format!(
-                "{STAGE} SELECT {}, {}, substr({row}, 65), {}, NULL, {} {}",
+                "{STAGE} SELECT {}, {}, substr({row}, {}), {}, NULL, {} {}",
                 m.nth(1),
-                m.unhex(&format!("substr({row}, 1, 32)")),
-                m.unhex(&format!("NULLIF(substr({row}, 33, 32), '{DELETED}')")),
+                m.unhex(&format!("substr({row}, 1, {w})")),
+                2 * w + 1,
+                m.unhex(&format!("NULLIF(substr({row}, {}, {w}), '{DELETED}')", w + 1)),
                 m.nth(2),
                 m.json_rows(3)
             );

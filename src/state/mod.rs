@@ -121,9 +121,12 @@ fn hash_from(bytes: &[u8]) -> Hash128 {
     u128::from_be_bytes(buf)
 }
 
+/// Characters of a hash in hex: 16 bytes, two digits each.
+const HASH_HEX: usize = 32;
+
 /// A hash as the hex of its big-endian bytes (what `Marks::unhex` turns back into them).
 fn hash_hex(h: Hash128) -> String {
-    format!("{h:032x}")
+    format!("{h:0HASH_HEX$x}")
 }
 
 /// A batch's rows as one JSON array of arrays, bound as a single parameter and unpacked by
