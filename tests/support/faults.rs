@@ -45,15 +45,29 @@ impl RandomFaults {
         RandomFaults { rate, rng: fastrand::Rng::with_seed(seed), injected: 0, clean_streak: 0 }
     }
 
-    /// 429, 500, 503, an answer slower than a client's timeout, a reset before or after the work.
-    pub fn pick(&mut self) -> Option<Fault> {
+    /// Whether this request meets a fault (counted in `injected`), for an emulator whose faults
+    /// are its own: it then picks one of `n` kinds with [`RandomFaults::kind`].
+    pub fn strikes(&mut self) -> bool {
         let overdue = self.clean_streak as f64 >= 1.0 / self.rate;
         if self.rng.f64() >= self.rate && !overdue {
             self.clean_streak += 1;
-            return None;
+            return false;
         }
         self.clean_streak = 0;
         self.injected += 1;
+        true
+    }
+
+    /// One of `n` kinds of fault, drawn from the same seeded generator.
+    pub fn kind(&mut self, n: u8) -> u8 {
+        self.rng.u8(0..n)
+    }
+
+    /// 429, 500, 503, an answer slower than a client's timeout, a reset before or after the work.
+    pub fn pick(&mut self) -> Option<Fault> {
+        if !self.strikes() {
+            return None;
+        }
         Some(match self.rng.u8(0..6) {
             0 => Fault::Status(429),
             1 => Fault::Status(500),

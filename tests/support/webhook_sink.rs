@@ -40,8 +40,7 @@ struct Inner {
     /// Latency added to every answer (a slow destination).
     delay: std::time::Duration,
     /// Random faults: the share of requests that get one, and the generator.
-    fault_rate: Option<(f64, fastrand::Rng)>,
-    faults_injected: usize,
+    fault_rate: Option<super::faults::RandomFaults>,
 }
 
 #[derive(Clone, Default)]
@@ -93,10 +92,10 @@ impl Sink {
     /// without Retry-After, 500, 503, an answer slower than `slow`, a reset connection, or a 200
     /// whose body is cut off.
     pub fn fault_rate(&self, rate: f64, seed: u64) {
-        self.inner.lock().unwrap().fault_rate = Some((rate, fastrand::Rng::with_seed(seed)));
+        self.inner.lock().unwrap().fault_rate = Some(super::faults::RandomFaults::new(rate, seed));
     }
     pub fn faults_injected(&self) -> usize {
-        self.inner.lock().unwrap().faults_injected
+        self.inner.lock().unwrap().fault_rate.as_ref().map_or(0, |f| f.injected)
     }
     pub fn always_results(&self) {
         self.inner.lock().unwrap().always_results = true;
@@ -139,9 +138,9 @@ async fn handle(State(sink): State<Sink>, headers: HeaderMap, raw: axum::body::B
         .collect();
     let random_fault = {
         let mut inner = sink.inner.lock().unwrap();
-        let pick = inner.fault_rate.as_mut().and_then(|(rate, rng)| (rng.f64() < *rate).then(|| rng.u8(0..7)));
-        inner.faults_injected += pick.is_some() as usize;
-        pick
+        // The shared generator: besides the seed, it bounds the clean streak, so a short run
+        // meets faults however the dice fall.
+        inner.fault_rate.as_mut().and_then(|f| f.strikes().then(|| f.kind(7)))
     };
     match random_fault {
         Some(0) => return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], "slow down").into_response(),
