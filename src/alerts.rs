@@ -45,7 +45,7 @@ pub fn decide(config: &AlertsConfig, before: &AlertState, report: &SyncReport, d
         if wanted(AlertEvent::Failure) && due(&before.failure_alerted_at) {
             let error = report.error.as_deref().unwrap_or("unknown error");
             let hint = format!(
-                "`sluice status {sync}` shows the run history; fix the cause and the next run retries (or `sluice run {sync}` now). \
+                "`sluice status {sync}` shows the run history; fix the cause and the next scheduled run retries. \
                  While it keeps failing, this alert repeats at most every {}.",
                 humantime::format_duration(config.alert_interval)
             );

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub last_success: Family<SyncLabel, Seconds>,
     pub next_run: Family<SyncLabel, Seconds>,
     pub skipped_ticks: Family<SyncLabel, Counter>,
+    /// Runs stopped at their `max_run_time`.
+    pub run_deadline_exceeded: Family<SyncLabel, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
     /// API usage a destination reports (Salesforce's `Sforce-Limit-Info`: used and limit).
     pub api_usage: Family<UsageLabels, Gauge>,
@@ -72,6 +74,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         last_success: Family::default(),
         next_run: Family::default(),
         skipped_ticks: Family::default(),
+        run_deadline_exceeded: Family::default(),
         http_requests: Family::default(),
         api_usage: Family::default(),
     };
@@ -80,7 +83,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     registry.register("run_duration_seconds", "Run duration", m.duration.clone());
     registry.register("last_success_timestamp_seconds", "When the sync's last completed run ended (unix time)", m.last_success.clone());
     registry.register("next_run_timestamp_seconds", "When the sync is next scheduled (unix time)", m.next_run.clone());
-    registry.register("skipped_ticks", "Scheduled ticks skipped because the sync's previous run was still going", m.skipped_ticks.clone());
+    registry.register(
+        "skipped_ticks",
+        "Runs skipped because the sync was running already (here, in another daemon, or by hand)",
+        m.skipped_ticks.clone(),
+    );
+    registry.register("run_deadline_exceeded", "Runs stopped because they went past their max_run_time", m.run_deadline_exceeded.clone());
     registry.register(
         "destination_http_requests",
         "HTTP requests to destinations by answer status (429: rate limited)",

@@ -1,11 +1,12 @@
 //! Message templates (minijinja, Jinja syntax) over a row's fields: Slack messages and alert
-//! texts. Templates are compiled once, when a sync's target is read, and checked against the
-//! names they may use, so a typo fails `sluice check` instead of the first message.
+//! texts, and computed mapping fields. Templates are compiled once, when a sync's target is
+//! read, and checked against the names they may use, so a typo fails `sluice check` instead of
+//! the first message. Slack's templates escape the values they print ([`Templates::slack`]).
 
 use std::collections::BTreeSet;
 
 use indexmap::IndexMap;
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
 use crate::value::Value;
 
@@ -26,17 +27,42 @@ impl Default for Templates {
     }
 }
 
+/// The escaping of [`Templates::slack`].
+const SLACK: &str = "slack";
+
 impl Templates {
+    /// Templates whose output is plain text (mapping fields): values are printed as they are.
     pub fn new() -> Templates {
+        Self::escaping(AutoEscape::None)
+    }
+
+    /// Templates for Slack's mrkdwn: `&`, `<` and `>` in a printed value become `&amp;`, `&lt;`
+    /// and `&gt;` (api.slack.com/reference/surfaces/formatting#escaping), so data never
+    /// becomes a mention (`<!channel>`, `<@U1>`), a link or markup. The template's own text is
+    /// the author's, and `{{ field | safe }}` prints a field the author trusts as mrkdwn.
+    pub fn slack() -> Templates {
+        Self::escaping(AutoEscape::Custom(SLACK.into()))
+    }
+
+    fn escaping(escape: AutoEscape) -> Templates {
         let mut env = Environment::new();
         // A misspelt name fails when the template is compiled (`add` checks every name it uses),
         // so at render time an undefined value is a NULL field, left out of the context: it
         // renders as nothing and filters take it as empty (`{{ last | upper }}`, `default`).
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
-        // Messages are plain text (Slack's mrkdwn), not HTML: nothing is escaped.
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_auto_escape_callback(move |_| escape.clone());
         // A NULL renders as nothing, not "none" (filters still see it as none: `default` works).
-        env.set_formatter(|out, state, value| if value.is_none() { Ok(()) } else { minijinja::escape_formatter(out, state, value) });
+        env.set_formatter(|out, state, value| {
+            if value.is_none() {
+                return Ok(());
+            }
+            match state.auto_escape() {
+                AutoEscape::Custom(name) if name == SLACK && !value.is_safe() => {
+                    out.write_str(&slack_escape(&value.to_string())).map_err(minijinja::Error::from)
+                }
+                _ => minijinja::escape_formatter(out, state, value),
+            }
+        });
         Templates { env }
     }
 
@@ -65,6 +91,11 @@ impl Templates {
         let template = self.env.get_template(name).map_err(|e| describe(&e))?;
         template.render(context).map_err(|e| describe(&e))
     }
+}
+
+/// Text as Slack shows it literally: its three control characters as entities, `&` first.
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// Names minijinja itself provides to every template (functions such as `range`).
@@ -111,5 +142,18 @@ mod tests {
         assert!(e.contains("`nmae`") && e.contains("did you mean `name`?"), "{e}");
         let e = t.add("syntax", "{{ name", &["name"]).unwrap_err();
         assert!(e.contains("syntax"), "{e}");
+    }
+
+    #[test]
+    fn slack_templates_escape_values_but_not_their_own_text_or_trusted_fields() {
+        let mut t = Templates::slack();
+        t.add("m", "<!here> *{{ name }}* {{ score }} {{ link | safe }}", &["name", "score", "link"]).unwrap();
+        let names = ["name".to_string(), "score".to_string(), "link".to_string()];
+        let values = [Value::Text("<!channel> & <@U123|boss>".into()), Value::Float(0.5), Value::Text("<https://x.test|x>".into())];
+        let ctx = row_context(&names, &values);
+        assert_eq!(t.render("m", &context(&ctx)).unwrap(), "<!here> *&lt;!channel&gt; &amp; &lt;@U123|boss&gt;* 0.5 <https://x.test|x>");
+        let mut plain = Templates::new();
+        plain.add("m", "{{ name }}", &["name"]).unwrap();
+        assert_eq!(plain.render("m", &context(&ctx)).unwrap(), "<!channel> & <@U123|boss>", "mapping fields are not mrkdwn");
     }
 }

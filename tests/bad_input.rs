@@ -233,3 +233,32 @@ fn a_full_disk_fails_the_run_and_leaves_the_output_as_it_was() {
     // (Insert mode sends added rows only: the five keys of the first run are not new.)
     assert!(text.contains("2000 written") && text.contains("1995 written"), "{text}");
 }
+
+/// NaN and infinite float keys cannot be keys (NaN equals nothing; neither has a JSON form to
+/// store): each such row is skipped with a message that names it, and the run goes on, on both
+/// sources; a mirror run afterwards deletes nothing and fails nothing.
+#[tokio::test]
+async fn nan_and_infinite_keys_are_rejected_per_row() {
+    use support::{Env, SourceKind, StateKind};
+    for source in [SourceKind::DuckDb, SourceKind::Postgres] {
+        let env = Env::new(source, StateKind::Sqlite).await;
+        env.exec(
+            "CREATE TABLE f AS SELECT * FROM (VALUES (1.5::FLOAT8, 'a'), ('NaN'::FLOAT8, 'b'), ('Infinity'::FLOAT8, 'c'), \
+             ('-Infinity'::FLOAT8, 'd'), (2.5::FLOAT8, 'e')) AS v(id, name)",
+        )
+        .await;
+        env.write_sync("f", "destination = \"hook\"\nprimary_key = \"id\"\nmode = \"mirror\"", "SELECT id, name FROM f");
+        for attempt in 1..=2 {
+            let report = env.run("f").await;
+            assert_eq!(report.status, sluice::state::RunStatus::Partial, "{source:?} run {attempt}: {report:?}");
+            assert_eq!((report.invalid_keys, report.counts.removed, report.to_send.delete), (3, 0, 0), "{source:?}: {report:?}");
+            let text = report.warnings.join("\n");
+            assert!(text.contains("has NaN in primary key column `id`: row skipped (a key must be a finite number"), "{text}");
+            assert!(
+                text.contains("has Infinity in primary key column `id`") && text.contains("has -Infinity in primary key column"),
+                "{text}"
+            );
+        }
+        assert_eq!(support::keys_of(&env.sink.rows()), ["{\"id\":1.5}", "{\"id\":2.5}"], "{source:?}: the finite keys, once");
+    }
+}

@@ -4,153 +4,10 @@
 mod support;
 
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sqlx::Row;
-use support::{Env, SourceKind, StateKind};
-
-const EVERY_SECOND: &str = "* * * * * *";
-
-/// A daemon process with its stderr in a file.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// The HTTP endpoint's base URL, once the daemon logged it.
-    async fn base_url(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let logs = self.logs();
-            if let Some(port) = logs
-                .lines()
-                .find(|l| l.contains("HTTP endpoint"))
-                .and_then(|l| l.split("addr=").nth(1))
-                .and_then(|a| a.split_whitespace().next())
-                .and_then(|a| a.rsplit(':').next())
-            {
-                return format!("http://127.0.0.1:{port}");
-            }
-            assert!(Instant::now() < deadline, "no HTTP endpoint in the log:\n{logs}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn start(root: &Path, envs: &[(&str, String)]) -> Daemon {
-        Self::start_with(root, envs, &[])
-    }
-
-    fn start_with(root: &Path, envs: &[(&str, String)], args: &[&str]) -> Daemon {
-        let log = root.join(format!("daemon-{}.log", uuid::Uuid::new_v4().simple()));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(support::sluice_bin())
-            .args(args)
-            .args(["daemon", "--project"])
-            .arg(root)
-            .envs(envs.iter().map(|(k, v)| (k.to_string(), v.clone())))
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start the daemon");
-        Daemon { child, log }
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().expect("kill").success();
-        assert!(ok, "kill -{name}");
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for the process to exit (it was told to stop); its exit code.
-    async fn wait_exit(&mut self, within: Duration) -> i32 {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "the daemon did not exit within {within:?}; its log:\n{}", self.logs());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `check` until it holds or `within` passes.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `(status, started_at, finished_at)` of a sync's runs, oldest first.
-async fn runs(env: &Env, sync: &str) -> Vec<(String, String, Option<String>)> {
-    let sql = "SELECT status, started_at, finished_at FROM runs WHERE sync = $1 ORDER BY started_at";
-    let rows = match &env.pg_state {
-        Some(pg) => {
-            let sql = sql.replace("FROM runs", &format!("FROM {}.runs", pg.name));
-            sqlx::query(&sql)
-                .bind(sync)
-                .fetch_all(&pg.pool)
-                .await
-                .unwrap_or_default()
-                .iter()
-                .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1), r.get::<Option<String>, _>(2)))
-                .collect()
-        }
-        None => {
-            let path = env.root().join(".sluice/state.db");
-            if !path.exists() {
-                return Vec::new();
-            }
-            let Ok(pool) = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", path.display())).await else { return Vec::new() };
-            let rows = sqlx::query(sql).bind(sync).fetch_all(&pool).await.unwrap_or_default();
-            pool.close().await;
-            rows.iter().map(|r| (r.get::<String, _>(0), r.get::<String, _>(1), r.get::<Option<String>, _>(2))).collect()
-        }
-    };
-    rows
-}
-
-async fn completed(env: &Env, sync: &str) -> usize {
-    runs(env, sync).await.iter().filter(|(s, _, _)| s == "success").count()
-}
-
-async fn project(state: StateKind, extra: &str) -> Env {
-    project_with(state, extra, "").await
-}
-
-/// A project whose daemon listens on a free port (found in its log) with `daemon` settings added.
-async fn project_with(state: StateKind, extra: &str, daemon: &str) -> Env {
-    let env = Env::with_sink_settings(SourceKind::DuckDb, state, extra).await;
-    let config = env.root().join("sluice.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let listen = if daemon.contains("listen") { String::new() } else { "listen = \"127.0.0.1:0\"\n".into() };
-    std::fs::write(&config, format!("{text}\n[daemon]\ntimezone = \"UTC\"\n{listen}{daemon}\n")).unwrap();
-    env.exec("CREATE TABLE t AS SELECT i AS id, i * 2 AS v FROM range(1, 31) r(i)").await;
-    env
-}
-
-fn sync_header(schedule: &str, extra: &str) -> String {
-    format!("destination = \"hook\"\nprimary_key = \"id\"\nschedule = \"{schedule}\"\n{extra}")
-}
+use support::daemon::*;
+use support::StateKind;
 
 #[tokio::test]
 async fn scheduled_runs_fire_and_an_overlapping_tick_is_skipped() {
@@ -300,20 +157,9 @@ async fn two_daemons_on_one_postgres_store_never_run_a_sync_at_the_same_time() {
         assert!(finished <= pair[1].1.as_str(), "runs overlap: {pair:?}");
     }
     let skipped =
-        a.logs().matches("another daemon is running this sync").count() + b.logs().matches("another daemon is running this sync").count();
+        a.logs().matches("another process is running this sync").count() + b.logs().matches("another process is running this sync").count();
     assert!(skipped > 0, "the replicas met on the lock");
     assert!(history.iter().all(|(s, _, _)| s == "success"), "{history:?}");
-}
-
-/// Every sample line of a Prometheus text exposition: name with labels, and the value.
-fn samples(text: &str) -> Vec<(String, f64)> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (name, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample line: {l}"));
-            (name.to_string(), value.parse::<f64>().unwrap_or_else(|_| panic!("not a number in: {l}")))
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -333,7 +179,8 @@ async fn the_http_endpoint_serves_health_metrics_and_the_api() {
     assert!(yearly["next_run"].as_str().unwrap().contains("-01-01T00:00:00"), "{yearly}");
     assert_eq!(yearly["schedule"], "0 0 0 1 1 *");
 
-    let started = http.post(format!("{base}/api/syncs/on_demand/run")).send().await.unwrap();
+    let token = api_token(&env);
+    let started = http.post(format!("{base}/api/syncs/on_demand/run")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(started.status(), 202);
     eventually(Duration::from_secs(15), "the triggered run", || async { completed(&env, "on_demand").await == 1 }).await;
     let one: serde_json::Value = http.get(format!("{base}/api/syncs/on_demand")).send().await.unwrap().json().await.unwrap();
@@ -345,9 +192,9 @@ async fn the_http_endpoint_serves_health_metrics_and_the_api() {
     eventually(Duration::from_secs(15), "the run's last log line", || async { daemon.logs().lines().any(finished) }).await;
     let logs = daemon.logs();
     assert!(logs.lines().any(|l| l.contains("run started") && l.contains("sync=on_demand") && l.contains(&run_id)), "{logs}");
-    assert_eq!(http.post(format!("{base}/api/syncs/nope/run")).send().await.unwrap().status(), 404);
+    assert_eq!(http.post(format!("{base}/api/syncs/nope/run")).bearer_auth(&token).send().await.unwrap().status(), 404);
     assert_eq!(http.get(format!("{base}/api/syncs/nope")).send().await.unwrap().status(), 404);
-    assert_eq!(http.post(format!("{base}/api/reload")).send().await.unwrap().status(), 200);
+    assert_eq!(http.post(format!("{base}/api/reload")).bearer_auth(&token).send().await.unwrap().status(), 200);
 
     let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
     let metrics = samples(&text);
@@ -362,8 +209,8 @@ async fn the_http_endpoint_serves_health_metrics_and_the_api() {
 }
 
 #[tokio::test]
-async fn mutating_endpoints_need_the_token_or_a_loopback_address() {
-    let env = project_with(StateKind::Sqlite, "", "api_token = \"s3cret\"").await;
+async fn mutating_endpoints_need_the_configured_token() {
+    let env = project_with(StateKind::Sqlite, "", "api_token = \"s3cret\"\nlisten = \"0.0.0.0:0\"").await;
     env.write_sync("on_demand", "destination = \"hook\"\nprimary_key = \"id\"", "SELECT id, v FROM t");
     let mut daemon = Daemon::start(env.root(), &[]);
     let base = daemon.base_url().await;
@@ -372,18 +219,9 @@ async fn mutating_endpoints_need_the_token_or_a_loopback_address() {
     assert_eq!(http.post(&url).send().await.unwrap().status(), 401);
     assert_eq!(http.post(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
     assert_eq!(http.post(&url).bearer_auth("s3cret").send().await.unwrap().status(), 202);
-    assert!(!daemon.logs().contains("s3cret"), "the token never reaches the logs");
-    daemon.signal("TERM");
-    assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0);
-
-    let open = project_with(StateKind::Sqlite, "", "listen = \"0.0.0.0:0\"").await;
-    open.write_sync("on_demand", "destination = \"hook\"\nprimary_key = \"id\"", "SELECT id, v FROM t");
-    let mut daemon = Daemon::start(open.root(), &[]);
-    let base = daemon.base_url().await;
-    let refused = http.post(format!("{base}/api/syncs/on_demand/run")).send().await.unwrap();
-    assert_eq!(refused.status(), 403);
-    assert!(refused.text().await.unwrap().contains("api_token"));
+    assert!(!env.root().join(".sluice/api_token").exists(), "no token is generated when one is configured");
     assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200, "reading needs no token");
+    assert!(!daemon.logs().contains("s3cret"), "the token never reaches the logs");
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0);
 }
@@ -516,4 +354,27 @@ async fn a_destination_that_keeps_failing_does_not_hold_up_other_syncs() {
     assert!(daemon.logs().contains("the previous run is still going"), "its ticks are skipped meanwhile");
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)).await, 0, "{}", daemon.logs());
+}
+
+#[tokio::test]
+async fn a_run_past_its_max_run_time_is_stopped_and_counted() {
+    let env = project(StateKind::Sqlite, "").await;
+    env.write_sync("stuck", "destination = \"hook\"\nprimary_key = \"id\"\nmax_run_time = \"1s\"", "SELECT id, v FROM t");
+    env.sink.hold_from(0);
+    let mut daemon = Daemon::start(env.root(), &[]);
+    let base = daemon.base_url().await;
+    let http = reqwest::Client::new();
+    let started = http.post(format!("{base}/api/syncs/stuck/run")).bearer_auth(api_token(&env)).send().await.unwrap();
+    assert_eq!(started.status(), 202);
+    eventually(Duration::from_secs(20), "the run stopped at its deadline", || async {
+        let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        samples(&text).iter().any(|(n, v)| n == "sluice_run_deadline_exceeded_total{sync=\"stuck\"}" && *v == 1.0)
+    })
+    .await;
+    assert_eq!(runs(&env, "stuck").await.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["failed"]);
+    assert!(daemon.logs().contains("longer than max_run_time (1s)"), "{}", daemon.logs());
+    env.sink.release();
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200, "the slot is free, nothing is stuck");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0, "{}", daemon.logs());
 }

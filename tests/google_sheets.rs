@@ -427,3 +427,28 @@ async fn if_empty_cells_keep_what_a_person_typed_and_skipped_nulls_stay() {
     assert_eq!(rows[2], vec!["2", "new2@x.com", "1"], "an empty cell is filled");
     assert_eq!(rows[3], vec!["3", "c3@x.com", "31.5"], "a NULL is skipped: the cell keeps its value");
 }
+
+/// A person sorts the tab (or inserts rows) after the run read it and before it writes: the
+/// row numbers it read are stale. Updates and deletes go to the rows where the keys are now,
+/// never to other people's rows.
+#[tokio::test]
+async fn rows_moved_by_hand_between_the_read_and_the_write_are_found_again() {
+    let s = Sheets::new("mirror", 6, "").await;
+    s.run_ok().await;
+    s.env.exec("UPDATE customers SET email = 'new2@x.com' WHERE id = 2; DELETE FROM customers WHERE id = 4").await;
+    // The run's reads when it opens: spreadsheets.get, row 1, the key column. Before the next
+    // request (the old client's first write), someone sorts the tab by customer id, descending.
+    s.google.edit_before(4, |sheet| {
+        sheet.tabs.iter_mut().find(|t| t.title == "Customers").expect("tab").sort_by_column(0, true);
+    });
+    let report = s.run_ok().await;
+    assert_eq!((report.written, report.to_send.delete), (2, 1), "{report:?}");
+    assert!(report.warnings.iter().any(|w| w.contains("changed while the run was writing")), "{:?}", report.warnings);
+    let mut rows = s.rows();
+    assert_eq!(rows.remove(0), header());
+    rows.sort();
+    let mut expected: Vec<Vec<String>> = [1, 3, 5, 6].into_iter().map(customer).collect();
+    expected.push(vec!["2".into(), "new2@x.com".into(), "21".into()]);
+    expected.sort();
+    assert_eq!(rows, expected, "every row as the model says, none overwritten or deleted by mistake");
+}

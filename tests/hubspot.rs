@@ -148,7 +148,7 @@ async fn rate_limit_answers_slow_the_run_down_but_lose_nothing() {
     let crm = Crm::new("upsert", 250, "max_batch_rows = 50\nmax_attempts = 6").await;
     // A 429 without Retry-After waits for the window the headers give (here 200 ms).
     crm.hubspot.with(|s| s.rate_window = std::time::Duration::from_millis(200));
-    crm.hubspot.fail_next(&[Fault::Status(429), Fault::Status(429), Fault::Status(429)]);
+    crm.hubspot.fail_next(&[Fault::Slow(std::time::Duration::ZERO), Fault::Status(429), Fault::Status(429), Fault::Status(429)]);
     let report = crm.run_ok().await;
     assert_eq!((report.written, report.rejected, report.retryable), (250, 0, 0));
     assert_eq!(crm.hubspot.log().iter().filter(|l| l.status == 429).count(), 3);
@@ -160,11 +160,17 @@ async fn rate_limit_answers_slow_the_run_down_but_lose_nothing() {
 async fn faults_and_lost_answers_neither_lose_nor_duplicate_records() {
     let crm = Crm::new("mirror", 120, "").await;
     crm.hubspot.with(|s| s.rate_window = std::time::Duration::from_millis(200));
-    crm.hubspot.fail_next(&[Fault::Status(502), Fault::Status(429)]);
+    // (Each run first asks HubSpot which account the token belongs to: that request goes through.)
+    crm.hubspot.fail_next(&[Fault::Slow(std::time::Duration::ZERO), Fault::Status(502), Fault::Status(429)]);
     crm.run_ok().await;
     crm.env.exec("UPDATE people SET score = -1 WHERE customer_id = 'c1'; DELETE FROM people WHERE customer_id = 'c2'").await;
-    // The properties read, then the upsert carried out but its answer lost, then a 503.
-    crm.hubspot.fail_next(&[Fault::Slow(std::time::Duration::ZERO), Fault::DropAfter, Fault::Status(503)]);
+    // The account asked, the properties read, then the upsert carried out but its answer lost, then a 503.
+    crm.hubspot.fail_next(&[
+        Fault::Slow(std::time::Duration::ZERO),
+        Fault::Slow(std::time::Duration::ZERO),
+        Fault::DropAfter,
+        Fault::Status(503),
+    ]);
     crm.run_ok().await;
     let records = crm.hubspot.records("contacts");
     assert_eq!(records.len(), 119);

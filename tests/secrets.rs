@@ -109,8 +109,11 @@ async fn no_command_log_or_api_answer_shows_a_secret() {
         let body = http.get(format!("http://127.0.0.1:{port}{path}")).send().await.unwrap().text().await.unwrap();
         assert_clean(&format!("GET {path}"), &body);
     }
-    let _ = http.post(format!("http://127.0.0.1:{port}/api/syncs/to_crm/run")).send().await.unwrap();
-    let _ = http.post(format!("http://127.0.0.1:{port}/api/syncs/from_pg/run")).send().await.unwrap();
+    let token = std::fs::read_to_string(env.root().join(".sluice/api_token")).expect("the generated API token");
+    for sync in ["to_crm", "from_pg"] {
+        let started = http.post(format!("http://127.0.0.1:{port}/api/syncs/{sync}/run")).bearer_auth(token.trim()).send().await.unwrap();
+        assert_eq!(started.status(), 202);
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::read_to_string(&log).unwrap_or_default().matches("run failed").count() < 2 {
         assert!(Instant::now() < deadline, "the failing runs: {}", std::fs::read_to_string(&log).unwrap_or_default());
@@ -133,4 +136,56 @@ async fn secret_files_readable_by_everyone_are_warned_about() {
     std::fs::set_permissions(env.root().join("sluice.toml"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = sluice(&env, &["check"]).await;
     assert!(out.contains("the project config (it sets `signing_secret` literally)"), "{out}");
+}
+
+/// The state directory and its files are the owner's only (they say what was sent where; the
+/// lock files say who runs what), whatever the umask.
+#[tokio::test]
+async fn the_state_directory_is_private() {
+    let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
+    env.exec("CREATE TABLE t AS SELECT 1 AS id").await;
+    env.write_sync("s", "destination = \"hook\"\nprimary_key = \"id\"", "SELECT id FROM t");
+    assert_eq!(env.run("s").await.written, 1);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let state = env.root().join(".sluice");
+    assert_eq!(mode(&state), 0o700, "{}", state.display());
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let path = entry.unwrap().path();
+        let expected = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), expected, "{}", path.display());
+        if path.is_dir() {
+            for inner in std::fs::read_dir(&path).unwrap() {
+                let inner = inner.unwrap().path();
+                assert_eq!(mode(&inner), 0o600, "{}", inner.display());
+            }
+        }
+    }
+}
+
+/// A command destination's program runs in a process group of its own: a timeout kills the
+/// whole group, so a script's children do not live on.
+#[tokio::test]
+async fn a_command_that_times_out_is_killed_with_its_children() {
+    let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
+    env.exec("CREATE TABLE t AS SELECT 1 AS id").await;
+    // The script starts a child that would outlive it, records the child's pid, and hangs.
+    let script = env.root().join("hang.sh");
+    std::fs::write(&script, "#!/bin/sh\nsleep 300 &\necho $! > child.pid\nwhile true; do sleep 1; done\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.add_destination("cmd", &format!("kind = \"command\"\ncommand = [\"{}\"]\ntimeout = \"1s\"\nmax_attempts = 1", script.display()));
+    env.write_sync("s", "destination = \"cmd\"\nprimary_key = \"id\"", "SELECT id FROM t");
+    let report = env.run("s").await;
+    assert_eq!(report.written, 0, "{report:?}");
+    let pid: u32 = std::fs::read_to_string(env.root().join("child.pid")).unwrap().trim().parse().unwrap();
+    // Killed and reaped (by whoever adopted it): its /proc entry goes, or it is a zombie.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).unwrap_or("");
+        if stat.is_empty() || state == "Z" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the script's child {pid} lives on: {stat}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -291,3 +291,88 @@ async fn stores_from_before_pages_are_packed_on_upgrade(url: &str, root: &std::p
 }
 
 on_both_stores!(sqlite_store_is_packed_on_upgrade, postgres_store_is_packed_on_upgrade, stores_from_before_pages_are_packed_on_upgrade);
+
+/// A batch whose transaction is still open when a fold starts, and commits while the fold runs,
+/// is never lost (Postgres: its row ids come from a sequence when it inserts, so a later batch
+/// can commit before it with larger ids). The fold either waits for it or leaves it staged;
+/// it never deletes a staged row it did not fold.
+#[tokio::test]
+async fn a_batch_committed_while_a_fold_runs_is_not_lost() {
+    use sqlx::Connection;
+    let schema = PgSchema::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(&schema.url(), dir.path()).await.expect("open store"));
+    let none = written(None);
+    store.commit_batch("s", "run-1", &[item(1, 10, Op::Upsert, &none, "[1]")]).await.unwrap();
+    store.fold("s").await.unwrap();
+
+    // Key 2's batch stops inside its transaction, after its row got its id, until `gate` lets go.
+    let gate_key = (xxhash_rust::xxh3::xxh3_64(schema.name.as_bytes()) >> 1) as i64;
+    schema
+        .exec(&format!(
+            "CREATE FUNCTION hold_key_2() RETURNS trigger AS $$ BEGIN \
+               IF NEW.key_json = '[2]' THEN PERFORM pg_advisory_lock_shared({gate_key}); PERFORM pg_advisory_unlock_shared({gate_key}); END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER hold_key_2 AFTER INSERT ON sync_rows_staged FOR EACH ROW EXECUTE FUNCTION hold_key_2();"
+        ))
+        .await;
+    let mut gate = sqlx::PgConnection::connect(&pg_url()).await.unwrap();
+    let gate_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut gate).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(gate_key).execute(&mut gate).await.unwrap();
+    // And the sync's page rows are locked, so a fold that got going stops at them.
+    let mut pages = sqlx::PgConnection::connect(&pg_url()).await.unwrap();
+    let pages_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut pages).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut pages).await.unwrap();
+    sqlx::query(&format!("SELECT page FROM {}.sync_row_pages WHERE sync = 's' FOR UPDATE", schema.name)).execute(&mut pages).await.unwrap();
+
+    let blocked_by = |pid: i32| {
+        let pool = schema.pool.clone();
+        async move {
+            let sql = "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))";
+            sqlx::query_scalar::<_, i32>(sql).bind(pid).fetch_all(&pool).await.unwrap()
+        }
+    };
+    let wait_for = |what: &'static str, pid: i32, n: usize| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let waiting = blocked_by(pid).await;
+            if waiting.len() >= n {
+                return waiting;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+
+    let slow = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let none = written(None);
+            store.commit_batch("s", "run-2", &[item(2, 20, Op::Upsert, &none, "[2]")]).await
+        }
+    });
+    let slow_pid = wait_for("key 2's batch to stop in its trigger", gate_pid, 1).await[0];
+    // A later batch commits first, with a larger id.
+    store.commit_batch("s", "run-2", &[item(3, 30, Op::Upsert, &none, "[3]")]).await.unwrap();
+    let fold = tokio::spawn({
+        let store = store.clone();
+        async move { store.fold("s").await }
+    });
+    // The fold waits: for key 2's batch to end, or at the locked pages.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while blocked_by(slow_pid).await.is_empty() && blocked_by(pages_pid).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for the fold to wait");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(gate_key).execute(&mut gate).await.unwrap();
+    slow.await.unwrap().expect("key 2's batch commits");
+    sqlx::query("COMMIT").execute(&mut pages).await.unwrap();
+    fold.await.unwrap().expect("the fold");
+
+    store.fold("s").await.unwrap();
+    let raw = raw_pool(&schema.url(), dir.path()).await;
+    assert_eq!(count(&raw, "sync_rows").await, 3, "key 2 was committed, so it is in the state");
+    assert_eq!(sorted(store.snapshot("s", true).await.unwrap()), [(1, 10), (2, 20), (3, 30)]);
+    raw.close().await;
+    store.close().await;
+}

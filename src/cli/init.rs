@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{fail, Failure, EXIT_INVALID, EXIT_OK};
+use super::{fail, output, Failure, EXIT_INVALID, EXIT_OK};
 
 const FILES: &[(&str, &str)] = &[
     ("sluice.toml", include_str!("../../sluice.toml")),
@@ -26,7 +26,7 @@ pub fn init(dir: &Path) -> Result<u8, Failure> {
         }
         std::fs::write(&path, contents).map_err(|e| fail(EXIT_INVALID, format!("cannot write {}: {e}", path.display())))?;
     }
-    println!("created a sluice project in {}", dir.display());
-    println!("next: cd {} && sluice check && sluice plan && sluice run", dir.display());
+    output::say!("created a sluice project in {}", dir.display());
+    output::say!("next: cd {} && sluice check && sluice plan && sluice run", dir.display());
     Ok(EXIT_OK)
 }

@@ -18,10 +18,12 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::{check_capabilities, Engine, RunOptions, Shape};
 use crate::project::{Project, ProjectError, Sync};
 
-/// Exit codes: 0 success, 1 a sync failed, 2 invalid project, config or sync file.
+/// Exit codes: 0 success, 1 a sync failed (or another run of it holds it), 2 invalid project,
+/// config or sync file, 130 stopped on request (Ctrl-C, SIGTERM) with nothing failed.
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_SYNC_FAILED: u8 = 1;
 pub const EXIT_INVALID: u8 = 2;
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -148,13 +150,19 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
             run(&cli, names, opts).await
         }
         Command::Run { names, full_resync, allow_deletes } => {
-            let opts = RunOptions { full_resync: *full_resync, allow_deletes: *allow_deletes, cancel, ..Default::default() };
+            let opts = RunOptions {
+                full_resync: *full_resync,
+                allow_deletes: *allow_deletes,
+                cancel,
+                started_by: "`sluice run`".into(),
+                ..Default::default()
+            };
             run(&cli, names, opts).await
         }
         Command::Status { names, runs } => status(&cli, names, *runs).await,
         Command::Failures { names, limit } => failures(&cli, names, *limit).await,
         Command::Retry { names } => {
-            let opts = RunOptions { retry_rejected: true, cancel, ..Default::default() };
+            let opts = RunOptions { retry_rejected: true, cancel, started_by: "`sluice retry`".into(), ..Default::default() };
             run(&cli, names, opts).await
         }
         Command::Reset { names } => reset(&cli, names).await,
@@ -164,7 +172,7 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            output::tell!("error: {}", f.message);
             ExitCode::from(f.code)
         }
     }
@@ -189,7 +197,7 @@ fn selected<'p>(project: &'p Project, names: &[String], json: bool) -> Result<(V
     let invalid = names.is_empty() && !project.invalid.is_empty();
     if invalid && !json {
         for e in &project.invalid {
-            eprintln!("invalid sync: {e}");
+            output::tell!("invalid sync: {e}");
         }
     }
     Ok((syncs, invalid))
@@ -256,6 +264,8 @@ async fn run(cli: &Cli, names: &[String], mut opts: RunOptions) -> Result<u8, Fa
     }
     Ok(if reports.iter().any(|r| r.failed()) {
         EXIT_SYNC_FAILED
+    } else if reports.iter().any(|r| r.status == crate::state::RunStatus::Interrupted) {
+        EXIT_INTERRUPTED
     } else if invalid {
         EXIT_INVALID
     } else {
@@ -313,8 +323,8 @@ async fn reset(cli: &Cli, names: &[String]) -> Result<u8, Failure> {
     // Resetting a sync whose file is broken is legitimate: accept any name with state.
     let engine = open_engine(&project).await?;
     for name in names {
-        let n = engine.store.reset(name).await.map_err(|e| fail(EXIT_SYNC_FAILED, e.to_string()))?;
-        println!("{name}: forgot {n} row(s); the next run sends every row");
+        let n = engine.reset(name, "`sluice reset`").await.map_err(|e| fail(EXIT_SYNC_FAILED, e.to_string()))?;
+        output::say!("{name}: forgot {n} row(s); the next run sends every row");
     }
     engine.store.close().await;
     Ok(EXIT_OK)

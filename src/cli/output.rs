@@ -1,4 +1,4 @@
-//! Rendering command results as text or JSON.
+//! Rendering command results as text or JSON, to stdout through [`say!`].
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -8,6 +8,34 @@ use serde::Serialize;
 
 use crate::engine::{Progress, ProgressFn, SyncReport};
 use crate::state::{ChangeRecord, RowError, RunRecord, RunStatus};
+
+/// Prints a line on stdout, like `println!`, except that a stdout nobody reads any more (`sluice
+/// log X | head`) is no error: the rest of the output goes nowhere, and the command goes on (a
+/// `run` still runs every sync) and exits as it would have. `println!` panics there.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::output::line(format_args!($($arg)*))
+    };
+}
+pub(crate) use say;
+
+/// `say!` for stderr (errors, invalid syncs): `sluice status 2>&1 | head -1` closes both.
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        $crate::cli::output::err_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use tell;
+
+pub fn line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(args).and_then(|_| out.write_all(b"\n"));
+}
+
+pub fn err_line(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|_| err.write_all(b"\n"));
+}
 
 #[derive(Serialize)]
 pub struct CheckResult {
@@ -40,19 +68,22 @@ pub fn failures(syncs: &[FailureRows], as_json: bool) {
     }
     for s in syncs {
         if s.rows.is_empty() {
-            println!("{}: no failed rows", s.sync);
+            say!("{}: no failed rows", s.sync);
             continue;
         }
-        println!(
+        say!(
             "{}: {} rejected (held until they change or `sluice retry {}`), {} to retry on the next run",
-            s.sync, s.rejected, s.sync, s.retryable
+            s.sync,
+            s.rejected,
+            s.sync,
+            s.retryable
         );
         for e in &s.rows {
-            println!("  {} {:<9} {} attempt(s), first {} last {}: {}", e.key, e.kind, e.attempts, e.first_seen, e.last_seen, e.message);
+            say!("  {} {:<9} {} attempt(s), first {} last {}: {}", e.key, e.kind, e.attempts, e.first_seen, e.last_seen, e.message);
         }
         let shown = s.rows.len() as i64;
         if s.rejected + s.retryable > shown {
-            println!("  ... and {} more (--limit)", s.rejected + s.retryable - shown);
+            say!("  ... and {} more (--limit)", s.rejected + s.retryable - shown);
         }
     }
 }
@@ -63,7 +94,7 @@ pub fn changes(sync: &str, changes: &[ChangeRecord], as_json: bool) {
         return json(&serde_json::json!({ "sync": sync, "changes": changes }));
     }
     if changes.is_empty() {
-        println!("{sync}: no changes logged (for this filter)");
+        say!("{sync}: no changes logged (for this filter)");
         return;
     }
     for c in changes {
@@ -78,14 +109,14 @@ pub fn changes(sync: &str, changes: &[ChangeRecord], as_json: bool) {
         if let Some(e) = &c.error {
             line.push_str(&format!("  error: {e}"));
         }
-        println!("{line}");
+        say!("{line}");
     }
 }
 
 pub fn json(value: &impl Serialize) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(e) => eprintln!("error: cannot render JSON: {e}"),
+        Ok(text) => say!("{text}"),
+        Err(e) => tell!("error: cannot render JSON: {e}"),
     }
 }
 
@@ -95,10 +126,10 @@ pub fn check(results: &[CheckResult], as_json: bool) {
         return json(&serde_json::json!({ "ok": ok, "syncs": results }));
     }
     if results.is_empty() {
-        println!("no syncs: add a .sql file under syncs/");
+        say!("no syncs: add a .sql file under syncs/");
     }
     for r in results {
-        println!("{:<6} {}: {}", if r.ok { "ok" } else { "ERROR" }, r.sync, r.detail);
+        say!("{:<6} {}: {}", if r.ok { "ok" } else { "ERROR" }, r.sync, r.detail);
     }
 }
 
@@ -144,7 +175,7 @@ pub fn report(r: &SyncReport) {
             r.duration_ms as f64 / 1000.0
         ));
     }
-    println!("{line}");
+    say!("{line}");
     if let Some(c) = &r.cursor {
         let read = match (&c.after, c.full_read) {
             (Some(after), _) => format!("read rows with {} >= {after}", c.column),
@@ -152,20 +183,20 @@ pub fn report(r: &SyncReport) {
             (None, None) => "read the whole model".to_string(),
         };
         let next = c.next.as_ref().map(|n| format!("; the next run reads from {n}")).unwrap_or_default();
-        println!("        cursor: {read}{next}");
+        say!("        cursor: {read}{next}");
     }
     if let Some(e) = &r.error {
-        println!("        error: {e}");
+        say!("        error: {e}");
     }
     for w in &r.warnings {
-        println!("        warning: {w}");
+        say!("        warning: {w}");
     }
     if r.warnings_dropped() > 0 {
-        println!("        ... and {} more warning(s)", r.warnings_dropped());
+        say!("        ... and {} more warning(s)", r.warnings_dropped());
     }
     for sample in &r.samples {
         let fields = sample.fields.as_ref().map(|f| format!(" {f}")).unwrap_or_default();
-        println!("        {:<8} {}{fields}", sample.change, sample.key);
+        say!("        {:<8} {}{fields}", sample.change, sample.key);
     }
 }
 
@@ -175,10 +206,10 @@ pub fn status(rows: &[StatusRow], as_json: bool) {
     }
     for row in rows {
         if row.runs.is_empty() {
-            println!("{}: never run", row.sync);
+            say!("{}: never run", row.sync);
         }
         for run in &row.runs {
-            println!(
+            say!(
                 "{}: {} at {}: read {}: {} added, {} changed, {} removed; {} written, {} rejected, {} pending{}",
                 row.sync,
                 run.status.map(|s| s.as_str()).unwrap_or("?"),
@@ -194,9 +225,9 @@ pub fn status(rows: &[StatusRow], as_json: bool) {
             );
         }
         if row.pending_rejected + row.pending_retryable > 0 {
-            println!("    pending rows: {} rejected, {} to retry", row.pending_rejected, row.pending_retryable);
+            say!("    pending rows: {} rejected, {} to retry", row.pending_rejected, row.pending_retryable);
             for e in &row.errors {
-                println!("      {} {} ({} attempt(s)): {}", e.key, e.kind, e.attempts, e.message);
+                say!("      {} {} ({} attempt(s)): {}", e.key, e.kind, e.attempts, e.message);
             }
         }
     }

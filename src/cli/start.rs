@@ -12,7 +12,17 @@ use super::{main, Cli, Command, LogFormat, EXIT_SYNC_FAILED};
 
 /// Runs sluice as a command-line program and returns its exit code.
 pub fn start() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // Work in the project directory: relative paths in sluice.toml and in models mean the same
+    // thing wherever sluice was started, and DuckDB checks a model's relative file paths
+    // against the working directory (`source::duckdb`). (`init` creates the directory.)
+    if !matches!(cli.command, Command::Init { .. }) {
+        if let Ok(root) = std::fs::canonicalize(&cli.project) {
+            if std::env::set_current_dir(&root).is_ok() {
+                cli.project = root;
+            }
+        }
+    }
     // A daemon logs each run; one-off commands print their own report and log only problems.
     let daemon = matches!(cli.command, Command::Daemon);
     let default_level = match (cli.verbose, daemon) {
@@ -38,35 +48,45 @@ pub fn start() -> ExitCode {
     };
     runtime.block_on(async {
         // First Ctrl-C / SIGTERM: finish the batch in flight, commit it, stop. Second: exit now
-        // (still safe: state only ever records batches the destination accepted).
+        // (still safe: state only ever records batches the destination accepted). The handlers
+        // are installed here, before anything runs: until then a SIGTERM kills the process
+        // outright (its default action), with no run recorded as interrupted.
         let cancel = CancellationToken::new();
         let signals = cancel.clone();
+        let mut stops = match Stops::install() {
+            Ok(stops) => stops,
+            Err(e) => {
+                super::output::tell!("error: cannot watch for Ctrl-C and SIGTERM: {e}");
+                return ExitCode::from(EXIT_SYNC_FAILED);
+            }
+        };
         tokio::spawn(async move {
-            shutdown_signal().await;
-            eprintln!("stopping after the current batch (press Ctrl-C again to exit now)");
+            stops.next().await;
+            super::output::tell!("stopping after the current batch (press Ctrl-C again to exit now)");
             signals.cancel();
-            shutdown_signal().await;
+            stops.next().await;
             std::process::exit(130);
         });
         main(cli, cancel).await
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+/// The signals that stop sluice: SIGINT (Ctrl-C) and SIGTERM (systemd, `kill`).
+struct Stops {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Stops {
+    fn install() -> std::io::Result<Stops> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Stops { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }

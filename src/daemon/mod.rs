@@ -162,6 +162,7 @@ impl Daemon {
             generation: self.generation.clone(),
             next_runs: self.pending.due.clone(),
             running: self.runs.running().map(str::to_string).collect(),
+            started: self.runs.started(),
         };
         if let Ok(mut v) = self.shared.view.write() {
             *v = view;
@@ -176,8 +177,16 @@ impl Daemon {
     /// Re-reads the project. An invalid one is refused and the running configuration kept.
     async fn reload(&mut self) -> Result<(), String> {
         self.notifier.reloading();
-        let result = match Generation::load(&self.root, self.generation.id + 1).await {
-            Ok(next) => {
+        let loaded = match Generation::load(&self.root, self.generation.id + 1).await {
+            // The API token may have changed (or been removed: then the generated one).
+            Ok(next) => http::api_token(&next.project).map(|(token, _)| (next, token)),
+            Err(e) => Err(e),
+        };
+        let result = match loaded {
+            Ok((next, token)) => {
+                if let Ok(mut current) = self.shared.token.write() {
+                    *current = token;
+                }
                 self.pending.clear().await;
                 self.generation = Arc::new(next);
                 log_invalid(&self.generation);
@@ -199,7 +208,7 @@ impl Daemon {
         if !self.generation.project.syncs.iter().any(|s| s.name() == name) {
             return Err(format!("no sync named `{name}`"));
         }
-        if self.runs.start_with(&self.generation, name, &self.cancel, allow_deletes) {
+        if self.runs.start_by(&self.generation, name, &self.cancel, allow_deletes, "an API request to the daemon") {
             Ok(())
         } else {
             Err(format!("`{name}` is running already"))
@@ -215,9 +224,16 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
     scheduler.start().await.map_err(|e| format!("cannot start the scheduler: {e}"))?;
     let (ticks, mut tick_rx) = mpsc::unbounded_channel();
     let (control, mut control_rx) = mpsc::channel(16);
+    let (token, token_file) = http::api_token(&generation.project)?;
     let shared = Arc::new(Shared {
-        view: std::sync::RwLock::new(View { generation: generation.clone(), next_runs: HashMap::new(), running: Vec::new() }),
+        view: std::sync::RwLock::new(View {
+            generation: generation.clone(),
+            next_runs: HashMap::new(),
+            running: Vec::new(),
+            started: HashMap::new(),
+        }),
         heartbeat: AtomicI64::new(Utc::now().timestamp_millis()),
+        token: std::sync::RwLock::new(token),
     });
     let mut d = Daemon {
         root: root.to_path_buf(),
@@ -233,8 +249,19 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
     d.publish();
     let daemon_config = &d.generation.project.config.daemon;
     if !daemon_config.listen.eq_ignore_ascii_case("off") {
-        let addr = http::serve(&daemon_config.listen, daemon_config.api_token.clone(), d.shared.clone(), control, cancel.clone()).await?;
+        let limits = http::Limits {
+            allowed_hosts: daemon_config.allowed_hosts.clone(),
+            header_timeout: daemon_config.http_timeout,
+            max_connections: daemon_config.http_max_connections,
+        };
+        let addr = http::serve(&daemon_config.listen, limits, d.shared.clone(), control, cancel.clone()).await?;
         tracing::info!(%addr, "HTTP endpoint: /healthz, /metrics, /api/syncs");
+        if let Some(path) = &token_file {
+            tracing::info!(
+                token_file = %path.display(),
+                "the API's mutating endpoints need `Authorization: Bearer <the token in this file>` (set [daemon] api_token to choose it)"
+            );
+        }
     }
     for name in missed(&d.generation, Utc::now()).await {
         tracing::info!(sync = %name, "a scheduled run was missed while the daemon was down: running it now");

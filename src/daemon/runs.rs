@@ -1,16 +1,13 @@
 //! Runs in flight: at most one per sync (an overlapping tick is skipped), at most
-//! `max_concurrent_runs` overall and a destination's `concurrent_runs` per destination, and, on
-//! a Postgres state store, a Postgres advisory lock per sync so several daemons can share one
-//! project: the replica that cannot take the lock skips the tick.
+//! `max_concurrent_runs` overall and a destination's `concurrent_runs` per destination. Across
+//! processes (another daemon on a shared Postgres store, a `sluice run` by hand) the engine's
+//! per-sync lock decides: a run that finds the sync locked is skipped and counted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::PgConnection;
-use sqlx::Connection;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -25,8 +22,6 @@ pub struct Generation {
     pub project: Project,
     pub engine: Engine,
     pub tz: Tz,
-    /// The Postgres state store's URL, for advisory locks (SQLite: one daemon, no locks).
-    lock_url: Option<SecretString>,
 }
 
 impl Generation {
@@ -34,16 +29,15 @@ impl Generation {
         let project = Project::load(root).map_err(|e| e.to_string())?;
         let tz = project.config.daemon.tz()?;
         let engine = Engine::open(&project).await.map_err(|e| e.to_string())?;
-        let url = project.config.state.url.expose_secret();
-        let lock_url = (url.starts_with("postgres://") || url.starts_with("postgresql://")).then(|| project.config.state.url.clone());
-        Ok(Generation { id, project, engine, tz, lock_url })
+        Ok(Generation { id, project, engine, tz })
     }
 }
 
 pub enum Outcome {
     Ran(Box<SyncReport>),
-    /// Another daemon holds the sync's lock: it is running it.
-    LockedElsewhere,
+    /// Another process (a replica, `sluice run` by hand) holds the sync's lock: it is running
+    /// it. Who, as the engine said.
+    Busy(String),
     Failed(String),
 }
 
@@ -54,7 +48,8 @@ pub struct Done {
 
 pub struct Runs {
     set: JoinSet<Done>,
-    running: HashSet<String>,
+    /// The syncs running, with when each run started and its `max_run_time`.
+    running: HashMap<String, (std::time::Instant, Duration)>,
     /// Task -> sync, to free the sync when its task panics.
     tasks: HashMap<tokio::task::Id, String>,
     limit: Arc<Semaphore>,
@@ -69,7 +64,7 @@ impl Runs {
     pub fn new(max_concurrent: usize) -> Runs {
         Runs {
             set: JoinSet::new(),
-            running: HashSet::new(),
+            running: HashMap::new(),
             tasks: HashMap::new(),
             destination_limits: HashMap::new(),
             limit: Arc::new(Semaphore::new(max_concurrent.max(1))),
@@ -82,23 +77,37 @@ impl Runs {
     }
 
     pub fn running(&self) -> impl Iterator<Item = &str> {
-        self.running.iter().map(String::as_str)
+        self.running.keys().map(String::as_str)
     }
 
-    /// Starts a run of `name` unless one is going; `false` when the tick is skipped.
+    /// The runs going on: when each started, and its `max_run_time`.
+    pub fn started(&self) -> HashMap<String, (std::time::Instant, Duration)> {
+        self.running.clone()
+    }
+
+    /// Starts a scheduled run of `name` unless one is going; `false` when the tick is skipped.
     pub fn start(&mut self, generation: &Arc<Generation>, name: &str, cancel: &CancellationToken) -> bool {
-        self.start_with(generation, name, cancel, false)
+        self.start_by(generation, name, cancel, false, "the daemon's schedule")
     }
 
-    /// `start`, optionally past the delete guard (a person asked for it through the API).
-    pub fn start_with(&mut self, generation: &Arc<Generation>, name: &str, cancel: &CancellationToken, allow_deletes: bool) -> bool {
-        if self.running.contains(name) {
+    /// Starts a run of `name` unless one is going, saying who asked (named to anyone who finds
+    /// the sync locked); `allow_deletes` lets it past the delete guard (a person asked for it).
+    pub fn start_by(
+        &mut self,
+        generation: &Arc<Generation>,
+        name: &str,
+        cancel: &CancellationToken,
+        allow_deletes: bool,
+        started_by: &'static str,
+    ) -> bool {
+        if self.running.contains_key(name) {
             *self.skipped.entry(name.to_string()).or_default() += 1;
             crate::metrics::global().skipped_ticks.get_or_create(&crate::metrics::SyncLabel { sync: name.to_string() }).inc();
             tracing::warn!(sync = name, "the previous run is still going: this tick is skipped");
             return false;
         }
-        self.running.insert(name.to_string());
+        let deadline = generation.project.syncs.iter().find(|s| s.name() == name).map_or(Duration::ZERO, |s| s.file.max_run_time);
+        self.running.insert(name.to_string(), (std::time::Instant::now(), deadline));
         let destination_limit = generation.project.syncs.iter().find(|s| s.name() == name).and_then(|sync| {
             let cap = generation.engine.destination(&sync.destination).ok()?.capabilities().concurrent_runs?;
             Some(self.destination_limits.entry(sync.destination.clone()).or_insert_with(|| Arc::new(Semaphore::new(cap.max(1)))).clone())
@@ -106,7 +115,7 @@ impl Runs {
         let (generation, name, cancel, limit) = (generation.clone(), name.to_string(), cancel.clone(), self.limit.clone());
         let task_name = name.clone();
         let handle = self.set.spawn(async move {
-            let outcome = run_one(&generation, &name, &cancel, limit, destination_limit, allow_deletes).await;
+            let outcome = run_one(&generation, &name, &cancel, limit, destination_limit, allow_deletes, started_by).await;
             Done { sync: name, outcome }
         });
         self.tasks.insert(handle.id(), task_name);
@@ -157,6 +166,7 @@ async fn run_one(
     limit: Arc<Semaphore>,
     destination_limit: Option<Arc<Semaphore>>,
     allow_deletes: bool,
+    started_by: &str,
 ) -> Outcome {
     let Some(sync) = generation.project.syncs.iter().find(|s| s.name() == name) else {
         return Outcome::Failed(format!("sync `{name}` is no longer defined"));
@@ -167,47 +177,13 @@ async fn run_one(
         None => None,
     };
     let _permit = limit.acquire_owned().await;
-    // On a shared Postgres store, the lock says which daemon runs this sync now; it is held on a
-    // connection of its own and goes with it, so a crashed daemon never keeps it.
-    let mut lock = None;
-    if let Some(url) = &generation.lock_url {
-        match try_lock(url, name).await {
-            Ok(Some(conn)) => lock = Some(conn),
-            Ok(None) => return Outcome::LockedElsewhere,
-            Err(e) => return Outcome::Failed(format!("could not take the sync's lock in the state store: {e}")),
-        }
-    }
-    let opts = RunOptions { cancel: cancel.clone(), allow_deletes, ..Default::default() };
+    // The engine takes the sync's lock: a replica or a person running it by hand holds it.
+    let opts = RunOptions { cancel: cancel.clone(), allow_deletes, started_by: started_by.to_string(), ..Default::default() };
     let report = generation.engine.run(sync, &opts).await;
-    if let Some(conn) = lock {
-        unlock(conn, name).await;
+    if report.busy {
+        return Outcome::Busy(report.error.unwrap_or_default());
     }
     Outcome::Ran(Box::new(report))
-}
-
-/// The advisory lock key of a sync: stable across machines and versions.
-fn lock_key(sync: &str) -> i64 {
-    xxhash_rust::xxh3::xxh3_64(format!("sluice/sync/{sync}").as_bytes()) as i64
-}
-
-async fn try_lock(url: &SecretString, sync: &str) -> Result<Option<PgConnection>, String> {
-    let mut conn = PgConnection::connect(url.expose_secret()).await.map_err(|e| crate::state::StateError::from(e).to_string())?;
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(lock_key(sync))
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| crate::state::StateError::from(e).to_string())?;
-    if got {
-        Ok(Some(conn))
-    } else {
-        let _ = conn.close().await;
-        Ok(None)
-    }
-}
-
-async fn unlock(mut conn: PgConnection, sync: &str) {
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(lock_key(sync)).execute(&mut conn).await;
-    let _ = conn.close().await;
 }
 
 /// One line per finished run, for people and log collectors.
@@ -215,6 +191,9 @@ pub fn log_done(done: &Done) {
     match &done.outcome {
         Outcome::Ran(r) => {
             crate::metrics::global().record_run(r);
+            if r.deadline_exceeded {
+                crate::metrics::global().run_deadline_exceeded.get_or_create(&crate::metrics::SyncLabel { sync: done.sync.clone() }).inc();
+            }
             let c = &r.counts;
             if r.failed() {
                 tracing::error!(sync = %done.sync, run_id = %r.run_id, error = r.error.as_deref().unwrap_or(""), duration_ms = r.duration_ms, "run failed");
@@ -226,7 +205,10 @@ pub fn log_done(done: &Done) {
                 );
             }
         }
-        Outcome::LockedElsewhere => tracing::info!(sync = %done.sync, "another daemon is running this sync: tick skipped"),
+        Outcome::Busy(holder) => {
+            crate::metrics::global().skipped_ticks.get_or_create(&crate::metrics::SyncLabel { sync: done.sync.clone() }).inc();
+            tracing::warn!(sync = %done.sync, why = %holder, "another process is running this sync: tick skipped");
+        }
         Outcome::Failed(e) => tracing::error!(sync = %done.sync, error = %e, "run could not start"),
     }
 }

@@ -1,29 +1,91 @@
-//! HTTP details every HTTP destination shares: reading Retry-After and describing transport
-//! failures without echoing URLs (which may carry tokens).
+//! HTTP details every HTTP destination shares: the client (no redirects, no Referer), reading
+//! answers (a 3xx refused, bodies bounded), Retry-After, and describing transport failures
+//! without echoing URLs (which may carry tokens).
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::header::HeaderValue;
+use reqwest::header::{HeaderValue, LOCATION};
 
-/// The HTTP client every destination uses: a per-request timeout and sluice's user agent.
+use super::DestinationError;
+
+/// The most of a response body a destination reads. Answers are small (one batch's per-row
+/// results); a server that sends more is not one we understand, and must not fill memory.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// The HTTP client every destination uses: a per-request timeout, sluice's user agent, and no
+/// redirects. Followed, a 301/302/303 turns a POST into a GET whose 200 carries no per-row
+/// results (every row would be recorded as written, none delivered), and custom headers and the
+/// URL's query token would travel to the other host. Without a redirect there is no Referer.
 pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(timeout)
         .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
-/// Retry-After as delay-seconds or an HTTP date.
+/// A 3xx answer, as the error it is: the configured address is not where the service is. Names
+/// the host it points at (not the whole address: it may carry a token) and the setting to fix.
+pub fn redirected(what: &str, response: &reqwest::Response, setting: &str) -> Option<DestinationError> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let target = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| response.url().join(l).ok())
+        .and_then(|u| u.host_str().map(str::to_string));
+    let to = target.map(|h| format!(" to {h}")).unwrap_or_default();
+    Some(DestinationError::fatal(format!(
+        "{what}: HTTP {} redirects{to}: sluice never follows redirects (a POST would arrive as a GET, and credentials would go \
+         along); set `{setting}` to the final address",
+        response.status().as_u16()
+    )))
+}
+
+/// A response's body, at most [`MAX_BODY`] bytes. A body cut off or too long is transient: the
+/// request may have been carried out, and the engine's retry decides what happens next.
+pub async fn body(mut response: reqwest::Response, what: &str) -> Result<Vec<u8>, DestinationError> {
+    let mut out = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if out.len() + chunk.len() > MAX_BODY {
+                    return Err(DestinationError::transient(format!(
+                        "{what}: the response body is larger than {} MiB: not an answer sluice understands",
+                        MAX_BODY >> 20
+                    )));
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(out),
+            Err(e) => return Err(DestinationError::transient(format!("{what}: {}", transport_error(&e)))),
+        }
+    }
+}
+
+/// [`body`] as text (invalid UTF-8 replaced: bodies are shown in messages, or parsed as JSON).
+pub async fn text(response: reqwest::Response, what: &str) -> Result<String, DestinationError> {
+    body(response, what).await.map(|b| String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// The longest wait a server's header may ask for (Retry-After, a rate-limit window): what a
+/// remote service says must never overflow a time computation here.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(3600);
+
+/// Retry-After as delay-seconds or an HTTP date, at most [`MAX_SERVER_WAIT`].
 pub fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
     let text = value.to_str().ok()?.trim();
     if let Ok(secs) = text.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(Duration::from_secs(secs).min(MAX_SERVER_WAIT));
     }
     let when = httpdate::parse_http_date(text).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO).min(MAX_SERVER_WAIT))
 }
 
 /// What went wrong with a request that got no response. reqwest's own text can include the
@@ -61,6 +123,7 @@ mod tests {
         let past = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
         assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
         assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("18446744073709551615")), Some(MAX_SERVER_WAIT), "no overflow");
     }
 
     #[test]

@@ -27,6 +27,9 @@
 //!   then written again.
 //! - **State follows outcomes.** The engine advances its state only for `Written` rows, after
 //!   `write` returned; a destination must not report `Written` before the write is durable.
+//! - **Identity.** [`Destination::identity`] names where rows land beyond the sync's `[target]`
+//!   (the spreadsheet, the endpoint, the file, the CRM account). When it changes, the new place
+//!   holds none of the sync's rows, so the engine sends every row once.
 
 pub mod command;
 pub mod file;
@@ -250,6 +253,15 @@ pub trait Destination: Send + Sync {
     async fn check(&self, target: &Target) -> Result<(), DestinationError>;
     /// Starts one run of one sync.
     async fn open(&self, target: &Target) -> Result<Box<dyn Writer>, DestinationError>;
+    /// Where this destination's rows land, beyond the sync's `[target]` (which the engine
+    /// fingerprints already): a spreadsheet's id, an endpoint's host and path, an output file,
+    /// the CRM account a token belongs to. The engine keeps only a hash of it; when it changes,
+    /// every row of each sync is sent once (the new place holds none). It must not change when
+    /// a credential is rotated, and never holds a secret. May ask the service (cached). The
+    /// default, `""`, says it cannot tell.
+    async fn identity(&self) -> Result<String, DestinationError> {
+        Ok(String::new())
+    }
 }
 
 #[async_trait]

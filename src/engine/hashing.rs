@@ -23,8 +23,16 @@ pub struct Hashed {
     /// The field values of each probe's row, for syncs with static values or templates
     /// (empty otherwise): they were built to be hashed, and are what is sent.
     pub computed: Vec<Vec<Value>>,
-    /// Rows with NULL in a key column: (chunk row, index into the key columns).
-    pub null_keys: Vec<(usize, usize)>,
+    /// Rows with a key that cannot be one: (chunk row, index into the key columns, why).
+    pub bad_keys: Vec<(usize, usize, BadKey)>,
+}
+
+/// Why a row's key cannot be a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadKey {
+    Null,
+    /// NaN or an infinity: NaN equals nothing, and neither has a JSON form to store.
+    NotFinite,
 }
 
 /// Hashes the chunks of `source` as they come, each fingerprint prefixed with `fp_prefix` (the
@@ -50,11 +58,16 @@ pub fn spawn(
 
 fn hash_chunk(shape: &Shape, fp_prefix: &Value, chunk: Chunk) -> Result<Hashed, RunError> {
     let n = chunk.len();
-    let mut out = Hashed { probes: Vec::with_capacity(n), rows: Vec::with_capacity(n), computed: Vec::new(), null_keys: Vec::new(), chunk };
+    let mut out = Hashed { probes: Vec::with_capacity(n), rows: Vec::with_capacity(n), computed: Vec::new(), bad_keys: Vec::new(), chunk };
     let chunk = &out.chunk;
     for r in 0..n {
         if let Some(k) = shape.key_idx.iter().position(|&i| chunk.is_null(r, i)) {
-            out.null_keys.push((r, k));
+            out.bad_keys.push((r, k, BadKey::Null));
+            continue;
+        }
+        let not_finite = |k: &usize| matches!(chunk.value(r, shape.key_idx[*k]), Ok(Value::Float(f)) if !f.is_finite());
+        if let Some(k) = shape.float_keys.iter().copied().find(not_finite) {
+            out.bad_keys.push((r, k, BadKey::NotFinite));
             continue;
         }
         // Hashed where the chunk holds the cells: most rows of most runs are unchanged, and

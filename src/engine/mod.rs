@@ -33,7 +33,7 @@ use crate::destinations::{self, Destination, DestinationError, Op};
 use crate::diff::{Change, Differ, Duplicate};
 use crate::project::{Mode, OnRemove, Project, ProjectError, Sync};
 use crate::source::{Source, SourceError};
-use crate::state::{RunRecord, RunStatus, StateError, Store};
+use crate::state::{RunRecord, StateError, Store, SyncLock};
 use crate::value::Value;
 use hashing::Hashed;
 use spool::{Spool, SpoolRow};
@@ -50,6 +50,13 @@ pub enum RunError {
     Destination { name: String, error: DestinationError },
     #[error("{0}")]
     Invalid(String),
+    /// Stopped on request (Ctrl-C, SIGTERM, a daemon shutting down): not a failure.
+    #[error("{0}")]
+    Cancelled(String),
+    /// The run went past its `max_run_time`.
+    #[error("the run took longer than max_run_time ({}) and was stopped; what it committed stays, the rest is sent by the next run \
+             (raise `max_run_time` in the sync's header if it needs longer, or look for what holds it up: `statement_timeout` bounds the model's query)", humantime::format_duration(*.0))]
+    Deadline(std::time::Duration),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -68,6 +75,9 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Told how a run advances (the CLI draws a progress line from it on a terminal).
     pub progress: Option<ProgressFn>,
+    /// Who starts the run (`sluice run`, `the daemon's schedule`): named to a run that finds
+    /// the sync locked by this one.
+    pub started_by: String,
 }
 
 /// Where a run is. Reported every chunk of rows read and every batch sent.
@@ -126,7 +136,10 @@ impl Engine {
             .config
             .sources
             .iter()
-            .map(|(name, cfg)| (name.clone(), Source::new(name, cfg, &project.root).map_err(|e| e.to_string())))
+            .map(|(name, cfg)| {
+                let runs = project.config.daemon.max_concurrent_runs;
+                (name.clone(), Source::new(name, cfg, &project.root, runs).map_err(|e| e.to_string()))
+            })
             .collect();
         Ok(Engine {
             store,
@@ -162,48 +175,83 @@ impl Engine {
 
     /// Runs (or, with `dry_run`, plans) one sync. Never panics on a bad sync: every failure
     /// ends up in the report and, for real runs, in the run history.
+    ///
+    /// A real run holds the sync's lock (`Store::lock_sync`) from before it records its start
+    /// until it has recorded its end: a sync another run holds is not run at all, and the
+    /// report says who holds it (`SyncReport::busy`).
     pub async fn run(&self, sync: &Sync, opts: &RunOptions) -> SyncReport {
         let started = Instant::now();
         let run_id = uuid::Uuid::new_v4().to_string();
         let mut report = SyncReport::new(sync.name(), &run_id, opts);
-        tracing::info!(sync = %sync.name(), run_id = %run_id, dry_run = opts.dry_run, "run started");
-        if !opts.dry_run {
-            if let Err(e) = self.store.begin_run(sync.name(), &run_id, opts.full_resync).await {
-                report.fail(e.to_string());
-                return report;
-            }
-        }
-        if let Err(e) = self.run_inner(sync, opts, &run_id, &mut report).await {
-            report.fail(e.to_string());
+        let lock = if opts.dry_run {
+            None
         } else {
-            report.status = if report.rejected + report.retryable + report.null_keys + report.held > 0 {
-                RunStatus::Partial
-            } else {
-                RunStatus::Success
-            };
-        }
-        if !opts.dry_run {
-            // What this run staged goes into `sync_rows` now, in key order; if that fails, the
-            // rows stay staged (committed all the same) and the next run folds them.
-            let folding = Instant::now();
-            match self.store.fold(sync.name()).await {
-                Ok(rows) => tracing::debug!(sync = %sync.name(), rows, ms = folding.elapsed().as_millis() as u64, "state folded"),
-                Err(e) => report.warn(format!("the state store could not fold this run's rows yet (the next run will): {e}")),
+            match self.store.lock_sync(sync.name(), &crate::state::holder(&opts.started_by)).await {
+                Ok(lock) => Some(lock),
+                Err(e) => {
+                    report.busy = matches!(e, StateError::Busy { .. });
+                    report.fail(e.to_string());
+                    return report;
+                }
             }
+        };
+        tracing::info!(sync = %sync.name(), run_id = %run_id, dry_run = opts.dry_run, "run started");
+        if let Some(lock) = lock {
+            report = self.locked_run(sync, opts, &lock, report, started).await;
+            lock.release().await;
+            return report;
         }
+        let result = guarded(within(sync.file.max_run_time, self.run_inner(sync, opts, &run_id, None, &mut report))).await;
+        report.settle(outcome(result, opts));
         report.duration_ms = started.elapsed().as_millis() as u64;
-        if !opts.dry_run {
-            let record = RunRecord::from(&report);
-            if let Err(e) = self.store.finish_run(&record).await {
-                report.fail(format!("could not record the run: {e}"));
-            }
-            self.alert(sync, &mut report).await;
-            self.prune_changes(sync, &mut report).await;
-        }
         report
     }
 
-    async fn run_inner(&self, sync: &Sync, opts: &RunOptions, run_id: &str, report: &mut SyncReport) -> Result<(), RunError> {
+    /// A real run, under the sync's lock: recorded, folded, alerted.
+    async fn locked_run(&self, sync: &Sync, opts: &RunOptions, lock: &SyncLock, mut report: SyncReport, started: Instant) -> SyncReport {
+        let run_id = report.run_id.clone();
+        if let Err(e) = self.store.begin_run(sync.name(), &run_id, opts.full_resync).await {
+            report.fail(e.to_string());
+            return report;
+        }
+        let deadline = sync.file.max_run_time;
+        let result = guarded(within(deadline, self.run_inner(sync, opts, &run_id, Some(lock), &mut report))).await;
+        report.deadline_exceeded = matches!(result, Err(RunError::Deadline(_)));
+        report.settle(outcome(result, opts));
+        // What this run staged goes into `sync_rows` now, in key order; if that fails, the
+        // rows stay staged (committed all the same) and the next run folds them.
+        let folding = Instant::now();
+        match self.store.fold(sync.name()).await {
+            Ok(rows) => tracing::debug!(sync = %sync.name(), rows, ms = folding.elapsed().as_millis() as u64, "state folded"),
+            Err(e) => report.warn(format!("the state store could not fold this run's rows yet (the next run will): {e}")),
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        let record = RunRecord::from(&report);
+        if let Err(e) = self.store.finish_run(&record).await {
+            report.fail(format!("could not record the run: {e}"));
+        }
+        self.alert(sync, &mut report).await;
+        self.prune_changes(sync, &mut report).await;
+        report
+    }
+
+    /// Forgets what the destination holds for `name` (`sluice reset`), under the sync's lock:
+    /// never beside a run of it.
+    pub async fn reset(&self, name: &str, started_by: &str) -> Result<u64, StateError> {
+        let lock = self.store.lock_sync(name, &crate::state::holder(started_by)).await?;
+        let result = self.store.reset(name).await;
+        lock.release().await;
+        result
+    }
+
+    async fn run_inner(
+        &self,
+        sync: &Sync,
+        opts: &RunOptions,
+        run_id: &str,
+        lock: Option<&SyncLock>,
+        report: &mut SyncReport,
+    ) -> Result<(), RunError> {
         let name = sync.name();
         let mode = sync.file.mode;
         let destination = self.destination(&sync.destination)?;
@@ -211,9 +259,19 @@ impl Engine {
         shape::check_capabilities(sync, &caps)?;
         let source = self.source(&sync.source)?;
 
-        let config_fp = config_fingerprint(sync, self.destination_kind(sync), caps.presentation);
-        let stored_fp = self.store.config_fingerprint(name).await?;
+        let dest_err = |error: DestinationError| RunError::Destination { name: sync.destination.clone(), error };
+
+        // Where the rows land is part of the definition: a sync pointed at another spreadsheet,
+        // endpoint or account sends every row there once. The identity counts once it differs
+        // from the first one recorded, so stores from before identities keep their fingerprints.
+        let identity =
+            shape::identity_hash(&retry::identity_with_retry(destination.as_ref(), &caps, &opts.cancel).await.map_err(dest_err)?);
+        let meta = self.store.sync_meta(name).await?;
+        let moved_on = meta.as_ref().and_then(|m| m.first_identity.as_ref()).is_some_and(|first| *first != identity);
+        let config_fp = config_fingerprint(sync, self.destination_kind(sync), caps.presentation, moved_on.then_some(&*identity));
+        let stored_fp = meta.as_ref().map(|m| m.config_fingerprint.clone());
         report.config_changed = stored_fp.as_ref().is_some_and(|s| *s != config_fp);
+        let moved = meta.as_ref().and_then(|m| m.identity.as_ref()).is_some_and(|last| *last != identity);
         // Rejected rows stay held back while unchanged, until `sluice retry` or their hold ends.
         let hold_for = sync.file.retry_rejected_after.unwrap_or(self.retry.rejected_after);
         // A hold longer than the calendar (e.g. "1000y": never) reaches back to the start of time.
@@ -240,14 +298,18 @@ impl Engine {
             tracing::debug!(sync = %name, ms = scan_started.elapsed().as_millis() as u64, "stored state loaded");
             stored
         };
-        let (snapshot, stream) = tokio::join!(load, source.stream(&sync.file.model, after));
+        let stopped = || RunError::Cancelled("stopped on request while reading the model; nothing was sent".into());
+        // A model whose query takes long to give its first row is stopped too.
+        let (snapshot, stream) = tokio::select! {
+            both = async { tokio::join!(load, source.stream(&sync.file.model, after, sync.file.statement_timeout)) } => both,
+            _ = opts.cancel.cancelled() => return Err(stopped()),
+        };
         let snapshot = snapshot?;
 
         // ---- scan: model -> diff -> spool ----
         let stream = stream?;
         let shape = Shape::new(sync, &stream.columns)?;
         let target = shape.target(sync, run_id);
-        let dest_err = |error: DestinationError| RunError::Destination { name: sync.destination.clone(), error };
         // Opened before the scan: a destination that reads its keys when opened can tell which
         // stored rows someone removed by hand (`Writer::holds`). A plan opens nothing.
         let writer = if opts.dry_run {
@@ -268,9 +330,19 @@ impl Engine {
         // `Differ::classify_chunk`), then each row acted on. Values are built only for rows to send.
         let mut hashed_chunks = hashing::spawn(shape.clone(), Value::Text(config_fp.clone()), stream.rows);
         let mut changes = Vec::new();
-        while let Some(hashed) = hashed_chunks.recv().await {
+        loop {
+            // Checked between chunks, and while waiting for one: a stop request ends the scan at
+            // once (dropping the stream stops the source's query).
+            let hashed = tokio::select! {
+                biased;
+                _ = opts.cancel.cancelled() => return Err(stopped()),
+                next = hashed_chunks.recv() => match next {
+                    Some(hashed) => hashed,
+                    None => break,
+                },
+            };
             opts.progress(Progress::Scanning { sync: name, rows: report.rows_read });
-            let Hashed { chunk, probes, rows, computed, null_keys } = hashed?;
+            let Hashed { chunk, probes, rows, computed, bad_keys } = hashed?;
             let first_row = report.rows_read;
             report.rows_read += chunk.len() as u64;
             if let (Some(c), Some(i)) = (cursor.as_mut(), shape.cursor_idx) {
@@ -278,13 +350,24 @@ impl Engine {
                     c.see(&chunk.value(r, i)?);
                 }
             }
-            for (r, k) in null_keys {
-                report.null_keys += 1;
-                report.warn(format!(
-                    "model row {} has NULL in primary key column `{}`: row skipped (fix the model or filter it out)",
-                    first_row + r as u64 + 1,
-                    shape.key_columns[k]
-                ));
+            for (r, k, why) in bad_keys {
+                let (row, column) = (first_row + r as u64 + 1, &shape.key_columns[k]);
+                match why {
+                    hashing::BadKey::Null => {
+                        report.null_keys += 1;
+                        report.warn(format!(
+                            "model row {row} has NULL in primary key column `{column}`: row skipped (fix the model or filter it out)"
+                        ));
+                    }
+                    hashing::BadKey::NotFinite => {
+                        report.invalid_keys += 1;
+                        let value = chunk.value(r, shape.key_idx[k]).map(|v| v.to_text()).unwrap_or_default();
+                        report.warn(format!(
+                            "model row {row} has {value} in primary key column `{column}`: row skipped (a key must be a finite \
+                             number: filter the row out, or key the sync on another column)"
+                        ));
+                    }
+                }
             }
             let mut computed = computed.into_iter();
             differ.classify_chunk(&probes, &mut changes);
@@ -386,7 +469,13 @@ impl Engine {
         };
         report.to_send.delete = deletes.len() as u64;
         report.to_send.clear = clears.len() as u64;
-        if report.config_changed {
+        if moved && report.config_changed {
+            report.warn(format!(
+                "destination `{}` now points at another place than at the last run (its spreadsheet, endpoint, file, command or \
+                 account changed), which holds none of this sync's rows: every row is sent there once",
+                sync.destination
+            ));
+        } else if report.config_changed {
             report.warn("the sync's mode, key, mapping, target or destination changed: every row is re-sent".into());
         }
         // The delete guard, before anything is sent: a run it stops sends nothing at all.
@@ -431,8 +520,10 @@ impl Engine {
         let Some(mut writer) = writer else { return Ok(()) };
         writer.take_warnings().into_iter().for_each(|w| report.warn(w));
         let batch_rows = writer.preferred_batch_rows(report.to_send.total()).unwrap_or(caps.max_batch_rows).max(1);
+        let Some(lock) = lock else { return Ok(()) };
         let send = send::Send {
             store: &self.store,
+            lock,
             name,
             run_id,
             destination: &sync.destination,
@@ -447,8 +538,11 @@ impl Engine {
         let reader = spool.into_reader().map_err(RunError::Invalid)?;
         send.run(writer.as_mut(), reader, &deletes, &clears, report).await?;
         writer.close().await.map_err(dest_err)?;
-        if stored_fp.as_deref() != Some(config_fp.as_str()) {
-            self.store.set_config_fingerprint(name, &config_fp).await?;
+        let recorded = meta
+            .as_ref()
+            .is_some_and(|m| m.config_fingerprint == config_fp && m.identity.as_deref() == Some(&*identity) && m.first_identity.is_some());
+        if !recorded {
+            self.store.set_sync_meta(name, &config_fp, &identity).await?;
         }
         if let Some(next) = cursor.as_ref().and_then(|c| c.next()) {
             self.advance_cursor(name, next, report).await?;
@@ -475,6 +569,43 @@ impl Engine {
             c.next = Some(text);
         }
         Ok(())
+    }
+}
+
+/// A run's work, with a panic (a bug) caught: the run still ends, is recorded as failed with the
+/// panic's message, and frees its lock; the process and the other syncs go on.
+async fn guarded(work: impl std::future::Future<Output = Result<(), RunError>>) -> Result<(), RunError> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(RunError::Invalid(format!("sluice hit a bug and stopped this run: {message} (please report it)")))
+        }
+    }
+}
+
+/// A run's work, ended when it takes longer than `deadline` (zero: no deadline). Ending it drops
+/// it: a commit in flight rolls back, and the batch on the wire is sent again by the next run.
+async fn within(deadline: std::time::Duration, work: impl std::future::Future<Output = Result<(), RunError>>) -> Result<(), RunError> {
+    if deadline.is_zero() {
+        return work.await;
+    }
+    tokio::time::timeout(deadline, work).await.unwrap_or(Err(RunError::Deadline(deadline)))
+}
+
+/// How a run ended, for its report: a run stopped on request ended interrupted, not failed,
+/// even when the stop cut a wait short and surfaced as that wait's error.
+fn outcome(result: Result<(), RunError>, opts: &RunOptions) -> report::Ending {
+    match result {
+        Ok(()) => report::Ending::Done,
+        Err(RunError::Cancelled(why)) => report::Ending::Interrupted(why),
+        Err(e) if opts.cancel.is_cancelled() => report::Ending::Interrupted(format!("stopped on request: {e}")),
+        Err(e) => report::Ending::Failed(e.to_string()),
     }
 }
 

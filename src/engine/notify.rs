@@ -8,6 +8,11 @@ use crate::project::Sync;
 impl Engine {
     pub(super) async fn alert(&self, sync: &Sync, report: &mut SyncReport) {
         let Some(config) = &self.alerts else { return };
+        // Stopped on request: the run says nothing of the sync's health, so no alert (a
+        // shutdown is not a failure) and nothing to remember.
+        if report.status == crate::state::RunStatus::Interrupted {
+            return;
+        }
         let before = match self.store.alert_state(sync.name()).await {
             Ok(state) => state,
             Err(e) => return report.warn(format!("alerts: {e}")),

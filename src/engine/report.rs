@@ -44,6 +44,14 @@ pub struct Sample {
     pub fields: Option<serde_json::Value>,
 }
 
+/// How a run's work ended (see `SyncReport::settle`).
+pub enum Ending {
+    Done,
+    /// Stopped on request: what was answered is committed, the rest waits for the next run.
+    Interrupted(String),
+    Failed(String),
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct SyncReport {
     pub sync: String,
@@ -57,6 +65,8 @@ pub struct SyncReport {
     #[serde(flatten)]
     pub counts: Counts,
     pub null_keys: u64,
+    /// Rows skipped because a key is NaN or infinite.
+    pub invalid_keys: u64,
     /// Unchanged rows re-sent because the destination no longer holds them.
     pub restored: u64,
     /// Rows rejected before and unchanged since: not sent this run.
@@ -70,6 +80,12 @@ pub struct SyncReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<super::cursor::CursorReport>,
     pub error: Option<String>,
+    /// The run did not start: another run of the sync holds its lock (`error` names it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub busy: bool,
+    /// The run went past its `max_run_time` and was stopped (`error` says so).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deadline_exceeded: bool,
     pub warnings: Vec<String>,
     pub samples: Vec<Sample>,
     pub duration_ms: u64,
@@ -91,6 +107,7 @@ impl SyncReport {
             rows_read: 0,
             counts: Counts::default(),
             null_keys: 0,
+            invalid_keys: 0,
             restored: 0,
             held: 0,
             to_send: OpCounts::default(),
@@ -100,6 +117,8 @@ impl SyncReport {
             batches: 0,
             cursor: None,
             error: None,
+            busy: false,
+            deadline_exceeded: false,
             warnings: Vec::new(),
             samples: Vec::new(),
             duration_ms: 0,
@@ -111,6 +130,22 @@ impl SyncReport {
     pub fn fail(&mut self, error: String) {
         self.status = RunStatus::Failed;
         self.error = Some(error);
+    }
+
+    /// The status a run ends with: failed or interrupted with the reason, partial when rows
+    /// were left behind, else success.
+    pub fn settle(&mut self, ending: Ending) {
+        match ending {
+            Ending::Failed(e) => self.fail(e),
+            Ending::Interrupted(why) => {
+                self.status = RunStatus::Interrupted;
+                self.error = Some(why);
+            }
+            Ending::Done if self.rejected + self.retryable + self.null_keys + self.invalid_keys + self.held > 0 => {
+                self.status = RunStatus::Partial
+            }
+            Ending::Done => self.status = RunStatus::Success,
+        }
     }
 
     pub fn failed(&self) -> bool {
@@ -172,6 +207,9 @@ impl From<&SyncReport> for RunRecord {
         if error.is_none() && r.null_keys > 0 {
             error = Some(format!("{} row(s) with a NULL primary key were skipped", r.null_keys));
         }
+        if error.is_none() && r.invalid_keys > 0 {
+            error = Some(format!("{} row(s) with a NaN or infinite primary key were skipped", r.invalid_keys));
+        }
         RunRecord {
             id: r.run_id.clone(),
             sync: r.sync.clone(),
@@ -183,7 +221,7 @@ impl From<&SyncReport> for RunRecord {
             unchanged: r.counts.unchanged as i64,
             removed: r.counts.removed as i64,
             written: r.written as i64,
-            rejected: (r.rejected + r.null_keys) as i64,
+            rejected: (r.rejected + r.null_keys + r.invalid_keys) as i64,
             retryable: r.retryable as i64,
             batches: r.batches as i64,
             error,

@@ -223,6 +223,22 @@ fn finish(outcomes: Vec<Option<RowOutcome>>) -> Vec<RowOutcome> {
     outcomes.into_iter().map(|o| o.unwrap_or_else(|| RowOutcome::Retryable("not sent".into()))).collect()
 }
 
+/// Where a destination writes may be asked of the service (HubSpot's account): a transient
+/// failure there is retried like a batch.
+pub async fn identity_with_retry(
+    destination: &dyn Destination,
+    caps: &Capabilities,
+    cancel: &CancellationToken,
+) -> Result<String, DestinationError> {
+    let mut pacer = Pacer::new(caps, cancel);
+    loop {
+        match destination.identity().await {
+            Ok(identity) => return Ok(identity),
+            Err(e) => pacer.wait(e, "asking the destination where it writes").await?,
+        }
+    }
+}
+
 /// Opening a writer may read from the destination (Sheets reads its tab): a transient failure
 /// there is retried like a batch.
 pub async fn open_with_retry(

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::{keys, retry, Progress, RunError, RunOptions, Shape, SyncReport};
 use crate::destinations::{Capabilities, Op, RowOp, RowOutcome, Target, Writer};
-use crate::state::{Committed, StateError, Store};
+use crate::state::{Committed, StateError, Store, SyncLock};
 use crate::value::{Hash128, Value};
 
 use super::spool::{SpoolReader, SpoolRow};
@@ -32,6 +32,8 @@ pub const IN_FLIGHT: usize = QUEUED + 2;
 /// What one run sends, and where the outcomes go.
 pub(super) struct Send<'a> {
     pub store: &'a Store,
+    /// The sync's lock: checked before each commit.
+    pub lock: &'a SyncLock,
     pub name: &'a str,
     pub run_id: &'a str,
     pub destination: &'a str,
@@ -108,6 +110,8 @@ impl Send<'_> {
             let started = Instant::now();
             let items: Vec<Committed> = group.iter().flat_map(Answered::items).collect();
             // On an error the receiver is dropped: the sender sees it at its next hand-off.
+            // A run that lost its lock may have company: it commits nothing more.
+            self.lock.check().await?;
             self.store.commit_batch(self.name, self.run_id, &items).await?;
             busy += started.elapsed();
             commits += 1;
@@ -132,7 +136,7 @@ impl Send<'_> {
         let mut clear_chunks = clears.chunks(self.batch_rows);
         loop {
             if self.opts.cancel.is_cancelled() {
-                return Err(RunError::Invalid(format!(
+                return Err(RunError::Cancelled(format!(
                     "stopped on request after {} batch(es); the rest is sent on the next run",
                     report.batches
                 )));

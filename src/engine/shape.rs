@@ -32,6 +32,9 @@ pub struct Shape {
     column_names: Vec<String>,
     /// The cursor column of a cursor sync.
     pub cursor_idx: Option<usize>,
+    /// The key columns (indexes into `key_idx`) that are floating point: their cells are
+    /// checked for NaN and infinities, which cannot be keys.
+    pub float_keys: Vec<usize>,
 }
 
 impl Shape {
@@ -91,13 +94,14 @@ impl Shape {
         };
         Ok(Shape {
             key_columns: f.primary_key.value.clone(),
-            key_idx,
+            key_idx: key_idx.clone(),
             fields,
             field_idx,
             computed,
             templates: Arc::new(templates),
             column_names: names.iter().map(|n| n.to_string()).collect(),
             cursor_idx,
+            float_keys: (0..key_idx.len()).filter(|&k| columns[key_idx[k]].floating).collect(),
         })
     }
 
@@ -159,7 +163,10 @@ impl Shape {
 /// mapping, target and destination. Mixed into every row fingerprint, so a change to any of
 /// these makes every row "changed" and re-sends it (a full resync that survives a kill).
 /// `presentation` are `[target]` keys the destination says only change how rows look.
-pub fn config_fingerprint(sync: &Sync, destination_kind: &str, presentation: &[&str]) -> String {
+/// `identity` is the destination's identity hash ([`identity_hash`]) when it differs from the
+/// first one recorded for the sync: left out otherwise, so fingerprints made before identities
+/// were kept stay as they were.
+pub fn config_fingerprint(sync: &Sync, destination_kind: &str, presentation: &[&str], identity: Option<&str>) -> String {
     let f = &sync.file;
     let mapping: Vec<String> = f.mapping.iter().map(|m| m.describe()).collect();
     let parts = [
@@ -176,8 +183,15 @@ pub fn config_fingerprint(sync: &Sync, destination_kind: &str, presentation: &[&
         sync.destination.clone(),
         destination_kind.to_string(),
     ];
-    let values: Vec<Value> = parts.into_iter().map(Value::Text).collect();
+    let mut values: Vec<Value> = parts.into_iter().map(Value::Text).collect();
+    values.extend(identity.map(|i| Value::Text(i.to_string())));
     format!("{:032x}", hash_values(&values))
+}
+
+/// What the store keeps of a destination's identity: a hash, since it may name an endpoint's
+/// path (which some services make the credential).
+pub fn identity_hash(identity: &str) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(identity.as_bytes()))
 }
 
 /// Whether the destination can do what the sync asks (its mode, `write = "if_empty"`,

@@ -133,9 +133,21 @@ pub struct DaemonConfig {
     /// Address of the HTTP endpoint (health, metrics, API); "off" disables it.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// Bearer token the mutating API endpoints require. Without it they answer only on a
-    /// loopback address.
+    /// Bearer token the mutating API endpoints require (and that shows read endpoints the
+    /// errors of runs, which may quote row data). Without it the daemon generates one into the
+    /// state directory (`api_token`, mode 0600) and says where.
     pub api_token: Option<SecretString>,
+    /// Host names the endpoint answers to besides IP addresses and `localhost` (requests for any
+    /// other name are refused: a web page cannot rebind a name of its own to this address).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// How long a client may take to send a request's headers, and to start the next request
+    /// on a kept-alive connection.
+    #[serde(default = "default_http_timeout", with = "crate::destinations::duration_setting")]
+    pub http_timeout: std::time::Duration,
+    /// Connections the endpoint serves at once; more wait to be accepted.
+    #[serde(default = "default_http_connections")]
+    pub http_max_connections: usize,
 }
 
 impl Default for DaemonConfig {
@@ -146,6 +158,9 @@ impl Default for DaemonConfig {
             shutdown_timeout: default_shutdown_timeout(),
             listen: default_listen(),
             api_token: None,
+            allowed_hosts: Vec::new(),
+            http_timeout: default_http_timeout(),
+            http_max_connections: default_http_connections(),
         }
     }
 }
@@ -156,6 +171,13 @@ impl DaemonConfig {
             format!("[daemon] timezone = \"{}\" is not an IANA time zone name (e.g. \"UTC\", \"Europe/Berlin\")", self.timezone)
         })
     }
+}
+
+fn default_http_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
+}
+fn default_http_connections() -> usize {
+    64
 }
 
 fn default_listen() -> String {
@@ -188,6 +210,20 @@ impl Default for StateConfig {
     }
 }
 
+impl StateConfig {
+    /// The directory sluice keeps its local files in: the SQLite store's, else `.sluice` in the
+    /// project (a Postgres store keeps its state elsewhere, but the daemon's token lives here).
+    pub fn local_dir(&self, root: &Path) -> std::path::PathBuf {
+        use secrecy::ExposeSecret;
+        let url = self.url.expose_secret();
+        let sqlite = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"));
+        match sqlite.map(|rest| rest.split('?').next().unwrap_or(rest)) {
+            Some(path) if !path.is_empty() => root.join(path).parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf()),
+            _ => root.join(".sluice"),
+        }
+    }
+}
+
 fn default_state_url() -> SecretString {
     SecretString::from(DEFAULT_STATE_URL)
 }
@@ -208,21 +244,36 @@ pub enum SourceConfig {
 pub struct DuckdbSourceConfig {
     /// Database file, opened read-only; relative to the project. None: in-memory.
     pub path: Option<PathBuf>,
+    /// Directories models may read files from besides the project's own (relative to it). A
+    /// model reads nothing else, and writes no file at all.
+    #[serde(default)]
+    pub allowed_directories: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSourceConfig {
     pub url: SecretString,
+    /// Connections to the server at most. Default: one per run the daemon may have going at once
+    /// (`[daemon] max_concurrent_runs`), plus one.
+    pub max_connections: Option<u32>,
 }
 
 /// A destination's settings stay an untyped table here: each destination kind parses its own
 /// (see `destinations::build`), so a new kind needs no change to this file.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct DestinationSpec {
     pub kind: String,
     #[serde(flatten)]
     pub settings: toml::Table,
+}
+
+/// The kind and the setting names, never their values: any of them may be a credential (a
+/// token, a webhook URL, a header), already read from `${VAR}` or a `*_file`.
+impl std::fmt::Debug for DestinationSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestinationSpec").field("kind", &self.kind).field("settings", &self.settings.keys().collect::<Vec<_>>()).finish()
+    }
 }
 
 /// Keys that hold credentials when written out in the file instead of `${VAR}` or `*_file`.
@@ -463,6 +514,23 @@ mod tests {
         assert_eq!(interpolate("a ${SLUICE_TEST_INTERP} b").unwrap(), "a secret b");
         assert_eq!(interpolate("$${X}").unwrap(), "${X}");
         assert_eq!(interpolate("x ${SLUICE_TEST_NOT_SET_42}").unwrap_err(), "SLUICE_TEST_NOT_SET_42");
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        std::env::set_var("SLUICE_TEST_DEBUG_TOKEN", "tok-VISIBLE-1");
+        std::env::set_var("SLUICE_TEST_DEBUG_PG", "postgres://u:pw-VISIBLE-2@db/x");
+        let text = "[state]\nurl = \"${SLUICE_TEST_DEBUG_PG}\"\n\
+                    [sources.wh]\nkind = \"postgres\"\nurl = \"${SLUICE_TEST_DEBUG_PG}\"\n\
+                    [destinations.crm]\nkind = \"hubspot\"\ntoken = \"${SLUICE_TEST_DEBUG_TOKEN}\"\n\
+                    [destinations.hook]\nkind = \"webhook\"\nurl = \"https://h.example/x?key=${SLUICE_TEST_DEBUG_TOKEN}\"\n\
+                    headers = { Authorization = \"Bearer ${SLUICE_TEST_DEBUG_TOKEN}\" }\n\
+                    [daemon]\napi_token = \"${SLUICE_TEST_DEBUG_TOKEN}\"\n";
+        let dir = std::env::temp_dir();
+        let config = parse(&dir, &dir.join("sluice.toml"), text).expect("parses");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("VISIBLE"), "{shown}");
+        assert!(shown.contains("hubspot") && shown.contains("\"token\""), "the kind and the setting names stay: {shown}");
     }
 
     #[test]

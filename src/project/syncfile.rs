@@ -87,6 +87,11 @@ pub struct SyncFile {
     pub max_delete_pct: Option<f64>,
     /// The sync's own `[retry] rejected_after`.
     pub retry_rejected_after: Option<std::time::Duration>,
+    /// The longest the model's query may run in the source (Postgres `statement_timeout`,
+    /// DuckDB interrupted); `None`: no limit.
+    pub statement_timeout: Option<std::time::Duration>,
+    /// The longest a run may take, all in: a stuck run ends failed and frees its slot.
+    pub max_run_time: std::time::Duration,
     /// Cursor-incremental reads: the model column whose high-water mark limits each run to the
     /// rows past it (`engine::cursor`).
     pub cursor: Option<Located<String>>,
@@ -128,6 +133,8 @@ struct Header {
     max_deletes: Option<Spanned<i64>>,
     max_delete_pct: Option<Spanned<f64>>,
     retry_rejected_after: Option<Spanned<String>>,
+    statement_timeout: Option<Spanned<String>>,
+    max_run_time: Option<Spanned<String>>,
     cursor: Option<Spanned<String>>,
     log_values: Option<bool>,
     on_remove: Option<Spanned<OnRemove>>,
@@ -147,12 +154,18 @@ const HEADER_KEYS: &[&str] = &[
     "max_deletes",
     "max_delete_pct",
     "retry_rejected_after",
+    "statement_timeout",
+    "max_run_time",
     "cursor",
     "log_values",
     "on_remove",
     "nulls",
 ];
 const OPENER: &str = "/* sluice";
+
+/// A run's deadline when the sync sets none: longer than any sane run, short enough that a stuck
+/// one frees its slot the same day.
+pub const DEFAULT_MAX_RUN_TIME: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// The sync's name: the file stem (`syncs/team/high_value.sql` -> `high_value`).
 pub fn sync_name(path: &Path) -> String {
@@ -256,6 +269,13 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
             )
         })?),
     };
+    let duration = |key: &str, d: &Spanned<String>| {
+        humantime::parse_duration(d.get_ref()).map_err(|e| {
+            err(line_of(d.span()), format!("`{key}` = \"{}\" is not a duration ({e}): use e.g. \"30m\" or \"2h\"", d.get_ref()))
+        })
+    };
+    let statement_timeout = header.statement_timeout.as_ref().map(|d| duration("statement_timeout", d)).transpose()?;
+    let max_run_time = header.max_run_time.as_ref().map(|d| duration("max_run_time", d)).transpose()?.unwrap_or(DEFAULT_MAX_RUN_TIME);
     let mut mode = header.mode.as_ref().map(|m| *m.get_ref()).unwrap_or(Mode::Upsert);
     let on_remove = match (&header.on_remove, mode) {
         (None, Mode::Mirror) => OnRemove::Delete,
@@ -324,6 +344,8 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
         log_values: header.log_values.unwrap_or(false),
         cursor,
         retry_rejected_after,
+        statement_timeout,
+        max_run_time,
         max_deletes,
         max_delete_pct,
         catch_up: header.catch_up.unwrap_or(true),

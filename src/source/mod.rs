@@ -1,5 +1,11 @@
 //! Sources run a model query and stream its rows as canonical [`Value`]s, in chunks over a
 //! bounded channel, so no model is ever held in memory whole.
+//!
+//! Models only read. Each source admits exactly one read-only statement, by its own parser:
+//! Postgres prepares the model (the extended protocol takes one statement) and runs it in a
+//! `READ ONLY` transaction of its own, rolled back after; DuckDB checks the wrapped model is one
+//! SELECT (`json_serialize_sql`) on a connection that cannot write files, reach the network or
+//! install extensions, and reads files only under the project and `allowed_directories`.
 
 #[cfg(feature = "duckdb")]
 mod duckdb;
@@ -29,6 +35,10 @@ pub struct Column {
     /// same by the database and by sluice (text is not: collations differ).
     #[serde(skip)]
     pub cursor_ok: bool,
+    /// Whether the column is floating point, so it may hold NaN or an infinity (which cannot
+    /// be keys: NaN equals nothing, not even itself, and neither survives JSON).
+    #[serde(skip)]
+    pub floating: bool,
 }
 
 /// A cursor sync's incremental read: only the model's rows whose `column` is at or past
@@ -72,10 +82,23 @@ pub enum SourceError {
     Decode { column: String, message: String },
 }
 
-/// A running model query: its columns, then chunks of rows.
+/// A running model query: its columns, then chunks of rows. Dropping it stops the query.
 pub struct ModelStream {
     pub columns: Vec<Column>,
     pub rows: mpsc::Receiver<Result<Chunk, SourceError>>,
+    /// Stops the query when the stream is dropped (a DuckDB query busy before its next row
+    /// would not notice the closed channel).
+    pub(crate) _stop: Option<StopOnDrop>,
+}
+
+/// Runs a stop action when dropped.
+pub(crate) struct StopOnDrop(pub Box<dyn FnOnce() + Send>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let stop = std::mem::replace(&mut self.0, Box::new(|| {}));
+        stop();
+    }
 }
 
 /// One message of a model stream: consecutive rows, in the form the source read them. Cells
@@ -170,7 +193,8 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn new(name: &str, config: &SourceConfig, root: &Path) -> Result<Source, SourceError> {
+    /// `runs`: how many runs may read from it at once (a Postgres pool is sized to them).
+    pub fn new(name: &str, config: &SourceConfig, root: &Path, runs: usize) -> Result<Source, SourceError> {
         Ok(match config {
             #[cfg(feature = "duckdb")]
             SourceConfig::Duckdb(c) => Source::DuckDb(duckdb::DuckDbSource::new(name, c, root)),
@@ -182,7 +206,7 @@ impl Source {
                     message: "this sluice was built without DuckDB (the `duckdb` feature): use a build with default features".into(),
                 });
             }
-            SourceConfig::Postgres(c) => Source::Postgres(postgres::PostgresSource::new(name, c)?),
+            SourceConfig::Postgres(c) => Source::Postgres(postgres::PostgresSource::new(name, c, runs)?),
         })
     }
 
@@ -195,12 +219,13 @@ impl Source {
         }
     }
 
-    /// Runs the model and streams its rows; with `after`, only the rows past a cursor.
-    pub async fn stream(&self, sql: &str, after: Option<&After>) -> Result<ModelStream, SourceError> {
+    /// Runs the model and streams its rows; with `after`, only the rows past a cursor. The
+    /// source admits exactly one read-only query, and stops it after `timeout`.
+    pub async fn stream(&self, sql: &str, after: Option<&After>, timeout: Option<std::time::Duration>) -> Result<ModelStream, SourceError> {
         match self {
             #[cfg(feature = "duckdb")]
-            Source::DuckDb(s) => s.stream(sql, after).await,
-            Source::Postgres(s) => s.stream(sql, after).await,
+            Source::DuckDb(s) => s.stream(sql, after, timeout).await,
+            Source::Postgres(s) => s.stream(sql, after, timeout).await,
         }
     }
 }

@@ -197,15 +197,21 @@ fn decode(row: &PgRow, i: usize, dec: Dec) -> Result<Value, String> {
 }
 
 impl PostgresSource {
-    pub fn new(name: &str, config: &PostgresSourceConfig) -> Result<Self, SourceError> {
+    /// `runs`: how many runs may read at once: each holds a connection while it streams.
+    pub fn new(name: &str, config: &PostgresSourceConfig, runs: usize) -> Result<Self, SourceError> {
         let connect_err = |message: String| SourceError::Connect { source_name: name.to_string(), message };
         let options: sqlx::postgres::PgConnectOptions =
             config.url.expose_secret().parse().map_err(|_| connect_err("`url` is not a valid postgres:// URL".into()))?;
-        // Read-only transactions: a model can never change the warehouse, whatever it calls.
+        // Each model runs in a READ ONLY transaction of its own (`stream`); the session default
+        // is read-only too, for whatever else runs on these connections (`describe`).
         let options = options.application_name("sluice").options([("default_transaction_read_only", "on")]);
         let shown = format!("{}:{}", options.get_host(), options.get_port());
-        let pool =
-            PgPoolOptions::new().max_connections(2).acquire_timeout(std::time::Duration::from_secs(15)).connect_lazy_with(options.clone());
+        // A run holds a connection while it streams, and `describe` takes one for a moment.
+        let size = config.max_connections.unwrap_or(u32::try_from(runs).unwrap_or(u32::MAX).saturating_add(1)).max(1);
+        let pool = PgPoolOptions::new()
+            .max_connections(size)
+            .acquire_timeout(std::time::Duration::from_secs(15))
+            .connect_lazy_with(options.clone());
         Ok(PostgresSource { name: name.to_string(), pool, options: Box::new(options), shown })
     }
 
@@ -248,7 +254,8 @@ impl PostgresSource {
                 dec,
                 Dec::I16 | Dec::I32 | Dec::I64 | Dec::F32 | Dec::F64 | Dec::Numeric | Dec::Date | Dec::Timestamp | Dec::TimestampTz
             );
-            cols.push(Column { name: c.name().to_string(), type_name, cursor_ok });
+            let floating = matches!(dec, Dec::F32 | Dec::F64);
+            cols.push(Column { name: c.name().to_string(), type_name, cursor_ok, floating });
             decs.push(dec);
         }
         Ok((cols, decs))
@@ -258,7 +265,11 @@ impl PostgresSource {
         Ok(self.columns(sql).await?.0)
     }
 
-    pub async fn stream(&self, sql: &str, after: Option<&After>) -> Result<ModelStream, SourceError> {
+    /// Runs the model in a `READ ONLY` transaction of its own, rolled back at the end: nothing a
+    /// model does (`set_config` included) outlives it or reaches the next model on the pooled
+    /// connection. Prepared, so the server takes exactly one statement. `timeout` is the
+    /// transaction's `statement_timeout`.
+    pub async fn stream(&self, sql: &str, after: Option<&After>, timeout: Option<std::time::Duration>) -> Result<ModelStream, SourceError> {
         let (columns, decs) = self.columns(sql).await?;
         let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
         let (sql, param) = match after {
@@ -268,7 +279,30 @@ impl PostgresSource {
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let pool = self.pool.clone();
         let source_name = self.name.clone();
+        let shown_timeout = timeout.map(|t| humantime::format_duration(t).to_string());
+        let failed = move |e: sqlx::Error, source_name: String| match e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") && shown_timeout.is_some() => SourceError::Query(format!(
+                "the model's query ran longer than statement_timeout ({}) and was cancelled",
+                shown_timeout.clone().unwrap_or_default()
+            )),
+            sqlx::Error::Database(db) => SourceError::Query(db.to_string()),
+            other => SourceError::Connect { source_name, message: other.to_string() },
+        };
         tokio::spawn(async move {
+            let mut txn = match pool.begin_with("BEGIN TRANSACTION READ ONLY").await {
+                Ok(txn) => txn,
+                Err(e) => {
+                    let _ = tx.send(Err(failed(e, source_name))).await;
+                    return;
+                }
+            };
+            if let Some(t) = timeout {
+                let set = format!("SET LOCAL statement_timeout = {}", t.as_millis().clamp(1, i32::MAX as u128));
+                if let Err(e) = sqlx::query(&set).execute(&mut *txn).await {
+                    let _ = tx.send(Err(failed(e, source_name))).await;
+                    return;
+                }
+            }
             let mut query = sqlx::query(&sql);
             query = match param {
                 None => query,
@@ -279,18 +313,14 @@ impl PostgresSource {
                 Some(Param::Timestamp(v)) => query.bind(v),
                 Some(Param::TimestampTz(v)) => query.bind(v),
             };
-            let mut rows = query.fetch(&pool);
+            let mut rows = query.fetch(&mut *txn);
             let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
             loop {
                 let row = match rows.try_next().await {
                     Ok(Some(row)) => row,
                     Ok(None) => break,
                     Err(e) => {
-                        let err = match e {
-                            sqlx::Error::Database(db) => SourceError::Query(db.to_string()),
-                            other => SourceError::Connect { source_name, message: other.to_string() },
-                        };
-                        let _ = tx.send(Err(err)).await;
+                        let _ = tx.send(Err(failed(e, source_name))).await;
                         return;
                     }
                 };
@@ -312,8 +342,11 @@ impl PostgresSource {
             if !chunk.is_empty() {
                 let _ = tx.send(Ok(Chunk::Rows(chunk))).await;
             }
+            // (Dropped early, the transaction rolls back all the same.)
+            drop(rows);
+            let _ = txn.rollback().await;
         });
-        Ok(ModelStream { columns, rows: rx })
+        Ok(ModelStream { columns, rows: rx, _stop: None })
     }
 }
 

@@ -15,12 +15,24 @@ const _: () = assert!(DELETED.len() == HASH_HEX);
 
 const STAGE: &str = "INSERT INTO sync_rows_staged (sync, key_hash, key_json, fingerprint, destination_id, updated_at)";
 
+/// Postgres: a sync's commits share this transaction-scoped advisory lock and its fold takes it
+/// alone, so a fold never overlaps a commit of the sync (see `fold`). Wrapped in a count: the
+/// `Any` driver cannot decode the function's `void` result. The schema is in the key, so
+/// stores in different schemas of one database do not wait on each other.
+fn fold_lock(shared: bool) -> String {
+    let f = if shared { "pg_advisory_xact_lock_shared" } else { "pg_advisory_xact_lock" };
+    format!("SELECT COUNT(*) FROM (SELECT {f}(hashtextextended('sluice/fold/' || COALESCE(current_schema(), '') || '/' || $1, 0))) AS l")
+}
+
 impl Store {
     /// Records one batch's outcomes in one transaction: written rows advance `sync_rows` (a
     /// written delete removes the row) and clear their errors; other rows record an error.
     pub async fn commit_batch(&self, sync: &str, run_id: &str, items: &[Committed<'_>]) -> Result<(), StateError> {
         let now = now();
         let mut tx = self.pool.begin().await?;
+        if self.marks == Marks::Dollar {
+            sqlx::query(&fold_lock(true)).bind(sync).execute(&mut *tx).await?;
+        }
         let (written, failed): (Vec<&Committed>, Vec<&Committed>) =
             items.iter().partition(|c| matches!(c.outcome, RowOutcome::Written { .. }));
 
@@ -76,10 +88,15 @@ impl Store {
     /// killed before its fold loses nothing. Folding is invisible: staged rows are committed
     /// state either way. Returns the number of staged entries folded.
     ///
-    /// A fold sees at most one entry per key: a run stages each key once, and every run folds
-    /// (in `snapshot`) before it diffs. Only two runs of one sync at the same time (a CLI run
-    /// beside a daemon running it) could stage a key twice: then the newest upsert wins, and an
-    /// upsert wins over a delete (a mirror run deletes that row again if it is not in the model).
+    /// Staged entries of one key are applied in staging order (the newest upsert wins, an
+    /// upsert wins over a delete), so a fold is right however many entries a key has.
+    ///
+    /// Every statement of a fold sees the same staged entries, so it deletes exactly what it
+    /// folded. SQLite: `BEGIN IMMEDIATE` keeps every other writer out. Postgres: the fold takes
+    /// the sync's fold lock alone before it reads anything, and each commit of the sync shares
+    /// it (`commit_batch`); so no commit of the sync is half done while a fold runs. (Without
+    /// it, a batch whose transaction got its row ids before the fold started and committed
+    /// between the fold's INSERT and DELETE was deleted unfolded: lost.)
     pub async fn fold(&self, sync: &str) -> Result<u64, StateError> {
         let m = self.marks;
         // SQLite: take the write lock at once. A read first (MAX below) and a write later fails
@@ -88,19 +105,16 @@ impl Store {
             Marks::Question => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Marks::Dollar => self.pool.begin().await?,
         };
+        if m == Marks::Dollar {
+            sqlx::query(&fold_lock(false)).bind(sync).execute(&mut *tx).await?;
+        }
         let last: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX(id) FROM sync_rows_staged WHERE sync = {}", m.nth(1)))
             .bind(sync)
             .fetch_one(&mut *tx)
             .await?;
         let Some(last) = last else { return Ok(0) };
-        // Postgres: two folds of one sync (a CLI run beside the daemon) take turns, or one could
-        // pack its pages from state the other is changing. SQLite's BEGIN IMMEDIATE does that.
-        if m == Marks::Dollar {
-            // Wrapped: the Any driver cannot decode the function's `void` result.
-            let lock = "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended('sluice fold ' || $1, 0))) AS l";
-            sqlx::query(lock).bind(sync).execute(&mut *tx).await?;
-        }
-        // `id <= last`: a batch another process commits meanwhile (a Postgres store) stays staged.
+        // `id <= last`: batches committed after the fold began (other syncs' on SQLite, none of
+        // this sync's) stay staged.
         let sql = format!(
             "DELETE FROM sync_rows WHERE sync = {} AND key_hash IN \
              (SELECT key_hash FROM sync_rows_staged WHERE sync = {} AND id <= {} AND fingerprint IS NULL)",

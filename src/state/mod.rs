@@ -12,18 +12,20 @@
 
 mod changes;
 mod commit;
+mod lock;
 mod marks;
 mod pages;
 mod runs;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{SecondsFormat, Utc};
 use rustc_hash::FxHashMap;
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 
 pub use changes::{ChangeQuery, ChangeRecord};
+pub use lock::{holder, SyncLock};
 pub use marks::{AlertState, StoredCursor};
 pub use pages::FOLD_MERGE_MAX;
 pub use runs::{RowError, RunRecord, RunStatus};
@@ -43,6 +45,12 @@ pub enum StateError {
          wait for it to finish, or give each its own [state] url"
     )]
     Locked,
+    /// Another run of the sync holds its lock.
+    #[error("`{sync}` is running already, started by {holder}: this run did not start (wait for that run to end; `sluice status {sync}` shows it)")]
+    Busy { sync: String, holder: String },
+    /// The run's lock went away under it (see `SyncLock::check`).
+    #[error("lost the lock of `{sync}`: {why}; the run stopped, and the next run sends what this one did not commit")]
+    LockLost { sync: String, why: String },
     #[error("state store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("state store: the stored state is damaged: {0}")]
@@ -52,6 +60,7 @@ pub enum StateError {
 pub struct Store {
     pool: AnyPool,
     marks: Marks,
+    locks: lock::Locks,
 }
 
 impl From<sqlx::Error> for StateError {
@@ -66,6 +75,19 @@ impl From<sqlx::Error> for StateError {
     }
 }
 
+/// Creates a directory only its owner may enter (state, locks: they say what was sent where),
+/// with its parents. An existing directory keeps its mode: it is the operator's.
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Opens (creating if needed) a file only its owner may read or write.
+pub(crate) fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)
+}
+
 /// One direct connection before the pool: an unreachable server fails at once with the reason,
 /// naming `host:port` only (the URL may hold a password), instead of the pool's "timed out".
 async fn reachable(url: &str) -> Result<(), StateError> {
@@ -76,6 +98,17 @@ async fn reachable(url: &str) -> Result<(), StateError> {
         return Ok(());
     };
     Err(StateError::Config(format!("cannot reach the state database at {shown}: {why} (is it up? check [state] url)")))
+}
+
+/// A sync's definition as its last run that got through saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncMeta {
+    pub config_fingerprint: String,
+    /// The destination identity (a hash) first recorded for the sync: `None` in stores from
+    /// before identities were kept.
+    pub first_identity: Option<String>,
+    /// The destination identity (a hash) of the last run that got through.
+    pub identity: Option<String>,
 }
 
 /// What the store remembers of a row the destination holds.
@@ -227,22 +260,30 @@ impl Store {
     /// the project root.
     pub async fn open(url: &str, root: &Path) -> Result<Store, StateError> {
         sqlx::any::install_default_drivers();
-        let (url, sqlite) = if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let (url, locks) = if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
             let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
             if path.is_empty() || path == ":memory:" {
                 return Err(StateError::Config("an in-memory SQLite store would forget everything: give a file path".into()));
             }
             let path = root.join(path);
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| StateError::Config(format!("cannot create {}: {e}", dir.display())))?;
+                private_dir(dir).map_err(|e| StateError::Config(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            // Created here, 0600, before SQLite creates it with the umask's mode; its WAL and
+            // shared-memory files take the database file's mode.
+            if !path.exists() {
+                private_file(&path).map_err(|e| StateError::Config(format!("cannot create {}: {e}", path.display())))?;
             }
             let query = if query.is_empty() { "mode=rwc".to_string() } else { query.to_string() };
-            (format!("sqlite://{}?{query}", path.display()), true)
+            let locks = lock::Locks::Dir(PathBuf::from(format!("{}.locks", path.display())));
+            (format!("sqlite://{}?{query}", path.display()), Some(locks))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (url.to_string(), false)
+            (url.to_string(), None)
         } else {
             return Err(StateError::Config("[state] url must start with sqlite:// or postgres://".into()));
         };
+        let sqlite = locks.is_some();
+        let locks = locks.unwrap_or_else(|| lock::Locks::Postgres(secrecy::SecretString::from(url.clone())));
         if !sqlite {
             reachable(&url).await?;
         }
@@ -256,7 +297,10 @@ impl Store {
                         // other process instead of failing with "database is locked".
                         sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
                         sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                        // Every commit reaches the disk before the run goes on: a commit records
+                        // what a destination accepted, and one lost to a power cut would be sent
+                        // again (NORMAL, in WAL mode, loses the last commits then).
+                        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
                         // Batches append to `sync_rows_staged` and the fold writes `sync_rows` in
                         // key order, so a 4 MB page cache does (16 MB took 20 MB more RSS for
                         // nothing); fewer, larger checkpoints write each page fewer times.
@@ -280,13 +324,19 @@ impl Store {
             sqlx::migrate!("migrations/postgres").run(&pool).await
         };
         match migrated {
-            Ok(()) => Ok(Store { pool, marks: if sqlite { Marks::Question } else { Marks::Dollar } }),
+            Ok(()) => Ok(Store { pool, marks: if sqlite { Marks::Question } else { Marks::Dollar }, locks }),
             Err(sqlx::migrate::MigrateError::VersionMissing(v)) => Err(StateError::Config(format!(
                 "the state database was written by a newer sluice (its migration {v} is unknown to this version): \
                  upgrade sluice, or point [state] url at another database"
             ))),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Takes the lock every run of `sync` holds (`lock`): `StateError::Busy`, naming the
+    /// holder, when another run has it. `holder` says who asks ([`holder`]).
+    pub async fn lock_sync(&self, sync: &str, holder: &str) -> Result<SyncLock, StateError> {
+        self.locks.lock(sync, holder).await
     }
 
     /// The key hash and fingerprint of every row the destination holds for `sync`.
@@ -343,19 +393,29 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn config_fingerprint(&self, sync: &str) -> Result<Option<String>, StateError> {
-        let row = sqlx::query("SELECT config_fingerprint FROM sync_meta WHERE sync = $1").bind(sync).fetch_optional(&self.pool).await?;
-        Ok(row.map(|r: AnyRow| r.try_get(0)).transpose()?)
+    /// What the store remembers of a sync's definition and destination (`None`: no run of it
+    /// got through yet, or it was reset).
+    pub async fn sync_meta(&self, sync: &str) -> Result<Option<SyncMeta>, StateError> {
+        let row = sqlx::query("SELECT config_fingerprint, first_identity, identity FROM sync_meta WHERE sync = $1")
+            .bind(sync)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(SyncMeta { config_fingerprint: row.try_get(0)?, first_identity: row.try_get(1)?, identity: row.try_get(2)? }))
     }
 
-    pub async fn set_config_fingerprint(&self, sync: &str, fingerprint: &str) -> Result<(), StateError> {
+    /// Records the configuration fingerprint and destination identity of a run that got
+    /// through; the first identity recorded stays.
+    pub async fn set_sync_meta(&self, sync: &str, fingerprint: &str, identity: &str) -> Result<(), StateError> {
         sqlx::query(
-            "INSERT INTO sync_meta (sync, config_fingerprint, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (sync) DO UPDATE SET config_fingerprint = excluded.config_fingerprint, updated_at = excluded.updated_at",
+            "INSERT INTO sync_meta (sync, config_fingerprint, updated_at, first_identity, identity) VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (sync) DO UPDATE SET config_fingerprint = excluded.config_fingerprint, updated_at = excluded.updated_at, \
+             first_identity = COALESCE(sync_meta.first_identity, excluded.first_identity), identity = excluded.identity",
         )
         .bind(sync)
         .bind(fingerprint)
         .bind(now())
+        .bind(identity)
         .execute(&self.pool)
         .await?;
         Ok(())

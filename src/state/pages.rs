@@ -29,7 +29,7 @@ fn corrupt(sync: &str, why: String) -> StateError {
 
 /// The pairs of one page's blob.
 fn pairs<'a>(sync: &str, blob: &'a [u8]) -> Result<impl Iterator<Item = (Hash128, Hash128)> + 'a, StateError> {
-    if blob.len() % PAIR != 0 {
+    if !blob.len().is_multiple_of(PAIR) {
         return Err(corrupt(sync, format!("a page of {} bytes is not whole 32-byte pairs", blob.len())));
     }
     Ok(blob.chunks_exact(PAIR).map(|p| (hash_from(&p[..16]), hash_from(&p[16..]))))

@@ -18,6 +18,8 @@ use serde_json::{json, Value as J};
 pub use super::faults::Fault;
 
 pub const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
+/// The account (portal) `TOKEN` belongs to.
+pub const PORTAL: u64 = 62515;
 
 #[derive(Clone, Debug)]
 pub struct Property {
@@ -59,6 +61,8 @@ pub struct State {
     pub log: Vec<Logged>,
     faults: VecDeque<Fault>,
     pub random_faults: Option<super::faults::RandomFaults>,
+    /// Private-app tokens HubSpot accepts, and the account (portal) each belongs to.
+    pub tokens: HashMap<String, u64>,
 }
 
 #[derive(Clone)]
@@ -105,6 +109,7 @@ impl HubSpot {
             log: Vec::new(),
             faults: VecDeque::new(),
             random_faults: None,
+            tokens: HashMap::from([(TOKEN.to_string(), PORTAL)]),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind emulator");
         let addr = listener.local_addr().expect("emulator address");
@@ -437,7 +442,9 @@ async fn serve(AxumState(hubspot): AxumState<HubSpot>, method: Method, uri: Uri,
         super::faults::drop_connection();
     }
     let (status, answer, remaining, max, window) = hubspot.with(|s| {
-        let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"));
+        let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let portal = bearer.and_then(|t| s.tokens.get(t).copied());
+        let authorized = portal.is_some();
         let (status, answer) = if let Some(Fault::Status(code)) = fault {
             match code {
                 429 => (429, json!({ "status": "error", "message": "You have reached your secondly limit.", "errorType": "RATE_LIMIT", "correlationId": correlation(), "policyName": "SECONDLY" })),
@@ -449,6 +456,12 @@ async fn serve(AxumState(hubspot): AxumState<HubSpot>, method: Method, uri: Uri,
             s.rate_refusals += 1;
             (429, json!({ "status": "error", "message": "You have reached your ten_secondly_rolling limit.", "errorType": "RATE_LIMIT",
                 "correlationId": correlation(), "policyName": "TEN_SECONDLY_ROLLING", "groupName": "publicapi:private-app:1" }))
+        } else if method == Method::GET && path == "/account-info/v3/details" {
+            // The account information API: the token's account. (developers.hubspot.com/docs/
+            // api-reference/latest/account/account-information/get-account-details)
+            (200, json!({ "portalId": portal, "accountType": "STANDARD", "timeZone": "US/Eastern", "companyCurrency": "USD",
+                "additionalCurrencies": [], "utcOffset": "-05:00", "utcOffsetMilliseconds": -18000000, "uiDomain": "app.hubspot.com",
+                "dataHostingLocation": "na1" }))
         } else {
             s.handle(&method, &path, &body)
         };

@@ -2,6 +2,7 @@
 //! with the state store in SQLite or Postgres, writing to a recording webhook sink.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod faults;
 pub mod google;
 pub mod hubspot;
@@ -225,6 +226,18 @@ pub async fn sluice_cli(root: &Path, args: &[&str], envs: &[(&str, &str)]) -> st
     })
     .await
     .expect("the CLI thread")
+}
+
+/// Starts `sluice ARGS --project ROOT` in the background, its output thrown away.
+pub fn spawn_sluice(root: &Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(sluice_bin())
+        .args(args)
+        .arg("--project")
+        .arg(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sluice")
 }
 
 /// The sluice binary built for this test run.

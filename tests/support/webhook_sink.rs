@@ -35,6 +35,8 @@ struct Inner {
     fail_next: Vec<(u16, Option<&'static str>)>,
     /// Requests from this (0-based) index on never get an answer.
     hold_from: Option<usize>,
+    /// This one request (0-based index) gets no answer; the others do.
+    hold_one: Option<usize>,
     /// Answer with a per-row results body even when all rows are ok.
     always_results: bool,
     /// Latency added to every answer (a slow destination).
@@ -80,9 +82,17 @@ impl Sink {
     pub fn hold_from(&self, request_index: usize) {
         self.inner.lock().unwrap().hold_from = Some(request_index);
     }
+    /// Holds only the request with this index (until `release`): a run that waits on it keeps
+    /// running, while anything else sent meanwhile is answered.
+    pub fn hold_one(&self, request_index: usize) {
+        self.inner.lock().unwrap().hold_one = Some(request_index);
+    }
     /// Stops holding: held requests are answered now, new ones at once.
     pub fn release(&self) {
-        self.inner.lock().unwrap().hold_from = None;
+        let mut inner = self.inner.lock().unwrap();
+        inner.hold_from = None;
+        inner.hold_one = None;
+        drop(inner);
         self.released.notify_waiters();
     }
     pub fn slow(&self, delay: std::time::Duration) {
@@ -166,14 +176,25 @@ async fn handle(State(sink): State<Sink>, headers: HeaderMap, raw: axum::body::B
         inner.bodies.push(raw);
         let index = inner.batches.len() - 1;
         let fail = if inner.fail_next.is_empty() { None } else { Some(inner.fail_next.remove(0)) };
-        (index, fail, inner.hold_from, inner.reject.clone(), inner.always_results, inner.delay)
+        (
+            index,
+            fail,
+            inner.hold_from.is_some_and(|h| index >= h) || inner.hold_one == Some(index),
+            inner.reject.clone(),
+            inner.always_results,
+            inner.delay,
+        )
     };
-    if hold.is_some_and(|h| index >= h) {
+    if hold {
         loop {
             let released = sink.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
-            if sink.inner.lock().unwrap().hold_from.is_none_or(|h| index < h) {
+            let held = {
+                let inner = sink.inner.lock().unwrap();
+                inner.hold_from.is_some_and(|h| index >= h) || inner.hold_one == Some(index)
+            };
+            if !held {
                 break;
             }
             released.await;

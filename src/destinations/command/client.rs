@@ -1,6 +1,7 @@
 //! The program's process: started, fed a batch while its results are read (both at once, so
 //! neither pipe can fill up and stall the other), stopped. A program that breaks the protocol is
-//! killed; the next batch starts a fresh one.
+//! killed; the next batch starts a fresh one. It runs in a process group of its own, and a kill
+//! takes the whole group: a shell script's children (`curl` in a loop) go with it.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -69,6 +70,7 @@ impl Program {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true);
         for (name, value) in &spec.env {
             cmd.env(name, value.expose_secret());
@@ -179,6 +181,7 @@ impl Program {
             Ok(Ok(status)) => Err(format!("the program exited with {status}")),
             Ok(Err(e)) => Err(format!("cannot wait for the program: {e}")),
             Err(_) => {
+                self.kill_group();
                 let _ = self.child.kill().await;
                 Err(format!("the program did not exit within {} s of its stdin closing: killed", timeout.as_secs()))
             }
@@ -187,6 +190,25 @@ impl Program {
 
     /// Stops a program whose state is unknown (it broke the protocol or timed out).
     pub async fn kill(mut self) {
+        self.kill_group();
         let _ = self.child.kill().await;
+    }
+
+    /// SIGKILL to the program's process group (its id is the program's pid, while the program
+    /// is not yet reaped: after that `id()` is `None` and nothing is sent).
+    fn kill_group(&mut self) {
+        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: kill(2) with a negative pid signals a process group; no memory is shared.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Program {
+    /// A run that ends mid-batch (cancelled, failed) takes the program's whole group down too.
+    fn drop(&mut self) {
+        self.kill_group();
     }
 }

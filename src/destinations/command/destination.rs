@@ -34,6 +34,11 @@ impl CommandDestination {
 
 #[async_trait]
 impl Destination for CommandDestination {
+    /// The program and its arguments: another command line may write elsewhere.
+    async fn identity(&self) -> Result<String, DestinationError> {
+        Ok(self.config.command.join("\u{1f}"))
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::every_mode(self.config.max_batch_rows, self.config.max_attempts, self.config.retry_initial_delay)
     }

@@ -12,6 +12,15 @@ pub struct FileConfig {
     pub format: Option<Format>,
     #[serde(default = "default_batch_rows")]
     pub max_batch_rows: usize,
+    /// CSV: text cells that a spreadsheet would read as a formula (`=`, `+`, `-`, `@`, tab,
+    /// CR, LF first) get a leading `'`, so opening the file never runs the data. On by
+    /// default; numbers are never changed. Off for files read only by programs.
+    #[serde(default = "yes")]
+    pub escape_formulas: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A sync's `[target]` for a file destination.

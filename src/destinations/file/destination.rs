@@ -45,7 +45,8 @@ impl FileDestination {
         header.extend(target.fields.iter().cloned());
         let mut extra = key_idx.into_iter();
         let key_idx = target.key_fields.iter().map(|f| f.map(|i| field_base + i).or_else(|| extra.next()).unwrap_or(0)).collect();
-        Ok(Layout { path, format, header, key_idx, field_base })
+        let escaped = format == Format::Csv && self.config.escape_formulas;
+        Ok(Layout { path, format, header, key_idx, field_base, escaped })
     }
 }
 
@@ -57,10 +58,17 @@ struct Layout {
     key_idx: Vec<usize>,
     /// Header position of the first mapped field.
     field_base: usize,
+    /// CSV cells are formula-escaped (`escape_formulas`): written so, and read back unescaped.
+    escaped: bool,
 }
 
 #[async_trait]
 impl Destination for FileDestination {
+    /// The output path as configured (a sync's `[target] path` is fingerprinted with the target).
+    async fn identity(&self) -> Result<String, DestinationError> {
+        Ok(self.config.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default())
+    }
+
     fn capabilities(&self) -> Capabilities {
         // It reads the file it rewrites, so it knows which cells hold a value.
         Capabilities { if_empty: true, ..Capabilities::every_mode(self.config.max_batch_rows, 1, std::time::Duration::ZERO) }
@@ -124,9 +132,10 @@ impl FileWriter {
         let l = &self.layout;
         let fresh = std::fs::metadata(&l.path).map(|m| m.len() == 0).unwrap_or(true);
         let rows: Vec<Vec<J>> = batch.iter().map(|op| self.row_cells(op)).collect();
+        let created = !l.path.exists();
         let mut file = OpenOptions::new().create(true).append(true).open(&l.path).map_err(|e| io_err(&l.path, e))?;
         let before = file.metadata().map_err(|e| io_err(&l.path, e))?.len();
-        let written = encoding::write_rows(&mut file, l.format, &l.header, rows.iter(), fresh).and_then(|_| file.sync_all());
+        let written = encoding::write_rows(&mut file, l.format, &l.header, rows.iter(), fresh, l.escaped).and_then(|_| file.sync_all());
         if let Err(e) = written {
             // A half-written batch (a full disk) is cut off, so the retry does not leave a torn
             // line or a second copy of the rows that did fit.
@@ -137,12 +146,16 @@ impl FileWriter {
                 }
             });
         }
+        // A file just created exists after a crash only once its directory entry is on disk.
+        if created {
+            sync_dir(&l.path)?;
+        }
         Ok(())
     }
 
     fn rewrite(&self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, String> {
         let l = &self.layout;
-        let mut table = encoding::read(&l.path, l.format, &l.header, &l.key_idx)?;
+        let mut table = encoding::read(&l.path, l.format, &l.header, &l.key_idx, l.escaped)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for op in batch {
             let key = self.key_text(op);
@@ -176,13 +189,38 @@ impl FileWriter {
             };
             outcomes.push(outcome);
         }
-        let dir = l.path.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_err(dir, e))?;
-        encoding::write_rows(tmp.as_file_mut(), l.format, &l.header, table.rows.values(), true).map_err(|e| io_err(&l.path, e))?;
-        tmp.as_file_mut().flush().and_then(|_| tmp.as_file().sync_all()).map_err(|e| io_err(&l.path, e))?;
-        tmp.persist(&l.path).map_err(|e| io_err(&l.path, e.error))?;
+        replace(&l.path, |out| encoding::write_rows(out, l.format, &l.header, table.rows.values(), true, l.escaped))?;
         Ok(outcomes)
     }
+}
+
+/// Replaces `path` with what `write` writes, atomically and durably: a temporary file beside it,
+/// synced, renamed over it, then the directory synced (until then a crash may bring back the
+/// old file, or none). The new file keeps the old one's mode; a new one gets the umask's.
+fn replace(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mode = std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777);
+    // Created 0666 less the umask, as any new file; an existing file's mode is put back below
+    // (the umask must not narrow it).
+    let mut tmp =
+        tempfile::Builder::new().permissions(std::fs::Permissions::from_mode(0o666)).tempfile_in(dir).map_err(|e| io_err(dir, e))?;
+    write(tmp.as_file_mut()).and_then(|_| tmp.as_file_mut().flush()).map_err(|e| io_err(path, e))?;
+    if let Some(mode) = mode {
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| io_err(path, e))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| io_err(path, e))?;
+    tmp.persist(path).map_err(|e| io_err(path, e.error))?;
+    sync_dir(path)
+}
+
+/// Syncs the directory holding `path`, so a file created or renamed there survives a crash.
+fn sync_dir(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> String {

@@ -30,7 +30,7 @@ pub fn key_of(cells: impl Iterator<Item = J>) -> String {
 
 /// Reads the file (missing: empty) and re-keys its rows under `header`; columns that are no
 /// longer mapped are dropped, new ones start empty.
-pub fn read(path: &Path, format: Format, header: &[String], key_idx: &[usize]) -> Result<Table, String> {
+pub fn read(path: &Path, format: Format, header: &[String], key_idx: &[usize], escaped: bool) -> Result<Table, String> {
     let mut table = Table { rows: IndexMap::new() };
     let file = match File::open(path) {
         Ok(f) => f,
@@ -48,7 +48,8 @@ pub fn read(path: &Path, format: Format, header: &[String], key_idx: &[usize]) -
             let positions: Vec<Option<usize>> = header.iter().map(|h| file_header.iter().position(|f| f == h)).collect();
             for record in reader.records() {
                 let record = record.map_err(|e| csv_err(path, e))?;
-                push(positions.iter().map(|p| J::String(p.and_then(|i| record.get(i)).unwrap_or("").to_string())).collect());
+                let text = |p: &Option<usize>| p.and_then(|i| record.get(i)).unwrap_or("");
+                push(positions.iter().map(|p| J::String(if escaped { unescape(text(p)) } else { text(p) }.to_string())).collect());
             }
         }
         Format::Jsonl => {
@@ -81,13 +82,42 @@ fn csv_io(e: csv::Error) -> std::io::Error {
     }
 }
 
-/// Writes rows to `out` in `format`; `with_header` only matters for CSV.
+/// Characters that make a spreadsheet program read a CSV cell as a formula when they lead it
+/// (OWASP, "CSV Injection"; CWE-1236): `=`, `+`, `-`, `@`, tab, carriage return, line feed.
+const FORMULA_LEAD: [char; 7] = ['=', '+', '-', '@', '\t', '\r', '\n'];
+
+/// Whether a cell's text would be read as a formula: it starts with a formula character (after
+/// any `'`s, so that [`unescape`] can undo [`escape`]), and is not a plain number ("-5" is data).
+fn formula_like(text: &str) -> bool {
+    text.trim_start_matches('\'').starts_with(FORMULA_LEAD) && text.parse::<f64>().is_err()
+}
+
+/// A CSV cell as written with `escape_formulas`: a leading `'` where it would read as a formula
+/// (OWASP's advice; spreadsheets show the text and drop the quote).
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    match formula_like(text) {
+        true => format!("'{text}").into(),
+        false => text.into(),
+    }
+}
+
+/// The data of a cell [`escape`] wrote: read back, so a rewrite matches rows by their keys.
+pub fn unescape(text: &str) -> &str {
+    match text.strip_prefix('\'') {
+        Some(rest) if formula_like(rest) => rest,
+        _ => text,
+    }
+}
+
+/// Writes rows to `out` in `format`; `with_header` only matters for CSV, and so does `escaped`
+/// (formula-like text cells get a leading `'`: [`escape`]).
 pub fn write_rows<'a>(
     out: &mut impl Write,
     format: Format,
     header: &[String],
     rows: impl Iterator<Item = &'a Vec<J>>,
     with_header: bool,
+    escaped: bool,
 ) -> std::io::Result<()> {
     match format {
         Format::Csv => {
@@ -97,6 +127,7 @@ pub fn write_rows<'a>(
             }
             for row in rows {
                 w.write_record(row.iter().map(|c| match c {
+                    J::String(s) if escaped => escape(s).into_owned(),
                     J::String(s) => s.clone(),
                     J::Null => String::new(),
                     other => other.to_string(),
@@ -113,6 +144,31 @@ pub fn write_rows<'a>(
                 w.write_all(b"\n")?;
             }
             w.flush()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_like_cells_are_escaped_and_read_back_as_they_were() {
+        for (data, written) in [
+            ("=HYPERLINK(\"http://evil\",\"x\")", "'=HYPERLINK(\"http://evil\",\"x\")"),
+            ("+1+1", "'+1+1"),
+            ("-A1", "'-A1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tcmd", "'\tcmd"),
+            ("'=already quoted", "''=already quoted"),
+            ("-5", "-5"),
+            ("3.5", "3.5"),
+            ("plain", "plain"),
+            ("'just a quote", "'just a quote"),
+            ("", ""),
+        ] {
+            assert_eq!(escape(data), written, "{data:?}");
+            assert_eq!(unescape(&escape(data)), data, "{data:?} round-trips");
         }
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value as J};
 
 use super::auth::Auth;
 use super::config::{SheetsConfig, ValueInput};
-use crate::destinations::http::{parse_retry_after, transport_error, window_limiter};
+use crate::destinations::http::{parse_retry_after, redirected, transport_error, window_limiter};
 use crate::destinations::DestinationError;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -248,10 +248,13 @@ impl SheetsClient {
                 refreshed = true;
                 continue;
             }
+            if let Some(e) = redirected(&what, &response, "base_url") {
+                return Err(SheetsError::Failed(e));
+            }
             let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
-            let bytes = response.bytes().await.map_err(unanswered)?;
+            let bytes = crate::destinations::http::body(response, &what).await.map_err(SheetsError::Unanswered)?;
             if status.is_success() {
-                return Ok(bytes.to_vec());
+                return Ok(bytes);
             }
             return Err(classify(&what, status, retry_after, &bytes, &self.spreadsheet_id, self.auth.client_email()));
         }

@@ -67,6 +67,10 @@ impl ValueInput {
 pub struct SheetsTarget {
     /// The tab's title; the sync's name when left out. Created when missing.
     pub sheet: Option<String>,
+    /// With `value_input = "USER_ENTERED"`: text that starts with `=` becomes a formula. Off by
+    /// default: the model's text is written as the text it is (a leading `'` tells Sheets so).
+    #[serde(default)]
+    pub formulas: bool,
 }
 
 fn default_base_url() -> String {

@@ -34,11 +34,11 @@ impl SheetsDestination {
     }
 }
 
-/// The sync's tab title and the checks that need no network.
-pub fn resolve_target(target: &Target) -> Result<String, DestinationError> {
-    let settings: SheetsTarget =
-        parse_settings(&target.settings).map_err(|e| DestinationError::fatal(format!("[target]: {e} (the only setting is `sheet`)")))?;
-    let title = settings.sheet.unwrap_or_else(|| target.sync.clone());
+/// The sync's `[target]` (its tab title defaulted) and the checks that need no network.
+pub fn resolve_target(target: &Target) -> Result<SheetsTarget, DestinationError> {
+    let settings: SheetsTarget = parse_settings(&target.settings)
+        .map_err(|e| DestinationError::fatal(format!("[target]: {e} (the settings are `sheet` and `formulas`)")))?;
+    let title = settings.sheet.clone().unwrap_or_else(|| target.sync.clone());
     if title.trim().is_empty() || title.chars().count() > 100 {
         return Err(DestinationError::fatal(format!("[target] sheet = \"{title}\": a tab title must be 1 to 100 characters")));
     }
@@ -53,7 +53,7 @@ pub fn resolve_target(target: &Target) -> Result<String, DestinationError> {
     if let Some(f) = target.fields.iter().find(|f| f.trim().is_empty()) {
         return Err(DestinationError::fatal(format!("field `{f}` has an empty name: every mapped field becomes a header in row 1")));
     }
-    Ok(title)
+    Ok(SheetsTarget { sheet: Some(title), ..settings })
 }
 
 pub(super) fn failed(e: SheetsError) -> DestinationError {
@@ -65,6 +65,11 @@ pub(super) fn failed(e: SheetsError) -> DestinationError {
 
 #[async_trait]
 impl Destination for SheetsDestination {
+    /// The spreadsheet, and the API it is reached through.
+    async fn identity(&self) -> Result<String, DestinationError> {
+        Ok(format!("{} {}", self.config.base_url, self.config.spreadsheet_id))
+    }
+
     fn capabilities(&self) -> Capabilities {
         // Runs against one spreadsheet take turns: each reads row numbers the other would shift.
         Capabilities {
@@ -78,13 +83,14 @@ impl Destination for SheetsDestination {
     /// Token obtainable, spreadsheet reachable, tab present or creatable, headers alignable.
     /// Reads only.
     async fn check(&self, target: &Target) -> Result<(), DestinationError> {
-        let title = resolve_target(target)?;
+        let title = resolve_target(target)?.sheet.unwrap_or_default();
         let tab = Tab::read(&self.client, &title, target).await.map_err(failed)?;
         tab.check_fits(target).map_err(DestinationError::fatal)
     }
 
     async fn open(&self, target: &Target) -> Result<Box<dyn Writer>, DestinationError> {
-        let title = resolve_target(target)?;
-        Ok(Box::new(SheetsWriter::open(self.client.clone(), title, target.clone(), self.config.max_request_bytes).await?))
+        let settings = resolve_target(target)?;
+        let (title, formulas) = (settings.sheet.unwrap_or_default(), settings.formulas);
+        Ok(Box::new(SheetsWriter::open(self.client.clone(), title, target.clone(), self.config.max_request_bytes, formulas).await?))
     }
 }

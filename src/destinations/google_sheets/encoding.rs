@@ -25,6 +25,19 @@ pub fn cell(value: &Value) -> J {
     }
 }
 
+/// Whether text sent with USER_ENTERED needs a leading `'` to stay the text it is: it would
+/// start a formula (`=`; `+`, `-` or `@` before anything but a plain number, as in "+A1",
+/// "-B2*2" or "@SUM(...)"), or begins with a `'` that Sheets would take as that marker. With
+/// `formulas`, text starting with `=` is left to become one.
+pub fn typed_as_formula(text: &str, formulas: bool) -> bool {
+    match text.chars().next() {
+        Some('=') => !formulas,
+        Some('\'') => true,
+        Some('+' | '-' | '@') => text.trim().parse::<f64>().is_err(),
+        _ => false,
+    }
+}
+
 /// The text a key cell is matched by. Cells are read back unformatted, so a number sent as
 /// `42` comes back as `42` and a string as the same string.
 pub fn cell_key(cell: &J) -> String {
@@ -120,6 +133,18 @@ pub fn column_runs(columns: &[usize]) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_that_would_be_typed_as_a_formula_is_quoted() {
+        for text in ["=HYPERLINK(\"http://x\")", "+A1", "-B2*2", "@SUM(A1)", "'quoted", "-"] {
+            assert!(typed_as_formula(text, false), "{text}");
+        }
+        for text in ["-5", "+3.25", "1e3", "plain", "", "a=b"] {
+            assert!(!typed_as_formula(text, false), "{text}");
+        }
+        assert!(!typed_as_formula("=1+2", true), "a sync that opts in writes formulas");
+        assert!(typed_as_formula("+A1", true), "only `=` opts in");
+    }
 
     #[test]
     fn cells_keep_numbers_exact_or_send_text() {

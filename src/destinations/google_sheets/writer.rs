@@ -132,6 +132,8 @@ pub struct SheetsWriter {
     /// Set when appends stopped part-way through a batch: the error, for `partial`.
     cut: Option<DestinationError>,
     warnings: Vec<String>,
+    /// `[target] formulas`: text starting with `=` may become a formula (USER_ENTERED only).
+    formulas: bool,
 }
 
 impl SheetsWriter {
@@ -140,10 +142,11 @@ impl SheetsWriter {
         title: String,
         target: Target,
         max_request_bytes: usize,
+        formulas: bool,
     ) -> Result<Self, DestinationError> {
         let tab = Tab::read(&client, &title, &target).await.map_err(failed)?;
         let warnings = tab.duplicate_warnings();
-        Ok(SheetsWriter { client, target, tab, max_request_bytes, stale: false, updated: None, cut: None, warnings })
+        Ok(SheetsWriter { client, target, tab, max_request_bytes, stale: false, updated: None, cut: None, warnings, formulas })
     }
 
     /// The tab exists and row 1 holds every field's header.
@@ -179,13 +182,19 @@ impl SheetsWriter {
         Ok(())
     }
 
-    /// A field's cell. With USER_ENTERED, text in key columns gets a leading `'` so Sheets keeps
-    /// it as the text it is ("00042" must not become 42, or the row is never found again).
+    /// A field's cell. With USER_ENTERED, Sheets parses text as if a person typed it; a leading
+    /// `'` keeps it the text it is (and is not stored): in key columns always ("00042" must not
+    /// become 42, or the row is never found again), elsewhere where it would start a formula
+    /// (data never becomes a formula unless `[target] formulas = true`) or lose its own `'`.
     fn cell(&self, field: usize, value: &Value) -> J {
         let c = cell(value);
+        if self.client.value_input != ValueInput::UserEntered {
+            return c;
+        }
         let is_key = self.target.key_fields.contains(&Some(field));
         match c {
-            J::String(s) if is_key && self.client.value_input == ValueInput::UserEntered && !s.is_empty() => J::String(format!("'{s}")),
+            J::String(s) if is_key && !s.is_empty() => J::String(format!("'{s}")),
+            J::String(s) if super::encoding::typed_as_formula(&s, self.formulas) => J::String(format!("'{s}")),
             c => c,
         }
     }
@@ -349,30 +358,76 @@ impl SheetsWriter {
         Ok(())
     }
 
-    async fn write_batch(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, SheetsError> {
-        let batch_id = crate::value::hash_values(batch.iter().flat_map(|op| op.key.iter()));
-        let mut outcomes = vec![RowOutcome::written(); batch.len()];
-        let (mut updates, mut appends, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
+    /// Which rows of the tab a batch writes to, by the index as it stands: rows updated in
+    /// place (op, row), rows appended (op), rows deleted.
+    fn plan(&self, batch: &[RowOp]) -> Plan {
+        let mut plan = Plan { outcomes: vec![RowOutcome::written(); batch.len()], ..Plan::default() };
         for (i, op) in batch.iter().enumerate() {
             if let Some(reason) = (op.op != Op::Delete).then(|| self.too_long(op)).flatten() {
-                outcomes[i] = RowOutcome::Rejected(reason);
+                plan.outcomes[i] = RowOutcome::Rejected(reason);
                 continue;
             }
             let rows = self.tab.index.rows(&value_key(&op.key));
             match (op.op, rows.first()) {
-                (Op::Insert, _) | (Op::Upsert, None) => appends.push(i),
-                (Op::Upsert | Op::Update | Op::Clear, Some(&row)) => updates.push((i, row)),
+                (Op::Insert, _) | (Op::Upsert, None) => plan.appends.push(i),
+                (Op::Upsert | Op::Update | Op::Clear, Some(&row)) => plan.updates.push((i, row)),
                 // Nothing to clear: the row is not in the tab (any more).
                 (Op::Clear, None) => {}
                 (Op::Update, None) => {
-                    outcomes[i] = RowOutcome::Rejected(format!(
+                    plan.outcomes[i] = RowOutcome::Rejected(format!(
                         "no row of tab '{}' has this key; update mode changes existing rows only",
                         self.tab.title
                     ))
                 }
-                (Op::Delete, _) => deletes.extend_from_slice(rows),
+                (Op::Delete, _) => {
+                    plan.deletes.extend_from_slice(rows);
+                    plan.deleted.push(i);
+                }
             }
         }
+        plan
+    }
+
+    /// Whether the rows `plan` writes to still hold its keys. Row numbers were read when the run
+    /// opened, minutes ago perhaps; a person who sorted the tab or inserted or deleted rows
+    /// since would get other rows overwritten or deleted. One read of the key columns, right
+    /// before the writes (within the read quota: the client paces it).
+    async fn still_in_place(&self, batch: &[RowOp], plan: &Plan) -> Result<bool, SheetsError> {
+        let key_columns: Vec<usize> = self.target.key_fields.iter().flatten().map(|&f| self.tab.layout.field_columns[f]).collect();
+        let ranges: Vec<String> = key_columns.iter().map(|&c| column_range(&self.tab.title, c)).collect();
+        // A read that failed changed nothing in the sheet: not a reason to read it all again.
+        let read = self.client.batch_get(&ranges, "COLUMNS").await.map_err(|e| match e {
+            SheetsError::Unanswered(e) => SheetsError::Failed(e),
+            e => e,
+        })?;
+        let mut columns: Vec<Vec<J>> = read.into_iter().map(|r| r.values.into_iter().next().unwrap_or_default()).collect();
+        columns.resize(ranges.len(), Vec::new());
+        let now = KeyIndex::from_columns(&columns);
+        let updates_hold = plan.updates.iter().all(|&(i, row)| now.rows(&value_key(&batch[i].key)).first() == Some(&row));
+        let deletes_hold = plan.deleted.iter().all(|&i| {
+            let key = value_key(&batch[i].key);
+            now.rows(&key) == self.tab.index.rows(&key)
+        });
+        Ok(updates_hold && deletes_hold)
+    }
+
+    /// `fresh`: the tab was read just now, so the rows are where the index says.
+    async fn write_batch(&mut self, batch: &[RowOp], fresh: bool) -> Result<Vec<RowOutcome>, SheetsError> {
+        let batch_id = crate::value::hash_values(batch.iter().flat_map(|op| op.key.iter()));
+        let mut plan = self.plan(batch);
+        let targets_rows = !plan.updates.is_empty() || !plan.deletes.is_empty();
+        // (A retry of a batch whose updates went through already has nothing to verify.)
+        let retried = self.updated.as_ref().is_some_and(|(id, _)| *id == batch_id);
+        if targets_rows && !retried && !fresh && !self.still_in_place(batch, &plan).await? {
+            self.tab = Tab::read(&self.client, &self.tab.title, &self.target).await?;
+            self.warnings.push(format!(
+                "tab '{}' changed while the run was writing (rows sorted, inserted or deleted by hand): sluice read it again \
+                 and wrote each row where its key is now",
+                self.tab.title
+            ));
+            plan = self.plan(batch);
+        }
+        let Plan { mut outcomes, updates, appends, deletes, .. } = plan;
         if !updates.is_empty() || !appends.is_empty() {
             self.prepare().await?;
         }
@@ -401,14 +456,27 @@ impl SheetsWriter {
     }
 }
 
+/// Where a batch goes in the tab (`SheetsWriter::plan`).
+#[derive(Default)]
+struct Plan {
+    outcomes: Vec<RowOutcome>,
+    /// (op, row) of rows written in place.
+    updates: Vec<(usize, u32)>,
+    appends: Vec<usize>,
+    /// Rows to delete, and the ops that delete them.
+    deletes: Vec<u32>,
+    deleted: Vec<usize>,
+}
+
 #[async_trait]
 impl Writer for SheetsWriter {
     async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
+        let fresh = self.stale;
         if self.stale {
             self.tab = Tab::read(&self.client, &self.tab.title, &self.target).await.map_err(failed)?;
             self.stale = false;
         }
-        match self.write_batch(batch).await {
+        match self.write_batch(batch, fresh).await {
             Ok(outcomes) => {
                 self.updated = None;
                 match self.cut.take() {

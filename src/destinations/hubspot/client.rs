@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value as J;
 
 use super::config::HubSpotConfig;
-use crate::destinations::http::{parse_retry_after, transport_error, window_limiter};
+use crate::destinations::http::{parse_retry_after, redirected, text, transport_error, window_limiter, MAX_SERVER_WAIT};
 use crate::destinations::DestinationError;
 
 /// A request HubSpot refused for its content (400/409/422): its rows are rejected.
@@ -34,6 +34,8 @@ pub struct HubSpotClient {
     limiter: DefaultDirectRateLimiter,
     /// Set when HubSpot says the window is used up: no request before then.
     pause_until: Mutex<Option<Instant>>,
+    /// The token's account (portal), once asked: `None` when HubSpot would not say.
+    portal: tokio::sync::OnceCell<Option<u64>>,
 }
 
 impl HubSpotClient {
@@ -52,18 +54,40 @@ impl HubSpotClient {
             token: config.token.clone(),
             limiter: window_limiter(config.rate_limit_per_10s, Duration::from_secs(10)),
             pause_until: Mutex::new(None),
+            portal: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The id of the account (portal) the token belongs to, from the account information API
+    /// (`GET /account-info/v3/details`, which answers any valid token). A refusal other than a
+    /// bad token (an app without the scope it may ask for) leaves it unknown: `None`.
+    pub async fn portal(&self) -> Result<Option<u64>, DestinationError> {
+        self.portal
+            .get_or_try_init(|| async {
+                match self.request(Method::GET, "account-info/v3/details", None).await {
+                    Ok((_, body)) => Ok(body["portalId"].as_u64()),
+                    Err(HubSpotError::Failed(e)) if e.is_transient() || e.message.contains("HTTP 401") => Err(e),
+                    Err(_) => Ok(None),
+                }
+            })
+            .await
+            .copied()
     }
 
     /// One request to `crm/v3/{path}`. Returns the status and body of any 2xx (207 included).
     pub async fn call(&self, method: Method, path: &str, body: Option<&J>) -> Result<(u16, J), HubSpotError> {
+        self.request(method, &format!("crm/v3/{path}"), body).await
+    }
+
+    /// One request to `{base_url}{path}`, paced to the rate limit.
+    async fn request(&self, method: Method, path: &str, body: Option<&J>) -> Result<(u16, J), HubSpotError> {
         let pause = self.pause_until.lock().map(|p| *p).unwrap_or(None);
         if let Some(until) = pause {
             tokio::time::sleep_until(until.into()).await;
         }
         self.limiter.until_ready().await;
-        let url = self.base.join(&format!("crm/v3/{path}")).map_err(|e| DestinationError::fatal(format!("bad request path: {e}")))?;
-        let what = format!("{method} /crm/v3/{path}");
+        let url = self.base.join(path).map_err(|e| DestinationError::fatal(format!("bad request path: {e}")))?;
+        let what = format!("{method} /{path}");
         let mut request = self.http.request(method, url).bearer_auth(self.token.expose_secret());
         if let Some(body) = body {
             request = request.json(body);
@@ -71,14 +95,17 @@ impl HubSpotClient {
         let response = request.send().await.map_err(|e| DestinationError::transient(format!("{what}: {}", transport_error(&e))))?;
         let status = response.status();
         crate::metrics::global().http("hubspot", status.as_u16());
+        if let Some(e) = redirected(&what, &response, "base_url") {
+            return Err(e.into());
+        }
         let window = rate_window(response.headers());
         if let (Some((remaining, interval)), Ok(mut pause)) = (window, self.pause_until.lock()) {
-            *pause = (remaining == 0).then(|| Instant::now() + interval);
+            *pause = (remaining == 0).then(|| Instant::now().checked_add(interval)).flatten();
         }
         // A 429 without Retry-After waits for the window to roll over.
         let window_wait = window.map(|(_, i)| i).filter(|_| status == StatusCode::TOO_MANY_REQUESTS);
         let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after).or(window_wait);
-        let text = response.text().await.map_err(|e| DestinationError::transient(format!("{what}: {}", transport_error(&e))))?;
+        let text = text(response, &what).await?;
         if status.is_success() {
             let body = if text.trim().is_empty() { J::Null } else { serde_json::from_str(&text).unwrap_or(J::Null) };
             return Ok((status.as_u16(), body));
@@ -92,7 +119,7 @@ fn rate_window(headers: &HeaderMap) -> Option<(u64, Duration)> {
     let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let remaining = number("x-hubspot-ratelimit-remaining")?;
     let interval = number("x-hubspot-ratelimit-interval-milliseconds").unwrap_or(10_000);
-    Some((remaining, Duration::from_millis(interval)))
+    Some((remaining, Duration::from_millis(interval).min(MAX_SERVER_WAIT)))
 }
 
 /// What a failed response means. Whether to retry is decided here; how is the engine's.
@@ -137,5 +164,7 @@ mod tests {
         h.insert("x-hubspot-ratelimit-interval-milliseconds", "10000".parse().unwrap());
         assert_eq!(rate_window(&h), Some((0, Duration::from_secs(10))));
         assert_eq!(rate_window(&HeaderMap::new()), None);
+        h.insert("x-hubspot-ratelimit-interval-milliseconds", u64::MAX.to_string().parse().unwrap());
+        assert_eq!(rate_window(&h), Some((0, MAX_SERVER_WAIT)), "a window no clock can reach is capped, not a panic");
     }
 }

@@ -99,6 +99,13 @@ pub async fn plan(client: &HubSpotClient, target: &Target) -> Result<Plan, Desti
 
 #[async_trait]
 impl Destination for HubSpotDestination {
+    /// The HubSpot account (portal) the token belongs to, asked of HubSpot once: a token of
+    /// another portal writes to another CRM, and a rotated token of the same one changes nothing.
+    async fn identity(&self) -> Result<String, DestinationError> {
+        let portal = self.client.portal().await?;
+        Ok(format!("{} {}", self.config.base_url, portal.unwrap_or_default()))
+    }
+
     fn capabilities(&self) -> Capabilities {
         // `if_empty`: current values are read with batch/read before writing.
         Capabilities {

@@ -72,7 +72,11 @@ impl Auth {
             .await
             .map_err(|e| DestinationError::transient(format!("login to {host}: {}", transport_error(&e))))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| DestinationError::transient(format!("login to {host}: {}", transport_error(&e))))?;
+        let what = format!("login to {host}");
+        if let Some(e) = crate::destinations::http::redirected(&what, &response, "login_url") {
+            return Err(e);
+        }
+        let text = crate::destinations::http::text(response, &what).await?;
         if status.is_server_error() {
             return Err(DestinationError::transient(format!("login to {host}: HTTP {status}")));
         }

@@ -38,7 +38,8 @@ pub async fn upsert(
     let id = job["id"].as_str().ok_or_else(|| unexpected("job creation", "no job id"))?.to_string();
     client.call(Method::PUT, &format!("jobs/ingest/{id}/batches"), &[], Some(&Body::Csv(csv))).await?;
     client.call(Method::PATCH, &format!("jobs/ingest/{id}"), &[], Some(&Body::Json(json!({ "state": "UploadComplete" })))).await?;
-    let deadline = Instant::now() + timeout;
+    // (A `bulk_timeout` past what the clock can count means no deadline.)
+    let deadline = Instant::now().checked_add(timeout);
     loop {
         let (_, status) = client.call(Method::GET, &format!("jobs/ingest/{id}"), &[], None).await?;
         let status: J = serde_json::from_str(&status).map_err(|e| unexpected("job status", e))?;
@@ -51,7 +52,7 @@ pub async fn upsert(
                     status["state"]
                 ))));
             }
-            _ if Instant::now() >= deadline => {
+            _ if deadline.is_some_and(|d| Instant::now() >= d) => {
                 return Err(SfError::Failed(DestinationError::transient(format!(
                     "Bulk API job {id} did not finish within {}s; its rows are retried",
                     timeout.as_secs()

@@ -97,6 +97,12 @@ pub async fn plan(client: &SfClient, target: &Target) -> Result<Plan, Destinatio
 
 #[async_trait]
 impl Destination for SalesforceDestination {
+    /// The user the integration logs in as: Salesforce usernames are unique across every org,
+    /// so another username is another org (or another user's view of one).
+    async fn identity(&self) -> Result<String, DestinationError> {
+        Ok(format!("{} {}", self.config.login_url, self.config.username))
+    }
+
     fn capabilities(&self) -> Capabilities {
         // `if_empty`: current values are read with a SOQL query before writing.
         Capabilities {

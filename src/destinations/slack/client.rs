@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::config::SlackConfig;
-use crate::destinations::http::{parse_retry_after, transport_error};
+use crate::destinations::http::{parse_retry_after, redirected, text, transport_error};
 use crate::destinations::DestinationError;
 
 pub struct Client {
@@ -57,8 +57,13 @@ impl Client {
             .map_err(|e| DestinationError::transient(format!("POST {}: {}", self.shown, transport_error(&e))))?;
         let status = response.status();
         crate::metrics::global().http("slack", status.as_u16());
+        let what = format!("POST {}", self.shown);
+        if let Some(e) = redirected(&what, &response, "webhook_url") {
+            return Err(e);
+        }
         let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
-        let text = response.text().await.unwrap_or_default();
+        // Slack's answer is a short code: a body cut off still leaves the status to go by.
+        let text = text(response, &what).await.unwrap_or_default();
         classify(&self.shown, status, retry_after, &text)
     }
 }

@@ -35,7 +35,8 @@ impl Message {
         if !settings.digest {
             known.extend(ROW_EXTRAS);
         }
-        let mut templates = Templates::new();
+        // Values are escaped: a row's data never turns into a mention, a link or markup.
+        let mut templates = Templates::slack();
         let text = match (&settings.text, settings.digest, &settings.blocks) {
             (Some(text), _, _) => Some(text.as_str()),
             (None, true, None) => Some(DEFAULT_DIGEST),

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::config::WebhookConfig;
 use super::encoding::{signature, SIGNATURE_HEADER};
-use crate::destinations::http::{parse_retry_after, transport_error};
+use crate::destinations::http::{parse_retry_after, redirected, text, transport_error};
 use crate::destinations::DestinationError;
 
 pub struct Client {
@@ -60,11 +60,12 @@ impl Client {
             .map_err(|e| DestinationError::transient(format!("POST {}: {}", self.shown, transport_error(&e))))?;
         let status = response.status();
         crate::metrics::global().http("webhook", status.as_u16());
+        let what = format!("POST {}", self.shown);
+        if let Some(e) = redirected(&what, &response, "url") {
+            return Err(e);
+        }
         let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
-        let text = response
-            .text()
-            .await
-            .map_err(|_| DestinationError::transient(format!("POST {}: the response body was cut off", self.shown)))?;
+        let text = text(response, &what).await?;
         classify(&self.shown, status, retry_after, text)
     }
 }

@@ -20,6 +20,13 @@ impl WebhookDestination {
 
 #[async_trait]
 impl Destination for WebhookDestination {
+    /// The endpoint without its query (which often carries a token: rotating it is no move).
+    async fn identity(&self) -> Result<String, DestinationError> {
+        use secrecy::ExposeSecret;
+        let url = reqwest::Url::parse(self.config.url.expose_secret()).map_err(|e| DestinationError::fatal(format!("`url`: {e}")))?;
+        Ok(format!("{}://{}:{}{}", url.scheme(), url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0), url.path()))
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::every_mode(self.config.max_batch_rows, self.config.max_attempts, self.config.retry_initial_delay)
     }

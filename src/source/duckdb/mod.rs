@@ -13,7 +13,7 @@ use duckdb::types::{TimeUnit, Value as D};
 use duckdb::{AccessMode, Config, Connection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{After, Chunk, Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
+use super::{After, Chunk, Column, ModelStream, Row, SourceError, StopOnDrop, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
 use crate::project::config::DuckdbSourceConfig;
 use crate::value::{normalize_decimal, Value};
 
@@ -23,6 +23,8 @@ pub struct DuckDbSource {
     name: String,
     path: Option<PathBuf>,
     root: PathBuf,
+    /// Where models may read files: the project, and the source's `allowed_directories`.
+    readable: Vec<PathBuf>,
 }
 
 /// How to read one result column: DuckDB hands UUID and JSON over as text, so the logical
@@ -36,11 +38,33 @@ enum Kind {
 
 impl DuckDbSource {
     pub fn new(name: &str, config: &DuckdbSourceConfig, root: &Path) -> Self {
-        DuckDbSource { name: name.to_string(), path: config.path.as_ref().map(|p| root.join(p)), root: root.to_path_buf() }
+        let mut readable = vec![root.to_path_buf()];
+        readable.extend(config.allowed_directories.iter().map(|d| root.join(d)));
+        // DuckDB checks a relative path (`read_csv('data/x.csv')`) against the process's
+        // working directory before it finds the file through `file_search_path`. The CLI and
+        // the daemon work in the project directory (`cli::start`); a program embedding sluice
+        // elsewhere lets its models read under its working directory too, or they could not
+        // read the project's files by relative path.
+        if let Ok(cwd) = std::env::current_dir() {
+            let same = |a: &Path, b: &Path| std::fs::canonicalize(a).ok().zip(std::fs::canonicalize(b).ok()).is_some_and(|(a, b)| a == b);
+            if !same(&cwd, root) {
+                tracing::debug!(cwd = %cwd.display(), "DuckDB models may read under the working directory too (it is not the project's)");
+                readable.push(cwd);
+            }
+        }
+        DuckDbSource { name: name.to_string(), path: config.path.as_ref().map(|p| root.join(p)), root: root.to_path_buf(), readable }
     }
 
+    /// A connection that only reads: the database file read-only, no extension installed or
+    /// loaded at run time, no network, no file written, files read only under `readable`. The
+    /// configuration is then locked, so a model cannot change any of it.
     fn connect(&self) -> Result<Connection, SourceError> {
         let connect_err = |e: duckdb::Error| SourceError::Connect { source_name: self.name.clone(), message: e.to_string() };
+        let config = Config::default()
+            .with("autoinstall_known_extensions", "false")
+            .and_then(|c| c.with("autoload_known_extensions", "false"))
+            .and_then(|c| c.with("allow_community_extensions", "false"))
+            .map_err(connect_err)?;
         let conn = match &self.path {
             // Read-only: sluice never writes to a source, and a read-only open does not take
             // the write lock another process (a notebook, dbt) may hold.
@@ -51,14 +75,25 @@ impl DuckDbSource {
                         message: format!("{} does not exist", path.display()),
                     });
                 }
-                let config = Config::default().access_mode(AccessMode::ReadOnly).map_err(connect_err)?;
+                let config = config.access_mode(AccessMode::ReadOnly).map_err(connect_err)?;
                 Connection::open_with_flags(path, config).map_err(connect_err)?
             }
-            None => Connection::open_in_memory().map_err(connect_err)?,
+            None => Connection::open_in_memory_with_flags(config).map_err(connect_err)?,
         };
+        let quoted = |p: &Path| {
+            format!("'{}'", std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string().replace('\'', "''"))
+        };
+        let dirs: Vec<String> = self.readable.iter().map(|d| quoted(d)).collect();
         // Relative file paths in models (read_csv('data/x.csv')) resolve against the project.
-        let root = self.root.display().to_string().replace('\'', "''");
-        conn.execute_batch(&format!("SET file_search_path = '{root}'")).map_err(connect_err)?;
+        // The allowed directories must be set before external access is switched off, and
+        // the lock comes last (DuckDB refuses every later SET but the search path).
+        conn.execute_batch(&format!(
+            "SET file_search_path = {root}; SET allowed_directories = [{dirs}]; SET enable_external_access = false; \
+             SET lock_configuration = true;",
+            root = quoted(&self.root),
+            dirs = dirs.join(", ")
+        ))
+        .map_err(connect_err)?;
         Ok(conn)
     }
 
@@ -66,6 +101,7 @@ impl DuckDbSource {
         let conn = self.connect()?;
         let wrapped = format!("SELECT * FROM (\n{sql}\n) AS sluice_model LIMIT 0");
         tokio::task::spawn_blocking(move || -> Result<Vec<Column>, SourceError> {
+            one_select(&conn, &wrapped)?;
             let mut stmt = conn.prepare(&wrapped).map_err(query_err)?;
             stmt.execute([]).map_err(query_err)?;
             Ok(columns(&stmt).into_iter().map(|(c, _)| c).collect())
@@ -74,12 +110,13 @@ impl DuckDbSource {
         .map_err(|e| SourceError::Query(format!("the DuckDB worker stopped: {e}")))?
     }
 
-    pub async fn stream(&self, sql: &str, after: Option<&After>) -> Result<ModelStream, SourceError> {
+    pub async fn stream(&self, sql: &str, after: Option<&After>, timeout: Option<std::time::Duration>) -> Result<ModelStream, SourceError> {
         let conn = self.connect()?;
         // DuckDB types a parameter from what it is compared with and casts the bound value to
-        // it, so text serves dates, timestamps and decimals; numbers go as numbers.
+        // it, so text serves dates, timestamps and decimals; numbers go as numbers. The model is
+        // always a subquery: a statement that breaks out of it is a second statement, refused.
         let (sql, params) = match after {
-            None => (sql.to_string(), Vec::new()),
+            None => (format!("SELECT * FROM (\n{sql}\n) AS sluice_model"), Vec::new()),
             Some(a) => {
                 let param = match &a.value {
                     Value::Int(i) => D::BigInt(*i),
@@ -97,9 +134,33 @@ impl DuckDbSource {
         };
         let (cols_tx, cols_rx) = oneshot::channel();
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        // The query stops when the stream is dropped (a run cancelled, or past its deadline)
+        // and after `timeout`: DuckDB is interrupted, wherever it is.
+        let interrupt = conn.interrupt_handle();
+        let timer = timeout.map(|t| {
+            let interrupt = interrupt.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(t).await;
+                interrupt.interrupt();
+            })
+        });
+        let stop = StopOnDrop(Box::new(move || {
+            interrupt.interrupt();
+            if let Some(timer) = timer {
+                timer.abort();
+            }
+        }));
+        let shown_timeout = timeout.map(|t| humantime::format_duration(t).to_string());
         tokio::task::spawn_blocking(move || {
             let mut cols_tx = Some(cols_tx);
+            let query_err = |e: duckdb::Error| match (&shown_timeout, e.to_string()) {
+                (Some(t), m) if m.contains("INTERRUPT") || m.contains("Interrupted") => {
+                    SourceError::Query(format!("the model's query stopped: it ran longer than statement_timeout ({t}), or the run ended"))
+                }
+                (_, m) => SourceError::Query(m),
+            };
             let result = (|| -> Result<(), SourceError> {
+                one_select(&conn, &sql)?;
                 let mut stmt = conn.prepare(&sql).map_err(query_err)?;
                 // `stream_arrow` executes with DuckDB's streaming API; the rows are then read by
                 // stepping that same streaming result chunk by chunk (`step` for the columnar
@@ -156,7 +217,7 @@ impl DuckDbSource {
             }
         });
         match cols_rx.await {
-            Ok(Ok(columns)) => Ok(ModelStream { columns, rows: rx }),
+            Ok(Ok(columns)) => Ok(ModelStream { columns, rows: rx, _stop: Some(stop) }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SourceError::Query("the DuckDB worker stopped before returning columns".into())),
         }
@@ -165,6 +226,25 @@ impl DuckDbSource {
 
 fn query_err(e: duckdb::Error) -> SourceError {
     SourceError::Query(e.to_string())
+}
+
+/// Whether `sql` is exactly one SELECT, by DuckDB's own parser, without running any of it.
+/// (`prepare` runs every statement of a text but the last.) `json_serialize_sql` parses only, and
+/// says `"error": true` for anything that is not a SELECT.
+fn one_select(conn: &Connection, sql: &str) -> Result<(), SourceError> {
+    let parsed: String = conn.query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |row| row.get(0)).map_err(query_err)?;
+    let parsed: serde_json::Value =
+        serde_json::from_str(&parsed).map_err(|e| SourceError::Query(format!("cannot check the model: {e}")))?;
+    let statements = parsed["statements"].as_array().map_or(0, Vec::len);
+    if parsed["error"].as_bool() == Some(true) || statements != 1 {
+        let why = parsed["error_message"].as_str().unwrap_or("");
+        let why = if why.is_empty() { String::new() } else { format!(" ({why})") };
+        return Err(SourceError::Query(format!(
+            "the model must be one SELECT query, and nothing else{why}: sluice only reads (a model cannot write, attach, \
+             install or change settings)"
+        )));
+    }
+    Ok(())
 }
 
 fn columns(stmt: &duckdb::Statement<'_>) -> Vec<(Column, Kind)> {
@@ -202,7 +282,8 @@ fn columns(stmt: &duckdb::Statement<'_>) -> Vec<(Column, Kind)> {
                     | L::TimestampNs
                     | L::TimestampTZ
             );
-            (Column { name, type_name, cursor_ok }, kind)
+            let floating = matches!(id, L::Float | L::Double);
+            (Column { name, type_name, cursor_ok, floating }, kind)
         })
         .collect()
 }

@@ -58,6 +58,17 @@ impl Tab {
         self.cells.iter().rposition(|r| r.iter().any(Option::is_some))
     }
 
+    /// Sorts the rows below the header by the text of column `col`, as Data > Sort range does.
+    pub fn sort_by_column(&mut self, col: usize, descending: bool) {
+        if self.cells.len() < 2 {
+            return;
+        }
+        let mut body = self.cells.split_off(1);
+        let key = |r: &Vec<Option<J>>| r.get(col).cloned().flatten().map(|c| text(&c)).unwrap_or_default();
+        body.sort_by(|a, b| if descending { key(b).cmp(&key(a)) } else { key(a).cmp(&key(b)) });
+        self.cells.extend(body);
+    }
+
     /// Every row as text cells, trailing empties trimmed (what a test compares against).
     pub fn rows_text(&self) -> Vec<Vec<String>> {
         let mut rows: Vec<Vec<String>> = self
@@ -82,6 +93,7 @@ impl Tab {
 pub fn text(cell: &J) -> String {
     match cell {
         J::String(s) => s.clone(),
+        J::Object(f) if f.contains_key("formula") => format!("<formula {}>", f["formula"].as_str().unwrap_or_default()),
         J::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
         J::Number(n) => match n.as_f64() {
             Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
@@ -237,8 +249,12 @@ pub fn range_text(title: &str, r: Rect) -> String {
     }
 }
 
-/// One input cell: `null` leaves the cell, `""` clears it. USER_ENTERED parses numbers and
-/// booleans in text, and a leading `'` keeps text as text.
+/// One input cell: `null` leaves the cell, `""` clears it. USER_ENTERED parses text as typing
+/// in the UI does (developers.google.com/sheets/api/reference/rest/v4/ValueInputOption): a
+/// leading `'` keeps text as text (and is not stored: ExtendedValue.stringValue in the
+/// discovery document), numbers and booleans are parsed, and `=` (or `+`, `-`, `@` before
+/// anything but a number) starts a formula, stored as one (`{"formula": ...}`: this emulator
+/// does not compute it).
 fn input(cell: &J, user_entered: bool) -> Result<Option<Option<J>>, ApiError> {
     Ok(match cell {
         J::Null => None,
@@ -249,6 +265,8 @@ fn input(cell: &J, user_entered: bool) -> Result<Option<Option<J>>, ApiError> {
             json!(n)
         } else if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") {
             J::Bool(s.eq_ignore_ascii_case("true"))
+        } else if s.starts_with(['=', '+', '-', '@']) {
+            json!({ "formula": s })
         } else {
             J::String(s.clone())
         })),
@@ -315,6 +333,8 @@ impl Spreadsheet {
         let r = a1.rect(tab)?;
         let cell = |row: usize, col: usize| match tab.get(row, col) {
             None => J::String(String::new()),
+            // A formula reads as its value, which this emulator does not compute.
+            Some(J::Object(_)) => J::String("#ERROR!".into()),
             Some(v) if formatted => J::String(text(v)),
             Some(v) => v.clone(),
         };

@@ -73,7 +73,12 @@ pub struct State {
     fault_every: Option<(usize, Fault)>,
     pub random_faults: Option<super::faults::RandomFaults>,
     requests: usize,
+    /// A person's edit, made just before the Sheets request with this number (see `edit_before`).
+    edits: Vec<(usize, Edit)>,
 }
+
+/// An edit a person makes in the spreadsheet's UI.
+pub type Edit = Box<dyn FnOnce(&mut Spreadsheet) + Send>;
 
 #[derive(Clone)]
 pub struct Google {
@@ -103,6 +108,7 @@ impl Google {
             fault_every: None,
             random_faults: None,
             requests: 0,
+            edits: Vec::new(),
         };
         state.spreadsheets.insert(SPREADSHEET_ID.into(), Spreadsheet::new(SPREADSHEET_ID));
         state.shared.insert(SPREADSHEET_ID.into(), HashSet::from([ACCOUNT.to_string()]));
@@ -186,6 +192,15 @@ impl Google {
         });
     }
 
+    /// A person edits the spreadsheet just before the `nth` Sheets request from now (1: the
+    /// next) is answered: sorts a tab, inserts a row, while a run is between reads and writes.
+    pub fn edit_before(&self, nth: usize, edit: impl FnOnce(&mut Spreadsheet) + Send + 'static) {
+        self.with(|s| {
+            let at = s.requests + nth;
+            s.edits.push((at, Box::new(edit)));
+        });
+    }
+
     pub fn clear_faults(&self) {
         self.with(|s| {
             s.faults.clear();
@@ -258,6 +273,15 @@ async fn serve(AxumState(google): AxumState<Google>, method: Method, uri: Uri, h
     let (status, body) = google.with(|s| {
         if let Some(Fault::Revoke) = fault {
             s.tokens.clear();
+        }
+        let requests = s.requests;
+        let due: Vec<Edit> = {
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut s.edits).into_iter().partition(|(at, _)| *at == requests);
+            s.edits = later;
+            due.into_iter().map(|(_, edit)| edit).collect()
+        };
+        if let Some(sheet) = raw_segments.get(2).and_then(|id| s.spreadsheets.get_mut(id.split(':').next().unwrap_or(""))) {
+            due.into_iter().for_each(|edit| edit(sheet));
         }
         let answer = if let Some(Fault::Status(code)) = fault {
             sheets::status_error(code)
