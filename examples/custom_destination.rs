@@ -72,7 +72,7 @@ impl Writer for RecordsWriter {
     }
 }
 
-#[allow(dead_code)] // tests/custom_destination.rs includes this file and calls `register`
+#[allow(dead_code)] // tests/it/custom_destination.rs includes this file and calls `register`
 fn main() -> std::process::ExitCode {
     register();
     sluice::cli::start()

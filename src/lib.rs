@@ -4,7 +4,6 @@
 //! the [`state`] store -> batches ([`engine`]) -> [`destinations`] -> outcomes -> state.
 //! See ARCHITECTURE.md for the map and the invariants.
 
-pub mod alerts;
 pub mod cli;
 pub mod daemon;
 pub mod destinations;

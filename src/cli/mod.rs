@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{check_capabilities, Engine, RunOptions, Shape};
-use crate::project::{Project, ProjectError, Sync};
+use crate::project::{Project, ProjectError, SyncSpec};
 
 /// Exit codes: 0 success, 1 a sync failed (or another run of it holds it), 2 invalid project,
 /// config or sync file, 130 stopped on request (Ctrl-C, SIGTERM) with nothing failed.
@@ -192,7 +192,7 @@ async fn open_engine(project: &Project) -> Result<Engine, Failure> {
 
 /// The syncs a command works on. Naming an invalid sync is an error; without names, invalid
 /// syncs are reported and the others go ahead.
-fn selected<'p>(project: &'p Project, names: &[String], json: bool) -> Result<(Vec<&'p Sync>, bool), Failure> {
+fn selected<'p>(project: &'p Project, names: &[String], json: bool) -> Result<(Vec<&'p SyncSpec>, bool), Failure> {
     let syncs = project.select(names).map_err(|m| fail(EXIT_INVALID, m))?;
     let invalid = names.is_empty() && !project.invalid.is_empty();
     if invalid && !json {
@@ -220,7 +220,7 @@ async fn check(cli: &Cli) -> Result<u8, Failure> {
 }
 
 /// Everything `check` verifies for one sync, short of running it.
-async fn check_one(engine: &Engine, sync: &Sync) -> Result<String, String> {
+async fn check_one(engine: &Engine, sync: &SyncSpec) -> Result<String, String> {
     let at = |m: String| format!("{}:{}: {m}", sync.file.path.display(), sync.file.header_line);
     let destination = engine.destination(&sync.destination).map_err(|e| at(e.to_string()))?;
     let mode = sync.file.mode;

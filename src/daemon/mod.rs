@@ -9,9 +9,9 @@
 //! `RunOptions`, finish their batch and commit; the daemon waits at most `shutdown_timeout`.
 
 mod http;
-mod notify;
 mod runs;
 pub mod schedule;
+mod systemd;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,8 +28,8 @@ use uuid::Uuid;
 
 use crate::project::Schedule;
 use http::{Control, Shared, View};
-use notify::Notifier;
 use runs::{log_done, Generation, Runs};
+use systemd::Notifier;
 
 /// A scheduled run came due.
 struct Tick {

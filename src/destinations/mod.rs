@@ -364,12 +364,5 @@ pub fn parse_settings<T: serde::de::DeserializeOwned>(settings: &toml::Table) ->
 }
 
 /// Durations in settings as humantime strings ("30s", "500ms"):
-/// `#[serde(with = "sluice::destinations::duration_setting")]`.
-pub mod duration_setting {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration `{s}`: {e} (use e.g. \"30s\")")))
-    }
-}
+/// `#[serde(with = "sluice::destinations::duration_setting")]` (it lives with the project's config).
+pub use crate::project::duration_setting;

@@ -13,7 +13,7 @@ use bigdecimal::BigDecimal;
 use serde::Serialize;
 
 use super::RunOptions;
-use crate::project::Sync;
+use crate::project::SyncSpec;
 use crate::source::After;
 use crate::state::StoredCursor;
 use crate::value::{hash_values, Value};
@@ -45,7 +45,7 @@ impl RunCursor {
     /// Decides the read: from the stored mark on, or the whole model (first run, `--full-resync`,
     /// `sluice retry`, a rejected row due for a retry, a changed definition). `None` for a sync
     /// without a cursor.
-    pub fn plan(sync: &Sync, config_fp: &str, stored: Option<StoredCursor>, opts: &RunOptions, hold_ended: bool) -> Option<RunCursor> {
+    pub fn plan(sync: &SyncSpec, config_fp: &str, stored: Option<StoredCursor>, opts: &RunOptions, hold_ended: bool) -> Option<RunCursor> {
         let column = sync.file.cursor.as_ref()?.value.clone();
         let basis = basis(sync, config_fp);
         let stored = stored.filter(|s| s.basis == basis).map(|s| s.value);
@@ -88,7 +88,7 @@ impl RunCursor {
 }
 
 /// What a stored mark is valid for: the sync's definition, its model and the cursor column.
-fn basis(sync: &Sync, config_fp: &str) -> String {
+fn basis(sync: &SyncSpec, config_fp: &str) -> String {
     let cursor = sync.file.cursor.as_ref().map(|c| c.value.clone()).unwrap_or_default();
     let parts = [Value::Text(config_fp.to_string()), Value::Text(sync.file.model.clone()), Value::Text(cursor)];
     format!("{:032x}", hash_values(&parts))

@@ -6,11 +6,11 @@
 //! each batch's outcomes to the state store after the destination answered, while the next
 //! batch is being sent.
 
+pub mod alerts;
 mod cursor;
+mod finish;
 mod guard;
 mod hashing;
-pub mod keys;
-mod notify;
 mod report;
 mod retry;
 mod send;
@@ -31,9 +31,9 @@ pub use shape::{check_capabilities, config_fingerprint, Shape};
 
 use crate::destinations::{self, Destination, DestinationError, Op};
 use crate::diff::{Change, Differ, Duplicate};
-use crate::project::{Mode, OnRemove, Project, ProjectError, Sync};
+use crate::project::{Mode, OnRemove, Project, ProjectError, SyncSpec};
 use crate::source::{Source, SourceError};
-use crate::state::{RunRecord, StateError, Store, SyncLock};
+use crate::state::{keys, RunRecord, StateError, Store, SyncLock};
 use crate::value::Value;
 use hashing::Hashed;
 use spool::{Spool, SpoolRow};
@@ -169,7 +169,7 @@ impl Engine {
         }
     }
 
-    fn destination_kind(&self, sync: &Sync) -> &str {
+    fn destination_kind(&self, sync: &SyncSpec) -> &str {
         self.kinds.get(&sync.destination).map(String::as_str).unwrap_or("")
     }
 
@@ -179,7 +179,7 @@ impl Engine {
     /// A real run holds the sync's lock (`Store::lock_sync`) from before it records its start
     /// until it has recorded its end: a sync another run holds is not run at all, and the
     /// report says who holds it (`SyncReport::busy`).
-    pub async fn run(&self, sync: &Sync, opts: &RunOptions) -> SyncReport {
+    pub async fn run(&self, sync: &SyncSpec, opts: &RunOptions) -> SyncReport {
         let started = Instant::now();
         let run_id = uuid::Uuid::new_v4().to_string();
         let mut report = SyncReport::new(sync.name(), &run_id, opts);
@@ -208,7 +208,14 @@ impl Engine {
     }
 
     /// A real run, under the sync's lock: recorded, folded, alerted.
-    async fn locked_run(&self, sync: &Sync, opts: &RunOptions, lock: &SyncLock, mut report: SyncReport, started: Instant) -> SyncReport {
+    async fn locked_run(
+        &self,
+        sync: &SyncSpec,
+        opts: &RunOptions,
+        lock: &SyncLock,
+        mut report: SyncReport,
+        started: Instant,
+    ) -> SyncReport {
         let run_id = report.run_id.clone();
         if let Err(e) = self.store.begin_run(sync.name(), &run_id, opts.full_resync).await {
             report.fail(e.to_string());
@@ -246,7 +253,7 @@ impl Engine {
 
     async fn run_inner(
         &self,
-        sync: &Sync,
+        sync: &SyncSpec,
         opts: &RunOptions,
         run_id: &str,
         lock: Option<&SyncLock>,

@@ -61,10 +61,19 @@ impl<'a> Pacer<'a> {
 }
 
 /// The answer to one batch after its retries: one outcome per row, and the error that ended
-/// the batch, if one did (the rows it left undone are `Retryable` in `outcomes`).
+/// the batch, if one did. The rows it left undone are `Retryable` in `outcomes`, with the
+/// error's message, and marked in `undone` (the run's error says why, once).
 pub struct Sent {
     pub outcomes: Vec<RowOutcome>,
     pub error: Option<DestinationError>,
+    pub undone: Vec<bool>,
+}
+
+impl Sent {
+    fn ended(outcomes: Vec<Option<RowOutcome>>, error: DestinationError) -> Sent {
+        let (outcomes, undone) = finish_after(outcomes, &error);
+        Sent { outcomes, error: Some(error), undone }
+    }
 }
 
 /// Sends a batch, retrying it after an error; after a partial failure (the error carries the
@@ -88,7 +97,7 @@ pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &C
         let mut next: Vec<Vec<usize>> = Vec::new();
         for group in &level {
             if let Some(error) = write_group(writer, batch, group, &mut outcomes, &mut pacer).await {
-                return Sent { outcomes: finish_after(outcomes, &error), error: Some(error) };
+                return Sent::ended(outcomes, error);
             }
             let refused: Vec<usize> =
                 group.iter().copied().filter(|&i| matches!(outcomes[i], Some(RowOutcome::RefusedInGroup(_)))).collect();
@@ -111,7 +120,7 @@ pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &C
             let probes: Vec<usize> = next.iter().map(|g| g[0]).collect();
             for &i in &probes {
                 if let Some(error) = write_group(writer, batch, &[i], &mut outcomes, &mut pacer).await {
-                    return Sent { outcomes: finish_after(outcomes, &error), error: Some(error) };
+                    return Sent::ended(outcomes, error);
                 }
             }
             let still: Vec<usize> =
@@ -137,7 +146,8 @@ pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &C
         }
         level = next;
     }
-    Sent { outcomes: finish(outcomes), error: None }
+    let undone = vec![false; outcomes.len()];
+    Sent { outcomes: finish(outcomes), error: None, undone }
 }
 
 /// Rows refused in a group become `Rejected`, with the group's reason and an optional note.
@@ -152,19 +162,21 @@ fn reject(outcomes: &mut [Option<RowOutcome>], rows: &[usize], note: Option<&str
     }
 }
 
-/// The outcomes of a batch an error ended: rows not yet sent, and rows refused in a group that
-/// was still being split (they may be fine), wait for a retry.
-fn finish_after(mut outcomes: Vec<Option<RowOutcome>>, error: &DestinationError) -> Vec<RowOutcome> {
-    for o in outcomes.iter_mut() {
+/// The outcomes of a batch an error ended: rows not yet done, and rows refused in a group that
+/// was still being split (they may be fine), wait for a retry; which those are.
+fn finish_after(mut outcomes: Vec<Option<RowOutcome>>, error: &DestinationError) -> (Vec<RowOutcome>, Vec<bool>) {
+    let mut undone = vec![false; outcomes.len()];
+    for (o, undone) in outcomes.iter_mut().zip(undone.iter_mut()) {
         if o.is_none() || matches!(o, Some(RowOutcome::RefusedInGroup(_))) {
             *o = Some(RowOutcome::Retryable(error.message.clone()));
+            *undone = true;
         }
     }
-    finish(outcomes)
+    (finish(outcomes), undone)
 }
 
 /// Sends the rows `group` of `batch` until each has an outcome or an error ends the batch
-/// (returned; the rows it left undone are `Retryable`).
+/// (returned; the rows it left undone keep no outcome).
 async fn write_group(
     writer: &mut dyn Writer,
     batch: &[RowOp],
@@ -210,9 +222,6 @@ async fn write_group(
             }
         }
         if let Err(error) = pacer.wait(error, "batch").await {
-            for &i in &pending {
-                outcomes[i] = Some(RowOutcome::Retryable(error.message.clone()));
-            }
             return Some(error);
         }
     }
@@ -253,5 +262,141 @@ pub async fn open_with_retry(
             Ok(writer) => return Ok(writer),
             Err(e) => pacer.wait(e, "opening the destination").await?,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::destinations::{partial, Op};
+    use crate::value::Value;
+
+    /// One scripted answer to a `write` call.
+    type Answer = Box<dyn FnMut(&[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> + Send>;
+
+    /// A writer that answers from a script, one answer per call, and records the keys of every
+    /// call; with the script spent, every row is written.
+    struct Scripted {
+        answers: VecDeque<Answer>,
+        calls: Vec<Vec<i64>>,
+    }
+
+    impl Scripted {
+        fn new() -> Scripted {
+            Scripted { answers: VecDeque::new(), calls: Vec::new() }
+        }
+        fn then(mut self, answer: impl FnMut(&[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> + Send + 'static) -> Scripted {
+            self.answers.push_back(Box::new(answer));
+            self
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Writer for Scripted {
+        async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
+            self.calls.push(batch.iter().map(key).collect());
+            match self.answers.pop_front() {
+                Some(mut answer) => answer(batch),
+                None => Ok(vec![RowOutcome::written(); batch.len()]),
+            }
+        }
+    }
+
+    fn key(op: &RowOp) -> i64 {
+        match op.key[0] {
+            Value::Int(i) => i,
+            _ => -1,
+        }
+    }
+
+    fn batch(n: i64) -> Vec<RowOp> {
+        (0..n).map(|i| RowOp { op: Op::Upsert, key: vec![Value::Int(i)], fields: Vec::new(), destination_id: None }).collect()
+    }
+
+    fn caps(attempts: usize) -> Capabilities {
+        Capabilities::every_mode(100, attempts, Duration::from_millis(1))
+    }
+
+    fn written(o: &RowOutcome) -> bool {
+        matches!(o, RowOutcome::Written { .. })
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_and_a_fatal_one_is_not() {
+        let mut w = Scripted::new().then(|_| Err(DestinationError::transient("503")));
+        let sent = write_with_retry(&mut w, &batch(3), &caps(3), &CancellationToken::new()).await;
+        assert!(sent.error.is_none() && sent.outcomes.iter().all(written));
+        assert_eq!(w.calls, [vec![0, 1, 2], vec![0, 1, 2]]);
+
+        let mut w = Scripted::new().then(|_| Err(DestinationError::fatal("401")));
+        let sent = write_with_retry(&mut w, &batch(3), &caps(3), &CancellationToken::new()).await;
+        assert_eq!(sent.error.map(|e| e.message), Some("401".to_string()));
+        assert_eq!(sent.undone, [true, true, true], "every row left for the next run");
+        assert_eq!(w.calls.len(), 1, "a fatal error is not retried");
+    }
+
+    #[tokio::test]
+    async fn attempts_are_bounded_and_what_is_left_is_marked_undone() {
+        let fail = |_: &[RowOp]| Err(DestinationError::transient("503"));
+        let mut w = Scripted::new().then(fail).then(fail).then(fail).then(fail);
+        let sent = write_with_retry(&mut w, &batch(2), &caps(3), &CancellationToken::new()).await;
+        assert_eq!(w.calls.len(), 3);
+        let error = sent.error.expect("gave up");
+        assert!(error.message.contains("gave up after 3 attempts"), "{}", error.message);
+        assert!(matches!(&sent.outcomes[0], RowOutcome::Retryable(m) if *m == error.message));
+        assert_eq!(sent.undone, [true, true]);
+    }
+
+    #[tokio::test]
+    async fn after_a_partial_failure_only_the_rows_not_done_are_sent_again() {
+        // The first request of three landed, then the connection broke.
+        let mut w = Scripted::new().then(|b: &[RowOp]| {
+            let done = b.iter().map(|op| (key(op) < 2).then(RowOutcome::written)).collect();
+            partial(done, DestinationError::transient("reset"))
+        });
+        let sent = write_with_retry(&mut w, &batch(5), &caps(3), &CancellationToken::new()).await;
+        assert!(sent.error.is_none() && sent.outcomes.iter().all(written));
+        assert_eq!(w.calls, [vec![0, 1, 2, 3, 4], vec![2, 3, 4]], "rows 0 and 1 are not sent twice");
+        assert_eq!(sent.undone, [false; 5]);
+    }
+
+    #[tokio::test]
+    async fn rows_refused_as_a_group_are_split_until_the_bad_one_stands_alone() {
+        // Any request holding row 5 is refused whole, without saying which row is bad.
+        let mut w = Scripted::new();
+        for _ in 0..16 {
+            w = w.then(|b: &[RowOp]| {
+                Ok(match b.iter().any(|op| key(op) == 5) {
+                    true => vec![RowOutcome::RefusedInGroup("400 bad email".into()); b.len()],
+                    false => vec![RowOutcome::written(); b.len()],
+                })
+            });
+        }
+        let sent = write_with_retry(&mut w, &batch(8), &caps(1), &CancellationToken::new()).await;
+        assert!(sent.error.is_none());
+        for (i, o) in sent.outcomes.iter().enumerate() {
+            match i {
+                5 => assert!(matches!(o, RowOutcome::Rejected(m) if m == "400 bad email"), "{o:?}"),
+                _ => assert!(written(o), "row {i}: {o:?}"),
+            }
+        }
+        // 8, then halves of 8 (4 + 4), then of the refused 4 (2 + 2), then of the refused 2.
+        assert_eq!(w.calls.len(), 7, "{:?}", w.calls);
+        assert!(w.calls.iter().flatten().filter(|&&k| k == 0).count() <= 2, "a written row is not sent again: {:?}", w.calls);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_run_stops_waiting_between_attempts() {
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let slow = Capabilities::every_mode(100, 5, Duration::from_secs(3600));
+        let mut w = Scripted::new().then(|_| Err(DestinationError::transient("503")));
+        let started = std::time::Instant::now();
+        let sent = write_with_retry(&mut w, &batch(1), &slow, &cancel).await;
+        assert!(sent.error.is_some() && started.elapsed() < Duration::from_secs(60));
+        assert_eq!(w.calls.len(), 1);
     }
 }

@@ -165,16 +165,16 @@ impl Send<'_> {
             // A batch that ended in an error still has outcomes: rows written before it are
             // committed like any others, the rest as pending; then the run stops.
             let write_started = Instant::now();
-            let retry::Sent { outcomes, error } = retry::write_with_retry(writer, &ops, self.caps, &self.opts.cancel).await;
+            let retry::Sent { outcomes, error, undone } = retry::write_with_retry(writer, &ops, self.caps, &self.opts.cancel).await;
             writing += write_started.elapsed();
             let fields =
                 ops.iter().map(|op| (self.log_values && op.op != Op::Delete).then(|| op.fields_json(self.target).to_string())).collect();
             writer.take_warnings().into_iter().for_each(|w| report.warn(w));
-            for (op, outcome) in ops.iter().zip(&outcomes) {
-                match (outcome, &error) {
+            for ((op, outcome), undone) in ops.iter().zip(&outcomes).zip(&undone) {
+                match undone {
                     // Left undone by the error that ends the run: the run's error says why, once.
-                    (RowOutcome::Retryable(m), Some(e)) if *m == e.message => report.retryable += 1,
-                    _ => report.tally(|| keys::key_label(&self.shape.key_columns, &op.key), outcome),
+                    true => report.retryable += 1,
+                    false => report.tally(|| keys::key_label(&self.shape.key_columns, &op.key), outcome),
                 }
             }
             let answered = Answered { heads, outcomes, shown_keys, fields };

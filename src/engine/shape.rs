@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::destinations::{Capabilities, Target};
-use crate::project::{did_you_mean, FieldSource, Nulls, OnRemove, ProjectError, Sync, WriteMode};
+use crate::project::{did_you_mean, FieldSource, Nulls, OnRemove, ProjectError, SyncSpec, WriteMode};
 use crate::source::Column;
 use crate::template::{self, Templates};
 use crate::value::{hash_values, Value};
@@ -38,7 +38,7 @@ pub struct Shape {
 }
 
 impl Shape {
-    pub fn new(sync: &Sync, columns: &[Column]) -> Result<Shape, ProjectError> {
+    pub fn new(sync: &SyncSpec, columns: &[Column]) -> Result<Shape, ProjectError> {
         let f = &sync.file;
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
         let find = |col: &str, line: usize, what: &str| {
@@ -139,7 +139,7 @@ impl Shape {
         Ok(out)
     }
 
-    pub fn target(&self, sync: &Sync, run_id: &str) -> Target {
+    pub fn target(&self, sync: &SyncSpec, run_id: &str) -> Target {
         let key_fields = self.key_idx.iter().map(|k| self.field_idx.iter().position(|f| f == k)).collect();
         Target {
             sync: sync.name().to_string(),
@@ -166,7 +166,7 @@ impl Shape {
 /// `identity` is the destination's identity hash ([`identity_hash`]) when it differs from the
 /// first one recorded for the sync: left out otherwise, so fingerprints made before identities
 /// were kept stay as they were.
-pub fn config_fingerprint(sync: &Sync, destination_kind: &str, presentation: &[&str], identity: Option<&str>) -> String {
+pub fn config_fingerprint(sync: &SyncSpec, destination_kind: &str, presentation: &[&str], identity: Option<&str>) -> String {
     let f = &sync.file;
     let mapping: Vec<String> = f.mapping.iter().map(|m| m.describe()).collect();
     let parts = [
@@ -196,7 +196,7 @@ pub fn identity_hash(identity: &str) -> String {
 
 /// Whether the destination can do what the sync asks (its mode, `write = "if_empty"`,
 /// `on_remove = "clear"`); the error points at the sync file. Used by `run` and `check` alike.
-pub fn check_capabilities(sync: &Sync, caps: &Capabilities) -> Result<(), ProjectError> {
+pub fn check_capabilities(sync: &SyncSpec, caps: &Capabilities) -> Result<(), ProjectError> {
     let f = &sync.file;
     let at = |line: usize, message: String| Err(ProjectError::at(&f.path, line, message));
     if !caps.modes.contains(&f.mode) {

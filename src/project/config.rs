@@ -40,7 +40,7 @@ pub struct AlertsConfig {
     #[serde(default = "default_alert_on")]
     pub on: Vec<AlertEvent>,
     /// While a sync keeps failing (or rejecting rows), at most one alert of a kind per this long.
-    #[serde(default = "default_alert_interval", with = "crate::destinations::duration_setting")]
+    #[serde(default = "default_alert_interval", with = "crate::project::duration_setting")]
     pub alert_interval: std::time::Duration,
 }
 
@@ -81,7 +81,7 @@ fn default_alert_interval() -> std::time::Duration {
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// A rejected row that has not changed is sent again after this long (`sluice retry` sooner).
-    #[serde(default = "default_rejected_after", with = "crate::destinations::duration_setting")]
+    #[serde(default = "default_rejected_after", with = "crate::project::duration_setting")]
     pub rejected_after: std::time::Duration,
 }
 
@@ -128,7 +128,7 @@ pub struct DaemonConfig {
     #[serde(default = "default_concurrent_runs")]
     pub max_concurrent_runs: usize,
     /// How long runs in flight may take to finish their batch after SIGTERM.
-    #[serde(default = "default_shutdown_timeout", with = "crate::destinations::duration_setting")]
+    #[serde(default = "default_shutdown_timeout", with = "crate::project::duration_setting")]
     pub shutdown_timeout: std::time::Duration,
     /// Address of the HTTP endpoint (health, metrics, API); "off" disables it.
     #[serde(default = "default_listen")]
@@ -143,7 +143,7 @@ pub struct DaemonConfig {
     pub allowed_hosts: Vec<String>,
     /// How long a client may take to send a request's headers, and to start the next request
     /// on a kept-alive connection.
-    #[serde(default = "default_http_timeout", with = "crate::destinations::duration_setting")]
+    #[serde(default = "default_http_timeout", with = "crate::project::duration_setting")]
     pub http_timeout: std::time::Duration,
     /// Connections the endpoint serves at once; more wait to be accepted.
     #[serde(default = "default_http_connections")]
@@ -200,7 +200,7 @@ pub struct StateConfig {
     #[serde(default = "default_state_url")]
     pub url: SecretString,
     /// How long the change log (`sync_changes`) keeps an entry.
-    #[serde(default = "default_keep_changes", with = "crate::destinations::duration_setting")]
+    #[serde(default = "default_keep_changes", with = "crate::project::duration_setting")]
     pub keep_changes: std::time::Duration,
 }
 

@@ -4,16 +4,17 @@
 //! [`Project::invalid`] so the others can still run (and `check` can list every problem).
 
 pub mod config;
+pub mod cron;
+pub mod duration_setting;
 pub mod mapping;
-pub mod schedule;
 pub mod syncfile;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use config::{DestinationSpec, ProjectConfig, SourceConfig};
+pub use cron::Schedule;
 pub use mapping::{FieldMapping, FieldSource, WriteMode};
-pub use schedule::Schedule;
 pub use syncfile::{Located, Mode, Nulls, OnRemove, SyncFile};
 
 pub const SYNCS_DIR: &str = "syncs";
@@ -72,13 +73,13 @@ pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a st
 
 /// A sync whose references to the project config are resolved.
 #[derive(Clone, Debug)]
-pub struct Sync {
+pub struct SyncSpec {
     pub file: SyncFile,
     pub source: String,
     pub destination: String,
 }
 
-impl Sync {
+impl SyncSpec {
     pub fn name(&self) -> &str {
         &self.file.name
     }
@@ -87,7 +88,7 @@ impl Sync {
 pub struct Project {
     pub root: PathBuf,
     pub config: ProjectConfig,
-    pub syncs: Vec<Sync>,
+    pub syncs: Vec<SyncSpec>,
     /// Sync files that failed to parse or resolve; reported, never run.
     pub invalid: Vec<ProjectError>,
 }
@@ -99,7 +100,7 @@ impl Project {
         let mut files = Vec::new();
         collect_sql_files(&root.join(SYNCS_DIR), &mut files);
         files.sort();
-        let mut syncs: Vec<Sync> = Vec::new();
+        let mut syncs: Vec<SyncSpec> = Vec::new();
         let mut invalid = Vec::new();
         for path in files {
             let shown = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
@@ -125,7 +126,7 @@ impl Project {
     }
 
     /// The syncs named (all when `names` is empty); unknown names are an error with a suggestion.
-    pub fn select(&self, names: &[String]) -> Result<Vec<&Sync>, String> {
+    pub fn select(&self, names: &[String]) -> Result<Vec<&SyncSpec>, String> {
         if names.is_empty() {
             return Ok(self.syncs.iter().collect());
         }
@@ -158,10 +159,10 @@ fn collect_sql_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Resolves `source`/`destination` against the config. Omitted means "the only one there is".
-fn resolve(config: &ProjectConfig, file: SyncFile) -> Result<Sync, ProjectError> {
+fn resolve(config: &ProjectConfig, file: SyncFile) -> Result<SyncSpec, ProjectError> {
     let source = pick(&file, file.source.as_ref(), config.sources.keys(), "source", "sources")?;
     let destination = pick(&file, file.destination.as_ref(), config.destinations.keys(), "destination", "destinations")?;
-    Ok(Sync { file, source, destination })
+    Ok(SyncSpec { file, source, destination })
 }
 
 fn pick<'a>(

@@ -9,8 +9,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::cron::Schedule;
 use super::mapping::FieldMapping;
-use super::schedule::Schedule;
 use super::{did_you_mean, ProjectError};
 
 /// How the rows of a model reach the destination.

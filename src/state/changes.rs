@@ -48,10 +48,10 @@ impl Store {
         if items.is_empty() {
             return Ok(());
         }
-        // One JSON array for the batch, unpacked by the database (`Marks::json_rows`); the run,
+        // One JSON array for the batch, unpacked by the database (`Dialect::json_rows`); the run,
         // the sync and the time bound once. Six binds per row through sqlx's `Any` driver were
         // most of the log's cost.
-        let m = self.marks;
+        let m = self.dialect;
         let plain = |c: &Committed| c.fields_json.is_none() && matches!(c.outcome, RowOutcome::Written { destination_id: None });
         // The usual batch: every row written, with one operation, no record id and no values
         // logged. Then only the keys travel, one JSON string a row, and the operation is bound
@@ -90,7 +90,7 @@ impl Store {
 
     /// A sync's logged changes, newest first.
     pub async fn changes(&self, sync: &str, query: &ChangeQuery) -> Result<Vec<ChangeRecord>, StateError> {
-        let m = self.marks;
+        let m = self.dialect;
         let mut sql = format!(
             "SELECT run_id, sync, row_key, op, outcome, destination_id, error, fields_json, changed_at FROM sync_changes WHERE sync = {}",
             m.nth(1)

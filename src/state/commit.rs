@@ -4,7 +4,7 @@
 
 use sqlx::{Any, Transaction};
 
-use super::{hash_bytes, hash_hex, now, packed, Committed, Marks, StateError, Store, CHUNK, HASH_HEX};
+use super::{hash_bytes, hash_hex, now, packed, Committed, Dialect, StateError, Store, CHUNK, HASH_HEX};
 use crate::destinations::{Op, RowOutcome};
 
 /// The fingerprint of a staged delete in a row's string form (see `Store::stage`): not hex,
@@ -30,7 +30,7 @@ impl Store {
     pub async fn commit_batch(&self, sync: &str, run_id: &str, items: &[Committed<'_>]) -> Result<(), StateError> {
         let now = now();
         let mut tx = self.pool.begin().await?;
-        if self.marks == Marks::Dollar {
+        if self.dialect == Dialect::Postgres {
             sqlx::query(&fold_lock(true)).bind(sync).execute(&mut *tx).await?;
         }
         let (written, failed): (Vec<&Committed>, Vec<&Committed>) =
@@ -54,7 +54,7 @@ impl Store {
                  VALUES {} ON CONFLICT (sync, key_hash) DO UPDATE SET key_json = excluded.key_json, kind = excluded.kind, \
                  message = excluded.message, attempts = row_errors.attempts + 1, last_seen = excluded.last_seen, \
                  last_run = excluded.last_run, fingerprint = excluded.fingerprint",
-                self.marks.value_lists(chunk.len(), 10, 1)
+                self.dialect.value_lists(chunk.len(), 10, 1)
             );
             let mut q = sqlx::query(&sql);
             for c in chunk {
@@ -98,14 +98,14 @@ impl Store {
     /// it, a batch whose transaction got its row ids before the fold started and committed
     /// between the fold's INSERT and DELETE was deleted unfolded: lost.)
     pub async fn fold(&self, sync: &str) -> Result<u64, StateError> {
-        let m = self.marks;
+        let m = self.dialect;
         // SQLite: take the write lock at once. A read first (MAX below) and a write later fails
         // at once, busy timeout or not, if another process committed in between.
         let mut tx = match m {
-            Marks::Question => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Marks::Dollar => self.pool.begin().await?,
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
         };
-        if m == Marks::Dollar {
+        if m == Dialect::Postgres {
             sqlx::query(&fold_lock(false)).bind(sync).execute(&mut *tx).await?;
         }
         let last: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX(id) FROM sync_rows_staged WHERE sync = {}", m.nth(1)))
@@ -129,8 +129,8 @@ impl Store {
         // earlier one; Postgres refuses to touch a row twice in one statement, so it keeps the
         // newest entry per key first.
         let select = match m {
-            Marks::Question => format!("SELECT {columns} {staged} ORDER BY key_hash, id"),
-            Marks::Dollar => format!("SELECT DISTINCT ON (key_hash) {columns} {staged} ORDER BY key_hash, id DESC"),
+            Dialect::Sqlite => format!("SELECT {columns} {staged} ORDER BY key_hash, id"),
+            Dialect::Postgres => format!("SELECT DISTINCT ON (key_hash) {columns} {staged} ORDER BY key_hash, id DESC"),
         };
         let sql = format!(
             "INSERT INTO sync_rows ({columns}) {select} \
@@ -143,7 +143,7 @@ impl Store {
         // once instead of deleting a million rows one by one. Only SQLite: its write lock, taken
         // at BEGIN, keeps other writers out until the commit; a Postgres store's other runs may
         // stage rows between this check and the delete.
-        let others = m == Marks::Dollar
+        let others = m == Dialect::Postgres
             || sqlx::query(&format!("SELECT 1 FROM sync_rows_staged WHERE sync <> {} OR id > {} LIMIT 1", m.nth(1), m.nth(2)))
                 .bind(sync)
                 .bind(last)
@@ -163,7 +163,7 @@ impl Store {
 
     /// Appends a batch's written rows to `sync_rows_staged`; a delete is staged with no
     /// fingerprint. The batch travels as one JSON array that the database unpacks
-    /// (`Marks::json_rows`): four binds per row through sqlx's `Any` driver cost more than
+    /// (`Dialect::json_rows`): four binds per row through sqlx's `Any` driver cost more than
     /// SQLite's insert of the row itself.
     ///
     /// Rows without a record id (every row of most destinations) travel as one string each:
@@ -173,7 +173,7 @@ impl Store {
     /// a quarter of its thread's time in a full sync (docs/benchmarks.md). Rows with record ids
     /// go as arrays.
     async fn stage(&self, tx: &mut Transaction<'_, Any>, sync: &str, now: &str, written: &[&Committed<'_>]) -> Result<(), StateError> {
-        let m = self.marks;
+        let m = self.dialect;
         let (sql, rows) = if written.iter().all(|c| record_id(c).is_none()) {
             // One allocation a row: this runs for every row a full sync sends.
             let rows: Vec<String> = written

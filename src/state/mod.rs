@@ -12,6 +12,7 @@
 
 mod changes;
 mod commit;
+pub mod keys;
 mod lock;
 mod marks;
 mod pages;
@@ -59,7 +60,7 @@ pub enum StateError {
 
 pub struct Store {
     pool: AnyPool,
-    marks: Marks,
+    dialect: Dialect,
     locks: lock::Locks,
 }
 
@@ -157,40 +158,41 @@ fn hash_from(bytes: &[u8]) -> Hash128 {
 /// Characters of a hash in hex: 16 bytes, two digits each.
 const HASH_HEX: usize = 32;
 
-/// A hash as the hex of its big-endian bytes (what `Marks::unhex` turns back into them).
+/// A hash as the hex of its big-endian bytes (what `Dialect::unhex` turns back into them).
 fn hash_hex(h: Hash128) -> String {
     format!("{h:0HASH_HEX$x}")
 }
 
 /// A batch's rows as one JSON array of arrays, bound as a single parameter and unpacked by
-/// [`Marks::json_rows`]: one bind per batch instead of one per cell.
+/// [`Dialect::json_rows`]: one bind per batch instead of one per cell.
 fn packed<T: serde::Serialize>(rows: &[T]) -> Result<String, StateError> {
     serde_json::to_string(rows).map_err(|e| StateError::Config(format!("cannot encode a batch for the state store: {e}")))
 }
 
-/// Binds a [`Marks::for_keys`] statement: the sync, then each key hash.
+/// Binds a [`Dialect::for_keys`] statement: the sync, then each key hash.
 fn bind_keys<'q>(q: AnyQuery<'q>, sync: &'q str, keys: &[Hash128]) -> AnyQuery<'q> {
     keys.iter().fold(q.bind(sync), |q, h| q.bind(hash_bytes(*h)))
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-/// How a statement numbers its parameters. Postgres needs `$n`. SQLite takes `?`: sqlx looks up
-/// each *named* parameter (`$n` is a name to SQLite) by a linear scan, which made binding a
-/// 3,000-parameter batch insert quadratic (a third of a full sync's CPU time).
+/// The SQL a store speaks where SQLite and Postgres differ: how a statement numbers its
+/// parameters, how a batch's JSON unpacks, how hex turns into bytes. Postgres needs `$n`. SQLite
+/// takes `?`: sqlx looks up each *named* parameter (`$n` is a name to SQLite) by a linear scan,
+/// which made binding a 3,000-parameter batch insert quadratic (a third of a full sync's CPU time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Marks {
-    Dollar,
-    Question,
+pub(crate) enum Dialect {
+    Postgres,
+    Sqlite,
 }
 
-impl Marks {
+impl Dialect {
     /// The placeholder of parameter `n` (1-based). With `Question`, parameters must be bound
     /// in the order they appear, which every statement here does.
     pub(crate) fn nth(self, n: usize) -> String {
         match self {
-            Marks::Dollar => format!("${n}"),
-            Marks::Question => "?".to_string(),
+            Dialect::Postgres => format!("${n}"),
+            Dialect::Sqlite => "?".to_string(),
         }
     }
 
@@ -213,7 +215,7 @@ impl Marks {
 
     /// `FROM <rows of the JSON array bound as parameter n>`, in array order: how a batch's rows
     /// reach the database as one parameter (see [`packed`]). Each row is a JSON array whose
-    /// elements [`Marks::field`] reads, or a string that [`Marks::text_row`] reads.
+    /// elements [`Dialect::field`] reads, or a string that [`Dialect::text_row`] reads.
     ///
     /// Postgres converts the array to `jsonb` once, so each row reaches `field` parsed; with
     /// `json` every row's text was parsed again for each field it gave. SQLite stays with
@@ -222,31 +224,31 @@ impl Marks {
     /// (docs/benchmarks.md). Only strings and nulls travel this way, which `jsonb` keeps exactly.
     fn json_rows(self, n: usize) -> String {
         match self {
-            Marks::Question => "FROM json_each(?) AS e ORDER BY e.key".to_string(),
+            Dialect::Sqlite => "FROM json_each(?) AS e ORDER BY e.key".to_string(),
             // Named like SQLite's `json_each` columns, so `field` serves both.
-            Marks::Dollar => format!("FROM jsonb_array_elements(${n}::jsonb) WITH ORDINALITY AS e(value, key) ORDER BY e.key"),
+            Dialect::Postgres => format!("FROM jsonb_array_elements(${n}::jsonb) WITH ORDINALITY AS e(value, key) ORDER BY e.key"),
         }
     }
 
-    /// Element `i` of a [`Marks::json_rows`] row, as text (SQL NULL for a JSON null).
+    /// Element `i` of a [`Dialect::json_rows`] row, as text (SQL NULL for a JSON null).
     fn field(self, i: usize) -> String {
         format!("e.value ->> {i}")
     }
 
-    /// A [`Marks::json_rows`] row that is a JSON string, as text: the cheap form of a row, with
+    /// A [`Dialect::json_rows`] row that is a JSON string, as text: the cheap form of a row, with
     /// no array to render and parse again for each field (see `Store::stage`).
     fn text_row(self) -> &'static str {
         match self {
-            Marks::Question => "e.value",
-            Marks::Dollar => "(e.value #>> '{}')",
+            Dialect::Sqlite => "e.value",
+            Dialect::Postgres => "(e.value #>> '{}')",
         }
     }
 
     /// The bytes of a hex text: how [`packed`] rows carry key hashes and fingerprints.
     fn unhex(self, text: &str) -> String {
         match self {
-            Marks::Question => format!("unhex({text})"),
-            Marks::Dollar => format!("decode({text}, 'hex')"),
+            Dialect::Sqlite => format!("unhex({text})"),
+            Dialect::Postgres => format!("decode({text}, 'hex')"),
         }
     }
 
@@ -324,7 +326,7 @@ impl Store {
             sqlx::migrate!("migrations/postgres").run(&pool).await
         };
         match migrated {
-            Ok(()) => Ok(Store { pool, marks: if sqlite { Marks::Question } else { Marks::Dollar }, locks }),
+            Ok(()) => Ok(Store { pool, dialect: if sqlite { Dialect::Sqlite } else { Dialect::Postgres }, locks }),
             Err(sqlx::migrate::MigrateError::VersionMissing(v)) => Err(StateError::Config(format!(
                 "the state database was written by a newer sluice (its migration {v} is unknown to this version): \
                  upgrade sluice, or point [state] url at another database"
@@ -355,7 +357,7 @@ impl Store {
         if fold {
             return Ok(stored);
         }
-        let sql = format!("SELECT key_hash, fingerprint FROM sync_rows_staged WHERE sync = {} ORDER BY key_hash, id", self.marks.nth(1));
+        let sql = format!("SELECT key_hash, fingerprint FROM sync_rows_staged WHERE sync = {} ORDER BY key_hash, id", self.dialect.nth(1));
         let mut entries = Vec::new();
         for row in sqlx::query(&sql).bind(sync).fetch_all(&self.pool).await? {
             let fingerprint = row.try_get::<Option<Vec<u8>>, _>(1)?.map(|f| hash_from(&f));
@@ -384,7 +386,7 @@ impl Store {
     pub async fn lookup(&self, sync: &str, hashes: &[Hash128]) -> Result<FxHashMap<Hash128, StoredRow>, StateError> {
         let mut out = FxHashMap::default();
         for chunk in hashes.chunks(CHUNK) {
-            let sql = self.marks.for_keys("SELECT key_hash, key_json, destination_id FROM sync_rows", chunk.len());
+            let sql = self.dialect.for_keys("SELECT key_hash, key_json, destination_id FROM sync_rows", chunk.len());
             for row in bind_keys(sqlx::query(&sql), sync, chunk).fetch_all(&self.pool).await? {
                 let k: Vec<u8> = row.try_get(0)?;
                 out.insert(hash_from(&k), StoredRow { key_json: row.try_get(1)?, destination_id: row.try_get(2)? });
@@ -454,9 +456,9 @@ mod tests {
     fn hashes_round_trip_through_bytes() {
         let h: Hash128 = 0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10;
         assert_eq!(hash_from(&hash_bytes(h)), h);
-        assert_eq!(Marks::Dollar.value_lists(2, 2, 3), "($3, $4), ($5, $6)");
-        assert_eq!(Marks::Dollar.in_list(3, 2), "$2, $3, $4");
-        assert_eq!(Marks::Question.value_lists(1, 3, 1), "(?, ?, ?)");
+        assert_eq!(Dialect::Postgres.value_lists(2, 2, 3), "($3, $4), ($5, $6)");
+        assert_eq!(Dialect::Postgres.in_list(3, 2), "$2, $3, $4");
+        assert_eq!(Dialect::Sqlite.value_lists(1, 3, 1), "(?, ?, ?)");
         assert_eq!(hash_hex(h), hex::encode(hash_bytes(h)));
     }
 }

@@ -8,7 +8,7 @@
 use futures_util::TryStreamExt;
 use sqlx::{Any, Row, Transaction};
 
-use super::{hash_from, Marks, StateError, Store};
+use super::{hash_from, Dialect, StateError, Store};
 use crate::diff::Stored;
 use crate::value::Hash128;
 
@@ -83,7 +83,7 @@ fn merge_page(old: impl Iterator<Item = (Hash128, Hash128)>, changes: &[(Hash128
 impl Store {
     /// Every (key hash, fingerprint) pair `sync_rows` holds for `sync`, from its pages.
     pub(super) async fn read_pages(&self, sync: &str) -> Result<Stored, StateError> {
-        let m = self.marks;
+        let m = self.dialect;
         // Sized up front (a blob's length is known without reading it): growing a list of
         // millions of pairs would copy it and take half as much again while it does.
         let bytes: Option<i64> = sqlx::query_scalar(&format!("SELECT SUM(length(pairs)) FROM sync_row_pages WHERE sync = {}", m.nth(1)))
@@ -104,7 +104,7 @@ impl Store {
     /// Brings the pages of `sync` up to date with its staged entries up to `last`, in `fold`'s
     /// transaction, after `sync_rows` took them.
     pub(super) async fn update_pages(&self, tx: &mut Transaction<'_, Any>, sync: &str, last: i64) -> Result<(), StateError> {
-        let m = self.marks;
+        let m = self.dialect;
         let staged = format!("FROM sync_rows_staged WHERE sync = {} AND id <= {}", m.nth(1), m.nth(2));
         let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {staged}")).bind(sync).bind(last).fetch_one(&mut **tx).await?;
         if count > FOLD_MERGE_MAX {
@@ -152,18 +152,18 @@ impl Store {
     /// range of the clustered primary key) per statement: no sort of the whole sync, and work
     /// and memory per statement bounded by a page.
     async fn repack(&self, tx: &mut Transaction<'_, Any>, sync: &str) -> Result<(), StateError> {
-        let m = self.marks;
+        let m = self.dialect;
         sqlx::query(&format!("DELETE FROM sync_row_pages WHERE sync = {}", m.nth(1))).bind(sync).execute(&mut **tx).await?;
         // SQLite aggregates in the order the subquery reads the key range; Postgres is told.
         let agg = match m {
-            Marks::Question => "CAST(group_concat(pair, '') AS BLOB)",
-            Marks::Dollar => "string_agg(pair, ''::bytea ORDER BY key_hash)",
+            Dialect::Sqlite => "CAST(group_concat(pair, '') AS BLOB)",
+            Dialect::Postgres => "string_agg(pair, ''::bytea ORDER BY key_hash)",
         };
         // (sync, page) for the inserted row, then (sync, page, next page) for the key range:
         // SQLite's `?` binds in order of appearance, Postgres' `$n` reuse the first two.
         let (row, key, from, below) = match m {
-            Marks::Question => ("?, ?", "?", "?", "?"),
-            Marks::Dollar => ("$1, $2", "$1", "$2", "$3"),
+            Dialect::Sqlite => ("?, ?", "?", "?", "?"),
+            Dialect::Postgres => ("$1, $2", "$1", "$2", "$3"),
         };
         let statement = |upper: bool| {
             let below = if upper { format!(" AND key_hash < {below}") } else { String::new() };
@@ -176,7 +176,7 @@ impl Store {
         let (inner, last) = (statement(true), statement(false));
         for page in 0..=255u8 {
             let mut q = sqlx::query(if page < 255 { &inner } else { &last }).bind(sync).bind(vec![page]);
-            if m == Marks::Question {
+            if m == Dialect::Sqlite {
                 q = q.bind(sync).bind(vec![page]);
             }
             if page < 255 {

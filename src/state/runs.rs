@@ -193,7 +193,7 @@ impl Store {
                 let key_json: String = r.try_get(1)?;
                 Ok(RowError {
                     sync: r.try_get(0)?,
-                    key: crate::engine::keys::display_key_json(&key_json),
+                    key: super::keys::display_key_json(&key_json),
                     kind: r.try_get(2)?,
                     message: r.try_get(3)?,
                     attempts: r.try_get(4)?,
@@ -218,7 +218,7 @@ impl Store {
     /// Deletes the errors of these keys, on `conn` (a batch's transaction, or the pool's).
     pub(super) async fn delete_errors(&self, conn: &mut sqlx::AnyConnection, sync: &str, hashes: &[Hash128]) -> Result<(), StateError> {
         for chunk in hashes.chunks(super::CHUNK) {
-            let sql = self.marks.for_keys("DELETE FROM row_errors", chunk.len());
+            let sql = self.dialect.for_keys("DELETE FROM row_errors", chunk.len());
             super::bind_keys(sqlx::query(&sql), sync, chunk).execute(&mut *conn).await?;
         }
         Ok(())

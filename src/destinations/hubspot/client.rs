@@ -59,14 +59,15 @@ impl HubSpotClient {
     }
 
     /// The id of the account (portal) the token belongs to, from the account information API
-    /// (`GET /account-info/v3/details`, which answers any valid token). A refusal other than a
-    /// bad token (an app without the scope it may ask for) leaves it unknown: `None`.
+    /// (`GET /account-info/v3/details`). A refusal (an app without the scope HubSpot documents
+    /// for it, or a bad token, which fails the run when the writer opens) leaves it unknown:
+    /// `None`; a transient failure is an error, retried by the engine.
     pub async fn portal(&self) -> Result<Option<u64>, DestinationError> {
         self.portal
             .get_or_try_init(|| async {
                 match self.request(Method::GET, "account-info/v3/details", None).await {
                     Ok((_, body)) => Ok(body["portalId"].as_u64()),
-                    Err(HubSpotError::Failed(e)) if e.is_transient() || e.message.contains("HTTP 401") => Err(e),
+                    Err(HubSpotError::Failed(e)) if e.is_transient() => Err(e),
                     Err(_) => Ok(None),
                 }
             })

@@ -1,0 +1,46 @@
+//! The integration tests, in one binary: each file here is a module (an area of sluice), and
+//! `support` is what they share (throwaway projects, emulators of the services, the daemon as a
+//! process). One binary links the bundled DuckDB once instead of once per file.
+//!
+//! `cargo test --test it run_lock::` runs one area; `scripts/test` runs them all.
+
+mod support;
+
+mod alerts;
+mod architecture;
+mod bad_input;
+mod change_log;
+mod cli;
+mod command_destination;
+mod crash;
+mod cursor;
+mod custom_destination;
+mod daemon;
+mod daemon_api;
+mod delete_guard;
+mod destination_identity;
+mod durability;
+mod engine;
+mod failed_rows;
+mod faults;
+mod field_writes;
+mod file_destination;
+mod fingerprints;
+mod google_sheets;
+mod google_sheets_errors;
+mod hubspot;
+mod injection;
+mod kill;
+mod mapping;
+mod models_only_read;
+mod on_remove;
+mod pipes;
+mod redirects;
+mod run_endings;
+mod run_lock;
+mod salesforce;
+mod secrets;
+mod send_pipeline;
+mod slack;
+mod split_retries;
+mod state_store;
