@@ -113,7 +113,8 @@ impl Metrics {
 
     pub fn record_run(&self, report: &SyncReport) {
         let sync = report.sync.clone();
-        self.runs.get_or_create(&RunLabels { sync: sync.clone(), result: report.status.as_str().into() }).inc();
+        let outcome = report.outcome();
+        self.runs.get_or_create(&RunLabels { sync: sync.clone(), result: outcome.as_str().into() }).inc();
         let c = &report.counts;
         for (op, n) in
             [("added", c.added), ("changed", c.changed), ("removed", c.removed), ("written", report.written), ("rejected", report.rejected)]
@@ -121,7 +122,7 @@ impl Metrics {
             self.rows.get_or_create(&RowLabels { sync: sync.clone(), op: op.into() }).inc_by(n);
         }
         self.duration.get_or_create(&SyncLabel { sync: sync.clone() }).observe(report.duration_ms as f64 / 1000.0);
-        if !report.failed() {
+        if outcome.got_through() {
             let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
             self.last_success.get_or_create(&SyncLabel { sync }).set(now);
         }

@@ -15,15 +15,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{check_capabilities, Engine, RunOptions, Shape};
+use crate::engine::{check_capabilities, Engine, RunOptions, Shape, SyncReport};
 use crate::project::{Project, ProjectError, SyncSpec};
 
-/// Exit codes: 0 success, 1 a sync failed (or another run of it holds it), 2 invalid project,
-/// config or sync file, 130 stopped on request (Ctrl-C, SIGTERM) with nothing failed.
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_SYNC_FAILED: u8 = 1;
-pub const EXIT_INVALID: u8 = 2;
-pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit codes (`engine::exit`, where a run's outcome decides them).
+pub use crate::engine::exit::{INVALID as EXIT_INVALID, OK as EXIT_OK, SYNC_FAILED as EXIT_SYNC_FAILED};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -262,10 +258,9 @@ async fn run(cli: &Cli, names: &[String], mut opts: RunOptions) -> Result<u8, Fa
             "invalid": project.invalid.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
         }));
     }
-    Ok(if reports.iter().any(|r| r.failed()) {
-        EXIT_SYNC_FAILED
-    } else if reports.iter().any(|r| r.status == crate::state::RunStatus::Interrupted) {
-        EXIT_INTERRUPTED
+    let code = crate::engine::Outcome::exit_code_of(reports.iter().map(SyncReport::outcome));
+    Ok(if code != EXIT_OK {
+        code
     } else if invalid {
         EXIT_INVALID
     } else {

@@ -33,7 +33,7 @@ impl Generation {
     }
 }
 
-pub enum Outcome {
+pub enum Ended {
     Ran(Box<SyncReport>),
     /// Another process (a replica, `sluice run` by hand) holds the sync's lock: it is running
     /// it. Who, as the engine said.
@@ -43,7 +43,7 @@ pub enum Outcome {
 
 pub struct Done {
     pub sync: String,
-    pub outcome: Outcome,
+    pub ended: Ended,
 }
 
 pub struct Runs {
@@ -115,8 +115,8 @@ impl Runs {
         let (generation, name, cancel, limit) = (generation.clone(), name.to_string(), cancel.clone(), self.limit.clone());
         let task_name = name.clone();
         let handle = self.set.spawn(async move {
-            let outcome = run_one(&generation, &name, &cancel, limit, destination_limit, allow_deletes, started_by).await;
-            Done { sync: name, outcome }
+            let ended = run_one(&generation, &name, &cancel, limit, destination_limit, allow_deletes, started_by).await;
+            Done { sync: name, ended }
         });
         self.tasks.insert(handle.id(), task_name);
         true
@@ -167,9 +167,9 @@ async fn run_one(
     destination_limit: Option<Arc<Semaphore>>,
     allow_deletes: bool,
     started_by: &str,
-) -> Outcome {
+) -> Ended {
     let Some(sync) = generation.project.syncs.iter().find(|s| s.name() == name) else {
-        return Outcome::Failed(format!("sync `{name}` is no longer defined"));
+        return Ended::Failed(format!("sync `{name}` is no longer defined"));
     };
     // The destination's turn first: a run queued behind its destination holds no global slot.
     let _destination_permit = match destination_limit {
@@ -180,16 +180,16 @@ async fn run_one(
     // The engine takes the sync's lock: a replica or a person running it by hand holds it.
     let opts = RunOptions { cancel: cancel.clone(), allow_deletes, started_by: started_by.to_string(), ..Default::default() };
     let report = generation.engine.run(sync, &opts).await;
-    if report.busy {
-        return Outcome::Busy(report.error.unwrap_or_default());
+    if report.outcome() == crate::engine::Outcome::Skipped {
+        return Ended::Busy(report.error.unwrap_or_default());
     }
-    Outcome::Ran(Box::new(report))
+    Ended::Ran(Box::new(report))
 }
 
 /// One line per finished run, for people and log collectors.
 pub fn log_done(done: &Done) {
-    match &done.outcome {
-        Outcome::Ran(r) => {
+    match &done.ended {
+        Ended::Ran(r) => {
             crate::metrics::global().record_run(r);
             if r.deadline_exceeded {
                 crate::metrics::global().run_deadline_exceeded.get_or_create(&crate::metrics::SyncLabel { sync: done.sync.clone() }).inc();
@@ -205,10 +205,10 @@ pub fn log_done(done: &Done) {
                 );
             }
         }
-        Outcome::Busy(holder) => {
+        Ended::Busy(holder) => {
             crate::metrics::global().skipped_ticks.get_or_create(&crate::metrics::SyncLabel { sync: done.sync.clone() }).inc();
             tracing::warn!(sync = %done.sync, why = %holder, "another process is running this sync: tick skipped");
         }
-        Outcome::Failed(e) => tracing::error!(sync = %done.sync, error = %e, "run could not start"),
+        Ended::Failed(e) => tracing::error!(sync = %done.sync, error = %e, "run could not start"),
     }
 }

@@ -1,16 +1,55 @@
-//! After a run: the alerts it calls for (`alerts` decides, this sends and remembers),
-//! and trimming the change log. Neither can fail the run: trouble is a warning on it.
+//! A run's last phases: recording what the next run compares with (the definition and the
+//! destination it ran against, a cursor's new mark), then the alerts the run calls for
+//! (`alerts` decides, this sends and remembers) and trimming the change log. Alerts and the
+//! trim cannot fail the run: trouble is a warning on it.
 
 use super::alerts;
-use super::{Engine, SyncReport};
+use super::prepare::Prepared;
+use super::{Engine, RunError, SyncReport};
 use crate::project::SyncSpec;
 
 impl Engine {
+    /// After the last batch: the definition and destination the run sent under, so the next run
+    /// compares with them, and a cursor sync's new mark.
+    pub(super) async fn record(&self, sync: &SyncSpec, prepared: &Prepared<'_>, report: &mut SyncReport) -> Result<(), RunError> {
+        let (config_fp, identity) = (&prepared.config_fp, &prepared.identity);
+        let recorded = prepared
+            .meta
+            .as_ref()
+            .is_some_and(|m| m.config_fingerprint == *config_fp && m.identity.as_ref() == Some(identity) && m.first_identity.is_some());
+        if !recorded {
+            self.store.set_sync_meta(sync.name(), config_fp, identity).await?;
+        }
+        if let Some(next) = prepared.cursor.as_ref().and_then(|c| c.next()) {
+            self.advance_cursor(sync.name(), next, report).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores a cursor sync's new mark, unless rows of this run wait for a retry: a read past
+    /// the new mark would never return them, so the mark stays and the next run reads them again
+    /// (the diff keeps the rows already written from being sent twice).
+    async fn advance_cursor(&self, name: &str, next: crate::state::StoredCursor, report: &mut SyncReport) -> Result<(), RunError> {
+        if report.retryable > 0 {
+            report.warn(format!(
+                "{} row(s) wait for a retry, so the cursor stays where it was and the next run reads them again",
+                report.retryable
+            ));
+            return Ok(());
+        }
+        let text = next.value.to_text();
+        self.store.set_cursor(name, &next).await?;
+        if let Some(c) = report.cursor.as_mut() {
+            c.next = Some(text);
+        }
+        Ok(())
+    }
+
     pub(super) async fn alert(&self, sync: &SyncSpec, report: &mut SyncReport) {
         let Some(config) = &self.alerts else { return };
         // Stopped on request: the run says nothing of the sync's health, so no alert (a
         // shutdown is not a failure) and nothing to remember.
-        if report.status == crate::state::RunStatus::Interrupted {
+        if !report.outcome().alerts() {
             return;
         }
         let before = match self.store.alert_state(sync.name()).await {

@@ -11,8 +11,11 @@ mod cursor;
 mod finish;
 mod guard;
 mod hashing;
+mod prepare;
+mod removals;
 mod report;
 mod retry;
+mod scan;
 mod send;
 mod shape;
 mod spool;
@@ -25,18 +28,16 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 pub use cursor::CursorReport;
-pub use report::{OpCounts, Sample, SyncReport};
+pub use report::{exit, OpCounts, Outcome, Sample, SyncReport};
 pub use send::IN_FLIGHT as BATCHES_IN_FLIGHT;
 pub use shape::{check_capabilities, config_fingerprint, Shape};
 
 use crate::destinations::{self, Destination, DestinationError, Op};
-use crate::diff::{Change, Differ, Duplicate};
-use crate::project::{Mode, OnRemove, Project, ProjectError, SyncSpec};
+use crate::diff::Change;
+use crate::project::{Mode, Project, ProjectError, SyncSpec};
 use crate::source::{Source, SourceError};
 use crate::state::{keys, RunRecord, StateError, Store, SyncLock};
-use crate::value::Value;
-use hashing::Hashed;
-use spool::{Spool, SpoolRow};
+use spool::Spool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -50,6 +51,15 @@ pub enum RunError {
     Destination { name: String, error: DestinationError },
     #[error("{0}")]
     Invalid(String),
+    /// The delete guard stopped a run before it sent anything.
+    #[error("{0}")]
+    DeleteGuard(String),
+    /// The model returned a key twice; nothing was sent.
+    #[error("{0}")]
+    DuplicateKeys(String),
+    /// The spool (the temporary file of rows to send) could not be written or read.
+    #[error("the spool of rows to send: {0}")]
+    Spool(String),
     /// Stopped on request (Ctrl-C, SIGTERM, a daemon shutting down): not a failure.
     #[error("{0}")]
     Cancelled(String),
@@ -201,8 +211,9 @@ impl Engine {
             lock.release().await;
             return report;
         }
-        let result = guarded(within(sync.file.max_run_time, self.run_inner(sync, opts, &run_id, None, &mut report))).await;
-        report.settle(outcome(result, opts));
+        let deadline = Deadline::start(sync.file.max_run_time, opts);
+        let result = guarded(self.run_inner(sync, &deadline.opts, &run_id, None, &deadline.abort, &mut report)).await;
+        report.settle(outcome(deadline.judge(result), opts));
         report.duration_ms = started.elapsed().as_millis() as u64;
         report
     }
@@ -221,8 +232,9 @@ impl Engine {
             report.fail(e.to_string());
             return report;
         }
-        let deadline = sync.file.max_run_time;
-        let result = guarded(within(deadline, self.run_inner(sync, opts, &run_id, Some(lock), &mut report))).await;
+        let deadline = Deadline::start(sync.file.max_run_time, opts);
+        let result = guarded(self.run_inner(sync, &deadline.opts, &run_id, Some(lock), &deadline.abort, &mut report)).await;
+        let result = deadline.judge(result);
         report.deadline_exceeded = matches!(result, Err(RunError::Deadline(_)));
         report.settle(outcome(result, opts));
         // What this run staged goes into `sync_rows` now, in key order; if that fails, the
@@ -251,334 +263,66 @@ impl Engine {
         result
     }
 
+    /// A run's phases, in order: prepare (what it runs against and compares with), scan (the
+    /// model read and diffed, rows to send spooled), removals (what left the model, the delete
+    /// guard; a plan ends here), send (batches to the destination, outcomes committed), and
+    /// record (what the next run compares with). Each phase is a method in its own file.
     async fn run_inner(
         &self,
         sync: &SyncSpec,
         opts: &RunOptions,
         run_id: &str,
         lock: Option<&SyncLock>,
+        abort: &CancellationToken,
         report: &mut SyncReport,
     ) -> Result<(), RunError> {
-        let name = sync.name();
-        let mode = sync.file.mode;
-        let destination = self.destination(&sync.destination)?;
-        let caps = destination.capabilities();
-        shape::check_capabilities(sync, &caps)?;
-        let source = self.source(&sync.source)?;
+        let mut prepared = self.prepare(sync, opts, report).await?;
+        let scanned = self.scan(sync, opts, run_id, &mut prepared, report).await?;
+        let scan::Scanned { shape, target, writer, differ, spool, settled } = scanned;
+        let Some(removals) = self.removals(sync, opts, &prepared, differ, settled, report).await? else { return Ok(()) };
+        let (Some(mut writer), Some(lock)) = (writer, lock) else { return Ok(()) };
+        let pieces = (&shape, &target, abort);
+        self.send(sync, opts, run_id, lock, &prepared, pieces, writer.as_mut(), spool, &removals, report).await?;
+        writer.close().await.map_err(|error| RunError::Destination { name: sync.destination.clone(), error })?;
+        self.record(sync, &prepared, report).await
+    }
 
-        let dest_err = |error: DestinationError| RunError::Destination { name: sync.destination.clone(), error };
-
-        // Where the rows land is part of the definition: a sync pointed at another spreadsheet,
-        // endpoint or account sends every row there once. The identity counts once it differs
-        // from the first one recorded, so stores from before identities keep their fingerprints.
-        let identity =
-            shape::identity_hash(&retry::identity_with_retry(destination.as_ref(), &caps, &opts.cancel).await.map_err(dest_err)?);
-        let meta = self.store.sync_meta(name).await?;
-        let moved_on = meta.as_ref().and_then(|m| m.first_identity.as_ref()).is_some_and(|first| *first != identity);
-        let config_fp = config_fingerprint(sync, self.destination_kind(sync), caps.presentation, moved_on.then_some(&*identity));
-        let stored_fp = meta.as_ref().map(|m| m.config_fingerprint.clone());
-        report.config_changed = stored_fp.as_ref().is_some_and(|s| *s != config_fp);
-        let moved = meta.as_ref().and_then(|m| m.identity.as_ref()).is_some_and(|last| *last != identity);
-        // Rejected rows stay held back while unchanged, until `sluice retry` or their hold ends.
-        let hold_for = sync.file.retry_rejected_after.unwrap_or(self.retry.rejected_after);
-        // A hold longer than the calendar (e.g. "1000y": never) reaches back to the start of time.
-        let held_since = chrono::Duration::from_std(hold_for)
-            .ok()
-            .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        let holds = if opts.retry_rejected { Default::default() } else { self.store.rejected_holds(name).await? };
-        // A cursor sync reads only the rows from its stored mark on (or everything, and says
-        // why); a rejected row whose hold ran out is only seen by a whole read.
-        let hold_ended = holds.values().any(|(_, seen)| chrono::DateTime::parse_from_rfc3339(seen).map_or(true, |t| t <= held_since));
-        let stored_cursor = if sync.file.cursor.is_some() { self.store.cursor(name).await? } else { None };
-        let mut cursor = cursor::RunCursor::plan(sync, &config_fp, stored_cursor, opts, hold_ended);
-        report.cursor = cursor.as_ref().map(|c| c.report.clone());
-        let after = cursor.as_ref().and_then(|c| c.after.as_ref());
-        let incremental = after.is_some();
-        // The stored state loads while the model query starts. The reader stops once a
-        // few chunks wait for the diff (the source's and the hashing stage's channels are
-        // bounded), so the load is on a run's critical path:
-        // hence its packed form (`state::pages`, a few hundred blobs, not a row per pair).
-        let scan_started = Instant::now();
-        let load = async {
-            let stored = self.store.snapshot(name, !opts.dry_run).await;
-            tracing::debug!(sync = %name, ms = scan_started.elapsed().as_millis() as u64, "stored state loaded");
-            stored
-        };
-        let stopped = || RunError::Cancelled("stopped on request while reading the model; nothing was sent".into());
-        // A model whose query takes long to give its first row is stopped too.
-        let (snapshot, stream) = tokio::select! {
-            both = async { tokio::join!(load, source.stream(&sync.file.model, after, sync.file.statement_timeout)) } => both,
-            _ = opts.cancel.cancelled() => return Err(stopped()),
-        };
-        let snapshot = snapshot?;
-
-        // ---- scan: model -> diff -> spool ----
-        let stream = stream?;
-        let shape = Shape::new(sync, &stream.columns)?;
-        let target = shape.target(sync, run_id);
-        // Opened before the scan: a destination that reads its keys when opened can tell which
-        // stored rows someone removed by hand (`Writer::holds`). A plan opens nothing.
-        let writer = if opts.dry_run {
-            None
-        } else {
-            Some(retry::open_with_retry(destination.as_ref(), &target, &caps, &opts.cancel).await.map_err(dest_err)?)
-        };
-        // Only a writer that read its keys can tell; asking the others would build every
-        // unchanged row's key for nothing.
-        let heal = matches!(mode, Mode::Upsert | Mode::Mirror) && writer.as_ref().is_some_and(|w| w.reads_keys());
-        let mut differ = Differ::new(snapshot, opts.full_resync);
-        let mut spool = Spool::new().map_err(RunError::Invalid)?;
-        let mut duplicates: Vec<String> = Vec::new();
-        let mut duplicate_count = 0u64;
-        let mut settled: Vec<crate::value::Hash128> = Vec::new();
-        // Per chunk: its rows hashed (on their own thread: `hashing`), then the chunk
-        // classified in one call (its stored pairs are looked up together: see
-        // `Differ::classify_chunk`), then each row acted on. Values are built only for rows to send.
-        let mut hashed_chunks = hashing::spawn(shape.clone(), Value::Text(config_fp.clone()), stream.rows);
-        let mut changes = Vec::new();
-        loop {
-            // Checked between chunks, and while waiting for one: a stop request ends the scan at
-            // once (dropping the stream stops the source's query).
-            let hashed = tokio::select! {
-                biased;
-                _ = opts.cancel.cancelled() => return Err(stopped()),
-                next = hashed_chunks.recv() => match next {
-                    Some(hashed) => hashed,
-                    None => break,
-                },
-            };
-            opts.progress(Progress::Scanning { sync: name, rows: report.rows_read });
-            let Hashed { chunk, probes, rows, computed, bad_keys } = hashed?;
-            let first_row = report.rows_read;
-            report.rows_read += chunk.len() as u64;
-            if let (Some(c), Some(i)) = (cursor.as_mut(), shape.cursor_idx) {
-                for r in 0..chunk.len() {
-                    c.see(&chunk.value(r, i)?);
-                }
-            }
-            for (r, k, why) in bad_keys {
-                let (row, column) = (first_row + r as u64 + 1, &shape.key_columns[k]);
-                match why {
-                    hashing::BadKey::Null => {
-                        report.null_keys += 1;
-                        report.warn(format!(
-                            "model row {row} has NULL in primary key column `{column}`: row skipped (fix the model or filter it out)"
-                        ));
-                    }
-                    hashing::BadKey::NotFinite => {
-                        report.invalid_keys += 1;
-                        let value = chunk.value(r, shape.key_idx[k]).map(|v| v.to_text()).unwrap_or_default();
-                        report.warn(format!(
-                            "model row {row} has {value} in primary key column `{column}`: row skipped (a key must be a finite \
-                             number: filter the row out, or key the sync on another column)"
-                        ));
-                    }
-                }
-            }
-            let mut computed = computed.into_iter();
-            differ.classify_chunk(&probes, &mut changes);
-            for ((&r, &(key_hash, fingerprint)), change) in rows.iter().zip(&probes).zip(changes.drain(..)) {
-                // (`computed` is empty for syncs without static values or templates.)
-                let computed = computed.next();
-                let key = || chunk.values(r, &shape.key_idx);
-                let removed_by_hand = match (&change, &writer) {
-                    (Ok(Change::Unchanged), Some(w)) if heal => w.holds(&key()?) == Some(false),
-                    _ => false,
-                };
-                let change = match change {
-                    Ok(Change::Unchanged) if removed_by_hand => {
-                        report.restored += 1;
-                        Change::Changed
-                    }
-                    Ok(c) => c,
-                    Err(Duplicate) => {
-                        duplicate_count += 1;
-                        if duplicates.len() < DUPLICATES_SHOWN {
-                            duplicates.push(format!("({})", keys::key_label(&shape.key_columns, &key()?)));
-                        }
-                        continue;
-                    }
-                };
-                if change == Change::Unchanged {
-                    // Rejected once, but the destination holds what the model says now (the row
-                    // went back to its last written value): the error is settled.
-                    if holds.contains_key(&key_hash) {
-                        settled.push(key_hash);
-                    }
-                    continue;
-                }
-                let still_held = holds.get(&key_hash).is_some_and(|(fp, seen)| {
-                    *fp == fingerprint && chrono::DateTime::parse_from_rfc3339(seen).is_ok_and(|t| t > held_since)
-                });
-                if still_held {
-                    report.held += 1;
-                    continue;
-                }
-                let fields = match computed {
-                    Some(values) => values,
-                    None => chunk.values(r, &shape.field_idx)?,
-                };
-                let key = key()?;
-                report.sample(change, &shape, &key, &fields);
-                if let Some(op) = op_for(mode, change) {
-                    report.to_send.add(op);
-                    spool.push(&SpoolRow { op, key_hash, fingerprint, key, fields }).map_err(RunError::Invalid)?;
-                }
-            }
-        }
-        // New keys are checked for duplicates once the scan ended; their rows are in the spool,
-        // which names them.
-        let repeated = differ.end_scan();
-        if duplicate_count > 0 || !repeated.is_empty() {
-            duplicate_count += repeated.len() as u64;
-            if !repeated.is_empty() {
-                let wanted: rustc_hash::FxHashSet<_> = repeated.into_iter().collect();
-                let room = DUPLICATES_SHOWN.saturating_sub(duplicates.len());
-                let named = spool.find(&wanted, room).map_err(RunError::Invalid)?;
-                duplicates.extend(named.iter().map(|row| format!("({})", keys::key_label(&shape.key_columns, &row.key))));
-            }
-            // Rows held back (rejected before, unchanged) are not spooled, so a few may go unnamed.
-            let shown = match (duplicates.len(), duplicate_count as usize > duplicates.len()) {
-                (0, _) => String::new(),
-                (_, true) => format!(": {}, ...", duplicates.join(", ")),
-                (_, false) => format!(": {}", duplicates.join(", ")),
-            };
-            return Err(RunError::Invalid(format!(
-                "the model returned {duplicate_count} duplicate primary key(s), nothing was sent{shown} (make `{}` unique in the model)",
-                shape.key_columns.join(", ")
-            )));
-        }
-        tracing::debug!(sync = %name, rows = report.rows_read, ms = scan_started.elapsed().as_millis() as u64, "model read and diffed");
-        // Errors of rows that left the model can never be fixed by a retry: forgotten below, once
-        // the delete guard has let the run go on (a broken, empty model must not erase them).
-        // An incremental read sees only the rows past the cursor: the others have not left.
-        let mut stale_errors: Vec<_> = if opts.dry_run || incremental {
-            Vec::new()
-        } else {
-            self.store.error_hashes(name).await?.into_iter().filter(|h| !differ.seen(*h)).collect()
-        };
-        if !opts.dry_run {
-            stale_errors.extend(settled);
-        }
-        let (mut counts, mut removed, cleared) = differ.finish();
-        if incremental {
-            counts.removed = 0;
-            removed.clear();
-        }
-        report.counts = counts;
-        // Rows that left the model: deleted (mirror), cleared, or left alone, by `on_remove`.
-        let (deletes, clears) = match sync.file.on_remove {
-            // Records cleared under an earlier on_remove = "clear" go too.
-            OnRemove::Delete => (removed.into_iter().chain(cleared).collect(), Vec::new()),
-            OnRemove::Clear => (Vec::new(), removed),
-            OnRemove::Ignore => (Vec::new(), Vec::new()),
-        };
-        report.to_send.delete = deletes.len() as u64;
-        report.to_send.clear = clears.len() as u64;
-        if moved && report.config_changed {
-            report.warn(format!(
-                "destination `{}` now points at another place than at the last run (its spreadsheet, endpoint, file, command or \
-                 account changed), which holds none of this sync's rows: every row is sent there once",
-                sync.destination
-            ));
-        } else if report.config_changed {
-            report.warn("the sync's mode, key, mapping, target or destination changed: every row is re-sent".into());
-        }
-        // The delete guard, before anything is sent: a run it stops sends nothing at all.
-        let stored_rows = counts.changed + counts.unchanged + counts.removed;
-        let limits = guard::limits(&self.delete_guard, &sync.file);
-        if let Some(why) =
-            guard::violation(&limits, (deletes.len() + clears.len()) as u64, stored_rows, report.rows_read).filter(|_| !opts.allow_deletes)
-        {
-            let message = format!(
-                "delete guard: {why}; nothing was sent. If that is intended, run `sluice run {name} --allow-deletes` \
-                 (or raise max_deletes / max_delete_pct); otherwise check the model"
-            );
-            if !opts.dry_run {
-                return Err(RunError::Invalid(message));
-            }
-            report.warn(format!("a real run would stop here: {message}"));
-        }
-        if !stale_errors.is_empty() {
-            self.store.forget_errors(name, &stale_errors).await?;
-        }
-        if opts.dry_run {
-            let removals = if deletes.is_empty() { &clears } else { &deletes };
-            let stored = self.store.lookup(name, &removals[..removals.len().min(opts.samples)]).await?;
-            report.sample_removed(stored.values().map(|r| keys::display_key_json(&r.key_json)));
-            return Ok(());
-        }
-
-        if report.held > 0 {
-            report.warn(format!(
-                "{} row(s) the destination rejected before are unchanged and held back (see `sluice failures {name}`; `sluice retry {name}` sends them now)",
-                report.held
-            ));
-        }
-        if report.restored > 0 {
-            report.warn(format!(
-                "{} unchanged row(s) are missing from the destination (removed by hand?) and are written again",
-                report.restored
-            ));
-        }
-
-        // ---- send: spool -> batches -> destination -> outcomes -> state ----
-        let Some(mut writer) = writer else { return Ok(()) };
+    /// The send phase: spool -> batches -> destination -> outcomes -> state (`send`).
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        sync: &SyncSpec,
+        opts: &RunOptions,
+        run_id: &str,
+        lock: &SyncLock,
+        prepared: &prepare::Prepared<'_>,
+        (shape, target, abort): (&Shape, &destinations::Target, &CancellationToken),
+        writer: &mut dyn destinations::Writer,
+        spool: Spool,
+        removals: &removals::Removals,
+        report: &mut SyncReport,
+    ) -> Result<(), RunError> {
         writer.take_warnings().into_iter().for_each(|w| report.warn(w));
-        let batch_rows = writer.preferred_batch_rows(report.to_send.total()).unwrap_or(caps.max_batch_rows).max(1);
-        let Some(lock) = lock else { return Ok(()) };
+        let batch_rows = writer.preferred_batch_rows(report.to_send.total()).unwrap_or(prepared.caps.max_batch_rows).max(1);
         let send = send::Send {
             store: &self.store,
             lock,
-            name,
+            name: sync.name(),
             run_id,
             destination: &sync.destination,
-            shape: &shape,
-            target: &target,
-            caps: &caps,
+            shape,
+            target,
+            caps: &prepared.caps,
             log_values: sync.file.log_values,
             opts,
+            abort,
             batch_rows,
-            needs_ids: self.store.has_destination_ids(name).await?,
+            needs_ids: self.store.has_destination_ids(sync.name()).await?,
         };
-        let reader = spool.into_reader().map_err(RunError::Invalid)?;
-        send.run(writer.as_mut(), reader, &deletes, &clears, report).await?;
-        writer.close().await.map_err(dest_err)?;
-        let recorded = meta
-            .as_ref()
-            .is_some_and(|m| m.config_fingerprint == config_fp && m.identity.as_deref() == Some(&*identity) && m.first_identity.is_some());
-        if !recorded {
-            self.store.set_sync_meta(name, &config_fp, &identity).await?;
-        }
-        if let Some(next) = cursor.as_ref().and_then(|c| c.next()) {
-            self.advance_cursor(name, next, report).await?;
-        }
-        Ok(())
+        let reader = spool.into_reader().map_err(RunError::Spool)?;
+        send.run(writer, reader, &removals.deletes, &removals.clears, report).await
     }
 }
-
-impl Engine {
-    /// Stores a cursor sync's new mark, unless rows of this run wait for a retry: a read past
-    /// the new mark would never return them, so the mark stays and the next run reads them again
-    /// (the diff keeps the rows already written from being sent twice).
-    async fn advance_cursor(&self, name: &str, next: crate::state::StoredCursor, report: &mut SyncReport) -> Result<(), RunError> {
-        if report.retryable > 0 {
-            report.warn(format!(
-                "{} row(s) wait for a retry, so the cursor stays where it was and the next run reads them again",
-                report.retryable
-            ));
-            return Ok(());
-        }
-        let text = next.value.to_text();
-        self.store.set_cursor(name, &next).await?;
-        if let Some(c) = report.cursor.as_mut() {
-            c.next = Some(text);
-        }
-        Ok(())
-    }
-}
-
 /// A run's work, with a panic (a bug) caught: the run still ends, is recorded as failed with the
 /// panic's message, and frees its lock; the process and the other syncs go on.
 async fn guarded(work: impl std::future::Future<Output = Result<(), RunError>>) -> Result<(), RunError> {
@@ -596,13 +340,44 @@ async fn guarded(work: impl std::future::Future<Output = Result<(), RunError>>) 
     }
 }
 
-/// A run's work, ended when it takes longer than `deadline` (zero: no deadline). Ending it drops
-/// it: a commit in flight rolls back, and the batch on the wire is sent again by the next run.
-async fn within(deadline: std::time::Duration, work: impl std::future::Future<Output = Result<(), RunError>>) -> Result<(), RunError> {
-    if deadline.is_zero() {
-        return work.await;
+/// A run's `max_run_time` (zero: none). When it passes, the run stops as on a stop request (its
+/// `opts.cancel` is a child of the caller's, cancelled too), and `abort` cuts short a request
+/// still on the wire. The run is stopped, never dropped: a state store operation half done (a
+/// transaction begun) would leave the store's connection unusable, so every one of them ends.
+struct Deadline {
+    limit: std::time::Duration,
+    /// The run's options, with a stop token of their own.
+    opts: RunOptions,
+    /// Cancelled when the deadline passes.
+    abort: CancellationToken,
+    timer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Deadline {
+    fn start(limit: std::time::Duration, opts: &RunOptions) -> Deadline {
+        let stop = opts.cancel.child_token();
+        let abort = CancellationToken::new();
+        let timer = (!limit.is_zero()).then(|| {
+            let (stop, abort) = (stop.clone(), abort.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                abort.cancel();
+                stop.cancel();
+            })
+        });
+        Deadline { limit, opts: RunOptions { cancel: stop, ..opts.clone() }, abort, timer }
     }
-    tokio::time::timeout(deadline, work).await.unwrap_or(Err(RunError::Deadline(deadline)))
+
+    /// The run's result, as the deadline sees it: an error after it passed is the deadline's.
+    fn judge(self, result: Result<(), RunError>) -> Result<(), RunError> {
+        if let Some(timer) = &self.timer {
+            timer.abort();
+        }
+        match result {
+            Err(_) if self.abort.is_cancelled() => Err(RunError::Deadline(self.limit)),
+            other => other,
+        }
+    }
 }
 
 /// How a run ended, for its report: a run stopped on request ended interrupted, not failed,

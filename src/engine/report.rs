@@ -44,6 +44,73 @@ pub struct Sample {
     pub fields: Option<serde_json::Value>,
 }
 
+/// How a run ended, as everything after it reads it: the command's exit code, the run history,
+/// alerts and metrics are all decided here, from the report (`SyncReport::outcome`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every row that needed sending was written (for a plan: the plan was made).
+    Success,
+    /// The run finished, with rows rejected, pending or skipped.
+    Partial,
+    Failed,
+    /// Stopped on request (Ctrl-C, SIGTERM): what was answered is committed.
+    Interrupted,
+    /// Never started: another run of the sync holds it.
+    Skipped,
+}
+
+/// Exit codes of a command: 0 success, 1 a sync failed (or another run of it held it), 2 an
+/// invalid project, config or sync file, 130 stopped on request with nothing failed.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const SYNC_FAILED: u8 = 1;
+    pub const INVALID: u8 = 2;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+impl Outcome {
+    /// The exit code of a command that ran this one sync.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Success | Outcome::Partial => exit::OK,
+            Outcome::Failed | Outcome::Skipped => exit::SYNC_FAILED,
+            Outcome::Interrupted => exit::INTERRUPTED,
+        }
+    }
+
+    /// The exit code of a command that ran several: a failure over an interruption over success.
+    pub fn exit_code_of(outcomes: impl IntoIterator<Item = Outcome>) -> u8 {
+        let rank = |code: u8| match code {
+            exit::SYNC_FAILED => 2,
+            exit::INTERRUPTED => 1,
+            _ => 0,
+        };
+        outcomes.into_iter().map(Outcome::exit_code).max_by_key(|&c| rank(c)).unwrap_or(exit::OK)
+    }
+
+    /// Whether the run says something of the sync's health, so alerts (failure, recovery,
+    /// rejected rows) may follow: not when it was stopped on request or never started.
+    pub fn alerts(self) -> bool {
+        matches!(self, Outcome::Success | Outcome::Partial | Outcome::Failed)
+    }
+
+    /// The `result` label of `sluice_runs_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
+    /// Whether the run got through (it moves `sluice_last_success_timestamp_seconds`).
+    pub fn got_through(self) -> bool {
+        matches!(self, Outcome::Success | Outcome::Partial)
+    }
+}
+
 /// How a run's work ended (see `SyncReport::settle`).
 pub enum Ending {
     Done,
@@ -145,6 +212,17 @@ impl SyncReport {
                 self.status = RunStatus::Partial
             }
             Ending::Done => self.status = RunStatus::Success,
+        }
+    }
+
+    /// How the run ended (see [`Outcome`]).
+    pub fn outcome(&self) -> Outcome {
+        match self.status {
+            _ if self.busy => Outcome::Skipped,
+            RunStatus::Success | RunStatus::Running => Outcome::Success,
+            RunStatus::Partial => Outcome::Partial,
+            RunStatus::Failed => Outcome::Failed,
+            RunStatus::Interrupted => Outcome::Interrupted,
         }
     }
 

@@ -42,6 +42,9 @@ pub(super) struct Send<'a> {
     pub caps: &'a Capabilities,
     pub log_values: bool,
     pub opts: &'a RunOptions,
+    /// Cancelled when the run's deadline passes: the request on the wire is cut short (its
+    /// rows are sent again by the next run), not awaited.
+    pub abort: &'a tokio_util::sync::CancellationToken,
     pub batch_rows: usize,
     /// Whether stored rows carry the destination's record ids (looked up per batch).
     pub needs_ids: bool,
@@ -165,7 +168,11 @@ impl Send<'_> {
             // A batch that ended in an error still has outcomes: rows written before it are
             // committed like any others, the rest as pending; then the run stops.
             let write_started = Instant::now();
-            let retry::Sent { outcomes, error, undone } = retry::write_with_retry(writer, &ops, self.caps, &self.opts.cancel).await;
+            let sent = tokio::select! {
+                sent = retry::write_with_retry(writer, &ops, self.caps, &self.opts.cancel) => sent,
+                _ = self.abort.cancelled() => return Err(RunError::Cancelled("stopped at the run's deadline".into())),
+            };
+            let retry::Sent { outcomes, error, undone } = sent;
             writing += write_started.elapsed();
             let fields =
                 ops.iter().map(|op| (self.log_values && op.op != Op::Delete).then(|| op.fields_json(self.target).to_string())).collect();

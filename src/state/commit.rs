@@ -112,7 +112,12 @@ impl Store {
             .bind(sync)
             .fetch_one(&mut *tx)
             .await?;
-        let Some(last) = last else { return Ok(0) };
+        let Some(last) = last else {
+            // Ended here, not dropped: a dropped transaction's rollback reaches SQLite's worker
+            // later, and a `begin` before it finds the connection still in a transaction.
+            tx.commit().await?;
+            return Ok(0);
+        };
         // `id <= last`: batches committed after the fold began (other syncs' on SQLite, none of
         // this sync's) stay staged.
         let sql = format!(

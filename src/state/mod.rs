@@ -4,9 +4,9 @@
 //! applied on open.
 //!
 //! Invariant: row state changes only in [`Store::commit_batch`], for rows the destination
-//! reported written, in one transaction per batch. Those rows are staged (`sync_rows_staged`,
-//! appended) and [`Store::fold`]ed into `sync_rows` in key order when the run ends or before
-//! the state is next read; readers of a sync's rows go through `snapshot`, which folds first.
+//! reported written, in one transaction per commit (one or more answered batches). Those rows
+//! are staged (`sync_rows_staged`, appended) and [`Store::fold`]ed into `sync_rows` in key order
+//! when the run ends or before the state is next read; readers of a sync's rows go through `snapshot`, which folds first.
 //! The fold also keeps `sync_row_pages`, the packed copy of each sync's (key hash, fingerprint)
 //! pairs that `snapshot` loads (`pages`).
 

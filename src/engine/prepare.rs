@@ -1,0 +1,76 @@
+//! A run's first phase: what it runs against (the destination, its capabilities, the source),
+//! what it compares the model with (the configuration fingerprint, with where the destination
+//! writes), which rejected rows stay held back, and what a cursor sync reads.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
+
+use super::cursor::RunCursor;
+use super::{config_fingerprint, retry, shape, Engine, RunError, RunOptions, SyncReport};
+use crate::destinations::{Capabilities, Destination};
+use crate::project::SyncSpec;
+use crate::source::Source;
+use crate::state::SyncMeta;
+use crate::value::Hash128;
+
+/// What the later phases need of the first.
+pub(super) struct Prepared<'e> {
+    pub destination: &'e Arc<dyn Destination>,
+    pub caps: Capabilities,
+    pub source: &'e Source,
+    /// The hash of where the destination writes (`Destination::identity`).
+    pub identity: String,
+    /// The sync's definition as its last run that got through recorded it.
+    pub meta: Option<SyncMeta>,
+    pub config_fp: String,
+    /// The destination points at another place than at the last run.
+    pub moved: bool,
+    /// Rejected rows: the fingerprint rejected, and when.
+    pub holds: FxHashMap<Hash128, (Hash128, String)>,
+    /// Rows rejected since then stay held back while unchanged.
+    pub held_since: DateTime<Utc>,
+    /// A cursor sync's read.
+    pub cursor: Option<RunCursor>,
+}
+
+impl Engine {
+    pub(super) async fn prepare<'e>(
+        &'e self,
+        sync: &SyncSpec,
+        opts: &RunOptions,
+        report: &mut SyncReport,
+    ) -> Result<Prepared<'e>, RunError> {
+        let name = sync.name();
+        let destination = self.destination(&sync.destination)?;
+        let caps = destination.capabilities();
+        shape::check_capabilities(sync, &caps)?;
+        let source = self.source(&sync.source)?;
+
+        // Where the rows land is part of the definition: a sync pointed at another spreadsheet,
+        // endpoint or account sends every row there once. The identity counts once it differs
+        // from the first one recorded, so stores from before identities keep their fingerprints.
+        let asked = retry::identity_with_retry(destination.as_ref(), &caps, &opts.cancel).await;
+        let identity = shape::identity_hash(&asked.map_err(|error| RunError::Destination { name: sync.destination.clone(), error })?);
+        let meta = self.store.sync_meta(name).await?;
+        let moved_on = meta.as_ref().and_then(|m| m.first_identity.as_ref()).is_some_and(|first| *first != identity);
+        let config_fp = config_fingerprint(sync, self.destination_kind(sync), caps.presentation, moved_on.then_some(&*identity));
+        report.config_changed = meta.as_ref().is_some_and(|m| m.config_fingerprint != config_fp);
+        let moved = meta.as_ref().and_then(|m| m.identity.as_ref()).is_some_and(|last| *last != identity);
+
+        // Rejected rows stay held back while unchanged, until `sluice retry` or their hold ends.
+        let hold_for = sync.file.retry_rejected_after.unwrap_or(self.retry.rejected_after);
+        // A hold longer than the calendar (e.g. "1000y": never) reaches back to the start of time.
+        let held_since =
+            chrono::Duration::from_std(hold_for).ok().and_then(|d| Utc::now().checked_sub_signed(d)).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let holds = if opts.retry_rejected { Default::default() } else { self.store.rejected_holds(name).await? };
+        // A cursor sync reads only the rows from its stored mark on (or everything, and says
+        // why); a rejected row whose hold ran out is only seen by a whole read.
+        let hold_ended = holds.values().any(|(_, seen)| DateTime::parse_from_rfc3339(seen).map_or(true, |t| t <= held_since));
+        let stored_cursor = if sync.file.cursor.is_some() { self.store.cursor(name).await? } else { None };
+        let cursor = RunCursor::plan(sync, &config_fp, stored_cursor, opts, hold_ended);
+        report.cursor = cursor.as_ref().map(|c| c.report.clone());
+        Ok(Prepared { destination, caps, source, identity, meta, config_fp, moved, holds, held_since, cursor })
+    }
+}
