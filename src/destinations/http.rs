@@ -48,6 +48,33 @@ pub fn redirected(what: &str, response: &reqwest::Response, setting: &str) -> Op
     )))
 }
 
+/// A response as a destination's `classify` reads it: its status, the wait a server asked for
+/// (capped), its headers and its body (bounded; an error when cut off or too long: whether that
+/// matters is the destination's call, since the status may already say enough).
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub retry_after: Option<Duration>,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Result<String, DestinationError>,
+}
+
+/// Sends `request` and reads its answer, the same way for every HTTP destination: a request
+/// that got no answer is transient (only the class of failure is told: reqwest's text can hold
+/// the URL), each status is counted for `/metrics` under `destination`, a 3xx is refused (naming
+/// `setting` to fix), the body is read up to [`MAX_BODY`].
+pub async fn send(request: reqwest::RequestBuilder, destination: &str, what: &str, setting: &str) -> Result<Answer, DestinationError> {
+    let response = request.send().await.map_err(|e| DestinationError::transient(format!("{what}: {}", transport_error(&e))))?;
+    let status = response.status();
+    crate::metrics::global().http(destination, status.as_u16());
+    if let Some(e) = redirected(what, &response, setting) {
+        return Err(e);
+    }
+    let retry_after = response.headers().get(reqwest::header::RETRY_AFTER).and_then(parse_retry_after);
+    let headers = response.headers().clone();
+    let body = text(response, what).await;
+    Ok(Answer { status, retry_after, headers, body })
+}
+
 /// A response's body, at most [`MAX_BODY`] bytes. A body cut off or too long is transient: the
 /// request may have been carried out, and the engine's retry decides what happens next.
 pub async fn body(mut response: reqwest::Response, what: &str) -> Result<Vec<u8>, DestinationError> {

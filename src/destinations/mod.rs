@@ -36,6 +36,7 @@ pub mod file;
 pub mod google_sheets;
 pub(crate) mod http;
 pub mod hubspot;
+pub mod requests;
 pub(crate) mod results;
 pub mod salesforce;
 pub mod slack;

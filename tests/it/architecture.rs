@@ -158,3 +158,26 @@ fn the_rule_reader_sees_code_not_comments_or_strings() {
     assert_eq!(modules.into_iter().collect::<Vec<_>>(), ["value"]);
     assert_eq!(destinations.into_iter().collect::<Vec<_>>(), ["slack"]);
 }
+
+/// Every destination folder has the same files in the same roles (ARCHITECTURE.md): a new
+/// engineer finds the protocol of any destination in `client.rs`, its writer in `writer.rs`.
+#[test]
+fn every_destination_has_the_same_shape() {
+    let destinations = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/destinations");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&destinations).unwrap() {
+        let folder = entry.unwrap().path();
+        if !folder.is_dir() {
+            continue;
+        }
+        for file in ["mod.rs", "config.rs", "client.rs", "encoding.rs", "writer.rs"] {
+            if !folder.join(file).exists() {
+                missing.push(format!("{}/{file}", folder.file_name().unwrap().to_string_lossy()));
+            }
+        }
+        if folder.join("destination.rs").exists() {
+            missing.push(format!("{}: the Destination belongs in mod.rs", folder.display()));
+        }
+    }
+    assert!(missing.is_empty(), "destination folders out of shape: {missing:?}");
+}

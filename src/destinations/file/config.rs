@@ -2,6 +2,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::destinations::requests::{Defaults, Requests};
+
+/// This destination's defaults for the request settings: rows per batch only.
+pub const REQUESTS: Defaults = Defaults { max_batch_rows: Some(10_000), timeout: None, max_attempts: None, retry_initial_delay: None };
+
 /// `[destinations.NAME]` with `kind = "file"`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -10,13 +15,15 @@ pub struct FileConfig {
     pub path: Option<PathBuf>,
     /// `csv` or `jsonl`; default from the file extension.
     pub format: Option<Format>,
-    #[serde(default = "default_batch_rows")]
-    pub max_batch_rows: usize,
     /// CSV: text cells that a spreadsheet would read as a formula (`=`, `+`, `-`, `@`, tab,
     /// CR, LF first) get a leading `'`, so opening the file never runs the data. On by
     /// default; numbers are never changed. Off for files read only by programs.
     #[serde(default = "yes")]
     pub escape_formulas: bool,
+    /// `max_batch_rows` (`destinations::requests`, with [`REQUESTS`] as defaults): a file
+    /// takes no timeout or retries (a full disk does not get better by waiting).
+    #[serde(skip)]
+    pub requests: Requests,
 }
 
 fn yes() -> bool {
@@ -35,10 +42,6 @@ pub struct FileTarget {
 pub enum Format {
     Csv,
     Jsonl,
-}
-
-fn default_batch_rows() -> usize {
-    10_000
 }
 
 impl Format {

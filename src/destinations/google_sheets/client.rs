@@ -144,7 +144,7 @@ impl SheetsClient {
         if root.cannot_be_a_base() {
             return Err("`base_url` must be an http(s) URL".into());
         }
-        let http = crate::destinations::http::client(config.timeout)?;
+        let http = crate::destinations::http::client(config.requests.timeout)?;
         Ok(SheetsClient {
             http,
             root,

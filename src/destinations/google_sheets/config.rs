@@ -3,10 +3,18 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::destinations::duration_setting;
+use crate::destinations::requests::{Defaults, Requests};
 
 pub const DEFAULT_BASE_URL: &str = "https://sheets.googleapis.com/";
 pub const SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
+
+/// This destination's defaults for the request settings every destination takes.
+pub const REQUESTS: Defaults = Defaults {
+    max_batch_rows: Some(2000),
+    timeout: Some(Duration::from_secs(60)),
+    max_attempts: Some(6),
+    retry_initial_delay: Some(Duration::from_secs(1)),
+};
 
 /// `[destinations.NAME]` with `kind = "google_sheets"`.
 #[derive(Debug, Deserialize)]
@@ -31,14 +39,10 @@ pub struct SheetsConfig {
     /// Requests larger than this are split (Google recommends at most 2 MB).
     #[serde(default = "default_request_bytes")]
     pub max_request_bytes: usize,
-    #[serde(default = "default_batch_rows")]
-    pub max_batch_rows: usize,
-    #[serde(default = "default_timeout", with = "duration_setting")]
-    pub timeout: Duration,
-    #[serde(default = "default_attempts")]
-    pub max_attempts: usize,
-    #[serde(default = "default_initial_delay", with = "duration_setting")]
-    pub retry_initial_delay: Duration,
+    /// `max_batch_rows`, `timeout`, `max_attempts`, `retry_initial_delay` (`destinations::requests`,
+    /// with [`REQUESTS`] as defaults).
+    #[serde(skip)]
+    pub requests: Requests,
 }
 
 /// How Sheets reads the values sluice sends.
@@ -81,16 +85,4 @@ fn default_per_minute() -> u32 {
 }
 fn default_request_bytes() -> usize {
     2_000_000
-}
-fn default_batch_rows() -> usize {
-    2000
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_attempts() -> usize {
-    6
-}
-fn default_initial_delay() -> Duration {
-    Duration::from_secs(1)
 }

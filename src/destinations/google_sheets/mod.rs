@@ -12,10 +12,106 @@
 mod auth;
 mod client;
 mod config;
-mod destination;
 mod encoding;
 mod layout;
 mod writer;
 
 pub use config::SheetsConfig;
-pub use destination::SheetsDestination;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use self::auth::Auth;
+use self::client::{SheetsClient, SheetsError};
+use self::config::SheetsTarget;
+use self::writer::{SheetsWriter, Tab};
+use crate::destinations::{parse_settings, Capabilities, Destination, DestinationError, Target, Writer};
+use crate::project::Mode;
+
+/// Google's limit on the cells of one spreadsheet, across its tabs.
+pub const MAX_CELLS: u64 = 10_000_000;
+/// The grid a new tab gets (Google's own default).
+pub const NEW_TAB_ROWS: u64 = 1000;
+pub const NEW_TAB_COLUMNS: u64 = 26;
+
+pub struct SheetsDestination {
+    config: SheetsConfig,
+    /// Shared by every run of every sync writing to this spreadsheet: one token cache and one
+    /// quota for the service account.
+    client: Arc<SheetsClient>,
+}
+
+impl SheetsDestination {
+    pub fn from_settings(settings: &toml::Table) -> Result<Self, String> {
+        let (mut config, requests) = crate::destinations::requests::parse::<SheetsConfig>(settings, &config::REQUESTS)?;
+        config.requests = requests;
+        let credentials = config.credentials.as_ref().ok_or(
+            "no credentials: set `credentials_file` to the path of the service account's JSON key, or `credentials_json` to its contents",
+        )?;
+        let auth = Auth::new(credentials, config.token_url.as_deref())?;
+        let client = SheetsClient::new(&config, auth)?;
+        Ok(SheetsDestination { config, client: Arc::new(client) })
+    }
+}
+
+/// The sync's `[target]` (its tab title defaulted) and the checks that need no network.
+pub fn resolve_target(target: &Target) -> Result<SheetsTarget, DestinationError> {
+    let settings: SheetsTarget = parse_settings(&target.settings)
+        .map_err(|e| DestinationError::fatal(format!("[target]: {e} (the settings are `sheet` and `formulas`)")))?;
+    let title = settings.sheet.clone().unwrap_or_else(|| target.sync.clone());
+    if title.trim().is_empty() || title.chars().count() > 100 {
+        return Err(DestinationError::fatal(format!("[target] sheet = \"{title}\": a tab title must be 1 to 100 characters")));
+    }
+    if target.mode != Mode::Insert {
+        if let Some(k) = target.key_fields.iter().position(Option::is_none) {
+            return Err(DestinationError::fatal(format!(
+                "primary key column `{}` is not mapped to a sheet column: add it to [mapping] so sluice can find each row in the sheet",
+                target.key_columns[k]
+            )));
+        }
+    }
+    if let Some(f) = target.fields.iter().find(|f| f.trim().is_empty()) {
+        return Err(DestinationError::fatal(format!("field `{f}` has an empty name: every mapped field becomes a header in row 1")));
+    }
+    Ok(SheetsTarget { sheet: Some(title), ..settings })
+}
+
+pub(super) fn failed(e: SheetsError) -> DestinationError {
+    match e {
+        SheetsError::Failed(e) | SheetsError::Unanswered(e) => e,
+        SheetsError::Refused(m) => DestinationError::fatal(m),
+    }
+}
+
+#[async_trait]
+impl Destination for SheetsDestination {
+    /// The spreadsheet, and the API it is reached through.
+    async fn identity(&self) -> Result<String, DestinationError> {
+        Ok(format!("{} {}", self.config.base_url, self.config.spreadsheet_id))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // Runs against one spreadsheet take turns: each reads row numbers the other would shift.
+        Capabilities {
+            concurrent_runs: Some(1),
+            // `if_empty`: the columns of such fields are read with the keys when a run opens.
+            if_empty: true,
+            ..self.config.requests.capabilities()
+        }
+    }
+
+    /// Token obtainable, spreadsheet reachable, tab present or creatable, headers alignable.
+    /// Reads only.
+    async fn check(&self, target: &Target) -> Result<(), DestinationError> {
+        let title = resolve_target(target)?.sheet.unwrap_or_default();
+        let tab = Tab::read(&self.client, &title, target).await.map_err(failed)?;
+        tab.check_fits(target).map_err(DestinationError::fatal)
+    }
+
+    async fn open(&self, target: &Target) -> Result<Box<dyn Writer>, DestinationError> {
+        let settings = resolve_target(target)?;
+        let (title, formulas) = (settings.sheet.unwrap_or_default(), settings.formulas);
+        Ok(Box::new(SheetsWriter::open(self.client.clone(), title, target.clone(), self.config.max_request_bytes, formulas).await?))
+    }
+}

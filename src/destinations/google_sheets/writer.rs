@@ -9,9 +9,9 @@ use serde_json::{json, Value as J};
 
 use super::client::{GridProperties, SheetsClient, SheetsError, ValueRange};
 use super::config::ValueInput;
-use super::destination::{failed, MAX_CELLS, NEW_TAB_COLUMNS, NEW_TAB_ROWS};
 use super::encoding::{cell, column_range, column_runs, row_range, sheet_prefix, value_key, MAX_CELL_CHARS};
 use super::layout::{filled_by_key, KeyIndex, Layout};
+use super::{failed, MAX_CELLS, NEW_TAB_COLUMNS, NEW_TAB_ROWS};
 use crate::destinations::{partial, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
 use crate::project::Mode;
 use crate::value::Value;

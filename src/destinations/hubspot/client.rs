@@ -5,13 +5,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use governor::DefaultDirectRateLimiter;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value as J;
 
 use super::config::HubSpotConfig;
-use crate::destinations::http::{parse_retry_after, redirected, text, transport_error, window_limiter, MAX_SERVER_WAIT};
+use crate::destinations::http::{self, window_limiter, MAX_SERVER_WAIT};
 use crate::destinations::DestinationError;
 
 /// A request HubSpot refused for its content (400/409/422): its rows are rejected.
@@ -47,7 +47,7 @@ impl HubSpotClient {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        let http = crate::destinations::http::client(config.timeout)?;
+        let http = crate::destinations::http::client(config.requests.timeout)?;
         Ok(HubSpotClient {
             http,
             base,
@@ -93,20 +93,16 @@ impl HubSpotClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| DestinationError::transient(format!("{what}: {}", transport_error(&e))))?;
-        let status = response.status();
-        crate::metrics::global().http("hubspot", status.as_u16());
-        if let Some(e) = redirected(&what, &response, "base_url") {
-            return Err(e.into());
-        }
-        let window = rate_window(response.headers());
+        let answer = http::send(request, "hubspot", &what, "base_url").await?;
+        let status = answer.status;
+        let window = rate_window(&answer.headers);
         if let (Some((remaining, interval)), Ok(mut pause)) = (window, self.pause_until.lock()) {
             *pause = (remaining == 0).then(|| Instant::now().checked_add(interval)).flatten();
         }
         // A 429 without Retry-After waits for the window to roll over.
         let window_wait = window.map(|(_, i)| i).filter(|_| status == StatusCode::TOO_MANY_REQUESTS);
-        let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after).or(window_wait);
-        let text = text(response, &what).await?;
+        let retry_after = answer.retry_after.or(window_wait);
+        let text = answer.body?;
         if status.is_success() {
             let body = if text.trim().is_empty() { J::Null } else { serde_json::from_str(&text).unwrap_or(J::Null) };
             return Ok((status.as_u16(), body));

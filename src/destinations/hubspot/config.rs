@@ -3,11 +3,19 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::destinations::duration_setting;
+use crate::destinations::requests::{Defaults, Requests};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com/";
 /// HubSpot's limit on inputs per batch request.
 pub const MAX_BATCH: usize = 100;
+
+/// This destination's defaults for the request settings every destination takes.
+pub const REQUESTS: Defaults = Defaults {
+    max_batch_rows: Some(MAX_BATCH),
+    timeout: Some(Duration::from_secs(30)),
+    max_attempts: Some(8),
+    retry_initial_delay: Some(Duration::from_secs(1)),
+};
 
 /// `[destinations.NAME]` with `kind = "hubspot"`.
 #[derive(Debug, Deserialize)]
@@ -20,14 +28,10 @@ pub struct HubSpotConfig {
     /// The account's requests per rolling 10 seconds (100 on free/starter, 190 on pro/enterprise).
     #[serde(default = "default_rate_limit")]
     pub rate_limit_per_10s: u32,
-    #[serde(default = "default_batch_rows")]
-    pub max_batch_rows: usize,
-    #[serde(default = "default_timeout", with = "duration_setting")]
-    pub timeout: Duration,
-    #[serde(default = "default_attempts")]
-    pub max_attempts: usize,
-    #[serde(default = "default_initial_delay", with = "duration_setting")]
-    pub retry_initial_delay: Duration,
+    /// `max_batch_rows`, `timeout`, `max_attempts`, `retry_initial_delay` (`destinations::requests`,
+    /// with [`REQUESTS`] as defaults).
+    #[serde(skip)]
+    pub requests: Requests,
 }
 
 /// A sync's `[target]`.
@@ -46,16 +50,4 @@ fn default_base_url() -> String {
 }
 fn default_rate_limit() -> u32 {
     100
-}
-fn default_batch_rows() -> usize {
-    MAX_BATCH
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_attempts() -> usize {
-    8
-}
-fn default_initial_delay() -> Duration {
-    Duration::from_secs(1)
 }

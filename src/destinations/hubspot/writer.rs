@@ -9,8 +9,8 @@ use reqwest::Method;
 use serde_json::{json, Map, Value as J};
 
 use super::client::{HubSpotClient, HubSpotError};
-use super::destination::{failed, Plan};
 use super::encoding::{id_key, outcomes, property};
+use super::{failed, Plan};
 use crate::destinations::{partial, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
 
 pub struct HubSpotWriter {

@@ -11,7 +11,7 @@ use serde_json::Value as J;
 use tokio::sync::Mutex;
 
 use super::auth::{Auth, Session};
-use crate::destinations::http::{redirected, text, transport_error};
+use crate::destinations::http;
 use crate::destinations::DestinationError;
 
 /// A request Salesforce refused for its content (400): its rows are rejected.
@@ -84,14 +84,10 @@ impl SfClient {
                 Some(Body::Csv(text)) => request.header(CONTENT_TYPE, "text/csv").body(text.clone()),
                 None => request,
             };
-            let response = request.send().await.map_err(|e| DestinationError::transient(format!("{what}: {}", transport_error(&e))))?;
-            let status = response.status();
-            crate::metrics::global().http("salesforce", status.as_u16());
-            if let Some(e) = redirected(&what, &response, "login_url") {
-                return Err(e.into());
-            }
-            self.record_usage(response.headers());
-            let text = text(response, &what).await?;
+            let answer = http::send(request, "salesforce", &what, "login_url").await?;
+            let status = answer.status;
+            self.record_usage(&answer.headers);
+            let text = answer.body?;
             if status == StatusCode::UNAUTHORIZED && !renewed {
                 // INVALID_SESSION_ID: the session expired or was revoked; log in again once.
                 session = self.session(true).await?;

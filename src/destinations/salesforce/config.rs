@@ -4,9 +4,18 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::destinations::duration_setting;
+use crate::destinations::requests::{Defaults, Requests};
 
 /// Records per sObject Collections request (Salesforce's maximum).
 pub const MAX_COLLECTION: usize = 200;
+
+/// This destination's defaults for the request settings every destination takes.
+pub const REQUESTS: Defaults = Defaults {
+    max_batch_rows: None,
+    timeout: Some(Duration::from_secs(60)),
+    max_attempts: Some(6),
+    retry_initial_delay: Some(Duration::from_secs(1)),
+};
 
 /// `[destinations.NAME]` with `kind = "salesforce"`.
 #[derive(Debug, Deserialize)]
@@ -34,12 +43,10 @@ pub struct SalesforceConfig {
     /// How long a Bulk job may take before the batch is given up (and retried next run).
     #[serde(default = "default_bulk_timeout", with = "duration_setting")]
     pub bulk_timeout: Duration,
-    #[serde(default = "default_timeout", with = "duration_setting")]
-    pub timeout: Duration,
-    #[serde(default = "default_attempts")]
-    pub max_attempts: usize,
-    #[serde(default = "default_initial_delay", with = "duration_setting")]
-    pub retry_initial_delay: Duration,
+    /// `max_batch_rows`, `timeout`, `max_attempts`, `retry_initial_delay` (`destinations::requests`,
+    /// with [`REQUESTS`] as defaults).
+    #[serde(skip)]
+    pub requests: Requests,
 }
 
 /// A sync's `[target]`.
@@ -66,13 +73,4 @@ fn default_poll() -> Duration {
 }
 fn default_bulk_timeout() -> Duration {
     Duration::from_secs(30 * 60)
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_attempts() -> usize {
-    6
-}
-fn default_initial_delay() -> Duration {
-    Duration::from_secs(1)
 }

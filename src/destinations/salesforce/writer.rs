@@ -13,8 +13,8 @@ use serde_json::{json, Value as J};
 use super::bulk;
 use super::client::{Body, SfClient, SfError};
 use super::config::MAX_COLLECTION;
-use super::destination::{failed, Plan};
 use super::encoding::{bulk_csv, bulk_error, gone, outcome, record, soql_quote};
+use super::{failed, Plan};
 use crate::destinations::{partial, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
 use crate::value::Value;
 

@@ -5,13 +5,12 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::config::SlackConfig;
-use crate::destinations::http::{parse_retry_after, redirected, text, transport_error};
-use crate::destinations::DestinationError;
+use crate::destinations::{http, DestinationError};
 
 pub struct Client {
     http: reqwest::Client,
@@ -40,31 +39,17 @@ impl Client {
         let shown = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or(""));
         let period = config.min_interval.max(Duration::from_millis(1));
         let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
-        let http = crate::destinations::http::client(config.timeout)?;
+        let http = crate::destinations::http::client(config.requests.timeout)?;
         Ok(Client { http, url: config.webhook_url.clone(), shown, limiter: RateLimiter::direct(quota) })
     }
 
     /// Posts one message, paced to the webhook's rate.
     pub async fn post(&self, body: Vec<u8>) -> Result<Answer, DestinationError> {
         self.limiter.until_ready().await;
-        let response = self
-            .http
-            .post(self.url.expose_secret())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| DestinationError::transient(format!("POST {}: {}", self.shown, transport_error(&e))))?;
-        let status = response.status();
-        crate::metrics::global().http("slack", status.as_u16());
-        let what = format!("POST {}", self.shown);
-        if let Some(e) = redirected(&what, &response, "webhook_url") {
-            return Err(e);
-        }
-        let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
+        let request = self.http.post(self.url.expose_secret()).header(CONTENT_TYPE, "application/json").body(body);
+        let answer = http::send(request, "slack", &format!("POST {}", self.shown), "webhook_url").await?;
         // Slack's answer is a short code: a body cut off still leaves the status to go by.
-        let text = text(response, &what).await.unwrap_or_default();
-        classify(&self.shown, status, retry_after, &text)
+        classify(&self.shown, answer.status, answer.retry_after, &answer.body.unwrap_or_default())
     }
 }
 

@@ -4,6 +4,15 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::destinations::duration_setting;
+use crate::destinations::requests::{Defaults, Requests};
+
+/// This destination's defaults for the request settings every destination takes.
+pub const REQUESTS: Defaults = Defaults {
+    max_batch_rows: Some(10),
+    timeout: Some(Duration::from_secs(30)),
+    max_attempts: Some(5),
+    retry_initial_delay: Some(Duration::from_secs(1)),
+};
 
 /// `[destinations.NAME]` with `kind = "slack"`.
 #[derive(Debug, Deserialize)]
@@ -14,17 +23,10 @@ pub struct SlackConfig {
     /// Least time between two messages to this webhook. Slack allows about one per second.
     #[serde(default = "default_interval", with = "duration_setting")]
     pub min_interval: Duration,
-    /// Rows per batch when each row is a message: the rows whose messages went out are recorded
-    /// after each batch, so a stopped run re-sends at most this many.
-    #[serde(default = "default_batch_rows")]
-    pub max_batch_rows: usize,
-    #[serde(default = "default_timeout", with = "duration_setting")]
-    pub timeout: Duration,
-    /// Attempts per message for transient failures (429, 5xx, network), including the first.
-    #[serde(default = "default_attempts")]
-    pub max_attempts: usize,
-    #[serde(default = "default_initial_delay", with = "duration_setting")]
-    pub retry_initial_delay: Duration,
+    /// `max_batch_rows`, `timeout`, `max_attempts`, `retry_initial_delay` (`destinations::requests`,
+    /// with [`REQUESTS`] as defaults).
+    #[serde(skip)]
+    pub requests: Requests,
 }
 
 /// A sync's `[target]` for a Slack destination.
@@ -45,18 +47,6 @@ pub struct SlackTarget {
 }
 
 fn default_interval() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_batch_rows() -> usize {
-    10
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_attempts() -> usize {
-    5
-}
-fn default_initial_delay() -> Duration {
     Duration::from_secs(1)
 }
 fn default_digest_rows() -> usize {

@@ -2,14 +2,13 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::config::WebhookConfig;
 use super::encoding::{signature, SIGNATURE_HEADER};
-use crate::destinations::http::{parse_retry_after, redirected, text, transport_error};
-use crate::destinations::DestinationError;
+use crate::destinations::{http, DestinationError};
 
 pub struct Client {
     http: reqwest::Client,
@@ -44,7 +43,7 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let http = crate::destinations::http::client(config.timeout)?;
+        let http = crate::destinations::http::client(config.requests.timeout)?;
         Ok(Client { http, url: config.url.clone(), shown, headers, signing_secret: config.signing_secret.clone() })
     }
 
@@ -53,20 +52,8 @@ impl Client {
         if let Some(secret) = &self.signing_secret {
             request = request.header(SIGNATURE_HEADER, signature(secret, &body));
         }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| DestinationError::transient(format!("POST {}: {}", self.shown, transport_error(&e))))?;
-        let status = response.status();
-        crate::metrics::global().http("webhook", status.as_u16());
-        let what = format!("POST {}", self.shown);
-        if let Some(e) = redirected(&what, &response, "url") {
-            return Err(e);
-        }
-        let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
-        let text = text(response, &what).await?;
-        classify(&self.shown, status, retry_after, text)
+        let answer = http::send(request.body(body), "webhook", &format!("POST {}", self.shown), "url").await?;
+        classify(&self.shown, answer.status, answer.retry_after, answer.body?)
     }
 }
 

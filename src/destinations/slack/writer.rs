@@ -1,0 +1,52 @@
+//! One run of a Slack sync: a message per row (or a digest per batch), paced, posted one by one.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::client::{Answer, Client};
+use super::encoding::Message;
+use super::DIGEST_MAX_ROWS;
+use crate::destinations::{partial, DestinationError, RowOp, RowOutcome, Target, Writer};
+
+pub(super) struct SlackWriter {
+    pub client: Arc<Client>,
+    pub target: Target,
+    pub message: Message,
+}
+
+#[async_trait]
+impl Writer for SlackWriter {
+    async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
+        if self.message.digest {
+            let body = self.message.digest(&self.target, batch).map_err(|e| DestinationError::fatal(format!("[target] digest: {e}")))?;
+            return Ok(match self.client.post(body).await? {
+                Answer::Sent => vec![RowOutcome::written(); batch.len()],
+                Answer::Refused(reason) => vec![RowOutcome::Rejected(reason); batch.len()],
+            });
+        }
+        // One message per row. A failure part-way reports the messages already sent, so a
+        // retry never posts them twice.
+        let mut out: Vec<Option<RowOutcome>> = vec![None; batch.len()];
+        for (i, op) in batch.iter().enumerate() {
+            let body = match self.message.row(&self.target, op) {
+                Ok(body) => body,
+                Err(e) => {
+                    out[i] = Some(RowOutcome::Rejected(format!("the message template failed for this row: {e}")));
+                    continue;
+                }
+            };
+            match self.client.post(body).await {
+                Ok(Answer::Sent) => out[i] = Some(RowOutcome::written()),
+                Ok(Answer::Refused(reason)) => out[i] = Some(RowOutcome::Rejected(reason)),
+                Err(e) => return partial(out, e),
+            }
+        }
+        Ok(out.into_iter().map(|o| o.unwrap_or_else(RowOutcome::written)).collect())
+    }
+
+    /// A digest is one message per run: the whole run in one batch, up to a bound.
+    fn preferred_batch_rows(&self, pending: u64) -> Option<usize> {
+        self.message.digest.then(|| (pending as usize).clamp(1, DIGEST_MAX_ROWS))
+    }
+}

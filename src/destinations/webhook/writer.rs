@@ -1,0 +1,23 @@
+//! One run of a webhook sync: each batch one POST; the answer decides each row's outcome.
+
+use async_trait::async_trait;
+
+use super::client::{Answer, Client};
+use super::encoding;
+use crate::destinations::{DestinationError, RowOp, RowOutcome, Target, Writer};
+
+pub(super) struct WebhookWriter {
+    pub client: std::sync::Arc<Client>,
+    pub target: Target,
+}
+
+#[async_trait]
+impl Writer for WebhookWriter {
+    async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
+        match self.client.post(encoding::body(&self.target, batch)).await? {
+            Answer::Accepted(body) => Ok(encoding::outcomes(&self.target, batch, &body)),
+            // The batch as a whole: the engine splits it to find the rows at fault.
+            Answer::Refused(reason) => Ok(vec![RowOutcome::RefusedInGroup(reason); batch.len()]),
+        }
+    }
+}
