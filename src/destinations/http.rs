@@ -1,6 +1,7 @@
-//! HTTP details every HTTP destination shares: the client (no redirects, no Referer), reading
-//! answers (a 3xx refused, bodies bounded), Retry-After, and describing transport failures
-//! without echoing URLs (which may carry tokens).
+//! HTTP details every HTTP destination shares: the client (no redirects, no Referer), sending
+//! and reading answers (a 3xx refused, bodies bounded), the one error type their clients
+//! classify answers into ([`CallError`]), Retry-After, and describing transport failures without
+//! echoing URLs (which may carry tokens).
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -28,9 +29,42 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
+/// Why a request to an HTTP service did not do what was asked: what a destination's `client.rs`
+/// classifies each answer into, and what its writer decides row outcomes from. Whether to retry
+/// is in the [`DestinationError`]'s kind; how is the engine's.
+#[derive(Debug)]
+pub enum CallError {
+    /// Refused for what it carried (a 400 about the data): the rows in the request are rejected,
+    /// or, when the service did not say which one is bad, split by the engine to find it.
+    /// Sending the same request again cannot help.
+    Refused(String),
+    /// Not carried out (configuration, authentication, a rate limit).
+    Failed(DestinationError),
+    /// No answer, a 5xx, or an answer cut off: the request may or may not have been carried out.
+    /// A writer whose requests are not idempotent (an append) re-reads before sending again.
+    Unanswered(DestinationError),
+}
+
+impl From<DestinationError> for CallError {
+    fn from(e: DestinationError) -> Self {
+        CallError::Failed(e)
+    }
+}
+
+/// For a caller with no rows to pin a refusal on (a lookup, opening a writer): the run fails
+/// with the service's reason.
+impl From<CallError> for DestinationError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Failed(e) | CallError::Unanswered(e) => e,
+            CallError::Refused(m) => DestinationError::fatal(m),
+        }
+    }
+}
+
 /// A 3xx answer, as the error it is: the configured address is not where the service is. Names
 /// the host it points at (not the whole address: it may carry a token) and the setting to fix.
-pub fn redirected(what: &str, response: &reqwest::Response, setting: &str) -> Option<DestinationError> {
+fn redirected(what: &str, response: &reqwest::Response, setting: &str) -> Option<DestinationError> {
     if !response.status().is_redirection() {
         return None;
     }
@@ -49,35 +83,36 @@ pub fn redirected(what: &str, response: &reqwest::Response, setting: &str) -> Op
 }
 
 /// A response as a destination's `classify` reads it: its status, the wait a server asked for
-/// (capped), its headers and its body (bounded; an error when cut off or too long: whether that
-/// matters is the destination's call, since the status may already say enough).
+/// (capped), its headers and its body (bounded; [`CallError::Unanswered`] when cut off or too
+/// long: whether that matters is the destination's call, since the status may already say enough).
 pub struct Answer {
     pub status: reqwest::StatusCode,
     pub retry_after: Option<Duration>,
     pub headers: reqwest::header::HeaderMap,
-    pub body: Result<String, DestinationError>,
+    pub body: Result<String, CallError>,
 }
 
 /// Sends `request` and reads its answer, the same way for every HTTP destination: a request
-/// that got no answer is transient (only the class of failure is told: reqwest's text can hold
-/// the URL), each status is counted for `/metrics` under `destination`, a 3xx is refused (naming
-/// `setting` to fix), the body is read up to [`MAX_BODY`].
-pub async fn send(request: reqwest::RequestBuilder, destination: &str, what: &str, setting: &str) -> Result<Answer, DestinationError> {
-    let response = request.send().await.map_err(|e| DestinationError::transient(format!("{what}: {}", transport_error(&e))))?;
+/// that got no answer is [`CallError::Unanswered`] and transient (only the class of failure is
+/// told: reqwest's text can hold the URL), each status is counted for `/metrics` under
+/// `destination`, a 3xx is refused (naming `setting` to fix), the body is read up to [`MAX_BODY`].
+pub async fn send(request: reqwest::RequestBuilder, destination: &str, what: &str, setting: &str) -> Result<Answer, CallError> {
+    let response =
+        request.send().await.map_err(|e| CallError::Unanswered(DestinationError::transient(format!("{what}: {}", transport_error(&e)))))?;
     let status = response.status();
     crate::metrics::global().http(destination, status.as_u16());
     if let Some(e) = redirected(what, &response, setting) {
-        return Err(e);
+        return Err(CallError::Failed(e));
     }
     let retry_after = response.headers().get(reqwest::header::RETRY_AFTER).and_then(parse_retry_after);
     let headers = response.headers().clone();
-    let body = text(response, what).await;
+    let body = text(response, what).await.map_err(CallError::Unanswered);
     Ok(Answer { status, retry_after, headers, body })
 }
 
 /// A response's body, at most [`MAX_BODY`] bytes. A body cut off or too long is transient: the
 /// request may have been carried out, and the engine's retry decides what happens next.
-pub async fn body(mut response: reqwest::Response, what: &str) -> Result<Vec<u8>, DestinationError> {
+async fn body(mut response: reqwest::Response, what: &str) -> Result<Vec<u8>, DestinationError> {
     let mut out = Vec::new();
     loop {
         match response.chunk().await {
@@ -97,7 +132,7 @@ pub async fn body(mut response: reqwest::Response, what: &str) -> Result<Vec<u8>
 }
 
 /// [`body`] as text (invalid UTF-8 replaced: bodies are shown in messages, or parsed as JSON).
-pub async fn text(response: reqwest::Response, what: &str) -> Result<String, DestinationError> {
+async fn text(response: reqwest::Response, what: &str) -> Result<String, DestinationError> {
     body(response, what).await.map(|b| String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 

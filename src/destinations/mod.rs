@@ -15,7 +15,11 @@
 //!   group to find the bad rows, so a destination never has to guess).
 //! - **Whole-batch failure.** `Err(DestinationError)` means nothing in the batch is known to be
 //!   written. Its [`ErrorKind`] decides whether the engine retries the batch (with backoff,
-//!   honouring `retry_after`); the destination never sleeps or retries by itself.
+//!   honouring `retry_after`). A destination does not retry a failed batch itself; it may pace
+//!   its requests to a published quota and re-send once after refreshing a refused token.
+//! - **An outcome is decided once.** A row the writer settles before sending (rejected for an
+//!   empty id, already gone) goes in no request; a request's answer decides exactly the rows it
+//!   carried. A refused request therefore never turns a settled row into one to send again.
 //! - **Partial failure.** A writer that carried out part of a batch (one request of several)
 //!   before an error must say which rows are done, or the engine would send them again (an
 //!   insert twice): it answers [`partial`], the error carrying the outcomes it has. The engine

@@ -329,3 +329,40 @@ async fn if_empty_keeps_a_reps_value_and_skipped_nulls_leave_properties_alone() 
     assert_eq!(crm.prop("p3@x.com", "score").as_deref(), Some("3"), "a NULL is skipped, not written");
     assert_eq!(crm.prop("p1@x.com", "score").as_deref(), Some("2"));
 }
+
+/// A row's outcome is decided once: a row the writer rejected before sending is in no request,
+/// so a refusal of the request (batch create is all or nothing) does not turn it into a row the
+/// engine must send again to find out.
+#[tokio::test]
+async fn a_row_rejected_before_sending_keeps_its_reason_when_the_request_is_refused() {
+    use sluice::destinations::{Op, RowOp, RowOutcome, Target};
+    use sluice::value::Value;
+
+    let hubspot = HubSpot::start().await;
+    let spec: sluice::project::DestinationSpec = toml::from_str(&hubspot.destination_toml("")).unwrap();
+    let destination = sluice::destinations::build("crm", &spec, std::path::Path::new(".")).unwrap();
+    let target = Target {
+        sync: "people".into(),
+        run_id: "r1".into(),
+        mode: sluice::project::Mode::Insert,
+        settings: toml::from_str("object = \"contacts\"\nid_property = \"email\"").unwrap(),
+        key_columns: vec!["customer_id".into()],
+        fields: vec!["email".into(), "firstname".into()],
+        key_fields: vec![None],
+        skip_nulls: false,
+        if_empty: vec![false, false],
+    };
+    let mut writer = destination.open(&target).await.unwrap();
+    let row = |email: &str| RowOp {
+        op: Op::Insert,
+        key: vec![Value::Text(email.into())],
+        fields: vec![Value::Text(email.into()), Value::Text("P".into())],
+        destination_id: None,
+    };
+    let out = writer.write(&[row(""), row("not-an-email"), row("ok@x.com")]).await.unwrap();
+    assert!(matches!(&out[0], RowOutcome::Rejected(m) if m.contains("`email` is empty")), "{:?}", out[0]);
+    assert!(out[1..].iter().all(|o| matches!(o, RowOutcome::RefusedInGroup(m) if m.contains("not-an-email"))), "{out:?}");
+    let creates: Vec<_> = hubspot.log().into_iter().filter(|l| l.path.ends_with("/batch/create")).collect();
+    assert_eq!((creates.len(), creates[0].status), (1, 400));
+    assert_eq!(creates[0].body["inputs"].as_array().map(Vec::len), Some(2), "the empty row is not sent");
+}

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use governor::DefaultDirectRateLimiter;
-use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, StatusCode, Url};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -12,28 +11,10 @@ use serde_json::{json, Value as J};
 
 use super::auth::Auth;
 use super::config::{SheetsConfig, ValueInput};
-use crate::destinations::http::{parse_retry_after, redirected, transport_error, window_limiter};
+use crate::destinations::http::{self, window_limiter, CallError};
 use crate::destinations::DestinationError;
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// Why a request failed, as the writer needs to know it.
-#[derive(Debug)]
-pub enum SheetsError {
-    /// A 400 about the data sent (bad range, grid limits, cell too long): the rows in the
-    /// request are rejected with this reason; retrying the same request cannot help.
-    Refused(String),
-    /// The request was not carried out; the error's kind decides whether the engine retries.
-    Failed(DestinationError),
-    /// No answer, or a 5xx: the request may or may not have been carried out.
-    Unanswered(DestinationError),
-}
-
-impl From<DestinationError> for SheetsError {
-    fn from(e: DestinationError) -> Self {
-        SheetsError::Failed(e)
-    }
-}
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Spreadsheet {
@@ -169,14 +150,14 @@ impl SheetsClient {
     }
 
     /// `spreadsheets.get`: the tabs' ids, titles and grid sizes.
-    pub async fn metadata(&self) -> Result<Spreadsheet, SheetsError> {
+    pub async fn metadata(&self) -> Result<Spreadsheet, CallError> {
         let url = self.url("", &[], &[("fields", "sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))")]);
         let body = self.send(Budget::Read, Method::GET, url, None).await?;
         parse(&body, "spreadsheets.get")
     }
 
     /// `values:batchGet`, unformatted (numbers as numbers), in the given major dimension.
-    pub async fn batch_get(&self, ranges: &[String], major: &str) -> Result<Vec<ValueRange>, SheetsError> {
+    pub async fn batch_get(&self, ranges: &[String], major: &str) -> Result<Vec<ValueRange>, CallError> {
         let mut url = self.url("", &["values:batchGet"], &[("majorDimension", major), ("valueRenderOption", "UNFORMATTED_VALUE")]);
         for r in ranges {
             url.query_pairs_mut().append_pair("ranges", r);
@@ -186,21 +167,21 @@ impl SheetsClient {
     }
 
     /// `values:batchUpdate` of whole ranges.
-    pub async fn values_batch_update(&self, data: &[ValueRange]) -> Result<(), SheetsError> {
+    pub async fn values_batch_update(&self, data: &[ValueRange]) -> Result<(), CallError> {
         let url = self.url("", &["values:batchUpdate"], &[]);
         let body = json!({ "valueInputOption": self.value_input.as_str(), "data": data });
         self.send(Budget::Write, Method::POST, url, Some(body)).await.map(drop)
     }
 
     /// `values.update` of one range (the header row).
-    pub async fn values_update(&self, range: &str, values: Vec<Vec<J>>) -> Result<(), SheetsError> {
+    pub async fn values_update(&self, range: &str, values: Vec<Vec<J>>) -> Result<(), CallError> {
         let url = self.url("", &["values", range], &[("valueInputOption", self.value_input.as_str())]);
         let body = json!({ "range": range, "majorDimension": "ROWS", "values": values });
         self.send(Budget::Write, Method::PUT, url, Some(body)).await.map(drop)
     }
 
     /// `values:append` with INSERT_ROWS; returns the 1-based rows the values landed in.
-    pub async fn values_append(&self, range: &str, values: Vec<Vec<J>>) -> Result<(u32, u32), SheetsError> {
+    pub async fn values_append(&self, range: &str, values: Vec<Vec<J>>) -> Result<(u32, u32), CallError> {
         let url = self.url(
             "",
             &["values", &format!("{range}:append")],
@@ -209,7 +190,7 @@ impl SheetsClient {
         let body = json!({ "range": range, "majorDimension": "ROWS", "values": values });
         let response: AppendResponse = parse(&self.send(Budget::Write, Method::POST, url, Some(body)).await?, "values.append")?;
         super::encoding::range_rows(&response.updates.updated_range).ok_or_else(|| {
-            SheetsError::Unanswered(DestinationError::transient(format!(
+            CallError::Unanswered(DestinationError::transient(format!(
                 "values.append answered with an unreadable range `{}`",
                 response.updates.updated_range
             )))
@@ -217,14 +198,14 @@ impl SheetsClient {
     }
 
     /// `spreadsheets:batchUpdate`: structural requests, applied atomically.
-    pub async fn batch_update(&self, requests: Vec<J>) -> Result<J, SheetsError> {
+    pub async fn batch_update(&self, requests: Vec<J>) -> Result<J, CallError> {
         let url = self.url(":batchUpdate", &[], &[]);
         let body = self.send(Budget::Write, Method::POST, url, Some(json!({ "requests": requests }))).await?;
         parse(&body, "spreadsheets.batchUpdate")
     }
 
     /// One request: waits for the quota, adds the token, refreshes it once on a 401.
-    async fn send(&self, budget: Budget, method: Method, url: Url, body: Option<J>) -> Result<Vec<u8>, SheetsError> {
+    async fn send(&self, budget: Budget, method: Method, url: Url, body: Option<J>) -> Result<Vec<u8>, CallError> {
         match budget {
             Budget::Read => self.reads.until_ready().await,
             Budget::Write => self.writes.until_ready().await,
@@ -237,38 +218,30 @@ impl SheetsClient {
             if let Some(body) = &body {
                 request = request.json(body);
             }
-            let unanswered =
-                |e: reqwest::Error| SheetsError::Unanswered(DestinationError::transient(format!("{what}: {}", transport_error(&e))));
-            let response = request.send().await.map_err(unanswered)?;
-            let status = response.status();
-            crate::metrics::global().http("google_sheets", status.as_u16());
-            if status == StatusCode::UNAUTHORIZED && !refreshed {
+            let answer = http::send(request, "google_sheets", &what, "base_url").await?;
+            if answer.status == StatusCode::UNAUTHORIZED && !refreshed {
                 // The token was revoked or expired early: get a new one and try once more.
                 token = self.auth.refresh().await?;
                 refreshed = true;
                 continue;
             }
-            if let Some(e) = redirected(&what, &response, "base_url") {
-                return Err(SheetsError::Failed(e));
-            }
-            let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
-            let bytes = crate::destinations::http::body(response, &what).await.map_err(SheetsError::Unanswered)?;
+            let (status, bytes) = (answer.status, answer.body?.into_bytes());
             if status.is_success() {
                 return Ok(bytes);
             }
-            return Err(classify(&what, status, retry_after, &bytes, &self.spreadsheet_id, self.auth.client_email()));
+            return Err(classify(&what, status, answer.retry_after, &bytes, &self.spreadsheet_id, self.auth.client_email()));
         }
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8], call: &str) -> Result<T, SheetsError> {
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], call: &str) -> Result<T, CallError> {
     serde_json::from_slice(body)
         // Answered with 2xx, so probably carried out: the writer re-reads the tab before going on.
-        .map_err(|e| SheetsError::Unanswered(DestinationError::transient(format!("{call} answered with an unexpected body: {e}"))))
+        .map_err(|e| CallError::Unanswered(DestinationError::transient(format!("{call} answered with an unexpected body: {e}"))))
 }
 
 /// What a failed response means. Whether to retry is decided here; how is the engine's.
-pub fn classify(what: &str, status: StatusCode, retry_after: Option<Duration>, body: &[u8], id: &str, email: &str) -> SheetsError {
+pub fn classify(what: &str, status: StatusCode, retry_after: Option<Duration>, body: &[u8], id: &str, email: &str) -> CallError {
     let detail = serde_json::from_slice::<ErrorBody>(body).ok().map(|b| b.error);
     let message = detail.as_ref().map(|d| d.message.clone()).unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect());
     let reason = detail
@@ -277,13 +250,13 @@ pub fn classify(what: &str, status: StatusCode, retry_after: Option<Duration>, b
         .unwrap_or_default();
     let status_text = detail.as_ref().map(|d| d.status.clone()).unwrap_or_default();
     let shown = format!("{what}: HTTP {}: {message}", status.as_u16());
-    let fatal = |hint: String| SheetsError::Failed(DestinationError::fatal(format!("{shown} ({hint})")));
+    let fatal = |hint: String| CallError::Failed(DestinationError::fatal(format!("{shown} ({hint})")));
     let rate_limited =
         reason.to_ascii_lowercase().contains("ratelimit") || reason.contains("RATE_LIMIT") || status_text == "RESOURCE_EXHAUSTED";
     match status.as_u16() {
-        500..=599 => SheetsError::Unanswered(DestinationError { retry_after, ..DestinationError::transient(shown) }),
-        408 | 429 => SheetsError::Failed(DestinationError { retry_after, ..DestinationError::transient(shown) }),
-        403 if rate_limited => SheetsError::Failed(DestinationError { retry_after, ..DestinationError::transient(shown) }),
+        500..=599 => CallError::Unanswered(DestinationError { retry_after, ..DestinationError::transient(shown) }),
+        408 | 429 => CallError::Failed(DestinationError { retry_after, ..DestinationError::transient(shown) }),
+        403 if rate_limited => CallError::Failed(DestinationError { retry_after, ..DestinationError::transient(shown) }),
         403 if message.contains("has not been used") || message.contains("is disabled") || reason == "SERVICE_DISABLED" => {
             fatal("enable the Google Sheets API for the service account's Cloud project".into())
         }
@@ -298,7 +271,7 @@ pub fn classify(what: &str, status: StatusCode, retry_after: Option<Duration>, b
             "the spreadsheet is at Google's limit of 10,000,000 cells: delete unused tabs, rows or columns, or use another spreadsheet"
                 .into(),
         ),
-        400 => SheetsError::Refused(shown),
+        400 => CallError::Refused(shown),
         _ => fatal("unexpected answer from the Sheets API".into()),
     }
 }
@@ -307,13 +280,13 @@ pub fn classify(what: &str, status: StatusCode, retry_after: Option<Duration>, b
 mod tests {
     use super::*;
 
-    fn c(status: u16, body: &str) -> SheetsError {
+    fn c(status: u16, body: &str) -> CallError {
         classify("POST /x", StatusCode::from_u16(status).unwrap(), None, body.as_bytes(), "ID1", "sa@p.iam.gserviceaccount.com")
     }
 
     #[test]
     fn failures_map_to_retry_decisions() {
-        let transient = |e: SheetsError| matches!(e, SheetsError::Failed(d) | SheetsError::Unanswered(d) if d.is_transient());
+        let transient = |e: CallError| matches!(e, CallError::Failed(d) | CallError::Unanswered(d) if d.is_transient());
         let quota = r#"{"error":{"code":429,"message":"Quota exceeded for quota metric 'Write requests'","status":"RESOURCE_EXHAUSTED",
             "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED"}]}}"#;
         assert!(transient(c(429, quota)));
@@ -324,11 +297,11 @@ mod tests {
         )));
         let unshared = c(403, r#"{"error":{"code":403,"message":"The caller does not have permission","status":"PERMISSION_DENIED"}}"#);
         assert!(
-            matches!(&unshared, SheetsError::Failed(d) if !d.is_transient() && d.message.contains("share the spreadsheet ID1 with sa@p.iam"))
+            matches!(&unshared, CallError::Failed(d) if !d.is_transient() && d.message.contains("share the spreadsheet ID1 with sa@p.iam"))
         );
         assert!(matches!(c(404, r#"{"error":{"code":404,"message":"Requested entity was not found.","status":"NOT_FOUND"}}"#),
-            SheetsError::Failed(d) if d.message.contains("spreadsheet_id")));
+            CallError::Failed(d) if d.message.contains("spreadsheet_id")));
         assert!(matches!(c(400, r#"{"error":{"code":400,"message":"Unable to parse range: X!A1","status":"INVALID_ARGUMENT"}}"#),
-            SheetsError::Refused(m) if m.contains("Unable to parse range")));
+            CallError::Refused(m) if m.contains("Unable to parse range")));
     }
 }

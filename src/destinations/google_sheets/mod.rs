@@ -23,7 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use self::auth::Auth;
-use self::client::{SheetsClient, SheetsError};
+use self::client::SheetsClient;
 use self::config::SheetsTarget;
 use self::writer::{SheetsWriter, Tab};
 use crate::destinations::{parse_settings, Capabilities, Destination, DestinationError, Target, Writer};
@@ -77,13 +77,6 @@ pub fn resolve_target(target: &Target) -> Result<SheetsTarget, DestinationError>
     Ok(SheetsTarget { sheet: Some(title), ..settings })
 }
 
-pub(super) fn failed(e: SheetsError) -> DestinationError {
-    match e {
-        SheetsError::Failed(e) | SheetsError::Unanswered(e) => e,
-        SheetsError::Refused(m) => DestinationError::fatal(m),
-    }
-}
-
 #[async_trait]
 impl Destination for SheetsDestination {
     /// The spreadsheet, and the API it is reached through.
@@ -105,7 +98,7 @@ impl Destination for SheetsDestination {
     /// Reads only.
     async fn check(&self, target: &Target) -> Result<(), DestinationError> {
         let title = resolve_target(target)?.sheet.unwrap_or_default();
-        let tab = Tab::read(&self.client, &title, target).await.map_err(failed)?;
+        let tab = Tab::read(&self.client, &title, target).await.map_err(DestinationError::from)?;
         tab.check_fits(target).map_err(DestinationError::fatal)
     }
 

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{json, Value as J};
 
-use super::client::{GridProperties, SheetsClient, SheetsError, ValueRange};
+use super::client::{GridProperties, SheetsClient, ValueRange};
 use super::config::ValueInput;
 use super::encoding::{cell, column_range, column_runs, row_range, sheet_prefix, value_key, MAX_CELL_CHARS};
 use super::layout::{filled_by_key, KeyIndex, Layout};
-use super::{failed, MAX_CELLS, NEW_TAB_COLUMNS, NEW_TAB_ROWS};
+use super::{MAX_CELLS, NEW_TAB_COLUMNS, NEW_TAB_ROWS};
+use crate::destinations::http::CallError;
 use crate::destinations::{partial, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
 use crate::project::Mode;
 use crate::value::Value;
@@ -35,7 +36,7 @@ pub struct Tab {
 
 impl Tab {
     /// Reads the tab: spreadsheet metadata, row 1, and (except in insert mode) the key columns.
-    pub async fn read(client: &SheetsClient, title: &str, target: &Target) -> Result<Tab, SheetsError> {
+    pub async fn read(client: &SheetsClient, title: &str, target: &Target) -> Result<Tab, CallError> {
         let meta = client.metadata().await?;
         let cells = meta.sheets.iter().map(|s| s.properties.grid_properties.row_count * s.properties.grid_properties.column_count).sum();
         let Some(sheet) = meta.sheets.into_iter().find(|s| s.properties.title == title) else {
@@ -144,17 +145,17 @@ impl SheetsWriter {
         max_request_bytes: usize,
         formulas: bool,
     ) -> Result<Self, DestinationError> {
-        let tab = Tab::read(&client, &title, &target).await.map_err(failed)?;
+        let tab = Tab::read(&client, &title, &target).await.map_err(DestinationError::from)?;
         let warnings = tab.duplicate_warnings();
         Ok(SheetsWriter { client, target, tab, max_request_bytes, stale: false, updated: None, cut: None, warnings, formulas })
     }
 
     /// The tab exists and row 1 holds every field's header.
-    async fn prepare(&mut self) -> Result<(), SheetsError> {
+    async fn prepare(&mut self) -> Result<(), CallError> {
         let needed_columns = self.tab.layout.last_column() as u64 + 1;
         if self.tab.sheet_id.is_none() {
             let columns = needed_columns.max(NEW_TAB_COLUMNS);
-            self.tab.fits(NEW_TAB_ROWS * columns).map_err(|m| SheetsError::Failed(DestinationError::fatal(m)))?;
+            self.tab.fits(NEW_TAB_ROWS * columns).map_err(|m| CallError::Failed(DestinationError::fatal(m)))?;
             let reply = self
                 .client
                 .batch_update(vec![json!({ "addSheet": { "properties": {
@@ -167,7 +168,7 @@ impl SheetsWriter {
         }
         if needed_columns > self.tab.grid.column_count {
             let extra = needed_columns - self.tab.grid.column_count;
-            self.tab.fits(extra * self.tab.grid.row_count).map_err(|m| SheetsError::Failed(DestinationError::fatal(m)))?;
+            self.tab.fits(extra * self.tab.grid.row_count).map_err(|m| CallError::Failed(DestinationError::fatal(m)))?;
             self.client
                 .batch_update(vec![json!({ "appendDimension": { "sheetId": self.tab.sheet_id, "dimension": "COLUMNS", "length": extra } })])
                 .await?;
@@ -240,7 +241,7 @@ impl SheetsWriter {
         batch: &[RowOp],
         rows: &[(usize, u32)],
         outcomes: &mut [RowOutcome],
-    ) -> Result<HashMap<usize, String>, SheetsError> {
+    ) -> Result<HashMap<usize, String>, CallError> {
         let columns = &self.tab.layout.field_columns;
         let field_at: HashMap<usize, usize> = columns.iter().enumerate().map(|(f, &c)| (c, f)).collect();
         let mut ranges: Vec<(usize, ValueRange)> = Vec::new();
@@ -263,7 +264,7 @@ impl SheetsWriter {
             let (ops, data): (Vec<usize>, Vec<ValueRange>) = chunk.into_iter().unzip();
             match self.client.values_batch_update(&data).await {
                 Ok(()) => {}
-                Err(SheetsError::Refused(reason)) => ops.into_iter().for_each(|i| {
+                Err(CallError::Refused(reason)) => ops.into_iter().for_each(|i| {
                     rejected.insert(i, reason.clone());
                 }),
                 Err(e) => return Err(e),
@@ -276,7 +277,7 @@ impl SheetsWriter {
     }
 
     /// Deletes rows (all rows of each removed key), bottom first, in one atomic batchUpdate.
-    async fn delete(&mut self, mut rows: Vec<u32>) -> Result<(), SheetsError> {
+    async fn delete(&mut self, mut rows: Vec<u32>) -> Result<(), CallError> {
         rows.sort_unstable_by(|a, b| b.cmp(a));
         rows.dedup();
         let mut spans: Vec<(u32, u32)> = Vec::new(); // (first, last), descending
@@ -302,9 +303,9 @@ impl SheetsWriter {
     }
 
     /// Appends new rows (INSERT_ROWS) and records where they landed.
-    async fn append(&mut self, batch: &[RowOp], ops: &[usize], outcomes: &mut [RowOutcome]) -> Result<(), SheetsError> {
+    async fn append(&mut self, batch: &[RowOp], ops: &[usize], outcomes: &mut [RowOutcome]) -> Result<(), CallError> {
         let added = ops.len() as u64 * self.tab.grid.column_count;
-        self.tab.fits(added).map_err(|m| SheetsError::Failed(DestinationError::fatal(m)))?;
+        self.tab.fits(added).map_err(|m| CallError::Failed(DestinationError::fatal(m)))?;
         let columns = &self.tab.layout.field_columns;
         let width = self.tab.layout.last_column() + 1;
         let rows: Vec<(usize, Vec<J>)> = ops
@@ -340,12 +341,12 @@ impl SheetsWriter {
                     self.tab.cells += n * self.tab.grid.column_count;
                     appended = true;
                 }
-                Err(SheetsError::Refused(reason)) => ids.into_iter().for_each(|i| outcomes[i] = RowOutcome::Rejected(reason.clone())),
+                Err(CallError::Refused(reason)) => ids.into_iter().for_each(|i| outcomes[i] = RowOutcome::Rejected(reason.clone())),
                 // Earlier chunks landed: sending the whole batch again would append them twice
                 // (in insert mode nothing would notice), so only the rest is left to retry.
                 Err(e) if appended => {
-                    self.stale = matches!(e, SheetsError::Unanswered(_));
-                    let error = failed(e);
+                    self.stale = matches!(e, CallError::Unanswered(_));
+                    let error = DestinationError::from(e);
                     for i in ids.into_iter().chain(chunks.flatten().map(|(i, _)| i)) {
                         outcomes[i] = RowOutcome::Retryable(error.message.clone());
                     }
@@ -392,12 +393,12 @@ impl SheetsWriter {
     /// opened, minutes ago perhaps; a person who sorted the tab or inserted or deleted rows
     /// since would get other rows overwritten or deleted. One read of the key columns, right
     /// before the writes (within the read quota: the client paces it).
-    async fn still_in_place(&self, batch: &[RowOp], plan: &Plan) -> Result<bool, SheetsError> {
+    async fn still_in_place(&self, batch: &[RowOp], plan: &Plan) -> Result<bool, CallError> {
         let key_columns: Vec<usize> = self.target.key_fields.iter().flatten().map(|&f| self.tab.layout.field_columns[f]).collect();
         let ranges: Vec<String> = key_columns.iter().map(|&c| column_range(&self.tab.title, c)).collect();
         // A read that failed changed nothing in the sheet: not a reason to read it all again.
         let read = self.client.batch_get(&ranges, "COLUMNS").await.map_err(|e| match e {
-            SheetsError::Unanswered(e) => SheetsError::Failed(e),
+            CallError::Unanswered(e) => CallError::Failed(e),
             e => e,
         })?;
         let mut columns: Vec<Vec<J>> = read.into_iter().map(|r| r.values.into_iter().next().unwrap_or_default()).collect();
@@ -412,7 +413,7 @@ impl SheetsWriter {
     }
 
     /// `fresh`: the tab was read just now, so the rows are where the index says.
-    async fn write_batch(&mut self, batch: &[RowOp], fresh: bool) -> Result<Vec<RowOutcome>, SheetsError> {
+    async fn write_batch(&mut self, batch: &[RowOp], fresh: bool) -> Result<Vec<RowOutcome>, CallError> {
         let batch_id = crate::value::hash_values(batch.iter().flat_map(|op| op.key.iter()));
         let mut plan = self.plan(batch);
         let targets_rows = !plan.updates.is_empty() || !plan.deletes.is_empty();
@@ -473,7 +474,7 @@ impl Writer for SheetsWriter {
     async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
         let fresh = self.stale;
         if self.stale {
-            self.tab = Tab::read(&self.client, &self.tab.title, &self.target).await.map_err(failed)?;
+            self.tab = Tab::read(&self.client, &self.tab.title, &self.target).await.map_err(DestinationError::from)?;
             self.stale = false;
         }
         match self.write_batch(batch, fresh).await {
@@ -489,8 +490,8 @@ impl Writer for SheetsWriter {
             }
             Err(e) => {
                 // Only a request that may have been carried out leaves the sheet unknown.
-                self.stale = matches!(e, SheetsError::Unanswered(_));
-                Err(failed(e))
+                self.stale = matches!(e, CallError::Unanswered(_));
+                Err(DestinationError::from(e))
             }
         }
     }

@@ -11,21 +11,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value as J;
 
 use super::config::HubSpotConfig;
+use crate::destinations::http::CallError;
 use crate::destinations::http::{self, window_limiter, MAX_SERVER_WAIT};
 use crate::destinations::DestinationError;
-
-/// A request HubSpot refused for its content (400/409/422): its rows are rejected.
-#[derive(Debug)]
-pub enum HubSpotError {
-    Refused(String),
-    Failed(DestinationError),
-}
-
-impl From<DestinationError> for HubSpotError {
-    fn from(e: DestinationError) -> Self {
-        HubSpotError::Failed(e)
-    }
-}
 
 pub struct HubSpotClient {
     http: reqwest::Client,
@@ -67,7 +55,7 @@ impl HubSpotClient {
             .get_or_try_init(|| async {
                 match self.request(Method::GET, "account-info/v3/details", None).await {
                     Ok((_, body)) => Ok(body["portalId"].as_u64()),
-                    Err(HubSpotError::Failed(e)) if e.is_transient() => Err(e),
+                    Err(CallError::Failed(e) | CallError::Unanswered(e)) if e.is_transient() => Err(e),
                     Err(_) => Ok(None),
                 }
             })
@@ -76,12 +64,12 @@ impl HubSpotClient {
     }
 
     /// One request to `crm/v3/{path}`. Returns the status and body of any 2xx (207 included).
-    pub async fn call(&self, method: Method, path: &str, body: Option<&J>) -> Result<(u16, J), HubSpotError> {
+    pub async fn call(&self, method: Method, path: &str, body: Option<&J>) -> Result<(u16, J), CallError> {
         self.request(method, &format!("crm/v3/{path}"), body).await
     }
 
     /// One request to `{base_url}{path}`, paced to the rate limit.
-    async fn request(&self, method: Method, path: &str, body: Option<&J>) -> Result<(u16, J), HubSpotError> {
+    async fn request(&self, method: Method, path: &str, body: Option<&J>) -> Result<(u16, J), CallError> {
         let pause = self.pause_until.lock().map(|p| *p).unwrap_or(None);
         if let Some(until) = pause {
             tokio::time::sleep_until(until.into()).await;
@@ -120,19 +108,20 @@ fn rate_window(headers: &HeaderMap) -> Option<(u64, Duration)> {
 }
 
 /// What a failed response means. Whether to retry is decided here; how is the engine's.
-pub fn classify(what: &str, status: StatusCode, retry_after: Option<Duration>, body: &str) -> HubSpotError {
+pub fn classify(what: &str, status: StatusCode, retry_after: Option<Duration>, body: &str) -> CallError {
     let parsed: J = serde_json::from_str(body).unwrap_or(J::Null);
     let message = parsed["message"].as_str().map(str::to_string).unwrap_or_else(|| body.chars().take(300).collect());
     let category = parsed["category"].as_str().or(parsed["errorType"].as_str()).unwrap_or("");
     let shown =
         format!("{what}: HTTP {}{}: {message}", status.as_u16(), if category.is_empty() { String::new() } else { format!(" {category}") });
-    let fatal = |hint: &str| HubSpotError::Failed(DestinationError::fatal(format!("{shown} ({hint})")));
+    let fatal = |hint: &str| CallError::Failed(DestinationError::fatal(format!("{shown} ({hint})")));
     match status.as_u16() {
-        408 | 429 | 500..=599 => HubSpotError::Failed(DestinationError { retry_after, ..DestinationError::transient(shown) }),
+        408 | 429 => CallError::Failed(DestinationError { retry_after, ..DestinationError::transient(shown) }),
+        500..=599 => CallError::Unanswered(DestinationError { retry_after, ..DestinationError::transient(shown) }),
         401 => fatal("check `token`: a private app access token, from Settings > Integrations > Private apps"),
         403 => fatal("the private app lacks a scope this object needs: add its crm.objects.*.read/write scopes"),
         404 => fatal("check `object` in the sync's [target]: no such object type"),
-        400 | 409 | 422 => HubSpotError::Refused(shown),
+        400 | 409 | 422 => CallError::Refused(shown),
         _ => fatal("unexpected answer from HubSpot"),
     }
 }
@@ -146,12 +135,12 @@ mod tests {
         let c = |s: u16, body: &str| classify("POST /x", StatusCode::from_u16(s).unwrap(), None, body);
         let rate =
             r#"{"status":"error","message":"You have reached your secondly limit.","errorType":"RATE_LIMIT","policyName":"SECONDLY"}"#;
-        assert!(matches!(c(429, rate), HubSpotError::Failed(e) if e.is_transient() && e.message.contains("RATE_LIMIT")));
-        assert!(matches!(c(502, "bad gateway"), HubSpotError::Failed(e) if e.is_transient()));
+        assert!(matches!(c(429, rate), CallError::Failed(e) if e.is_transient() && e.message.contains("RATE_LIMIT")));
+        assert!(matches!(c(502, "bad gateway"), CallError::Unanswered(e) if e.is_transient()));
         let auth = r#"{"status":"error","message":"Authentication credentials not found.","category":"INVALID_AUTHENTICATION"}"#;
-        assert!(matches!(c(401, auth), HubSpotError::Failed(e) if !e.is_transient() && e.message.contains("Private apps")));
+        assert!(matches!(c(401, auth), CallError::Failed(e) if !e.is_transient() && e.message.contains("Private apps")));
         assert!(matches!(c(400, r#"{"message":"Property values were not valid","category":"VALIDATION_ERROR"}"#),
-            HubSpotError::Refused(m) if m.contains("VALIDATION_ERROR")));
+            CallError::Refused(m) if m.contains("VALIDATION_ERROR")));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::Value as J;
 
-use self::client::{HubSpotClient, HubSpotError};
+use self::client::HubSpotClient;
 use self::config::{HubSpotTarget, MAX_BATCH};
 use self::encoding::PropertyType;
 use self::writer::HubSpotWriter;
@@ -37,13 +37,6 @@ impl HubSpotDestination {
         config.requests = requests;
         let client = HubSpotClient::new(&config)?;
         Ok(HubSpotDestination { config, client: Arc::new(client) })
-    }
-}
-
-pub(super) fn failed(e: HubSpotError) -> DestinationError {
-    match e {
-        HubSpotError::Failed(e) => e,
-        HubSpotError::Refused(m) => DestinationError::fatal(m),
     }
 }
 
@@ -78,7 +71,7 @@ pub async fn plan(client: &HubSpotClient, target: &Target) -> Result<Plan, Desti
             target.fields.join(", ")
         )));
     };
-    let (_, body) = client.call(Method::GET, &format!("properties/{object}"), None).await.map_err(failed)?;
+    let (_, body) = client.call(Method::GET, &format!("properties/{object}"), None).await.map_err(DestinationError::from)?;
     let properties: HashMap<&str, &J> =
         body["results"].as_array().into_iter().flatten().filter_map(|p| Some((p["name"].as_str()?, p))).collect();
     let mut types = Vec::with_capacity(target.fields.len());

@@ -8,9 +8,10 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Map, Value as J};
 
-use super::client::{HubSpotClient, HubSpotError};
+use super::client::HubSpotClient;
 use super::encoding::{id_key, outcomes, property};
-use super::{failed, Plan};
+use super::Plan;
+use crate::destinations::http::CallError;
 use crate::destinations::{partial, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
 
 pub struct HubSpotWriter {
@@ -99,7 +100,7 @@ impl HubSpotWriter {
 
     /// One `batch/read`, its results' properties by `key_of(result)`.
     async fn read(&self, body: J, key_of: impl Fn(&J) -> Option<String>) -> Result<HashMap<String, Map<String, J>>, DestinationError> {
-        let (_, answer) = self.client.call(Method::POST, &self.path("read"), Some(&body)).await.map_err(failed)?;
+        let (_, answer) = self.client.call(Method::POST, &self.path("read"), Some(&body)).await.map_err(DestinationError::from)?;
         Ok(answer["results"]
             .as_array()
             .into_iter()
@@ -108,33 +109,32 @@ impl HubSpotWriter {
             .collect())
     }
 
-    /// Sends one batch request for the rows `rows` and records their outcomes.
+    /// Sends one batch request carrying exactly the rows `sent` (`ids` aligned with them) and
+    /// records their outcomes. Rows decided before (rejected, already gone) are never in a
+    /// request, so an answer never overwrites them.
     async fn send(
         &self,
         action: &str,
         body: J,
-        rows: &[usize],
-        ids: Vec<Option<String>>,
+        sent: &[usize],
+        ids: &[Option<String>],
         by_record_id: bool,
         out: &mut [Option<RowOutcome>],
     ) -> Result<(), DestinationError> {
         match self.client.call(Method::POST, &self.path(action), Some(&body)).await {
             Ok((_, answer)) => {
-                // Rows decided before sending (rejected, or not sent) keep their outcome.
-                for (&i, outcome) in rows.iter().zip(outcomes(&answer, &ids, &self.plan.id_property, by_record_id)) {
-                    if outcome.is_some() {
-                        out[i] = outcome;
-                    }
+                for (&i, outcome) in sent.iter().zip(outcomes(&answer, ids, &self.plan.id_property, by_record_id)) {
+                    out[i] = outcome;
                 }
                 Ok(())
             }
             // The whole request was refused for its content: the engine splits the rows to find
             // the bad ones.
-            Err(HubSpotError::Refused(reason)) => {
-                rows.iter().for_each(|&i| out[i] = Some(RowOutcome::RefusedInGroup(reason.clone())));
+            Err(CallError::Refused(reason)) => {
+                sent.iter().for_each(|&i| out[i] = Some(RowOutcome::RefusedInGroup(reason.clone())));
                 Ok(())
             }
-            Err(e) => Err(failed(e)),
+            Err(e) => Err(DestinationError::from(e)),
         }
     }
 
@@ -146,7 +146,7 @@ impl HubSpotWriter {
         let p = &self.plan;
         let inputs: Vec<J> = values.iter().map(|v| json!({ "id": v })).collect();
         let body = json!({ "idProperty": p.id_property, "inputs": inputs, "properties": [p.id_property] });
-        let (_, answer) = self.client.call(Method::POST, &self.path("read"), Some(&body)).await.map_err(failed)?;
+        let (_, answer) = self.client.call(Method::POST, &self.path("read"), Some(&body)).await.map_err(DestinationError::from)?;
         Ok(answer["results"]
             .as_array()
             .into_iter()
@@ -156,34 +156,26 @@ impl HubSpotWriter {
     }
 
     async fn upsert(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
-        let ids: Vec<Option<String>> = rows.iter().map(|&i| self.id_of(&batch[i])).collect();
-        let current = self.current(batch, rows).await?;
-        let inputs: Vec<J> = rows
+        let (sent, ids): (Vec<usize>, Vec<Option<String>>) = rows.iter().filter_map(|&i| Some((i, Some(self.id_of(&batch[i])?)))).unzip();
+        if sent.is_empty() {
+            return Ok(());
+        }
+        let current = self.current(batch, &sent).await?;
+        let inputs: Vec<J> = sent
             .iter()
             .zip(&ids)
-            .filter_map(|(&i, id)| {
-                let now = current.get(&i);
-                Some(json!({ "idProperty": self.plan.id_property, "id": id.as_ref()?, "properties": self.properties(&batch[i], now) }))
-            })
+            .map(|(&i, id)| json!({ "idProperty": self.plan.id_property, "id": id, "properties": self.properties(&batch[i], current.get(&i)) }))
             .collect();
-        if !inputs.is_empty() {
-            self.send("upsert", json!({ "inputs": inputs }), rows, ids, false, out).await?;
-        }
-        Ok(())
+        self.send("upsert", json!({ "inputs": inputs }), &sent, &ids, false, out).await
     }
 
     async fn create(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
-        let ids: Vec<Option<String>> = rows.iter().map(|&i| self.id_of(&batch[i])).collect();
-        let inputs: Vec<J> = rows
-            .iter()
-            .zip(&ids)
-            .filter(|(_, id)| id.is_some())
-            .map(|(&i, _)| json!({ "properties": self.properties(&batch[i], None) }))
-            .collect();
-        if !inputs.is_empty() {
-            self.send("create", json!({ "inputs": inputs }), rows, ids, false, out).await?;
+        let (sent, ids): (Vec<usize>, Vec<Option<String>>) = rows.iter().filter_map(|&i| Some((i, Some(self.id_of(&batch[i])?)))).unzip();
+        if sent.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let inputs: Vec<J> = sent.iter().map(|&i| json!({ "properties": self.properties(&batch[i], None) })).collect();
+        self.send("create", json!({ "inputs": inputs }), &sent, &ids, false, out).await
     }
 
     /// Each row's HubSpot record id: stored from an earlier write, else looked up by its id
@@ -202,27 +194,31 @@ impl HubSpotWriter {
     async fn update(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
         let p = &self.plan;
         let record_ids = self.record_ids(batch, rows).await?;
-        for (&i, record) in rows.iter().zip(&record_ids) {
-            if let (None, Some(id)) = (record, self.id_of(&batch[i])) {
-                out[i] = Some(RowOutcome::Rejected(format!(
-                    "no {} record has {} = {id}: update mode changes existing records only",
-                    p.object, p.id_property
-                )));
+        let mut sent = Vec::new();
+        let mut ids = Vec::new();
+        for (&i, record) in rows.iter().zip(record_ids) {
+            match record {
+                Some(id) => {
+                    sent.push(i);
+                    ids.push(Some(id));
+                }
+                None => {
+                    out[i] = Some(RowOutcome::Rejected(format!(
+                        "no {} record has {} = {}: update mode changes existing records only",
+                        p.object,
+                        p.id_property,
+                        self.id_of(&batch[i]).unwrap_or_default()
+                    )))
+                }
             }
         }
-        let current = self.current(batch, rows).await?;
-        let inputs: Vec<J> = rows
-            .iter()
-            .zip(&record_ids)
-            .filter_map(|(&i, r)| {
-                let now = current.get(&i);
-                Some(json!({ "id": r.as_ref()?, "properties": self.properties(&batch[i], now) }))
-            })
-            .collect();
-        if !inputs.is_empty() {
-            self.send("update", json!({ "inputs": inputs }), rows, record_ids, true, out).await?;
+        if sent.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let current = self.current(batch, &sent).await?;
+        let inputs: Vec<J> =
+            sent.iter().zip(&ids).map(|(&i, id)| json!({ "id": id, "properties": self.properties(&batch[i], current.get(&i)) })).collect();
+        self.send("update", json!({ "inputs": inputs }), &sent, &ids, true, out).await
     }
 
     /// `on_remove = "clear"`: the record stays, every mapped property but the id property is
@@ -233,62 +229,65 @@ impl HubSpotWriter {
         }
         let p = &self.plan;
         let record_ids = self.record_ids(batch, rows).await?;
-        for (&i, record) in rows.iter().zip(&record_ids) {
-            if record.is_none() {
-                out[i] = Some(match self.id_of(&batch[i]) {
-                    Some(_) => RowOutcome::written(),
-                    None => RowOutcome::Rejected(format!(
-                        "no HubSpot record id is stored for this row and its key does not carry `{}`: clear the record by hand",
-                        p.id_property
-                    )),
-                });
+        let mut sent = Vec::new();
+        let mut ids = Vec::new();
+        for (&i, record) in rows.iter().zip(record_ids) {
+            match record {
+                Some(id) => {
+                    sent.push(i);
+                    ids.push(Some(id));
+                }
+                None => out[i] = Some(gone_or_unknown(self.id_of(&batch[i]).is_some(), "clear", &p.id_property)),
             }
+        }
+        if sent.is_empty() {
+            return Ok(());
         }
         let empty: Map<String, J> =
             self.target.fields.iter().filter(|f| **f != p.id_property).map(|f| (f.clone(), J::String(String::new()))).collect();
-        let inputs: Vec<J> = record_ids.iter().filter_map(|r| Some(json!({ "id": r.as_ref()?, "properties": empty }))).collect();
-        if !inputs.is_empty() {
-            self.send("update", json!({ "inputs": inputs }), rows, record_ids, true, out).await?;
-        }
-        Ok(())
+        let inputs: Vec<J> = ids.iter().map(|id| json!({ "id": id, "properties": empty })).collect();
+        self.send("update", json!({ "inputs": inputs }), &sent, &ids, true, out).await
     }
 
     /// Mirror removals: archive by stored record id (or by lookup); already gone counts as done.
     async fn archive(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
-        let unknown: Vec<String> =
-            rows.iter().filter(|&&i| batch[i].destination_id.is_none()).filter_map(|&i| self.id_of(&batch[i])).collect();
-        let found = self.lookup(&unknown).await?;
-        let mut records: Vec<String> = Vec::new();
-        for &i in rows {
-            let op = &batch[i];
-            match (&op.destination_id, self.id_of(op)) {
-                (Some(id), _) => records.push(id.clone()),
-                // Looked up and not found: already gone.
-                (None, Some(v)) => records.extend(found.get(&id_key(&v)).cloned()),
-                // Nothing identifies the record: say so rather than pretend it was archived.
-                (None, None) => {
-                    out[i] = Some(RowOutcome::Rejected(format!(
-                        "no HubSpot record id is stored for this row and its key does not carry `{}`: archive the record by hand",
-                        self.plan.id_property
-                    )))
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let record_ids = self.record_ids(batch, rows).await?;
+        let mut sent = Vec::new();
+        let mut inputs = Vec::new();
+        for (&i, record) in rows.iter().zip(record_ids) {
+            match record {
+                Some(id) => {
+                    sent.push(i);
+                    inputs.push(json!({ "id": id }));
                 }
+                None => out[i] = Some(gone_or_unknown(self.id_of(&batch[i]).is_some(), "archive", &self.plan.id_property)),
             }
         }
-        if !records.is_empty() {
-            let inputs: Vec<J> = records.iter().map(|r| json!({ "id": r })).collect();
-            match self.client.call(Method::POST, &self.path("archive"), Some(&json!({ "inputs": inputs }))).await {
-                Ok(_) => {}
-                Err(HubSpotError::Refused(reason)) => {
-                    rows.iter().for_each(|&i| out[i] = Some(RowOutcome::RefusedInGroup(reason.clone())));
-                    return Ok(());
-                }
-                Err(e) => return Err(failed(e)),
-            }
+        if sent.is_empty() {
+            return Ok(());
         }
-        for &i in rows {
-            out[i].get_or_insert_with(RowOutcome::written);
+        // HubSpot answers an archive with 204 and no body: every record it carried is gone.
+        match self.client.call(Method::POST, &self.path("archive"), Some(&json!({ "inputs": inputs }))).await {
+            Ok(_) => sent.iter().for_each(|&i| out[i] = Some(RowOutcome::written())),
+            Err(CallError::Refused(reason)) => sent.iter().for_each(|&i| out[i] = Some(RowOutcome::RefusedInGroup(reason.clone()))),
+            Err(e) => return Err(DestinationError::from(e)),
         }
         Ok(())
+    }
+}
+
+/// The outcome of a removal whose record was not found: looked up by its id property and not
+/// there, it is already gone; with nothing to look it up by, say so rather than pretend.
+fn gone_or_unknown(looked_up: bool, action: &str, id_property: &str) -> RowOutcome {
+    if looked_up {
+        RowOutcome::written()
+    } else {
+        RowOutcome::Rejected(format!(
+            "no HubSpot record id is stored for this row and its key does not carry `{id_property}`: {action} the record by hand"
+        ))
     }
 }
 
@@ -296,18 +295,21 @@ impl HubSpotWriter {
 impl Writer for HubSpotWriter {
     async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
         let mut out: Vec<Option<RowOutcome>> = vec![None; batch.len()];
-        let of = |op: Op| -> Vec<usize> { batch.iter().enumerate().filter(|(_, r)| r.op == op).map(|(i, _)| i).collect() };
         for (i, op) in batch.iter().enumerate() {
             if !matches!(op.op, Op::Delete | Op::Clear) && self.id_of(op).is_none() {
                 out[i] = Some(RowOutcome::Rejected(format!("`{}` is empty: HubSpot matches records by it", self.plan.id_property)));
             }
         }
+        // A row's outcome is decided once: rows decided above go in no request.
+        let of =
+            |op: Op| -> Vec<usize> { batch.iter().enumerate().filter(|(i, r)| r.op == op && out[*i].is_none()).map(|(i, _)| i).collect() };
+        let (upserts, updates, inserts, clears, deletes) = (of(Op::Upsert), of(Op::Update), of(Op::Insert), of(Op::Clear), of(Op::Delete));
         let sent = async {
-            self.upsert(batch, &of(Op::Upsert), &mut out).await?;
-            self.update(batch, &of(Op::Update), &mut out).await?;
-            self.create(batch, &of(Op::Insert), &mut out).await?;
-            self.clear(batch, &of(Op::Clear), &mut out).await?;
-            self.archive(batch, &of(Op::Delete), &mut out).await
+            self.upsert(batch, &upserts, &mut out).await?;
+            self.update(batch, &updates, &mut out).await?;
+            self.create(batch, &inserts, &mut out).await?;
+            self.clear(batch, &clears, &mut out).await?;
+            self.archive(batch, &deletes, &mut out).await
         };
         if let Err(e) = sent.await {
             // Requests before this one were carried out: their rows keep their outcomes.

@@ -9,7 +9,6 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::destinations::http::transport_error;
 use crate::destinations::DestinationError;
 
 pub struct Session {
@@ -65,18 +64,13 @@ impl Auth {
         let assertion = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
             .map_err(|e| DestinationError::fatal(format!("cannot sign the login assertion: {e}")))?;
         let host = self.token_url.host_str().unwrap_or_default().to_string();
-        let response = http
-            .post(self.token_url.clone())
-            .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())])
-            .send()
-            .await
-            .map_err(|e| DestinationError::transient(format!("login to {host}: {}", transport_error(&e))))?;
-        let status = response.status();
         let what = format!("login to {host}");
-        if let Some(e) = crate::destinations::http::redirected(&what, &response, "login_url") {
-            return Err(e);
-        }
-        let text = crate::destinations::http::text(response, &what).await?;
+        let request = http
+            .post(self.token_url.clone())
+            .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())]);
+        let answer = crate::destinations::http::send(request, "salesforce", &what, "login_url").await?;
+        let status = answer.status;
+        let text = answer.body?;
         if status.is_server_error() {
             return Err(DestinationError::transient(format!("login to {host}: HTTP {status}")));
         }

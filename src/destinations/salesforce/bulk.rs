@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value as J};
 
-use super::client::{Body, SfClient, SfError};
+use super::client::{Body, SfClient};
 use super::encoding::bulk_results;
+use crate::destinations::http::CallError;
 use crate::destinations::DestinationError;
 
 /// What a finished job did, by external id value.
@@ -19,8 +20,8 @@ pub struct JobResult {
     pub failed: HashMap<String, String>,
 }
 
-fn unexpected(what: &str, e: impl std::fmt::Display) -> SfError {
-    SfError::Failed(DestinationError::transient(format!("Bulk API {what}: {e}")))
+fn unexpected(what: &str, e: impl std::fmt::Display) -> CallError {
+    CallError::Failed(DestinationError::transient(format!("Bulk API {what}: {e}")))
 }
 
 pub async fn upsert(
@@ -30,7 +31,7 @@ pub async fn upsert(
     csv: String,
     poll: Duration,
     timeout: Duration,
-) -> Result<JobResult, SfError> {
+) -> Result<JobResult, CallError> {
     let spec =
         json!({ "object": object, "externalIdFieldName": external_id, "contentType": "CSV", "operation": "upsert", "lineEnding": "LF" });
     let (_, created) = client.call(Method::POST, "jobs/ingest", &[], Some(&Body::Json(spec))).await?;
@@ -47,13 +48,13 @@ pub async fn upsert(
             "JobComplete" => break,
             "Failed" | "Aborted" => {
                 let message = status["errorMessage"].as_str().unwrap_or("no message");
-                return Err(SfError::Failed(DestinationError::transient(format!(
+                return Err(CallError::Failed(DestinationError::transient(format!(
                     "Bulk API job {id} ended {}: {message}",
                     status["state"]
                 ))));
             }
             _ if deadline.is_some_and(|d| Instant::now() >= d) => {
-                return Err(SfError::Failed(DestinationError::transient(format!(
+                return Err(CallError::Failed(DestinationError::transient(format!(
                     "Bulk API job {id} did not finish within {}s; its rows are retried",
                     timeout.as_secs()
                 ))))

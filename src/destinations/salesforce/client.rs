@@ -12,20 +12,8 @@ use tokio::sync::Mutex;
 
 use super::auth::{Auth, Session};
 use crate::destinations::http;
+use crate::destinations::http::CallError;
 use crate::destinations::DestinationError;
-
-/// A request Salesforce refused for its content (400): its rows are rejected.
-#[derive(Debug)]
-pub enum SfError {
-    Refused(String),
-    Failed(DestinationError),
-}
-
-impl From<DestinationError> for SfError {
-    fn from(e: DestinationError) -> Self {
-        SfError::Failed(e)
-    }
-}
 
 pub enum Body {
     Json(J),
@@ -66,7 +54,7 @@ impl SfClient {
     }
 
     /// One request to `/services/data/v{version}/{path}`; the status and body of any 2xx.
-    pub async fn call(&self, method: Method, path: &str, query: &[(&str, &str)], body: Option<&Body>) -> Result<(u16, String), SfError> {
+    pub async fn call(&self, method: Method, path: &str, query: &[(&str, &str)], body: Option<&Body>) -> Result<(u16, String), CallError> {
         let mut session = self.session(false).await?;
         let mut renewed = false;
         let what = format!("{method} /services/data/v{}/{path}", self.api_version);
@@ -125,17 +113,18 @@ pub fn error_text(body: &str) -> (String, String) {
 }
 
 /// What a failed response means. Whether to retry is decided here; how is the engine's.
-pub fn classify(what: &str, status: StatusCode, body: &str) -> SfError {
+pub fn classify(what: &str, status: StatusCode, body: &str) -> CallError {
     let (code, message) = error_text(body);
     let shown = format!("{what}: HTTP {} {code}: {message}", status.as_u16());
-    let fatal = |hint: &str| SfError::Failed(DestinationError::fatal(format!("{shown} ({hint})")));
+    let fatal = |hint: &str| CallError::Failed(DestinationError::fatal(format!("{shown} ({hint})")));
     match (status.as_u16(), code.as_str()) {
         // The org's rolling 24-hour API limit: back off; it frees up as the window rolls.
-        (403, "REQUEST_LIMIT_EXCEEDED") | (408 | 429 | 500..=599, _) => SfError::Failed(DestinationError::transient(shown)),
+        (403, "REQUEST_LIMIT_EXCEEDED") | (408 | 429, _) => CallError::Failed(DestinationError::transient(shown)),
+        (500..=599, _) => CallError::Unanswered(DestinationError::transient(shown)),
         (401, _) => fatal("Salesforce refused a fresh session: check the user is active and the connected app's policies"),
         (403, _) => fatal("the integration user lacks permission for this object or field: check its profile and permission sets"),
         (404, _) => fatal("check `object` in the sync's [target] and `api_version`"),
-        (400, _) => SfError::Refused(shown),
+        (400, _) => CallError::Refused(shown),
         _ => fatal("unexpected answer from Salesforce"),
     }
 }
@@ -148,12 +137,12 @@ mod tests {
     fn errors_map_to_retry_decisions() {
         let c = |s: u16, body: &str| classify("PATCH /x", StatusCode::from_u16(s).unwrap(), body);
         let limit = r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#;
-        assert!(matches!(c(403, limit), SfError::Failed(e) if e.is_transient() && e.message.contains("REQUEST_LIMIT_EXCEEDED")));
+        assert!(matches!(c(403, limit), CallError::Failed(e) if e.is_transient() && e.message.contains("REQUEST_LIMIT_EXCEEDED")));
         let denied = r#"[{"message":"insufficient access rights on object id","errorCode":"INSUFFICIENT_ACCESS"}]"#;
-        assert!(matches!(c(403, denied), SfError::Failed(e) if !e.is_transient()));
-        assert!(matches!(c(503, "Service Unavailable"), SfError::Failed(e) if e.is_transient()));
+        assert!(matches!(c(403, denied), CallError::Failed(e) if !e.is_transient()));
+        assert!(matches!(c(503, "Service Unavailable"), CallError::Unanswered(e) if e.is_transient()));
         assert!(
-            matches!(c(400, r#"[{"message":"bad","errorCode":"JSON_PARSER_ERROR"}]"#), SfError::Refused(m) if m.contains("JSON_PARSER_ERROR"))
+            matches!(c(400, r#"[{"message":"bad","errorCode":"JSON_PARSER_ERROR"}]"#), CallError::Refused(m) if m.contains("JSON_PARSER_ERROR"))
         );
     }
 }

@@ -21,7 +21,7 @@ use reqwest::Method;
 use serde_json::Value as J;
 
 use self::auth::Auth;
-use self::client::{SfClient, SfError};
+use self::client::SfClient;
 use self::config::{SalesforceTarget, MAX_COLLECTION};
 use self::writer::{BulkSettings, SalesforceWriter};
 use crate::destinations::{parse_settings, Capabilities, Destination, DestinationError, Target, Writer};
@@ -40,13 +40,6 @@ impl SalesforceDestination {
         let auth = Auth::new(&config.login_url, &config.client_id, &config.username, &config.private_key)?;
         let client = SfClient::new(auth, &config.api_version, config.requests.timeout)?;
         Ok(SalesforceDestination { config, client: Arc::new(client) })
-    }
-}
-
-pub(super) fn failed(e: SfError) -> DestinationError {
-    match e {
-        SfError::Failed(e) => e,
-        SfError::Refused(m) => DestinationError::fatal(m),
     }
 }
 
@@ -81,7 +74,7 @@ pub async fn plan(client: &SfClient, target: &Target) -> Result<Plan, Destinatio
             target.fields.join(", ")
         )));
     };
-    let (_, body) = client.call(Method::GET, &format!("sobjects/{object}/describe"), &[], None).await.map_err(failed)?;
+    let (_, body) = client.call(Method::GET, &format!("sobjects/{object}/describe"), &[], None).await.map_err(DestinationError::from)?;
     let describe: J = serde_json::from_str(&body).map_err(|e| DestinationError::transient(format!("describe {object}: {e}")))?;
     let fields: Vec<&J> = describe["fields"].as_array().into_iter().flatten().collect();
     let names: Vec<&str> = fields.iter().filter_map(|f| f["name"].as_str()).collect();

@@ -11,10 +11,11 @@ use reqwest::Method;
 use serde_json::{json, Value as J};
 
 use super::bulk;
-use super::client::{Body, SfClient, SfError};
+use super::client::{Body, SfClient};
 use super::config::MAX_COLLECTION;
 use super::encoding::{bulk_csv, bulk_error, gone, outcome, record, soql_quote};
-use super::{failed, Plan};
+use super::Plan;
+use crate::destinations::http::CallError;
 use crate::destinations::{partial, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
 use crate::value::Value;
 
@@ -81,11 +82,11 @@ impl SalesforceWriter {
                 }
                 Ok(())
             }
-            Err(SfError::Refused(reason)) => {
+            Err(CallError::Refused(reason)) => {
                 rows.iter().for_each(|&i| out[i] = Some(RowOutcome::RefusedInGroup(reason.clone())));
                 Ok(())
             }
-            Err(e) => Err(failed(e)),
+            Err(e) => Err(DestinationError::from(e)),
         }
     }
 
@@ -126,7 +127,7 @@ impl SalesforceWriter {
         for chunk in values.chunks(MAX_COLLECTION) {
             let list: Vec<String> = chunk.iter().map(|v| soql_quote(v)).collect();
             let q = format!("SELECT {} FROM {} WHERE {field} IN ({})", selected.join(", "), p.object, list.join(", "));
-            let (_, text) = self.client.call(Method::GET, "query", &[("q", q.as_str())], None).await.map_err(failed)?;
+            let (_, text) = self.client.call(Method::GET, "query", &[("q", q.as_str())], None).await.map_err(DestinationError::from)?;
             let answer: J = serde_json::from_str(&text).map_err(|e| DestinationError::transient(format!("query: {e}")))?;
             for r in answer["records"].as_array().into_iter().flatten() {
                 if let Some(key) = key_of(r) {
@@ -209,11 +210,11 @@ impl SalesforceWriter {
         let result =
             match bulk::upsert(&self.client, &self.plan.object, &self.plan.external_id, csv, self.bulk.poll, self.bulk.timeout).await {
                 Ok(r) => r,
-                Err(SfError::Refused(reason)) => {
+                Err(CallError::Refused(reason)) => {
                     rows.iter().for_each(|&i| out[i] = Some(RowOutcome::RefusedInGroup(reason.clone())));
                     return Ok(());
                 }
-                Err(e) => return Err(failed(e)),
+                Err(e) => return Err(DestinationError::from(e)),
             };
         for &i in rows {
             let ext = self.ext_of(&batch[i]).unwrap_or_default();

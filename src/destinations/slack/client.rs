@@ -10,7 +10,8 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::config::SlackConfig;
-use crate::destinations::{http, DestinationError};
+use crate::destinations::http::{self, CallError};
+use crate::destinations::DestinationError;
 
 pub struct Client {
     http: reqwest::Client,
@@ -19,14 +20,6 @@ pub struct Client {
     shown: String,
     /// Shared by every sync writing to this webhook: Slack counts messages per webhook.
     limiter: DefaultDirectRateLimiter,
-}
-
-/// What Slack did with one message.
-#[derive(Debug)]
-pub enum Answer {
-    Sent,
-    /// Slack refused this message (400 and the like): a problem with what this row rendered to.
-    Refused(String),
 }
 
 impl Client {
@@ -43,8 +36,9 @@ impl Client {
         Ok(Client { http, url: config.webhook_url.clone(), shown, limiter: RateLimiter::direct(quota) })
     }
 
-    /// Posts one message, paced to the webhook's rate.
-    pub async fn post(&self, body: Vec<u8>) -> Result<Answer, DestinationError> {
+    /// Posts one message, paced to the webhook's rate. [`CallError::Refused`]: Slack refused
+    /// this message (400 and the like), a problem with what this row rendered to.
+    pub async fn post(&self, body: Vec<u8>) -> Result<(), CallError> {
         self.limiter.until_ready().await;
         let request = self.http.post(self.url.expose_secret()).header(CONTENT_TYPE, "application/json").body(body);
         let answer = http::send(request, "slack", &format!("POST {}", self.shown), "webhook_url").await?;
@@ -55,17 +49,18 @@ impl Client {
 
 /// Whether to retry: 429 and 5xx wait and retry; 401/403/404/410 mean the webhook or its channel
 /// is gone or forbidden (configuration: the run fails); other 4xx refuse this message.
-fn classify(shown: &str, status: StatusCode, retry_after: Option<Duration>, body: &str) -> Result<Answer, DestinationError> {
+fn classify(shown: &str, status: StatusCode, retry_after: Option<Duration>, body: &str) -> Result<(), CallError> {
     let code: String = body.trim().chars().take(200).collect();
     if status.is_success() {
-        return Ok(Answer::Sent);
+        return Ok(());
     }
     let message = format!("POST {shown}: HTTP {status}: {code}");
-    match status.as_u16() {
-        429 | 500..=599 => Err(DestinationError { retry_after, ..DestinationError::transient(message) }),
-        401 | 403 | 404 | 410 => Err(DestinationError::fatal(format!("{message} ({})", hint(&code)))),
-        _ => Ok(Answer::Refused(format!("Slack refused the message: HTTP {}: {code}", status.as_u16()))),
-    }
+    Err(match status.as_u16() {
+        429 => CallError::Failed(DestinationError { retry_after, ..DestinationError::transient(message) }),
+        500..=599 => CallError::Unanswered(DestinationError { retry_after, ..DestinationError::transient(message) }),
+        401 | 403 | 404 | 410 => CallError::Failed(DestinationError::fatal(format!("{message} ({})", hint(&code)))),
+        _ => CallError::Refused(format!("Slack refused the message: HTTP {}: {code}", status.as_u16())),
+    })
 }
 
 fn hint(code: &str) -> &'static str {
@@ -84,11 +79,11 @@ mod tests {
     #[test]
     fn slack_answers_map_to_retry_decisions() {
         let c = |s: u16, body: &str| classify("https://hooks.slack.com", StatusCode::from_u16(s).unwrap(), None, body);
-        assert!(matches!(c(200, "ok"), Ok(Answer::Sent)));
-        assert!(c(429, "rate_limited").unwrap_err().is_transient());
-        assert!(c(500, "rollup_error").unwrap_err().is_transient());
-        let archived = c(410, "channel_is_archived").unwrap_err();
+        assert!(matches!(c(200, "ok"), Ok(())));
+        assert!(matches!(c(429, "rate_limited"), Err(CallError::Failed(e)) if e.is_transient()));
+        assert!(matches!(c(500, "rollup_error"), Err(CallError::Unanswered(e)) if e.is_transient()));
+        let archived = DestinationError::from(c(410, "channel_is_archived").unwrap_err());
         assert!(!archived.is_transient() && archived.message.contains("unarchive"), "{}", archived.message);
-        assert!(matches!(c(400, "invalid_blocks"), Ok(Answer::Refused(m)) if m.contains("invalid_blocks")));
+        assert!(matches!(c(400, "invalid_blocks"), Err(CallError::Refused(m)) if m.contains("invalid_blocks")));
     }
 }

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::client::{Answer, Client};
+use super::client::Client;
 use super::encoding::Message;
 use super::DIGEST_MAX_ROWS;
+use crate::destinations::http::CallError;
 use crate::destinations::{partial, DestinationError, RowOp, RowOutcome, Target, Writer};
 
 pub(super) struct SlackWriter {
@@ -20,10 +21,11 @@ impl Writer for SlackWriter {
     async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
         if self.message.digest {
             let body = self.message.digest(&self.target, batch).map_err(|e| DestinationError::fatal(format!("[target] digest: {e}")))?;
-            return Ok(match self.client.post(body).await? {
-                Answer::Sent => vec![RowOutcome::written(); batch.len()],
-                Answer::Refused(reason) => vec![RowOutcome::Rejected(reason); batch.len()],
-            });
+            return match self.client.post(body).await {
+                Ok(()) => Ok(vec![RowOutcome::written(); batch.len()]),
+                Err(CallError::Refused(reason)) => Ok(vec![RowOutcome::Rejected(reason); batch.len()]),
+                Err(e) => Err(e.into()),
+            };
         }
         // One message per row. A failure part-way reports the messages already sent, so a
         // retry never posts them twice.
@@ -37,9 +39,9 @@ impl Writer for SlackWriter {
                 }
             };
             match self.client.post(body).await {
-                Ok(Answer::Sent) => out[i] = Some(RowOutcome::written()),
-                Ok(Answer::Refused(reason)) => out[i] = Some(RowOutcome::Rejected(reason)),
-                Err(e) => return partial(out, e),
+                Ok(()) => out[i] = Some(RowOutcome::written()),
+                Err(CallError::Refused(reason)) => out[i] = Some(RowOutcome::Rejected(reason)),
+                Err(e) => return partial(out, e.into()),
             }
         }
         Ok(out.into_iter().map(|o| o.unwrap_or_else(RowOutcome::written)).collect())

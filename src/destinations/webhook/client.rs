@@ -8,7 +8,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::config::WebhookConfig;
 use super::encoding::{signature, SIGNATURE_HEADER};
-use crate::destinations::{http, DestinationError};
+use crate::destinations::http::{self, CallError};
+use crate::destinations::DestinationError;
 
 pub struct Client {
     http: reqwest::Client,
@@ -17,15 +18,6 @@ pub struct Client {
     shown: String,
     headers: HeaderMap,
     signing_secret: Option<SecretString>,
-}
-
-/// What a response means for the batch.
-#[derive(Debug)]
-pub enum Answer {
-    /// 2xx, with the body (which may hold per-row results).
-    Accepted(String),
-    /// A 4xx data error for the whole batch: some row in it is bad (the engine finds which).
-    Refused(String),
 }
 
 impl Client {
@@ -47,7 +39,9 @@ impl Client {
         Ok(Client { http, url: config.url.clone(), shown, headers, signing_secret: config.signing_secret.clone() })
     }
 
-    pub async fn post(&self, body: Vec<u8>) -> Result<Answer, DestinationError> {
+    /// Posts one batch; a 2xx answers with its body (which may hold per-row results). A
+    /// [`CallError::Refused`] is a 4xx data error for the whole batch: some row in it is bad.
+    pub async fn post(&self, body: Vec<u8>) -> Result<String, CallError> {
         let mut request = self.http.post(self.url.expose_secret()).headers(self.headers.clone()).header(CONTENT_TYPE, "application/json");
         if let Some(secret) = &self.signing_secret {
             request = request.header(SIGNATURE_HEADER, signature(secret, &body));
@@ -59,17 +53,20 @@ impl Client {
 
 /// Whether to retry: 2xx accepted; 408/429/5xx transient; 401/403/404 fatal (configuration);
 /// other 4xx a data problem with the batch.
-fn classify(shown: &str, status: StatusCode, retry_after: Option<Duration>, body: String) -> Result<Answer, DestinationError> {
+fn classify(shown: &str, status: StatusCode, retry_after: Option<Duration>, body: String) -> Result<String, CallError> {
     let excerpt: String = body.chars().take(300).collect();
     if status.is_success() {
-        return Ok(Answer::Accepted(body));
+        return Ok(body);
     }
     let message = format!("POST {shown}: HTTP {status}: {excerpt}");
-    match status.as_u16() {
-        408 | 429 | 500..=599 => Err(DestinationError { retry_after, ..DestinationError::transient(message) }),
-        401 | 403 | 404 | 405 => Err(DestinationError::fatal(format!("{message} (check the destination's url and credentials)"))),
-        _ => Ok(Answer::Refused(format!("HTTP {status}: {excerpt}"))),
-    }
+    Err(match status.as_u16() {
+        408 | 429 => CallError::Failed(DestinationError { retry_after, ..DestinationError::transient(message) }),
+        500..=599 => CallError::Unanswered(DestinationError { retry_after, ..DestinationError::transient(message) }),
+        401 | 403 | 404 | 405 => {
+            CallError::Failed(DestinationError::fatal(format!("{message} (check the destination's url and credentials)")))
+        }
+        _ => CallError::Refused(format!("HTTP {status}: {excerpt}")),
+    })
 }
 
 #[cfg(test)]
@@ -79,10 +76,10 @@ mod tests {
     #[test]
     fn statuses_map_to_retry_decisions() {
         let c = |s: u16| classify("http://x", StatusCode::from_u16(s).unwrap(), None, "oops".into());
-        assert!(matches!(c(200), Ok(Answer::Accepted(_))));
-        assert!(c(429).unwrap_err().is_transient());
-        assert!(c(503).unwrap_err().is_transient());
-        assert!(!c(401).unwrap_err().is_transient());
-        assert!(matches!(c(422), Ok(Answer::Refused(m)) if m.contains("oops")));
+        assert!(matches!(c(200), Ok(body) if body == "oops"));
+        assert!(matches!(c(429), Err(CallError::Failed(e)) if e.is_transient()));
+        assert!(matches!(c(503), Err(CallError::Unanswered(e)) if e.is_transient()));
+        assert!(matches!(c(401), Err(CallError::Failed(e)) if !e.is_transient()));
+        assert!(matches!(c(422), Err(CallError::Refused(m)) if m.contains("oops")));
     }
 }

@@ -2,8 +2,9 @@
 
 use async_trait::async_trait;
 
-use super::client::{Answer, Client};
+use super::client::Client;
 use super::encoding;
+use crate::destinations::http::CallError;
 use crate::destinations::{DestinationError, RowOp, RowOutcome, Target, Writer};
 
 pub(super) struct WebhookWriter {
@@ -14,10 +15,11 @@ pub(super) struct WebhookWriter {
 #[async_trait]
 impl Writer for WebhookWriter {
     async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
-        match self.client.post(encoding::body(&self.target, batch)).await? {
-            Answer::Accepted(body) => Ok(encoding::outcomes(&self.target, batch, &body)),
+        match self.client.post(encoding::body(&self.target, batch)).await {
+            Ok(body) => Ok(encoding::outcomes(&self.target, batch, &body)),
             // The batch as a whole: the engine splits it to find the rows at fault.
-            Answer::Refused(reason) => Ok(vec![RowOutcome::RefusedInGroup(reason); batch.len()]),
+            Err(CallError::Refused(reason)) => Ok(vec![RowOutcome::RefusedInGroup(reason); batch.len()]),
+            Err(e) => Err(e.into()),
         }
     }
 }
