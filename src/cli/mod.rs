@@ -4,6 +4,7 @@
 mod init;
 mod log;
 mod output;
+pub mod reference;
 mod start;
 
 pub use start::start;

@@ -139,6 +139,30 @@ pub fn partial(out: Vec<Option<RowOutcome>>, error: DestinationError) -> Result<
     Err(DestinationError { done: done.then_some(out), ..error })
 }
 
+/// The rows of `batch` with operation `op` whose outcome is not decided yet, for a writer that
+/// sends each kind of operation in requests of its own. A row's outcome is decided once: rows
+/// settled before sending (rejected, already gone) go in no request.
+pub fn undecided(batch: &[RowOp], out: &[Option<RowOutcome>], op: Op) -> Vec<usize> {
+    batch.iter().enumerate().filter(|(i, r)| r.op == op && out[*i].is_none()).map(|(i, _)| i).collect()
+}
+
+/// A writer's answer once its requests for a batch are done (`sent`): the error with the
+/// outcomes decided so far ([`partial`]: the requests before it were carried out), or every
+/// outcome, a row no answer of `service` mentioned being retried on the next run.
+pub fn settle(
+    out: Vec<Option<RowOutcome>>,
+    sent: Result<(), DestinationError>,
+    service: &str,
+) -> Result<Vec<RowOutcome>, DestinationError> {
+    if let Err(e) = sent {
+        return partial(out, e);
+    }
+    Ok(out
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| RowOutcome::Retryable(format!("{service}'s answer did not mention this row"))))
+        .collect())
+}
+
 /// What a sync sends: the destination-side shape of its rows.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -297,6 +321,42 @@ pub trait Writer: Send {
         Ok(())
     }
 }
+
+/// What the configuration reference (docs/configuration.md) says of a destination kind, from
+/// its config types' doc comments and defaults.
+pub struct Reference {
+    /// The `[destinations.NAME]` settings; the type's own doc comment says what the kind is.
+    pub settings: schemars::Schema,
+    /// The request settings it takes (`requests`), with its defaults.
+    pub requests: schemars::Schema,
+    /// A sync's `[target]` table.
+    pub target: schemars::Schema,
+}
+
+impl Reference {
+    fn new<S: schemars::JsonSchema, T: schemars::JsonSchema>(requests: &requests::Defaults) -> Reference {
+        Reference { settings: schemars::schema_for!(S), requests: requests::schema(requests), target: schemars::schema_for!(T) }
+    }
+}
+
+/// The reference of a built-in kind (every one of [`KINDS`]).
+pub fn reference(kind: &str) -> Option<Reference> {
+    Some(match kind {
+        "command" => command::reference(),
+        "file" => file::reference(),
+        "google_sheets" => google_sheets::reference(),
+        "hubspot" => hubspot::reference(),
+        "salesforce" => salesforce::reference(),
+        "slack" => slack::reference(),
+        "webhook" => webhook::reference(),
+        _ => return None,
+    })
+}
+
+/// None: this destination takes no `[target]` settings.
+#[derive(schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct NoTarget {}
 
 /// An error in a `[destinations.NAME]` table, reported by `build`.
 #[derive(Debug, thiserror::Error)]

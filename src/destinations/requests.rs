@@ -40,14 +40,49 @@ pub struct Defaults {
 /// The setting names of [`Requests`].
 pub const KEYS: [&str; 4] = ["max_batch_rows", "timeout", "max_attempts", "retry_initial_delay"];
 
-/// The request settings as written in sluice.toml.
-#[derive(Deserialize)]
+/// The request settings as written in sluice.toml; their documentation is the reference's.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Given {
+    /// Rows per batch at most: a request, or a group of requests.
     max_batch_rows: Option<usize>,
+    /// How long one request may take.
+    #[schemars(with = "Option<crate::project::schema::DurationText>")]
     timeout: Option<String>,
+    /// Attempts per batch for transient failures (429, 5xx, no answer), the first included.
     max_attempts: Option<usize>,
+    /// The first wait before a retry; it doubles per attempt, with jitter, and a server's
+    /// Retry-After wins.
+    #[schemars(with = "Option<crate::project::schema::DurationText>")]
     retry_initial_delay: Option<String>,
+}
+
+/// The request settings a destination with `defaults` takes, as a schema with each setting's
+/// default: for the configuration reference.
+pub fn schema(defaults: &Defaults) -> schemars::Schema {
+    let mut schema = schemars::schema_for!(Given);
+    let text = crate::project::duration_setting::text;
+    let given: [(&str, Option<serde_json::Value>); 4] = [
+        ("max_batch_rows", defaults.max_batch_rows.map(Into::into)),
+        ("timeout", defaults.timeout.map(|d| text(d).into())),
+        ("max_attempts", defaults.max_attempts.map(Into::into)),
+        ("retry_initial_delay", defaults.retry_initial_delay.map(|d| text(d).into())),
+    ];
+    if let Some(properties) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
+        for (key, default) in given {
+            match default {
+                Some(d) => {
+                    if let Some(p) = properties.get_mut(key).and_then(|p| p.as_object_mut()) {
+                        p.insert("default".into(), d);
+                    }
+                }
+                None => {
+                    properties.remove(key);
+                }
+            }
+        }
+    }
+    schema
 }
 
 impl Requests {

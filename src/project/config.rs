@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -13,38 +14,49 @@ use crate::project::syncfile::unknown_field;
 pub const CONFIG_FILE: &str = "sluice.toml";
 pub const DEFAULT_STATE_URL: &str = "sqlite://.sluice/state.db";
 
-#[derive(Debug, Deserialize)]
+/// `sluice.toml`: every section is optional but the sources and destinations syncs name.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectConfig {
+    /// Where sluice keeps what it has sent.
     #[serde(default)]
     pub state: StateConfig,
+    /// The databases models run in, by name (`source = "NAME"` in a sync file).
     #[serde(default)]
     pub sources: IndexMap<String, SourceConfig>,
+    /// Where rows go, by name (`destination = "NAME"` in a sync file).
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, super::schema::AnyTable>")]
     pub destinations: IndexMap<String, DestinationSpec>,
+    /// How `sluice daemon` schedules runs and serves its endpoint.
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// How many removals a mirror run may send before it needs `--allow-deletes`.
     #[serde(default)]
     pub delete_guard: DeleteGuardConfig,
+    /// What happens to rows a destination rejected.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// A message when a sync fails, recovers or has rows rejected. No alerts without it.
     pub alerts: Option<AlertsConfig>,
 }
 
 /// `[alerts]`: a message when a sync fails, recovers or has rows rejected (`alerts` module).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     /// The destination alerts go to: a `slack`, `webhook` or `command` destination.
     pub destination: String,
+    /// The events that send an alert.
     #[serde(default = "default_alert_on")]
     pub on: Vec<AlertEvent>,
     /// While a sync keeps failing (or rejecting rows), at most one alert of a kind per this long.
     #[serde(default = "default_alert_interval", with = "crate::project::duration_setting")]
+    #[schemars(with = "super::schema::DurationText")]
     pub alert_interval: std::time::Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertEvent {
     /// A run failed.
@@ -77,11 +89,12 @@ fn default_alert_interval() -> std::time::Duration {
 }
 
 /// `[retry]`: what happens to rows a destination rejected.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// A rejected row that has not changed is sent again after this long (`sluice retry` sooner).
     #[serde(default = "default_rejected_after", with = "crate::project::duration_setting")]
+    #[schemars(with = "super::schema::DurationText")]
     pub rejected_after: std::time::Duration,
 }
 
@@ -97,7 +110,7 @@ fn default_rejected_after() -> std::time::Duration {
 
 /// `[delete_guard]`: how many removals a mirror run may send before it needs `--allow-deletes`.
 /// A sync's header can set its own `max_deletes` / `max_delete_pct`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteGuardConfig {
     /// At most this many removals per run (no limit when unset).
@@ -118,7 +131,7 @@ fn default_delete_pct() -> f64 {
 }
 
 /// `[daemon]`: how `sluice daemon` schedules runs.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonConfig {
     /// IANA time zone the cron schedules are read in (e.g. "Europe/Berlin").
@@ -129,6 +142,7 @@ pub struct DaemonConfig {
     pub max_concurrent_runs: usize,
     /// How long runs in flight may take to finish their batch after SIGTERM.
     #[serde(default = "default_shutdown_timeout", with = "crate::project::duration_setting")]
+    #[schemars(with = "super::schema::DurationText")]
     pub shutdown_timeout: std::time::Duration,
     /// Address of the HTTP endpoint (health, metrics, API); "off" disables it.
     #[serde(default = "default_listen")]
@@ -136,6 +150,7 @@ pub struct DaemonConfig {
     /// Bearer token the mutating API endpoints require (and that shows read endpoints the
     /// errors of runs, which may quote row data). Without it the daemon generates one into the
     /// state directory (`api_token`, mode 0600) and says where.
+    #[schemars(with = "Option<super::schema::Secret>")]
     pub api_token: Option<SecretString>,
     /// Host names the endpoint answers to besides IP addresses and `localhost` (requests for any
     /// other name are refused: a web page cannot rebind a name of its own to this address).
@@ -144,6 +159,7 @@ pub struct DaemonConfig {
     /// How long a client may take to send a request's headers, and to start the next request
     /// on a kept-alive connection.
     #[serde(default = "default_http_timeout", with = "crate::project::duration_setting")]
+    #[schemars(with = "super::schema::DurationText")]
     pub http_timeout: std::time::Duration,
     /// Connections the endpoint serves at once; more wait to be accepted.
     #[serde(default = "default_http_connections")]
@@ -193,14 +209,17 @@ fn default_shutdown_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(20)
 }
 
-#[derive(Debug, Deserialize)]
+/// `[state]`: where sluice keeps what it has sent.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
-    /// `sqlite://path` (relative to the project) or `postgres://...`. Secret: may hold a password.
+    /// `sqlite://path` (relative to the project) or `postgres://user:password@host/database`.
     #[serde(default = "default_state_url")]
+    #[schemars(with = "super::schema::Secret", default = "default_state_url_text")]
     pub url: SecretString,
     /// How long the change log (`sync_changes`) keeps an entry.
     #[serde(default = "default_keep_changes", with = "crate::project::duration_setting")]
+    #[schemars(with = "super::schema::DurationText")]
     pub keep_changes: std::time::Duration,
 }
 
@@ -227,22 +246,29 @@ impl StateConfig {
 fn default_state_url() -> SecretString {
     SecretString::from(DEFAULT_STATE_URL)
 }
+fn default_state_url_text() -> &'static str {
+    DEFAULT_STATE_URL
+}
 
 fn default_keep_changes() -> std::time::Duration {
     std::time::Duration::from_secs(90 * 24 * 3600)
 }
 
-#[derive(Debug, Deserialize)]
+/// `[sources.NAME]`: a database models run in, by `kind`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SourceConfig {
+    /// DuckDB, embedded: a database file (read-only) or in-memory, reading Parquet, CSV and
+    /// JSON files from the project.
     Duckdb(DuckdbSourceConfig),
+    /// A PostgreSQL server; each run reads in one read-only, repeatable-read transaction.
     Postgres(PostgresSourceConfig),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DuckdbSourceConfig {
-    /// Database file, opened read-only; relative to the project. None: in-memory.
+    /// Database file, opened read-only; relative to the project. Left out: in-memory.
     pub path: Option<PathBuf>,
     /// Directories models may read files from besides the project's own (relative to it). A
     /// model reads nothing else, and writes no file at all.
@@ -250,9 +276,12 @@ pub struct DuckdbSourceConfig {
     pub allowed_directories: Vec<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSourceConfig {
+    /// `postgres://user:password@host:5432/database` (libpq URL; `sslmode` and the like as
+    /// query parameters).
+    #[schemars(with = "super::schema::Secret")]
     pub url: SecretString,
     /// Connections to the server at most. Default: one per run the daemon may have going at once
     /// (`[daemon] max_concurrent_runs`), plus one.

@@ -7,6 +7,7 @@ pub mod config;
 pub mod cron;
 pub mod duration_setting;
 pub mod mapping;
+pub mod schema;
 pub mod syncfile;
 
 use std::fmt;

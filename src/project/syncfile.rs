@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -14,7 +15,7 @@ use super::mapping::FieldMapping;
 use super::{did_you_mean, ProjectError};
 
 /// How the rows of a model reach the destination.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Send added and changed rows; the destination creates or updates by key.
@@ -28,7 +29,7 @@ pub enum Mode {
 }
 
 /// What happens to the destination's record of a row that left the model (`on_remove`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnRemove {
     /// Leave it as it is.
@@ -40,7 +41,7 @@ pub enum OnRemove {
 }
 
 /// What a NULL in the model does to the destination's value (`nulls`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Nulls {
     /// Write it: the destination's value is emptied.
@@ -109,58 +110,107 @@ pub struct Located<T> {
     pub line: usize,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(untagged)]
 enum KeySpec {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Deserialize)]
+/// The sync's settings in the header; [`parse`] checks and resolves them into a [`SyncFile`].
+/// Defaults are stated once, as the constants below, for both.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Header {
+    /// When the daemon runs the sync: a 5-field cron ("0 * * * *"), 6 fields with seconds first,
+    /// `@hourly`/`@daily`/`@weekly`/`@monthly`, or "manual": only `sluice run` runs it. Read in
+    /// `[daemon] timezone`.
+    #[schemars(with = "Option<String>", extend("default" = "manual"))]
     schedule: Option<Spanned<String>>,
+    /// A `[sources.NAME]`; may be left out when sluice.toml defines just one.
+    #[schemars(with = "Option<String>")]
     source: Option<Spanned<String>>,
+    /// A `[destinations.NAME]`; may be left out when sluice.toml defines just one.
+    #[schemars(with = "Option<String>")]
     destination: Option<Spanned<String>>,
+    /// The model column(s) that identify a row, unique in the model's result: a name, or a list
+    /// for a composite key (`["account_id", "region"]`). Required.
+    #[schemars(with = "Option<KeySpec>")]
     primary_key: Option<Spanned<KeySpec>>,
+    /// What is sent: `upsert` (added and changed rows), `update` (changes to records that exist
+    /// only), `insert` (rows never sent before) or `mirror` (upsert, and delete the records of
+    /// rows that left the model).
+    #[schemars(with = "Option<Mode>", extend("default" = DEFAULT_MODE))]
     mode: Option<Spanned<Mode>>,
+    /// Settings the destination reads: which file, sheet or object (see each destination).
     #[serde(default)]
+    #[schemars(with = "super::schema::AnyTable")]
     target: toml::Table,
+    /// Destination field = model column, in the order fields are written; or
+    /// `{ column = "c", write = "if_empty" }`, `{ value = "same in every row" }`,
+    /// `{ template = "{{ first }} {{ last }}" }`. Left out: every model column under its own name.
     #[serde(default)]
+    #[schemars(with = "super::schema::AnyTable")]
     mapping: IndexMap<String, Spanned<toml::Value>>,
+    /// Daemon: run once at start when a scheduled run was missed while it was down.
+    #[schemars(extend("default" = DEFAULT_CATCH_UP))]
     catch_up: Option<bool>,
+    /// Daemon: seconds (0 to 3600) within which this sync's scheduled runs are delayed by a
+    /// fixed amount, to spread syncs that share a schedule.
+    #[schemars(with = "Option<u16>", extend("default" = 0))]
     jitter: Option<Spanned<i64>>,
+    /// This sync's delete guard: at most this many removals per run (overrides `[delete_guard]`).
+    #[schemars(with = "Option<u64>")]
     max_deletes: Option<Spanned<i64>>,
+    /// This sync's delete guard: at most this share of the rows the destination holds, in
+    /// percent (overrides `[delete_guard]`; 100 turns the share check off).
+    #[schemars(with = "Option<f64>")]
     max_delete_pct: Option<Spanned<f64>>,
+    /// How long a rejected row that has not changed is held back before it is sent again
+    /// (overrides `[retry] rejected_after`).
+    #[schemars(with = "Option<super::schema::DurationText>")]
     retry_rejected_after: Option<Spanned<String>>,
+    /// The longest the model's query may run in the source; then it is cancelled and the run
+    /// fails saying so. No limit when left out.
+    #[schemars(with = "Option<super::schema::DurationText>")]
     statement_timeout: Option<Spanned<String>>,
+    /// The longest a run may take, all in: a stuck run is stopped, recorded as failed and frees
+    /// its slot. "0s": no limit.
+    #[schemars(with = "Option<super::schema::DurationText>", extend("default" = super::duration_setting::text(DEFAULT_MAX_RUN_TIME)))]
     max_run_time: Option<Spanned<String>>,
+    /// A number, date or timestamp column that grows whenever a row changes (`updated_at`):
+    /// each run reads only the rows from the last run's high-water mark on.
+    #[schemars(with = "Option<String>")]
     cursor: Option<Spanned<String>>,
+    /// Also record the fields sent in the change log (`sluice log`).
+    #[schemars(extend("default" = DEFAULT_LOG_VALUES))]
     log_values: Option<bool>,
+    /// What happens to the record of a row that left the model: `ignore`, `clear` (keep it,
+    /// empty the mapped fields) or `delete`. Default: `delete` in mode = "mirror", else `ignore`.
+    #[schemars(with = "Option<OnRemove>")]
     on_remove: Option<Spanned<OnRemove>>,
+    /// What a NULL in the model does: `send` empties the destination's value, `skip` leaves it
+    /// alone.
+    #[schemars(extend("default" = DEFAULT_NULLS))]
     nulls: Option<Nulls>,
 }
 
-const HEADER_KEYS: &[&str] = &[
-    "schedule",
-    "source",
-    "destination",
-    "primary_key",
-    "mode",
-    "target",
-    "mapping",
-    "catch_up",
-    "jitter",
-    "max_deletes",
-    "max_delete_pct",
-    "retry_rejected_after",
-    "statement_timeout",
-    "max_run_time",
-    "cursor",
-    "log_values",
-    "on_remove",
-    "nulls",
-];
+const DEFAULT_MODE: Mode = Mode::Upsert;
+const DEFAULT_NULLS: Nulls = Nulls::Send;
+const DEFAULT_CATCH_UP: bool = true;
+const DEFAULT_LOG_VALUES: bool = false;
+
+/// The header's schema, for the configuration reference.
+pub fn header_schema() -> schemars::Schema {
+    schemars::schema_for!(Header)
+}
+
+/// The header's keys, for "did you mean".
+fn header_keys() -> Vec<String> {
+    let schema = header_schema();
+    schema.get("properties").and_then(|p| p.as_object()).map(|p| p.keys().cloned().collect()).unwrap_or_default()
+}
+
 const OPENER: &str = "/* sluice";
 
 /// A run's deadline when the sync sets none: longer than any sane run, short enough that a stuck
@@ -203,7 +253,7 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
         let message = e.message().trim().to_string();
         let mut pe = err(line, format!("invalid header: {message}"));
         if let Some(unknown) = unknown_field(&message) {
-            pe = pe.with_hint(did_you_mean(&unknown, HEADER_KEYS.iter().copied()).map(|s| format!("did you mean `{s}`?")));
+            pe = pe.with_hint(did_you_mean(&unknown, header_keys().iter().map(String::as_str)).map(|s| format!("did you mean `{s}`?")));
         }
         pe
     })?;
@@ -276,7 +326,7 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
     };
     let statement_timeout = header.statement_timeout.as_ref().map(|d| duration("statement_timeout", d)).transpose()?;
     let max_run_time = header.max_run_time.as_ref().map(|d| duration("max_run_time", d)).transpose()?.unwrap_or(DEFAULT_MAX_RUN_TIME);
-    let mut mode = header.mode.as_ref().map(|m| *m.get_ref()).unwrap_or(Mode::Upsert);
+    let mut mode = header.mode.as_ref().map(|m| *m.get_ref()).unwrap_or(DEFAULT_MODE);
     let on_remove = match (&header.on_remove, mode) {
         (None, Mode::Mirror) => OnRemove::Delete,
         (None, _) => OnRemove::Ignore,
@@ -340,15 +390,15 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
     }
     Ok(SyncFile {
         on_remove,
-        nulls: header.nulls.unwrap_or(Nulls::Send),
-        log_values: header.log_values.unwrap_or(false),
+        nulls: header.nulls.unwrap_or(DEFAULT_NULLS),
+        log_values: header.log_values.unwrap_or(DEFAULT_LOG_VALUES),
         cursor,
         retry_rejected_after,
         statement_timeout,
         max_run_time,
         max_deletes,
         max_delete_pct,
-        catch_up: header.catch_up.unwrap_or(true),
+        catch_up: header.catch_up.unwrap_or(DEFAULT_CATCH_UP),
         jitter_secs,
         name: sync_name(path),
         path: path.to_path_buf(),

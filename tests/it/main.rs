@@ -36,6 +36,7 @@ mod models_only_read;
 mod on_remove;
 mod pipes;
 mod redirects;
+mod reference;
 mod run_endings;
 mod run_lock;
 mod salesforce;

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -14,8 +15,9 @@ pub const REQUESTS: Defaults = Defaults {
     retry_initial_delay: Some(Duration::from_millis(500)),
 };
 
-/// `[destinations.NAME]` with `kind = "command"`.
-#[derive(Debug, Deserialize)]
+/// A program in any language that reads the rows as JSON lines on stdin and answers with one
+/// result per row on stdout (docs/custom-destinations.md).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandConfig {
     /// The program and its arguments, e.g. `["python3", "destinations/notion.py"]`; run in the
@@ -23,6 +25,7 @@ pub struct CommandConfig {
     pub command: Vec<String>,
     /// Extra environment for the program. Values are secret: never logged.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, crate::project::schema::Secret>")]
     pub env: IndexMap<String, SecretString>,
     /// Start the program for every batch (stdin closes after the batch) instead of once per run.
     #[serde(default)]

@@ -84,3 +84,13 @@ impl Destination for CommandDestination {
 fn looks_like_script(arg: &str) -> bool {
     !arg.starts_with('-') && !arg.contains("://") && arg.contains('/') && Path::new(arg).extension().is_some()
 }
+
+/// This kind's settings and `[target]`, for the configuration reference. The `[target]` is the
+/// program's to read: any table, handed over as it is.
+pub fn reference() -> super::Reference {
+    let mut reference = super::Reference::new::<config::CommandConfig, crate::project::schema::AnyTable>(&config::REQUESTS);
+    reference.target = schemars::json_schema!({
+        "description": "Any table: the program gets it as JSON in the environment variable `SLUICE_TARGET`."
+    });
+    reference
+}

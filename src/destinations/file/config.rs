@@ -1,5 +1,6 @@
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::destinations::requests::{Defaults, Requests};
@@ -7,8 +8,8 @@ use crate::destinations::requests::{Defaults, Requests};
 /// This destination's defaults for the request settings: rows per batch only.
 pub const REQUESTS: Defaults = Defaults { max_batch_rows: Some(10_000), timeout: None, max_attempts: None, retry_initial_delay: None };
 
-/// `[destinations.NAME]` with `kind = "file"`.
-#[derive(Debug, Deserialize)]
+/// A CSV or JSON Lines file on this machine, rewritten whole (atomically) at the end of each run.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Output file, relative to the project; a sync's `[target] path` overrides it.
@@ -30,17 +31,21 @@ fn yes() -> bool {
     true
 }
 
-/// A sync's `[target]` for a file destination.
-#[derive(Debug, Default, Deserialize)]
+/// Which file this sync writes, when not the destination's.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileTarget {
+    /// This sync's output file, relative to the project (overrides the destination's `path`).
     pub path: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+/// The file's format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// Comma-separated, a header row first.
     Csv,
+    /// One JSON object per line.
     Jsonl,
 }
 

@@ -96,3 +96,8 @@ impl Destination for FileDestination {
         Ok(Box::new(FileWriter { layout: self.layout(target)?, mode: target.mode, target: target.clone() }))
     }
 }
+
+/// This kind's settings and `[target]`, for the configuration reference.
+pub fn reference() -> super::Reference {
+    super::Reference::new::<config::FileConfig, config::FileTarget>(&config::REQUESTS)
+}

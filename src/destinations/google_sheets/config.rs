@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -16,24 +17,29 @@ pub const REQUESTS: Defaults = Defaults {
     retry_initial_delay: Some(Duration::from_secs(1)),
 };
 
-/// `[destinations.NAME]` with `kind = "google_sheets"`.
-#[derive(Debug, Deserialize)]
+/// A Google Sheets spreadsheet, one tab per sync, rows kept by key; written as a service account.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SheetsConfig {
+    /// The long id in the spreadsheet's URL, between `/d/` and `/edit`.
     pub spreadsheet_id: String,
     /// The service-account key JSON: `credentials_file = "path"` (read by the config loader)
     /// or `credentials_json = "${GOOGLE_SA_JSON}"`.
     #[serde(alias = "credentials_json")]
+    #[schemars(with = "Option<crate::project::schema::Secret>")]
     pub credentials: Option<SecretString>,
     /// Overrides the key's `token_uri` (tests, proxies).
     pub token_url: Option<String>,
+    /// The Sheets API's address (an emulator's in tests).
     #[serde(default = "default_base_url")]
     pub base_url: String,
+    /// How Sheets reads the values sent.
     #[serde(default)]
     pub value_input: ValueInput,
-    /// Client-side limits matching Google's per-user quotas (requests per minute).
+    /// Writes per minute at most, matching Google's per-user write quota.
     #[serde(default = "default_per_minute")]
     pub write_requests_per_minute: u32,
+    /// Reads per minute at most (Google's per-user read quota).
     #[serde(default = "default_per_minute")]
     pub read_requests_per_minute: u32,
     /// Requests larger than this are split (Google recommends at most 2 MB).
@@ -46,7 +52,7 @@ pub struct SheetsConfig {
 }
 
 /// How Sheets reads the values sluice sends.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ValueInput {
     /// Stored as sent: numbers as numbers, text (dates too) as text.
@@ -65,8 +71,8 @@ impl ValueInput {
     }
 }
 
-/// A sync's `[target]` table.
-#[derive(Debug, Deserialize)]
+/// Which tab this sync writes, and whether text may become formulas.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SheetsTarget {
     /// The tab's title; the sync's name when left out. Created when missing.

@@ -108,3 +108,8 @@ impl Destination for SheetsDestination {
         Ok(Box::new(SheetsWriter::open(self.client.clone(), title, target.clone(), self.config.max_request_bytes, formulas).await?))
     }
 }
+
+/// This kind's settings and `[target]`, for the configuration reference.
+pub fn reference() -> super::Reference {
+    super::Reference::new::<config::SheetsConfig, config::SheetsTarget>(&config::REQUESTS)
+}

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -17,12 +18,15 @@ pub const REQUESTS: Defaults = Defaults {
     retry_initial_delay: Some(Duration::from_secs(1)),
 };
 
-/// `[destinations.NAME]` with `kind = "hubspot"`.
-#[derive(Debug, Deserialize)]
+/// HubSpot CRM objects (contacts, companies, deals, custom objects) through the CRM v3 batch
+/// API, matched by a property with unique values.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HubSpotConfig {
     /// A private app's access token (`pat-...`).
+    #[schemars(with = "crate::project::schema::Secret")]
     pub token: SecretString,
+    /// HubSpot's API address (an emulator's in tests).
     #[serde(default = "default_base_url")]
     pub base_url: String,
     /// The account's requests per rolling 10 seconds (100 on free/starter, 190 on pro/enterprise).
@@ -34,8 +38,8 @@ pub struct HubSpotConfig {
     pub requests: Requests,
 }
 
-/// A sync's `[target]`.
-#[derive(Debug, Deserialize)]
+/// Which object this sync writes, and how its records are matched.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HubSpotTarget {
     /// `contacts`, `companies`, `deals`, ... or a custom object's type id.

@@ -135,3 +135,8 @@ impl Destination for HubSpotDestination {
         Ok(Box::new(HubSpotWriter::new(self.client.clone(), target.clone(), plan)))
     }
 }
+
+/// This kind's settings and `[target]`, for the configuration reference.
+pub fn reference() -> super::Reference {
+    super::Reference::new::<config::HubSpotConfig, config::HubSpotTarget>(&config::REQUESTS)
+}

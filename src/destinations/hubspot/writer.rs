@@ -12,7 +12,7 @@ use super::client::HubSpotClient;
 use super::encoding::{id_key, outcomes, property};
 use super::Plan;
 use crate::destinations::http::CallError;
-use crate::destinations::{partial, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
+use crate::destinations::{settle, undecided, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
 
 pub struct HubSpotWriter {
     client: Arc<HubSpotClient>,
@@ -190,28 +190,42 @@ impl HubSpotWriter {
             .collect())
     }
 
-    /// Update mode: only records that exist change. Record ids come from state, else by lookup.
-    async fn update(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
-        let p = &self.plan;
+    /// The rows of `rows` whose HubSpot record is found (stored or looked up), with its record id;
+    /// every other row gets its outcome now from `unfound`, and goes in no request.
+    async fn found(
+        &self,
+        batch: &[RowOp],
+        rows: &[usize],
+        out: &mut [Option<RowOutcome>],
+        unfound: impl Fn(&RowOp) -> RowOutcome,
+    ) -> Result<(Vec<usize>, Vec<Option<String>>), DestinationError> {
         let record_ids = self.record_ids(batch, rows).await?;
-        let mut sent = Vec::new();
-        let mut ids = Vec::new();
+        let mut found = (Vec::new(), Vec::new());
         for (&i, record) in rows.iter().zip(record_ids) {
             match record {
                 Some(id) => {
-                    sent.push(i);
-                    ids.push(Some(id));
+                    found.0.push(i);
+                    found.1.push(Some(id));
                 }
-                None => {
-                    out[i] = Some(RowOutcome::Rejected(format!(
-                        "no {} record has {} = {}: update mode changes existing records only",
-                        p.object,
-                        p.id_property,
-                        self.id_of(&batch[i]).unwrap_or_default()
-                    )))
-                }
+                None => out[i] = Some(unfound(&batch[i])),
             }
         }
+        Ok(found)
+    }
+
+    /// Update mode: only records that exist change. Record ids come from state, else by lookup.
+    async fn update(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
+        let p = &self.plan;
+        let (sent, ids) = self
+            .found(batch, rows, out, |op| {
+                RowOutcome::Rejected(format!(
+                    "no {} record has {} = {}: update mode changes existing records only",
+                    p.object,
+                    p.id_property,
+                    self.id_of(op).unwrap_or_default()
+                ))
+            })
+            .await?;
         if sent.is_empty() {
             return Ok(());
         }
@@ -224,22 +238,8 @@ impl HubSpotWriter {
     /// `on_remove = "clear"`: the record stays, every mapped property but the id property is
     /// emptied (HubSpot clears a property set to ""). A record already gone needs nothing.
     async fn clear(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
         let p = &self.plan;
-        let record_ids = self.record_ids(batch, rows).await?;
-        let mut sent = Vec::new();
-        let mut ids = Vec::new();
-        for (&i, record) in rows.iter().zip(record_ids) {
-            match record {
-                Some(id) => {
-                    sent.push(i);
-                    ids.push(Some(id));
-                }
-                None => out[i] = Some(gone_or_unknown(self.id_of(&batch[i]).is_some(), "clear", &p.id_property)),
-            }
-        }
+        let (sent, ids) = self.found(batch, rows, out, |op| gone_or_unknown(self.id_of(op).is_some(), "clear", &p.id_property)).await?;
         if sent.is_empty() {
             return Ok(());
         }
@@ -251,24 +251,12 @@ impl HubSpotWriter {
 
     /// Mirror removals: archive by stored record id (or by lookup); already gone counts as done.
     async fn archive(&self, batch: &[RowOp], rows: &[usize], out: &mut [Option<RowOutcome>]) -> Result<(), DestinationError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let record_ids = self.record_ids(batch, rows).await?;
-        let mut sent = Vec::new();
-        let mut inputs = Vec::new();
-        for (&i, record) in rows.iter().zip(record_ids) {
-            match record {
-                Some(id) => {
-                    sent.push(i);
-                    inputs.push(json!({ "id": id }));
-                }
-                None => out[i] = Some(gone_or_unknown(self.id_of(&batch[i]).is_some(), "archive", &self.plan.id_property)),
-            }
-        }
+        let p = &self.plan;
+        let (sent, ids) = self.found(batch, rows, out, |op| gone_or_unknown(self.id_of(op).is_some(), "archive", &p.id_property)).await?;
         if sent.is_empty() {
             return Ok(());
         }
+        let inputs: Vec<J> = ids.iter().map(|id| json!({ "id": id })).collect();
         // HubSpot answers an archive with 204 and no body: every record it carried is gone.
         match self.client.call(Method::POST, &self.path("archive"), Some(&json!({ "inputs": inputs }))).await {
             Ok(_) => sent.iter().for_each(|&i| out[i] = Some(RowOutcome::written())),
@@ -300,9 +288,7 @@ impl Writer for HubSpotWriter {
                 out[i] = Some(RowOutcome::Rejected(format!("`{}` is empty: HubSpot matches records by it", self.plan.id_property)));
             }
         }
-        // A row's outcome is decided once: rows decided above go in no request.
-        let of =
-            |op: Op| -> Vec<usize> { batch.iter().enumerate().filter(|(i, r)| r.op == op && out[*i].is_none()).map(|(i, _)| i).collect() };
+        let of = |op| undecided(batch, &out, op);
         let (upserts, updates, inserts, clears, deletes) = (of(Op::Upsert), of(Op::Update), of(Op::Insert), of(Op::Clear), of(Op::Delete));
         let sent = async {
             self.upsert(batch, &upserts, &mut out).await?;
@@ -310,14 +296,8 @@ impl Writer for HubSpotWriter {
             self.create(batch, &inserts, &mut out).await?;
             self.clear(batch, &clears, &mut out).await?;
             self.archive(batch, &deletes, &mut out).await
-        };
-        if let Err(e) = sent.await {
-            // Requests before this one were carried out: their rows keep their outcomes.
-            return partial(out, e);
         }
-        Ok(out
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| RowOutcome::Retryable("HubSpot's answer did not mention this row".into())))
-            .collect())
+        .await;
+        settle(out, sent, "HubSpot")
     }
 }

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -17,8 +18,9 @@ pub const REQUESTS: Defaults = Defaults {
     retry_initial_delay: Some(Duration::from_secs(1)),
 };
 
-/// `[destinations.NAME]` with `kind = "salesforce"`.
-#[derive(Debug, Deserialize)]
+/// Salesforce sObjects, upserted by an External ID field: sObject Collections for small runs,
+/// Bulk API 2.0 jobs for large ones. Logs in with the OAuth 2.0 JWT bearer flow.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SalesforceConfig {
     /// `https://login.salesforce.com`, `https://test.salesforce.com` (sandboxes) or My Domain.
@@ -29,7 +31,9 @@ pub struct SalesforceConfig {
     pub username: String,
     /// The PEM private key whose certificate is uploaded to the connected app
     /// (`private_key_file = "/etc/sluice/sf.pem"`).
+    #[schemars(with = "crate::project::schema::Secret")]
     pub private_key: SecretString,
+    /// The REST API version.
     #[serde(default = "default_api_version")]
     pub api_version: String,
     /// Runs sending more rows than this use Bulk API 2.0 jobs instead of sObject Collections.
@@ -38,10 +42,13 @@ pub struct SalesforceConfig {
     /// Rows per Bulk API job.
     #[serde(default = "default_bulk_batch_rows")]
     pub bulk_batch_rows: usize,
+    /// How often a Bulk job's state is polled.
     #[serde(default = "default_poll", with = "duration_setting")]
+    #[schemars(with = "crate::project::schema::DurationText")]
     pub bulk_poll_interval: Duration,
     /// How long a Bulk job may take before the batch is given up (and retried next run).
     #[serde(default = "default_bulk_timeout", with = "duration_setting")]
+    #[schemars(with = "crate::project::schema::DurationText")]
     pub bulk_timeout: Duration,
     /// `max_batch_rows`, `timeout`, `max_attempts`, `retry_initial_delay` (`destinations::requests`,
     /// with [`REQUESTS`] as defaults).
@@ -49,8 +56,8 @@ pub struct SalesforceConfig {
     pub requests: Requests,
 }
 
-/// A sync's `[target]`.
-#[derive(Debug, Deserialize)]
+/// Which sObject this sync writes, and how its records are matched.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SalesforceTarget {
     /// The sObject API name: `Contact`, `Account`, `My_Object__c`.

@@ -138,3 +138,8 @@ impl Destination for SalesforceDestination {
         Ok(Box::new(SalesforceWriter::new(self.client.clone(), target.clone(), plan, bulk)))
     }
 }
+
+/// This kind's settings and `[target]`, for the configuration reference.
+pub fn reference() -> super::Reference {
+    super::Reference::new::<config::SalesforceConfig, config::SalesforceTarget>(&config::REQUESTS)
+}

@@ -16,7 +16,7 @@ use super::config::MAX_COLLECTION;
 use super::encoding::{bulk_csv, bulk_error, gone, outcome, record, soql_quote};
 use super::Plan;
 use crate::destinations::http::CallError;
-use crate::destinations::{partial, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
+use crate::destinations::{settle, undecided, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
 use crate::value::Value;
 
 pub struct BulkSettings {
@@ -360,10 +360,8 @@ impl Writer for SalesforceWriter {
                 out[i] = Some(RowOutcome::Rejected(format!("`{}` is empty: Salesforce matches records by it", self.plan.external_id)));
             }
         }
-        let of =
-            |op: Op| -> Vec<usize> { batch.iter().enumerate().filter(|(i, r)| r.op == op && out[*i].is_none()).map(|(i, _)| i).collect() };
-        let (upserts, updates, inserts, deletes) = (of(Op::Upsert), of(Op::Update), of(Op::Insert), of(Op::Delete));
-        let clears = of(Op::Clear);
+        let of = |op| undecided(batch, &out, op);
+        let (upserts, updates, inserts, clears, deletes) = (of(Op::Upsert), of(Op::Update), of(Op::Insert), of(Op::Clear), of(Op::Delete));
         let sent = async {
             if !upserts.is_empty() {
                 self.upsert(batch, &upserts, &mut out).await?;
@@ -372,14 +370,8 @@ impl Writer for SalesforceWriter {
             self.insert(batch, &inserts, &mut out).await?;
             self.clear(batch, &clears, &mut out).await?;
             self.delete(batch, &deletes, &mut out).await
-        };
-        if let Err(e) = sent.await {
-            // Requests before this one were carried out: their rows keep their outcomes.
-            return partial(out, e);
         }
-        Ok(out
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| RowOutcome::Retryable("Salesforce's answer did not mention this row".into())))
-            .collect())
+        .await;
+        settle(out, sent, "Salesforce")
     }
 }

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -14,14 +15,18 @@ pub const REQUESTS: Defaults = Defaults {
     retry_initial_delay: Some(Duration::from_secs(1)),
 };
 
-/// `[destinations.NAME]` with `kind = "slack"`.
-#[derive(Debug, Deserialize)]
+/// A Slack incoming webhook: one message per row (or a digest per run), from templates over
+/// the row's fields, paced to the webhook's rate.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
-    /// Secret: the URL is the credential. Errors show only its host.
+    /// The incoming webhook's URL (`https://hooks.slack.com/services/...`): the URL is the
+    /// credential. Errors show only its host.
+    #[schemars(with = "crate::project::schema::Secret")]
     pub webhook_url: SecretString,
     /// Least time between two messages to this webhook. Slack allows about one per second.
     #[serde(default = "default_interval", with = "duration_setting")]
+    #[schemars(with = "crate::project::schema::DurationText")]
     pub min_interval: Duration,
     /// `max_batch_rows`, `timeout`, `max_attempts`, `retry_initial_delay` (`destinations::requests`,
     /// with [`REQUESTS`] as defaults).
@@ -29,8 +34,8 @@ pub struct SlackConfig {
     pub requests: Requests,
 }
 
-/// A sync's `[target]` for a Slack destination.
-#[derive(Debug, Deserialize)]
+/// The message each row (or each run, as a digest) becomes: `text`, `blocks` or both.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackTarget {
     /// The message text: a template over the row's fields (`"{{ name }} churn risk {{ score }}"`).
@@ -38,10 +43,12 @@ pub struct SlackTarget {
     pub text: Option<String>,
     /// Block Kit blocks: a TOML array of tables or a JSON string; every string in it is a
     /// template.
+    #[schemars(with = "Option<serde_json::Value>")]
     pub blocks: Option<toml::Value>,
     /// One message per run with the counts and the first `digest_rows` rows, instead of one per row.
     #[serde(default)]
     pub digest: bool,
+    /// The rows a digest lists (the counts cover all).
     #[serde(default = "default_digest_rows")]
     pub digest_rows: usize,
 }

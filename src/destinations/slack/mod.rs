@@ -61,3 +61,8 @@ impl Destination for SlackDestination {
         Ok(Box::new(SlackWriter { client: self.client.clone(), target: target.clone(), message }))
     }
 }
+
+/// This kind's settings and `[target]`, for the configuration reference.
+pub fn reference() -> super::Reference {
+    super::Reference::new::<config::SlackConfig, config::SlackTarget>(&config::REQUESTS)
+}

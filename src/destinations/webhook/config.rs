@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -14,16 +15,20 @@ pub const REQUESTS: Defaults = Defaults {
     retry_initial_delay: Some(Duration::from_millis(500)),
 };
 
-/// `[destinations.NAME]` with `kind = "webhook"`.
-#[derive(Debug, Deserialize)]
+/// An HTTP endpoint of your own: each batch is one JSON POST; the answer may give per-row
+/// results (docs/destinations.md).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// Secret: URLs often carry tokens. Errors show only its host.
+    /// Where batches are POSTed. Secret, as URLs often carry tokens: errors show only its host.
+    #[schemars(with = "crate::project::schema::Secret")]
     pub url: SecretString,
     /// Extra request headers, e.g. `Authorization = "Bearer ${TOKEN}"`. Values are secret.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, crate::project::schema::Secret>")]
     pub headers: IndexMap<String, SecretString>,
     /// When set, each request carries `X-Sluice-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    #[schemars(with = "Option<crate::project::schema::Secret>")]
     pub signing_secret: Option<SecretString>,
     /// `max_batch_rows`, `timeout`, `max_attempts`, `retry_initial_delay` (`destinations::requests`,
     /// with [`REQUESTS`] as defaults).

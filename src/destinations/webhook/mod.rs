@@ -57,3 +57,8 @@ impl Destination for WebhookDestination {
         Ok(Box::new(WebhookWriter { client: self.client.clone(), target: target.clone() }))
     }
 }
+
+/// This kind's settings and `[target]`, for the configuration reference.
+pub fn reference() -> super::Reference {
+    super::Reference::new::<config::WebhookConfig, super::NoTarget>(&config::REQUESTS)
+}
