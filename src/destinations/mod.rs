@@ -102,6 +102,11 @@ impl RowOp {
         serde_json::Value::Object(map)
     }
 
+    /// `id=42, region=EU`: the row's key in a message.
+    pub fn key_label(&self, target: &Target) -> String {
+        crate::value::key_label(&target.key_columns, &self.key)
+    }
+
     /// The mapped fields as a JSON object, in mapping order of the sync's fields.
     pub fn fields_json(&self, target: &Target) -> serde_json::Value {
         let map = target.fields.iter().cloned().zip(self.fields.iter().map(Value::to_json)).collect();

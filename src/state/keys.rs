@@ -34,10 +34,7 @@ pub fn display_key_json(text: &str) -> serde_json::Value {
     }
 }
 
-/// `id=42, region=EU`: a key in a message.
-pub fn key_label(columns: &[String], values: &[Value]) -> String {
-    columns.iter().zip(values).map(|(c, v)| format!("{c}={v}")).collect::<Vec<_>>().join(", ")
-}
+pub use crate::value::key_label;
 
 #[cfg(test)]
 mod tests {

@@ -38,6 +38,11 @@ pub enum Value {
     Array(Vec<Value>),
 }
 
+/// `id=42, region=EU`: a key in a message.
+pub fn key_label(columns: &[String], values: &[Value]) -> String {
+    columns.iter().zip(values).map(|(c, v)| format!("{c}={v}")).collect::<Vec<_>>().join(", ")
+}
+
 impl Value {
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)

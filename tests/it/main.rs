@@ -29,6 +29,7 @@ mod fingerprints;
 mod google_sheets;
 mod google_sheets_errors;
 mod hubspot;
+mod hubspot_fidelity;
 mod injection;
 mod kill;
 mod mapping;

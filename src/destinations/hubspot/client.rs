@@ -95,6 +95,12 @@ impl HubSpotClient {
             let body = if text.trim().is_empty() { J::Null } else { serde_json::from_str(&text).unwrap_or(J::Null) };
             return Ok((status.as_u16(), body));
         }
+        // A batch of records none of which HubSpot knows (deleted, merged away) is a 404: an
+        // answer about those records, as a 207 would give per record, not a wrong address.
+        let parsed: J = serde_json::from_str(&text).unwrap_or(J::Null);
+        if status == StatusCode::NOT_FOUND && path.contains("/batch/") && parsed["category"] == "OBJECT_NOT_FOUND" {
+            return Ok((404, parsed));
+        }
         Err(classify(&what, status, retry_after, &text))
     }
 }
@@ -107,6 +113,9 @@ fn rate_window(headers: &HeaderMap) -> Option<(u64, Duration)> {
     Some((remaining, Duration::from_millis(interval).min(MAX_SERVER_WAIT)))
 }
 
+/// The least wait after a 423 Locked (HubSpot: "wait at least 2 seconds").
+const LOCKED_WAIT: Duration = Duration::from_secs(2);
+
 /// What a failed response means. Whether to retry is decided here; how is the engine's.
 pub fn classify(what: &str, status: StatusCode, retry_after: Option<Duration>, body: &str) -> CallError {
     let parsed: J = serde_json::from_str(body).unwrap_or(J::Null);
@@ -118,6 +127,13 @@ pub fn classify(what: &str, status: StatusCode, retry_after: Option<Duration>, b
     match status.as_u16() {
         408 | 429 => CallError::Failed(DestinationError { retry_after, ..DestinationError::transient(shown) }),
         500..=599 => CallError::Unanswered(DestinationError { retry_after, ..DestinationError::transient(shown) }),
+        // 423 Locked, under high-volume upserts: HubSpot asks for at least 2 s before a retry.
+        423 => CallError::Failed(DestinationError {
+            retry_after: Some(retry_after.unwrap_or_default().max(LOCKED_WAIT)),
+            ..DestinationError::transient(shown)
+        }),
+        // 477 Migration in progress: the account is moving between data centres; Retry-After says when.
+        477 => CallError::Failed(DestinationError { retry_after, ..DestinationError::transient(shown) }),
         401 => fatal("check `token`: a private app access token, from Settings > Integrations > Private apps"),
         403 => fatal("the private app lacks a scope this object needs: add its crm.objects.*.read/write scopes"),
         404 => fatal("check `object` in the sync's [target]: no such object type"),
@@ -137,6 +153,9 @@ mod tests {
             r#"{"status":"error","message":"You have reached your secondly limit.","errorType":"RATE_LIMIT","policyName":"SECONDLY"}"#;
         assert!(matches!(c(429, rate), CallError::Failed(e) if e.is_transient() && e.message.contains("RATE_LIMIT")));
         assert!(matches!(c(502, "bad gateway"), CallError::Unanswered(e) if e.is_transient()));
+        assert!(matches!(c(423, "{}"), CallError::Failed(e) if e.is_transient() && e.retry_after == Some(Duration::from_secs(2))));
+        let migrating = classify("POST /x", StatusCode::from_u16(477).unwrap(), Some(Duration::from_secs(1)), "{}");
+        assert!(matches!(migrating, CallError::Failed(e) if e.is_transient() && e.retry_after == Some(Duration::from_secs(1))));
         let auth = r#"{"status":"error","message":"Authentication credentials not found.","category":"INVALID_AUTHENTICATION"}"#;
         assert!(matches!(c(401, auth), CallError::Failed(e) if !e.is_transient() && e.message.contains("Private apps")));
         assert!(matches!(c(400, r#"{"message":"Property values were not valid","category":"VALIDATION_ERROR"}"#),

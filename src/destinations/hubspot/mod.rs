@@ -49,6 +49,17 @@ pub struct Plan {
     /// Index of the key column that carries the id property, if one does (deletes use it).
     pub key_id: Option<usize>,
     pub types: Vec<PropertyType>,
+    /// HubSpot takes no partial upserts with email as the `idProperty` (its contacts guide):
+    /// every input of a batch then carries every mapped property, a kept value (a skipped NULL,
+    /// an `if_empty` field that holds one) as HubSpot holds it.
+    pub whole_sets: bool,
+}
+
+impl Plan {
+    /// How the id property's values compare.
+    pub fn id_kind(&self) -> PropertyType {
+        self.types[self.id_field]
+    }
 }
 
 /// Checks the sync's `[target]` and mapping against the object's properties
@@ -87,7 +98,7 @@ pub async fn plan(client: &HubSpotClient, target: &Target) -> Result<Plan, Desti
                 "sync `{sync}`: field `{field}` is a read-only property of {object}: remove it from the mapping"
             )));
         }
-        types.push(PropertyType::from_api(p["type"].as_str().unwrap_or("")));
+        types.push(PropertyType::from_api(p["type"].as_str().unwrap_or(""), p["fieldType"].as_str().unwrap_or("")));
     }
     // Contacts are matched by email although HubSpot does not flag it as unique.
     let contact_email = object == "contacts" && settings.id_property == "email";
@@ -101,7 +112,8 @@ pub async fn plan(client: &HubSpotClient, target: &Target) -> Result<Plan, Desti
         )));
     }
     let key_id = target.key_fields.iter().position(|f| *f == Some(id_field));
-    Ok(Plan { object, id_property: settings.id_property, id_field, key_id, types })
+    let whole_sets = settings.id_property == "email";
+    Ok(Plan { object, id_property: settings.id_property, id_field, key_id, types, whole_sets })
 }
 
 #[async_trait]

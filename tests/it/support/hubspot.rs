@@ -3,6 +3,21 @@
 //! properties, read-only and unknown properties, value types and the 100-input limit, with
 //! HubSpot's bodies (200/201/207/204, top-level errors) and its rolling 10-second rate limit with
 //! `X-HubSpot-RateLimit-*` headers. Faults can be injected; every request is logged.
+//!
+//! What HubSpot does that a client must survive, each modelled here (sources in
+//! ../shared/reference/saas-apis.md §3 and §6):
+//! - batch `results` come back in no particular order (HubSpot/hubspot-api-nodejs#190: "there
+//!   is no way" to get input order): they are shuffled, from a printed, replayable seed;
+//! - echoed values are normalised: emails lower-cased, numbers in their plain form (`007` is `7`);
+//! - duplicate ids in one batch are refused whole: 400 "Duplicate IDs found in batch input";
+//! - a `batch/update` of records that are gone answers per-row OBJECT_NOT_FOUND, or a 404 when
+//!   none is found;
+//! - multiple-checkbox properties take their options joined by `;`;
+//! - with `email` as the `idProperty`, HubSpot does not support partial upserts (its contacts
+//!   guide). The docs do not say what a partial upsert is; the stricter reading is taken: every
+//!   input of such a batch must carry the same properties, or the batch is refused;
+//! - 423 Locked (high-volume upserts: wait at least 2 s) and 477 Migration in progress (with
+//!   Retry-After) come as injected faults.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -28,10 +43,27 @@ pub struct Property {
     pub kind: &'static str,
     pub unique: bool,
     pub read_only: bool,
+    /// An enumeration's allowed values (none: any); `multiple`: a multiple-checkbox property,
+    /// whose value is several of them joined by `;`.
+    pub options: &'static [&'static str],
+    pub multiple: bool,
 }
 
 const fn prop(name: &'static str, kind: &'static str) -> Property {
-    Property { name, kind, unique: false, read_only: false }
+    Property { name, kind, unique: false, read_only: false, options: &[], multiple: false }
+}
+
+/// A value as HubSpot stores and echoes it: emails lower-cased, numbers in their plain form.
+fn normalised(p: Option<&Property>, value: &str) -> String {
+    match p {
+        Some(p) if p.name == "email" => value.to_lowercase(),
+        Some(p) if p.kind == "number" => match value.parse::<f64>() {
+            Ok(n) if n.is_finite() && n.fract() == 0.0 && n.abs() < 1e15 => format!("{}", n as i64),
+            Ok(n) if n.is_finite() => format!("{n}"),
+            _ => value.to_string(),
+        },
+        _ => value.to_string(),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -63,6 +95,8 @@ pub struct State {
     pub random_faults: Option<super::faults::RandomFaults>,
     /// Private-app tokens HubSpot accepts, and the account (portal) each belongs to.
     pub tokens: HashMap<String, u64>,
+    /// The order batch results come back in.
+    rng: fastrand::Rng,
 }
 
 #[derive(Clone)]
@@ -76,7 +110,20 @@ fn contacts() -> Vec<Property> {
         prop("email", "string"),
         prop("firstname", "string"),
         prop("lastname", "string"),
-        prop("lifecyclestage", "enumeration"),
+        Property {
+            options: &[
+                "subscriber",
+                "lead",
+                "marketingqualifiedlead",
+                "salesqualifiedlead",
+                "opportunity",
+                "customer",
+                "evangelist",
+                "other",
+            ],
+            ..prop("lifecyclestage", "enumeration")
+        },
+        Property { options: &["product", "pricing", "support", "events"], multiple: true, ..prop("interests", "enumeration") },
         prop("score", "number"),
         prop("signup_date", "date"),
         prop("last_seen", "datetime"),
@@ -93,6 +140,7 @@ fn companies() -> Vec<Property> {
         prop("domain", "string"),
         prop("annualrevenue", "number"),
         Property { unique: true, ..prop("account_id", "string") },
+        Property { unique: true, ..prop("erp_id", "number") },
     ]
 }
 
@@ -110,6 +158,7 @@ impl HubSpot {
             faults: VecDeque::new(),
             random_faults: None,
             tokens: HashMap::from([(TOKEN.to_string(), PORTAL)]),
+            rng: fastrand::Rng::with_seed(super::faults::seed("SLUICE_HUBSPOT_SEED")),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind emulator");
         let addr = listener.local_addr().expect("emulator address");
@@ -201,6 +250,13 @@ fn validate(schema: &[Property], props: &Map) -> Result<Option<String>, (u16, J)
                 Some((format!("{v} was not a valid long."), "INVALID_LONG"))
             }
             "string" if name == "email" && !v.contains('@') => Some((format!("Email address {v} is invalid"), "INVALID_EMAIL")),
+            "enumeration" if !p.options.is_empty() => {
+                let values: Vec<&str> = if p.multiple { v.split(';').collect() } else { vec![v] };
+                values
+                    .iter()
+                    .find(|x| !p.options.contains(&x.trim()))
+                    .map(|x| (format!("{x} was not one of the allowed options: [{}]", p.options.join(", ")), "INVALID_OPTION"))
+            }
             _ => None,
         };
         if let Some((m, code)) = problem {
@@ -228,8 +284,10 @@ fn result(r: &Record, new: Option<bool>) -> J {
     j
 }
 
-/// A batch answer: 200/201 when every input succeeded, 207 with `errors` otherwise.
-fn batch_answer(ok: u16, results: Vec<J>, errors: Vec<J>) -> (u16, J) {
+/// A batch answer: 200/201 when every input succeeded, 207 with `errors` otherwise; the results
+/// in no particular order, as HubSpot gives them.
+fn batch_answer(rng: &mut fastrand::Rng, ok: u16, mut results: Vec<J>, errors: Vec<J>) -> (u16, J) {
+    rng.shuffle(&mut results);
     let now = now_text();
     let mut body = json!({ "status": "COMPLETE", "results": results, "requestedAt": now, "startedAt": now, "completedAt": now });
     if errors.is_empty() {
@@ -246,17 +304,24 @@ impl State {
     }
 
     fn position_by(&self, object: &str, property: &str, value: &str) -> Option<usize> {
-        let same = |a: &str| if property == "email" { a.eq_ignore_ascii_case(value) } else { a == value };
+        let value = self.stored(object, property, &J::String(value.to_string()));
+        // Records a test put in by hand may hold values HubSpot would have normalised.
+        let same = |a: &str| self.stored(object, property, &J::String(a.to_string())) == value;
         self.records.get(object)?.iter().position(|r| {
             !r.archived && if property == "hs_object_id" { r.id == value } else { r.properties.get(property).is_some_and(|v| same(v)) }
         })
     }
 
+    /// A property's value as stored: normalised by its type.
+    fn stored(&self, object: &str, name: &str, value: &J) -> String {
+        let p = self.schemas.get(object).and_then(|s| s.iter().find(|p| p.name == name));
+        normalised(p, value.as_str().unwrap_or_default())
+    }
+
     fn create(&mut self, object: &str, props: &Map) -> Record {
         let id = self.next_id.to_string();
         self.next_id += 1;
-        let mut properties: BTreeMap<String, String> =
-            props.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
+        let mut properties: BTreeMap<String, String> = props.iter().map(|(k, v)| (k.clone(), self.stored(object, k, v))).collect();
         properties.insert("hs_object_id".into(), id.clone());
         let record = Record { id, properties, archived: false };
         self.records.entry(object.to_string()).or_default().push(record.clone());
@@ -264,10 +329,9 @@ impl State {
     }
 
     fn apply(&mut self, object: &str, at: usize, props: &Map) -> Record {
+        let values: Vec<(String, String)> = props.iter().map(|(k, v)| (k.clone(), self.stored(object, k, v))).collect();
         let record = &mut self.records.get_mut(object).expect("object")[at];
-        for (k, v) in props {
-            record.properties.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
-        }
+        record.properties.extend(values);
         record.clone()
     }
 
@@ -290,10 +354,21 @@ impl State {
                 Err(answer) => return answer,
             }
         }
+        // One batch may not name a record twice (read, update and upsert alike).
+        if matches!(action, "read" | "update" | "upsert") {
+            let by = body["idProperty"].as_str().unwrap_or("hs_object_id");
+            let mut seen = std::collections::HashSet::new();
+            for input in &inputs {
+                let id = input["id"].as_str().unwrap_or_default();
+                let property = input["idProperty"].as_str().unwrap_or(by);
+                if !seen.insert(self.stored(object, property, &J::String(id.to_string()))) {
+                    return error(400, "VALIDATION_ERROR", &format!("Duplicate IDs found in batch input: [{id}]"));
+                }
+            }
+        }
         let (mut results, mut errors) = (Vec::new(), Vec::new());
         match action {
             "upsert" => {
-                let mut seen = std::collections::HashSet::new();
                 for input in &inputs {
                     let property = input["idProperty"].as_str().unwrap_or("hs_object_id");
                     if property != "hs_object_id" && !unique(property) {
@@ -303,13 +378,19 @@ impl State {
                             &format!("{property} is not a unique property and cannot be used as idProperty"),
                         );
                     }
-                    if !seen.insert(input["id"].as_str().unwrap_or_default().to_lowercase()) {
-                        return error(
-                            400,
-                            "VALIDATION_ERROR",
-                            &format!("Duplicate IDs found in batch input: [{}]", input["id"].as_str().unwrap_or_default()),
-                        );
-                    }
+                }
+                // Email as the idProperty: no partial upserts (see the module docs).
+                let by_email: Vec<Vec<&String>> = inputs
+                    .iter()
+                    .filter(|i| i["idProperty"].as_str() == Some("email"))
+                    .map(|i| i["properties"].as_object().map(|p| p.keys().collect()).unwrap_or_default())
+                    .collect();
+                if by_email.windows(2).any(|w| w[0] != w[1]) {
+                    return error(
+                        400,
+                        "VALIDATION_ERROR",
+                        "Partial upserts are not supported when using email as the idProperty: every input must set the same properties",
+                    );
                 }
                 for (input, problem) in inputs.iter().zip(checked) {
                     let (property, id) = (input["idProperty"].as_str().unwrap_or("hs_object_id"), input["id"].as_str().unwrap_or_default());
@@ -330,7 +411,7 @@ impl State {
                         }
                     }
                 }
-                batch_answer(200, results, errors)
+                batch_answer(&mut self.rng, 200, results, errors)
             }
             "create" => {
                 for (input, problem) in inputs.iter().zip(checked) {
@@ -351,7 +432,7 @@ impl State {
                 for input in &inputs {
                     results.push(result(&self.create(object, &props(input)), None));
                 }
-                batch_answer(201, results, errors)
+                batch_answer(&mut self.rng, 201, results, errors)
             }
             "update" => {
                 for (input, problem) in inputs.iter().zip(checked) {
@@ -366,7 +447,10 @@ impl State {
                             "message": format!("Object not found. objectId are usually numeric."), "context": { "ids": [id] } })),
                     }
                 }
-                batch_answer(200, results, errors)
+                if results.is_empty() && errors.iter().all(|e| e["category"] == "OBJECT_NOT_FOUND") && !errors.is_empty() {
+                    return error(404, "OBJECT_NOT_FOUND", "Object not found. objectId are usually numeric.");
+                }
+                batch_answer(&mut self.rng, 200, results, errors)
             }
             "read" => {
                 let property = body["idProperty"].as_str().unwrap_or("hs_object_id");
@@ -382,7 +466,7 @@ impl State {
                     errors.push(json!({ "status": "error", "category": "OBJECT_NOT_FOUND",
                         "message": format!("Could not get some {object} objects, they may be deleted or not exist."), "context": { "ids": missing } }));
                 }
-                batch_answer(200, results, errors)
+                batch_answer(&mut self.rng, 200, results, errors)
             }
             "archive" => {
                 let ids: Vec<String> = inputs.iter().filter_map(|i| i["id"].as_str().map(str::to_string)).collect();
@@ -404,8 +488,20 @@ impl State {
                 Some(schema) => {
                     let results: Vec<J> = schema
                         .iter()
-                        .map(|p| json!({ "name": p.name, "label": p.name, "type": p.kind, "fieldType": "text", "groupName": "contactinformation",
-                            "hasUniqueValue": p.unique, "modificationMetadata": { "archivable": true, "readOnlyDefinition": p.read_only, "readOnlyValue": p.read_only } }))
+                        .map(|p| {
+                            let field_type = match (p.kind, p.multiple) {
+                                ("enumeration", true) => "checkbox",
+                                ("enumeration", false) => "select",
+                                ("bool", _) => "booleancheckbox",
+                                ("number", _) => "number",
+                                ("date" | "datetime", _) => "date",
+                                _ => "text",
+                            };
+                            let options: Vec<J> = p.options.iter().enumerate().map(|(i, o)| json!({ "label": o, "value": o, "displayOrder": i, "hidden": false })).collect();
+                            json!({ "name": p.name, "label": p.name, "type": p.kind, "fieldType": field_type, "groupName": "contactinformation",
+                                "options": options, "hasUniqueValue": p.unique,
+                                "modificationMetadata": { "archivable": true, "readOnlyDefinition": p.read_only, "readOnlyValue": p.read_only } })
+                        })
                         .collect();
                     (200, json!({ "results": results }))
                 }
@@ -448,6 +544,8 @@ async fn serve(AxumState(hubspot): AxumState<HubSpot>, method: Method, uri: Uri,
         let (status, answer) = if let Some(Fault::Status(code)) = fault {
             match code {
                 429 => (429, json!({ "status": "error", "message": "You have reached your secondly limit.", "errorType": "RATE_LIMIT", "correlationId": correlation(), "policyName": "SECONDLY" })),
+                423 => error(423, "LOCKED", "The record is locked by another request: wait at least 2 seconds, then try again."),
+                477 => error(477, "MIGRATION_IN_PROGRESS", "This account is being migrated: try again later."),
                 c => error(c, "INTERNAL_ERROR", "internal error"),
             }
         } else if !authorized {
@@ -486,5 +584,11 @@ async fn serve(AxumState(hubspot): AxumState<HubSpot>, method: Method, uri: Uri,
     if status == 204 {
         return (code, rate_headers).into_response();
     }
-    (code, rate_headers, [("content-type", "application/json;charset=utf-8")], answer.to_string()).into_response()
+    // 477 Migration in progress says when to come back.
+    let retry_after: Vec<(&str, &str)> = if status == 477 { vec![("retry-after", "1")] } else { Vec::new() };
+    let mut response = (code, rate_headers, [("content-type", "application/json;charset=utf-8")], answer.to_string()).into_response();
+    for (name, value) in retry_after {
+        response.headers_mut().insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    response
 }
