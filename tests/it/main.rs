@@ -41,6 +41,7 @@ mod reference;
 mod run_endings;
 mod run_lock;
 mod salesforce;
+mod salesforce_fidelity;
 mod secrets;
 mod send_pipeline;
 mod slack;

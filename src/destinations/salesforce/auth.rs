@@ -1,6 +1,11 @@
 //! The OAuth 2.0 JWT bearer flow: an RS256 assertion (iss = consumer key, sub = username,
-//! aud = login URL) posted to `{login_url}/services/oauth2/token`; the answer names the org's
+//! aud = the audience) posted to `{login_url}/services/oauth2/token`; the answer names the org's
 //! instance URL, which every API call then goes to.
+//!
+//! The audience is not the login URL: Salesforce wants `https://login.salesforce.com` for
+//! production orgs and `https://test.salesforce.com` for sandboxes (or an Experience Cloud
+//! site's URL), even when the token is asked of a My Domain URL (Salesforce Help, "OAuth 2.0
+//! JWT Bearer Flow for Server-to-Server Integration").
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,16 +42,26 @@ pub struct Auth {
     key: EncodingKey,
     client_id: String,
     username: String,
-    /// The login URL as configured, without a trailing slash: the JWT audience.
+    /// The JWT audience (see the module docs).
     audience: String,
     token_url: Url,
 }
 
 impl Auth {
-    pub fn new(login_url: &str, client_id: &str, username: &str, private_key: &SecretString) -> Result<Auth, String> {
-        let audience = login_url.trim_end_matches('/').to_string();
+    pub fn new(
+        login_url: &str,
+        audience: Option<&str>,
+        client_id: &str,
+        username: &str,
+        private_key: &SecretString,
+    ) -> Result<Auth, String> {
+        let login = login_url.trim_end_matches('/');
         let token_url =
-            Url::parse(&format!("{audience}/services/oauth2/token")).map_err(|e| format!("`login_url` is not a valid URL: {e}"))?;
+            Url::parse(&format!("{login}/services/oauth2/token")).map_err(|e| format!("`login_url` is not a valid URL: {e}"))?;
+        let audience = match audience {
+            Some(a) => a.trim_end_matches('/').to_string(),
+            None => default_audience(&token_url).into(),
+        };
         let key = EncodingKey::from_rsa_pem(private_key.expose_secret().as_bytes()).map_err(|_| {
             "`private_key` is not a PEM RSA private key: use the key whose certificate is uploaded to the connected app \
              (BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY)"
@@ -85,7 +100,10 @@ impl Auth {
             _ => {
                 let error = answer.error.unwrap_or_else(|| "no token".into());
                 let description = answer.error_description.unwrap_or_default();
-                let hint = if description.contains("approve") {
+                let hint = if description.contains("audience") {
+                    "set `audience`: https://login.salesforce.com for a production org, https://test.salesforce.com for a sandbox \
+                     (sluice guesses from `login_url`'s host), or the Experience Cloud site's URL"
+                } else if description.contains("approve") {
                     "pre-authorize the connected app for the user: Manage Connected Apps > Edit Policies > Admin approved users, then add the user's profile"
                 } else {
                     "check `client_id` (the consumer key), `username`, that the app's certificate matches `private_key`, and `login_url` (test.salesforce.com for sandboxes)"
@@ -93,5 +111,31 @@ impl Auth {
                 Err(DestinationError::fatal(format!("login to {host} as {} was refused: {error}: {description} ({hint})", self.username)))
             }
         }
+    }
+}
+
+/// The audience for a login URL's host: sandboxes (`test.salesforce.com`, a My Domain under
+/// `sandbox.my.salesforce.com`) use `https://test.salesforce.com`, everything else
+/// `https://login.salesforce.com`.
+pub fn default_audience(login: &Url) -> &'static str {
+    let host = login.host_str().unwrap_or_default().to_ascii_lowercase();
+    if host == "test.salesforce.com" || host.ends_with(".sandbox.my.salesforce.com") {
+        "https://test.salesforce.com"
+    } else {
+        "https://login.salesforce.com"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audience_follows_the_kind_of_org_not_the_login_url() {
+        let aud = |u: &str| default_audience(&Url::parse(u).unwrap());
+        assert_eq!(aud("https://login.salesforce.com"), "https://login.salesforce.com");
+        assert_eq!(aud("https://acme.my.salesforce.com"), "https://login.salesforce.com");
+        assert_eq!(aud("https://test.salesforce.com"), "https://test.salesforce.com");
+        assert_eq!(aud("https://acme--uat.sandbox.my.salesforce.com"), "https://test.salesforce.com");
     }
 }

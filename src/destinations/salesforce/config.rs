@@ -25,6 +25,11 @@ pub const REQUESTS: Defaults = Defaults {
 pub struct SalesforceConfig {
     /// `https://login.salesforce.com`, `https://test.salesforce.com` (sandboxes) or My Domain.
     pub login_url: String,
+    /// The JWT's audience: `https://login.salesforce.com` (production) or
+    /// `https://test.salesforce.com` (sandbox), whatever `login_url` is; an Experience Cloud site
+    /// uses its own URL. Left out: from `login_url`'s host (`test.salesforce.com` and
+    /// `*.sandbox.my.salesforce.com` are sandboxes).
+    pub audience: Option<String>,
     /// The connected app's consumer key.
     pub client_id: String,
     /// The user the integration acts as (pre-authorized for the connected app).

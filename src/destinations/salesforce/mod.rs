@@ -37,7 +37,7 @@ impl SalesforceDestination {
     pub fn from_settings(settings: &toml::Table) -> Result<Self, String> {
         let (mut config, requests) = crate::destinations::requests::parse::<SalesforceConfig>(settings, &config::REQUESTS)?;
         config.requests = requests;
-        let auth = Auth::new(&config.login_url, &config.client_id, &config.username, &config.private_key)?;
+        let auth = Auth::new(&config.login_url, config.audience.as_deref(), &config.client_id, &config.username, &config.private_key)?;
         let client = SfClient::new(auth, &config.api_version, config.requests.timeout)?;
         Ok(SalesforceDestination { config, client: Arc::new(client) })
     }
@@ -53,6 +53,21 @@ pub struct Plan {
     pub key_ext: Option<usize>,
     /// Per mapped field: whether it can be null (a clear leaves required fields and checkboxes).
     pub nillable: Vec<bool>,
+    /// Per mapped field: its type from describe (`string`, `double`, `multipicklist`, ...).
+    pub kinds: Vec<String>,
+    /// Whether the external id compares case-sensitively (describe's `caseSensitive`).
+    pub ext_case_sensitive: bool,
+}
+
+impl Plan {
+    pub fn kinds(&self) -> Vec<&str> {
+        self.kinds.iter().map(String::as_str).collect()
+    }
+
+    /// An external id value as Salesforce compares it (`encoding::compare_key`).
+    pub fn ext_key(&self, text: &str) -> String {
+        encoding::compare_key(text, &self.kinds[self.ext_field], self.ext_case_sensitive)
+    }
 }
 
 /// Checks the `[target]` and mapping against `GET sobjects/{object}/describe`: the object and
@@ -79,6 +94,7 @@ pub async fn plan(client: &SfClient, target: &Target) -> Result<Plan, Destinatio
     let fields: Vec<&J> = describe["fields"].as_array().into_iter().flatten().collect();
     let names: Vec<&str> = fields.iter().filter_map(|f| f["name"].as_str()).collect();
     let mut nillable = Vec::with_capacity(target.fields.len());
+    let mut kinds = Vec::with_capacity(target.fields.len());
     for name in &target.fields {
         let Some(f) = fields.iter().find(|f| f["name"].as_str() == Some(name)) else {
             let hint = did_you_mean(name, names.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
@@ -87,6 +103,7 @@ pub async fn plan(client: &SfClient, target: &Target) -> Result<Plan, Destinatio
             )));
         };
         nillable.push(f["nillable"].as_bool().unwrap_or(true));
+        kinds.push(f["type"].as_str().unwrap_or("string").to_string());
         if f["createable"].as_bool() != Some(true) && f["updateable"].as_bool() != Some(true) {
             return Err(DestinationError::fatal(format!(
                 "sync `{sync}`: field `{name}` of {object} cannot be written: remove it from the mapping"
@@ -102,7 +119,12 @@ pub async fn plan(client: &SfClient, target: &Target) -> Result<Plan, Destinatio
         )));
     }
     let key_ext = target.key_fields.iter().position(|f| *f == Some(ext_field));
-    Ok(Plan { object, external_id: settings.external_id, ext_field, key_ext, nillable })
+    let ext_case_sensitive = fields
+        .iter()
+        .find(|f| f["name"].as_str() == Some(settings.external_id.as_str()))
+        .and_then(|f| f["caseSensitive"].as_bool())
+        .unwrap_or(false);
+    Ok(Plan { object, external_id: settings.external_id, ext_field, key_ext, nillable, kinds, ext_case_sensitive })
 }
 
 #[async_trait]

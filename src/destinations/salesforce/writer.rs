@@ -13,7 +13,7 @@ use serde_json::{json, Value as J};
 use super::bulk;
 use super::client::{Body, SfClient};
 use super::config::MAX_COLLECTION;
-use super::encoding::{bulk_csv, bulk_error, gone, outcome, record, soql_quote};
+use super::encoding::{bulk_csv, bulk_error, gone, outcome, record, soql_literal, soql_quote};
 use super::Plan;
 use crate::destinations::http::CallError;
 use crate::destinations::{settle, undecided, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
@@ -60,7 +60,9 @@ impl SalesforceWriter {
             .filter(|(j, _)| !self.keeps(op, *j, current))
             .map(|(_, (n, v))| (n.clone(), v.clone()))
             .unzip();
-        record(&self.plan.object, &names, &values, id.map(|id| ("Id", J::String(id.into()))))
+        let kinds: Vec<&str> =
+            self.plan.kinds.iter().enumerate().filter(|(j, _)| !self.keeps(op, *j, current)).map(|(_, k)| k.as_str()).collect();
+        record(&self.plan.object, &names, &values, &kinds, id.map(|id| ("Id", J::String(id.into()))))
     }
 
     /// One sObject Collections request; its answer lists one result per record, in order.
@@ -96,23 +98,27 @@ impl SalesforceWriter {
         Ok(found.into_iter().filter_map(|(ext, r)| Some((ext, r["Id"].as_str()?.to_string()))).collect())
     }
 
-    /// Records by external id, with `fields` (one SOQL query per 200 values).
+    /// Records by external id ([`Plan::ext_key`] of it), with `fields`: the external id's
+    /// values are literals of its type, compared as Salesforce compares them.
     async fn query_by_ext(&self, values: Vec<String>, fields: &[&str]) -> Result<HashMap<String, J>, DestinationError> {
         let ext = self.plan.external_id.clone();
-        self.query_in(&ext, values, fields, |r| match &r[&ext] {
-            J::String(s) => Some(s.clone()),
+        let kind = self.plan.kinds[self.plan.ext_field].clone();
+        let literals = values.iter().filter_map(|v| soql_literal(v, &kind)).collect();
+        self.query_in(&ext, literals, fields, |r| match &r[&ext] {
+            J::String(s) => Some(self.plan.ext_key(s)),
             J::Null => None,
-            other => Some(other.to_string()),
+            other => Some(self.plan.ext_key(&other.to_string())),
         })
         .await
     }
 
-    /// `SELECT fields FROM object WHERE field IN (values)`, 200 values a query, records by
-    /// `key_of(record)`. The field matched on is selected too, once.
+    /// `SELECT fields FROM object WHERE field IN (literals)`, records by `key_of(record)`. The
+    /// field matched on is selected too, once. Each query takes at most 200 literals and stays
+    /// under [`MAX_QUERY_BYTES`] encoded: Salesforce refuses a URI over 16,384 bytes (414).
     async fn query_in(
         &self,
         field: &str,
-        values: Vec<String>,
+        literals: Vec<String>,
         fields: &[&str],
         key_of: impl Fn(&J) -> Option<String>,
     ) -> Result<HashMap<String, J>, DestinationError> {
@@ -123,10 +129,10 @@ impl SalesforceWriter {
                 selected.push(f);
             }
         }
+        let head = format!("SELECT {} FROM {} WHERE {field} IN (", selected.join(", "), p.object);
         let mut found = HashMap::new();
-        for chunk in values.chunks(MAX_COLLECTION) {
-            let list: Vec<String> = chunk.iter().map(|v| soql_quote(v)).collect();
-            let q = format!("SELECT {} FROM {} WHERE {field} IN ({})", selected.join(", "), p.object, list.join(", "));
+        for list in fitting(&head, literals) {
+            let q = format!("{head}{})", list.join(", "));
             let (_, text) = self.client.call(Method::GET, "query", &[("q", q.as_str())], None).await.map_err(DestinationError::from)?;
             let answer: J = serde_json::from_str(&text).map_err(|e| DestinationError::transient(format!("query: {e}")))?;
             for r in answer["records"].as_array().into_iter().flatten() {
@@ -151,7 +157,8 @@ impl SalesforceWriter {
         let (by_id, by_ext): (Vec<usize>, Vec<usize>) = rows.iter().partition(|&&i| batch[i].destination_id.is_some());
         let ids: Vec<String> = by_id.iter().filter_map(|&i| batch[i].destination_id.clone()).collect();
         if !ids.is_empty() {
-            let found = self.query_in("Id", ids, &fields, |r| r["Id"].as_str().map(str::to_string)).await?;
+            let literals = ids.iter().map(|id| soql_quote(id)).collect();
+            let found = self.query_in("Id", literals, &fields, |r| r["Id"].as_str().map(str::to_string)).await?;
             for &i in &by_id {
                 if let Some(r) = batch[i].destination_id.as_ref().and_then(|id| found.get(id)) {
                     out.insert(i, r.clone());
@@ -162,7 +169,7 @@ impl SalesforceWriter {
         if !exts.is_empty() {
             let found = self.query_by_ext(exts.iter().map(|(_, e)| e.clone()).collect(), &fields).await?;
             for (i, e) in exts {
-                if let Some(r) = found.get(&e) {
+                if let Some(r) = found.get(&self.plan.ext_key(&e)) {
                     out.insert(i, r.clone());
                 }
             }
@@ -185,7 +192,9 @@ impl SalesforceWriter {
         let found = if unknown.is_empty() { HashMap::new() } else { self.lookup(unknown).await? };
         Ok(rows
             .iter()
-            .map(|&i| batch[i].destination_id.clone().or_else(|| self.ext_of(&batch[i]).and_then(|e| found.get(&e).cloned())))
+            .map(|&i| {
+                batch[i].destination_id.clone().or_else(|| self.ext_of(&batch[i]).and_then(|e| found.get(&self.plan.ext_key(&e)).cloned()))
+            })
             .collect())
     }
 
@@ -206,7 +215,8 @@ impl SalesforceWriter {
             .iter()
             .map(|&i| batch[i].fields.iter().enumerate().map(|(j, v)| (!self.keeps(&batch[i], j, current.get(&i))).then_some(v)).collect())
             .collect();
-        let csv = bulk_csv(&self.target.fields, &values).map_err(|e| DestinationError::fatal(format!("building the Bulk API CSV: {e}")))?;
+        let csv = bulk_csv(&self.target.fields, &self.plan.kinds(), &values)
+            .map_err(|e| DestinationError::fatal(format!("building the Bulk API CSV: {e}")))?;
         let result =
             match bulk::upsert(&self.client, &self.plan.object, &self.plan.external_id, csv, self.bulk.poll, self.bulk.timeout).await {
                 Ok(r) => r,
@@ -216,9 +226,12 @@ impl SalesforceWriter {
                 }
                 Err(e) => return Err(DestinationError::from(e)),
             };
+        let by_key =
+            |m: HashMap<String, String>| -> HashMap<String, String> { m.into_iter().map(|(e, v)| (self.plan.ext_key(&e), v)).collect() };
+        let (succeeded, failed) = (by_key(result.succeeded), by_key(result.failed));
         for &i in rows {
-            let ext = self.ext_of(&batch[i]).unwrap_or_default();
-            out[i] = Some(match (result.succeeded.get(&ext), result.failed.get(&ext)) {
+            let ext = self.plan.ext_key(&self.ext_of(&batch[i]).unwrap_or_default());
+            out[i] = Some(match (succeeded.get(&ext), failed.get(&ext)) {
                 (Some(id), _) => RowOutcome::Written { destination_id: Some(id.clone()) },
                 (None, Some(error)) => bulk_error(error),
                 (None, None) => RowOutcome::Retryable("the Bulk API job did not process this row".into()),
@@ -373,5 +386,56 @@ impl Writer for SalesforceWriter {
         }
         .await;
         settle(out, sent, "Salesforce")
+    }
+}
+
+/// The most of a SOQL query, encoded, one request carries: Salesforce caps URI plus headers at
+/// 16,384 bytes; the rest of the URI and the headers fit in what is left.
+const MAX_QUERY_BYTES: usize = 12_000;
+
+/// `literals` in lists of at most [`MAX_COLLECTION`] whose query (`head`, the list, `)`) stays
+/// under [`MAX_QUERY_BYTES`] once URL-encoded. A literal too long for any query goes alone.
+fn fitting(head: &str, literals: Vec<String>) -> Vec<Vec<String>> {
+    let encoded = |text: &str| -> usize {
+        let mut url = reqwest::Url::parse("http://x/").expect("a constant URL parses");
+        url.query_pairs_mut().append_pair("q", text);
+        url.query().map_or(0, str::len)
+    };
+    let mut lists: Vec<Vec<String>> = Vec::new();
+    let mut size = encoded(head);
+    for literal in literals {
+        // Each literal adds itself and ", " (encoded: `%2C+`).
+        let more = encoded(&literal) + 4;
+        match lists.last_mut() {
+            Some(list) if list.len() < MAX_COLLECTION && size + more <= MAX_QUERY_BYTES => {
+                size += more;
+                list.push(literal);
+            }
+            _ => {
+                size = encoded(head) + more;
+                lists.push(vec![literal]);
+            }
+        }
+    }
+    lists
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_split_by_count_and_by_encoded_length() {
+        let short: Vec<String> = (0..450).map(|i| format!("'c{i}'")).collect();
+        assert_eq!(fitting("SELECT Id FROM Contact WHERE X IN (", short).iter().map(Vec::len).collect::<Vec<_>>(), vec![200, 200, 50]);
+        let long: Vec<String> = (0..200).map(|i| format!("'{}{i:04}'", "x".repeat(110))).collect();
+        let lists = fitting("SELECT Id FROM Contact WHERE X IN (", long);
+        assert!(lists.len() > 1 && lists.iter().map(Vec::len).sum::<usize>() == 200);
+        for list in lists {
+            let q = format!("SELECT Id FROM Contact WHERE X IN ({})", list.join(", "));
+            let mut url = reqwest::Url::parse("http://x/").unwrap();
+            url.query_pairs_mut().append_pair("q", &q);
+            assert!(url.query().unwrap().len() <= MAX_QUERY_BYTES);
+        }
     }
 }

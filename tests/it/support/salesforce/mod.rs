@@ -4,6 +4,19 @@
 //! Collections (upsert by external id, create, update, delete; 200 records; per-record results
 //! with Salesforce's error codes) and the Bulk API 2.0 ingest job state machine. Faults can be
 //! injected; every request is logged.
+//!
+//! What Salesforce does that a client must survive, each modelled here (sources in
+//! ../shared/reference/saas-apis.md §4 and §6):
+//! - the JWT `aud` is `https://login.salesforce.com` (`https://test.salesforce.com` for a
+//!   sandbox) even when the token is asked of a My Domain URL, as this emulator's address is;
+//! - SOQL literals follow the field's type: a quoted number is a 400 INVALID_FIELD; doubles come
+//!   back as doubles (`123.0`);
+//! - text compares case-insensitively (upserts by external id, `=` and `IN`) unless describe
+//!   says `caseSensitive`;
+//! - a URI over 16,384 bytes is a 414 with an HTML page, not JSON;
+//! - a collection's body is parsed before any record is looked at: an unknown field, a value of
+//!   the wrong JSON type or a datetime finer than milliseconds fails the whole request (400);
+//! - a restricted multi-select picklist takes `a;b` of its values.
 
 pub mod bulk;
 pub mod records;
@@ -55,6 +68,8 @@ pub struct State {
     faults: VecDeque<Fault>,
     pub random_faults: Option<super::faults::RandomFaults>,
     base: String,
+    /// A sandbox org: its login JWTs carry `aud = https://test.salesforce.com`.
+    pub sandbox: bool,
 }
 
 #[derive(Clone)]
@@ -84,6 +99,7 @@ impl Salesforce {
             faults: VecDeque::new(),
             random_faults: None,
             base: base.clone(),
+            sandbox: false,
         };
         let sf = Salesforce { state: Arc::new(Mutex::new(state)), base_url: base };
         let app = Router::new().fallback(serve).with_state(sf.clone());
@@ -145,24 +161,40 @@ fn errors(status: u16, code: &str, message: &str) -> (u16, String) {
 }
 
 impl State {
+    fn field(&self, object: &str, name: &str) -> Option<records::Field> {
+        self.schemas.get(object)?.iter().find(|f| f.name == name).cloned()
+    }
+
     pub fn create(&mut self, object: &str, fields: serde_json::Map<String, J>) -> String {
         let id = format!("003{:012}AAA", self.next_id);
         self.next_id += 1;
-        let mut fields: BTreeMap<String, J> = fields.into_iter().filter(|(k, _)| k != "attributes").collect();
+        let mut fields: BTreeMap<String, J> = fields
+            .into_iter()
+            .filter(|(k, _)| k != "attributes")
+            .map(|(k, v)| {
+                let v = records::stored(self.field(object, &k).as_ref(), &v);
+                (k, v)
+            })
+            .collect();
         fields.insert("Id".into(), J::String(id.clone()));
         self.records.entry(object.into()).or_default().push(Record { id: id.clone(), fields, deleted: false });
         id
     }
 
     pub fn find(&mut self, object: &str, field: &str, value: &J) -> Option<&mut Record> {
-        self.records.get_mut(object)?.iter_mut().find(|r| !r.deleted && r.fields.get(field) == Some(value) && !value.is_null())
+        let f = self.field(object, field);
+        self.records
+            .get_mut(object)?
+            .iter_mut()
+            .find(|r| !r.deleted && r.fields.get(field).is_some_and(|v| records::same(f.as_ref(), v, value)))
     }
 
     fn update(&mut self, object: &str, id: &str, fields: &serde_json::Map<String, J>) -> bool {
         match self.find(object, "Id", &J::String(id.into())) {
             Some(r) => {
                 for (k, v) in fields.iter().filter(|(k, _)| *k != "attributes" && *k != "Id") {
-                    r.fields.insert(k.clone(), v.clone());
+                    let v = if v.is_number() { json!(v.as_f64()) } else { v.clone() };
+                    r.fields.insert(k.clone(), v);
                 }
                 true
             }
@@ -199,6 +231,17 @@ impl State {
         }
         let object_of =
             |r: &serde_json::Map<String, J>| r.get("attributes").and_then(|a| a["type"].as_str()).unwrap_or_default().to_string();
+        // The body is parsed before any record is looked at: one bad record fails them all.
+        for r in &records {
+            let object = match rest {
+                [object, ..] => object.to_string(),
+                [] => object_of(r),
+            };
+            let schema = self.schemas.get(&object).cloned().unwrap_or_default();
+            if let Some((code, message)) = records::undeserializable(&schema, &object, r) {
+                return errors(400, code, &message);
+            }
+        }
         let results: Vec<J> = match (method, rest) {
             ("PATCH", [object, ext]) => records
                 .iter()
@@ -276,8 +319,10 @@ impl State {
                     let fields: Vec<J> = schema
                         .iter()
                         .map(|f| {
+                            let picklist: Vec<J> = f.picklist.iter().map(|v| json!({ "value": v, "label": v, "active": true })).collect();
                             json!({ "name": f.name, "type": f.kind, "externalId": f.external_id, "createable": f.createable,
-                            "updateable": f.createable, "nillable": f.nillable, "unique": f.external_id, "length": f.length })
+                            "updateable": f.createable, "nillable": f.nillable, "unique": f.external_id, "length": f.length,
+                            "caseSensitive": f.case_sensitive, "picklistValues": picklist, "restrictedPicklist": !f.picklist.is_empty() })
                         })
                         .collect();
                     (200, json!({ "name": object, "fields": fields }).to_string())
@@ -286,15 +331,36 @@ impl State {
             },
             ("GET", ["query"]) => {
                 let q = jwt::form(query).into_iter().find(|(k, _)| k == "q").map(|(_, v)| v).unwrap_or_default();
-                let Some((fields, object, field, values)) = records::parse_in_query(&q) else {
+                let Some((fields, object, field, literals)) = records::parse_in_query(&q) else {
                     return errors(400, "MALFORMED_QUERY", &format!("unexpected token: {q}"));
                 };
+                // Literals follow the field's type: numbers bare, text quoted.
+                let f = self.field(&object, &field);
+                let numeric = f.as_ref().is_some_and(|f| f.kind == "double");
+                let mut values = Vec::new();
+                for literal in literals {
+                    match (literal, numeric) {
+                        (records::Literal::Quoted(_), true) => {
+                            return errors(400, "INVALID_FIELD", &format!(
+                                "value of filter criterion for field '{field}' must be of type double and should not be enclosed in quotes"
+                            ))
+                        }
+                        (records::Literal::Bare(v), true) => match v.parse::<f64>() {
+                            Ok(n) => values.push(json!(n)),
+                            Err(_) => return errors(400, "MALFORMED_QUERY", &format!("unexpected token: '{v}'")),
+                        },
+                        (records::Literal::Quoted(v), false) => values.push(J::String(v)),
+                        (records::Literal::Bare(v), false) => {
+                            return errors(400, "INVALID_FIELD", &format!("value of filter criterion for field '{field}' must be of type string and should be enclosed in quotes: {v}"))
+                        }
+                    }
+                }
                 let found: Vec<J> = self
                     .records
                     .get(&object)
                     .into_iter()
                     .flatten()
-                    .filter(|r| !r.deleted && r.fields.get(&field).and_then(J::as_str).is_some_and(|v| values.iter().any(|x| x == v)))
+                    .filter(|r| !r.deleted && r.fields.get(&field).is_some_and(|v| values.iter().any(|x| records::same(f.as_ref(), v, x))))
                     .map(|r| {
                         let mut out = json!({ "attributes": { "type": object, "url": format!("{API}sobjects/{object}/{}", r.id) } });
                         for f in &fields {
@@ -330,7 +396,8 @@ impl State {
         if !self.users.iter().any(|u| claims["sub"].as_str() == Some(u)) {
             return refuse(self, "user hasn't approved this consumer");
         }
-        if claims["aud"].as_str() != Some(self.base.as_str()) {
+        let audience = if self.sandbox { "https://test.salesforce.com" } else { "https://login.salesforce.com" };
+        if claims["aud"].as_str() != Some(audience) {
             return refuse(self, "audience is invalid");
         }
         let exp = claims["exp"].as_i64().unwrap_or(0);
@@ -357,6 +424,20 @@ async fn serve(AxumState(sf): AxumState<Salesforce>, method: Method, uri: Uri, h
     });
     if let Some(Fault::Drop) = fault {
         super::faults::drop_connection();
+    }
+    // URI plus headers are capped at 16,384 bytes; past it Salesforce's front end answers with
+    // an HTML page, not JSON.
+    let head: usize = uri.to_string().len() + headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>();
+    if head > 16_384 {
+        let status = if uri.to_string().len() > 16_384 { 414 } else { 431 };
+        sf.with(|s| {
+            if let Some(entry) = s.log.get_mut(logged) {
+                entry.status = status;
+            }
+        });
+        let page = format!("<h1>Bad Message {status}</h1><pre>reason: URI Too Long</pre>");
+        let code = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+        return (code, [("content-type", "text/html;charset=iso-8859-1")], page).into_response();
     }
     let (status, answer, usage) = sf.with(|s| {
         if let Some(Fault::Revoke) = fault {
