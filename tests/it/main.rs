@@ -28,6 +28,7 @@ mod file_destination;
 mod fingerprints;
 mod google_sheets;
 mod google_sheets_errors;
+mod google_sheets_fidelity;
 mod hubspot;
 mod hubspot_fidelity;
 mod injection;

@@ -69,6 +69,14 @@ struct AppendResponse {
     updates: AppendUpdates,
 }
 
+/// Where `values.append` put the values: 1-based rows, 0-based first column.
+#[derive(Debug)]
+pub struct Appended {
+    pub first_row: u32,
+    pub last_row: u32,
+    pub first_column: usize,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AppendUpdates {
@@ -180,8 +188,8 @@ impl SheetsClient {
         self.send(Budget::Write, Method::PUT, url, Some(body)).await.map(drop)
     }
 
-    /// `values:append` with INSERT_ROWS; returns the 1-based rows the values landed in.
-    pub async fn values_append(&self, range: &str, values: Vec<Vec<J>>) -> Result<(u32, u32), CallError> {
+    /// `values:append` with INSERT_ROWS; returns where the values landed (`updatedRange`).
+    pub async fn values_append(&self, range: &str, values: Vec<Vec<J>>) -> Result<Appended, CallError> {
         let url = self.url(
             "",
             &["values", &format!("{range}:append")],
@@ -189,12 +197,13 @@ impl SheetsClient {
         );
         let body = json!({ "range": range, "majorDimension": "ROWS", "values": values });
         let response: AppendResponse = parse(&self.send(Budget::Write, Method::POST, url, Some(body)).await?, "values.append")?;
-        super::encoding::range_rows(&response.updates.updated_range).ok_or_else(|| {
-            CallError::Unanswered(DestinationError::transient(format!(
-                "values.append answered with an unreadable range `{}`",
-                response.updates.updated_range
-            )))
-        })
+        let landed = &response.updates.updated_range;
+        match (super::encoding::range_rows(landed), super::encoding::range_first_column(landed)) {
+            (Some((first_row, last_row)), Some(first_column)) => Ok(Appended { first_row, last_row, first_column }),
+            _ => Err(CallError::Unanswered(DestinationError::transient(format!(
+                "values.append answered with an unreadable range `{landed}`"
+            )))),
+        }
     }
 
     /// `spreadsheets:batchUpdate`: structural requests, applied atomically.

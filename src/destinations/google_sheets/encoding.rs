@@ -67,6 +67,42 @@ pub fn value_key(key: &[Value]) -> String {
     key_text(&cells)
 }
 
+/// A date as Sheets stores one typed into a cell: its serial number, days since 1899-12-30,
+/// which is what reading the cell unformatted gives.
+pub fn date_serial(d: chrono::NaiveDate) -> i64 {
+    chrono::NaiveDate::from_ymd_opt(1899, 12, 30).map_or(0, |epoch| (d - epoch).num_days())
+}
+
+/// The key text of a model row's key as a person may have typed it by hand: its dates as the
+/// serial numbers Sheets turns typed dates into. `None` when the key has no date.
+pub fn typed_key(key: &[Value]) -> Option<String> {
+    key.iter().any(|v| matches!(v, Value::Date(_))).then(|| {
+        let cells: Vec<J> = key.iter().map(|v| if let Value::Date(d) = v { J::from(date_serial(*d)) } else { cell(v) }).collect();
+        key_text(&cells)
+    })
+}
+
+/// The key text of a model row's key whose text parts read as numbers, as those numbers: what a
+/// key typed by hand becomes (`007` typed into a cell is the number 7). Not the same key, so
+/// never matched; only named in a warning. `None` when no text part reads as a number.
+pub fn numeric_key(key: &[Value]) -> Option<String> {
+    let mut changed = false;
+    let cells: Vec<J> = key
+        .iter()
+        .map(|v| match v {
+            Value::Text(t) => match t.trim().parse::<f64>() {
+                Ok(n) if n.is_finite() => {
+                    changed = true;
+                    serde_json::Number::from_f64(n).map(J::Number).unwrap_or_else(|| cell(v))
+                }
+                _ => cell(v),
+            },
+            other => cell(other),
+        })
+        .collect();
+    changed.then(|| key_text(&cells))
+}
+
 /// Column letters for a 0-based index: 0 -> A, 25 -> Z, 26 -> AA.
 pub fn column_letters(index: usize) -> String {
     let mut n = index + 1;
@@ -101,6 +137,16 @@ pub fn column_range(title: &str, column: usize) -> String {
     format!("{}{c}2:{c}", sheet_prefix(title))
 }
 
+/// The 0-based first column of an A1 range as the API returns it (`Tab!B10:D12` -> 1).
+pub fn range_first_column(range: &str) -> Option<usize> {
+    let cells = range.rsplit_once('!').map(|(_, c)| c).unwrap_or(range);
+    let letters: String = cells.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    if letters.is_empty() {
+        return None;
+    }
+    Some(letters.to_ascii_uppercase().bytes().fold(0usize, |n, b| n * 26 + (b - b'A' + 1) as usize) - 1)
+}
+
 /// The 1-based first and last rows of an A1 range as the API returns it (`Tab!A10:C12`,
 /// `'My tab'!A10`).
 pub fn range_rows(range: &str) -> Option<(u32, u32)> {
@@ -133,6 +179,16 @@ pub fn column_runs(columns: &[usize]) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_typed_by_hand_as_dates_and_numbers() {
+        let d = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        assert_eq!(date_serial(d), 46082);
+        assert_eq!(typed_key(&[Value::Date(d)]), Some("46082".to_string()));
+        assert_eq!(typed_key(&[Value::Text("x".into())]), None);
+        assert_eq!(numeric_key(&[Value::Text("007".into())]), Some("7".to_string()));
+        assert_eq!(numeric_key(&[Value::Text("abc".into())]), None);
+    }
 
     #[test]
     fn text_that_would_be_typed_as_a_formula_is_quoted() {
@@ -175,6 +231,8 @@ mod tests {
         assert_eq!(row_range("T", 7, 2, 2), "'T'!C7");
         assert_eq!(column_range("T", 2), "'T'!C2:C");
         assert_eq!(range_rows("Customers!A10:C12"), Some((10, 12)));
+        assert_eq!(range_first_column("Customers!B10:D12"), Some(1));
+        assert_eq!(range_first_column("'My tab'!AA7"), Some(26));
         assert_eq!(range_rows("'My tab'!B7"), Some((7, 7)));
         assert_eq!(column_runs(&[3, 0, 1, 5, 6]), vec![(0, 1), (3, 3), (5, 6)]);
     }

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use serde_json::Value as J;
 
-use super::encoding::{cell_key, key_text};
+use super::encoding::{cell_key, key_text, numeric_key, typed_key, value_key};
+use crate::value::Value;
 
 /// Row 1 matched against the sync's fields.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,6 +99,24 @@ impl KeyIndex {
 
     pub fn contains(&self, key: &str) -> bool {
         self.rows.contains_key(key)
+    }
+
+    /// The index's text for a model row's key: as sluice writes it, or, when only that is in the
+    /// sheet, as a person typing it would have left it (a date typed into a key cell is stored
+    /// as its serial number: the same date, the same row).
+    pub fn key_of(&self, key: &[Value]) -> String {
+        let written = value_key(key);
+        if self.rows.contains_key(&written) {
+            return written;
+        }
+        typed_key(key).filter(|typed| self.rows.contains_key(typed)).unwrap_or(written)
+    }
+
+    /// A row holding `key`'s text parts as numbers (`7` for the key "007"): a key someone typed
+    /// that Sheets turned into a number. Not the same key: the row and its cell, for a warning.
+    pub fn as_number(&self, key: &[Value]) -> Option<(u32, String)> {
+        let number = numeric_key(key)?;
+        self.rows.get(&number).and_then(|rows| rows.first()).map(|&r| (r, number))
     }
 
     pub fn insert(&mut self, key: String, row: u32) {

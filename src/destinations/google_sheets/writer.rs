@@ -39,7 +39,13 @@ impl Tab {
     pub async fn read(client: &SheetsClient, title: &str, target: &Target) -> Result<Tab, CallError> {
         let meta = client.metadata().await?;
         let cells = meta.sheets.iter().map(|s| s.properties.grid_properties.row_count * s.properties.grid_properties.column_count).sum();
-        let Some(sheet) = meta.sheets.into_iter().find(|s| s.properties.title == title) else {
+        // Sheets titles clash whatever their case ("A sheet with the name ... already exists"):
+        // a tab of the same name in another case is this sync's tab, under its own title.
+        let found = match meta.sheets.iter().position(|s| s.properties.title == title) {
+            Some(at) => Some(at),
+            None => meta.sheets.iter().position(|s| s.properties.title.to_lowercase() == title.to_lowercase()),
+        };
+        let Some(sheet) = found.and_then(|at| meta.sheets.into_iter().nth(at)) else {
             let layout = Layout::align(&[], &target.fields);
             return Ok(Tab {
                 title: title.into(),
@@ -51,6 +57,7 @@ impl Tab {
                 filled: HashMap::new(),
             });
         };
+        let title = sheet.properties.title.as_str();
         let header = client.batch_get(&[format!("{}1:1", sheet_prefix(title))], "ROWS").await?;
         let row1 = header.into_iter().next().and_then(|r| r.values.into_iter().next()).unwrap_or_default();
         let layout = Layout::align(&row1, &target.fields);
@@ -70,8 +77,9 @@ impl Tab {
             let filled = filled_by_key(&columns, &values, &if_empty, target.fields.len());
             (KeyIndex::from_columns(&columns), filled)
         };
+        let title = title.to_string();
         let p = sheet.properties;
-        Ok(Tab { title: title.into(), sheet_id: Some(p.sheet_id), grid: p.grid_properties, cells, layout, index, filled })
+        Ok(Tab { title, sheet_id: Some(p.sheet_id), grid: p.grid_properties, cells, layout, index, filled })
     }
 
     /// Whether the tab can be created and its headers added within Google's limits.
@@ -248,7 +256,7 @@ impl SheetsWriter {
         for &(i, row) in rows {
             // The cells this row writes: not a skipped NULL, not an `if_empty` cell with a value.
             let op = &batch[i];
-            let filled = self.tab.filled.get(&value_key(&op.key));
+            let filled = self.tab.filled.get(&self.tab.index.key_of(&op.key));
             let written: Vec<usize> = (0..columns.len())
                 .filter(|&f| !self.target.keeps_current(op, f, !filled.is_some_and(|v| v.get(f).copied().unwrap_or(false))))
                 .map(|f| columns[f])
@@ -307,27 +315,44 @@ impl SheetsWriter {
         let added = ops.len() as u64 * self.tab.grid.column_count;
         self.tab.fits(added).map_err(|m| CallError::Failed(DestinationError::fatal(m)))?;
         let columns = &self.tab.layout.field_columns;
-        let width = self.tab.layout.last_column() + 1;
+        // Anchored at the first mapped column: Google appends "starting with the first column of
+        // the table" it finds in the range, so a range starting at an empty column A would put
+        // every value one column right of its header.
+        let first = columns.iter().copied().min().unwrap_or(0);
+        let last = self.tab.layout.last_column();
         let rows: Vec<(usize, Vec<J>)> = ops
             .iter()
             .map(|&i| {
                 // `null` leaves a cell alone: columns between mapped ones stay empty.
-                let mut row = vec![J::Null; width];
+                let mut row = vec![J::Null; last - first + 1];
                 for (f, &c) in columns.iter().enumerate() {
                     if self.target.writes(&batch[i], f) {
-                        row[c] = self.cell(f, &batch[i].fields[f]);
+                        row[c - first] = self.cell(f, &batch[i].fields[f]);
                     }
                 }
                 (i, row)
             })
             .collect();
-        let range = row_range(&self.tab.title, 1, 0, width - 1);
+        let range = row_range(&self.tab.title, 1, first, last);
         let mut chunks = self.chunks(rows).into_iter();
         let mut appended = false;
         while let Some(chunk) = chunks.next() {
             let (ids, values): (Vec<usize>, Vec<Vec<J>>) = chunk.into_iter().unzip();
             match self.client.values_append(&range, values).await {
-                Ok((first, _)) => {
+                Ok(landed) if landed.first_column != first => {
+                    // Written, but under other headers: stop before more land there.
+                    return Err(CallError::Failed(DestinationError::fatal(format!(
+                        "Sheets appended rows {} to {} of tab '{}' from column {}, not from column {} where the sync's first header is: \
+                         it found another table in row 1; move those rows under their headers (or delete them) and check row 1",
+                        landed.first_row,
+                        landed.last_row,
+                        self.tab.title,
+                        super::encoding::column_letters(landed.first_column),
+                        super::encoding::column_letters(first)
+                    ))));
+                }
+                Ok(landed) => {
+                    let first = landed.first_row;
                     let n = ids.len() as u64;
                     // INSERT_ROWS lands after the table Google finds, which may be above rows
                     // the index knows (a blank row splits the data): those move down.
@@ -368,7 +393,7 @@ impl SheetsWriter {
                 plan.outcomes[i] = RowOutcome::Rejected(reason);
                 continue;
             }
-            let rows = self.tab.index.rows(&value_key(&op.key));
+            let rows = self.tab.index.rows(&self.tab.index.key_of(&op.key));
             match (op.op, rows.first()) {
                 (Op::Insert, _) | (Op::Upsert, None) => plan.appends.push(i),
                 (Op::Upsert | Op::Update | Op::Clear, Some(&row)) => plan.updates.push((i, row)),
@@ -389,6 +414,22 @@ impl SheetsWriter {
         plan
     }
 
+    /// Rows the plan appends whose key a person seems to have typed into another row, where
+    /// Sheets turned it into a number (`007` became 7): not the same key, so a row is added;
+    /// says which, and how to keep keys as text.
+    fn warn_typed_keys(&mut self, batch: &[RowOp], plan: &Plan) {
+        for &i in plan.appends.iter().filter(|&&i| batch[i].op == Op::Upsert) {
+            if let Some((row, number)) = self.tab.index.as_number(&batch[i].key) {
+                self.warnings.push(format!(
+                    "row ({}) is added to tab '{}' although row {row} holds {number}: a key typed by hand becomes a number in Sheets; \
+                     type keys as text (a leading ') or format the key column as Plain text, then delete one of the two rows",
+                    batch[i].key_label(&self.target),
+                    self.tab.title
+                ));
+            }
+        }
+    }
+
     /// Whether the rows `plan` writes to still hold its keys. Row numbers were read when the run
     /// opened, minutes ago perhaps; a person who sorted the tab or inserted or deleted rows
     /// since would get other rows overwritten or deleted. One read of the key columns, right
@@ -404,11 +445,11 @@ impl SheetsWriter {
         let mut columns: Vec<Vec<J>> = read.into_iter().map(|r| r.values.into_iter().next().unwrap_or_default()).collect();
         columns.resize(ranges.len(), Vec::new());
         let now = KeyIndex::from_columns(&columns);
-        let updates_hold = plan.updates.iter().all(|&(i, row)| now.rows(&value_key(&batch[i].key)).first() == Some(&row));
-        let deletes_hold = plan.deleted.iter().all(|&i| {
-            let key = value_key(&batch[i].key);
-            now.rows(&key) == self.tab.index.rows(&key)
-        });
+        let updates_hold = plan.updates.iter().all(|&(i, row)| now.rows(&now.key_of(&batch[i].key)).first() == Some(&row));
+        let deletes_hold = plan
+            .deleted
+            .iter()
+            .all(|&i| now.rows(&now.key_of(&batch[i].key)) == self.tab.index.rows(&self.tab.index.key_of(&batch[i].key)));
         Ok(updates_hold && deletes_hold)
     }
 
@@ -416,6 +457,7 @@ impl SheetsWriter {
     async fn write_batch(&mut self, batch: &[RowOp], fresh: bool) -> Result<Vec<RowOutcome>, CallError> {
         let batch_id = crate::value::hash_values(batch.iter().flat_map(|op| op.key.iter()));
         let mut plan = self.plan(batch);
+        self.warn_typed_keys(batch, &plan);
         let targets_rows = !plan.updates.is_empty() || !plan.deletes.is_empty();
         // (A retry of a batch whose updates went through already has nothing to verify.)
         let retried = self.updated.as_ref().is_some_and(|(id, _)| *id == batch_id);
@@ -497,7 +539,7 @@ impl Writer for SheetsWriter {
     }
 
     fn holds(&self, key: &[Value]) -> Option<bool> {
-        (self.target.mode != Mode::Insert).then(|| self.tab.index.contains(&value_key(key)))
+        (self.target.mode != Mode::Insert).then(|| self.tab.index.contains(&self.tab.index.key_of(key)))
     }
 
     fn reads_keys(&self) -> bool {

@@ -415,19 +415,29 @@ impl Spreadsheet {
         }))
     }
 
-    /// `values.append`: finds the table (from the range's first row to the tab's last used
-    /// row) and writes after it; INSERT_ROWS inserts new rows there first.
+    /// `values.append`: finds the table within the range (from the range's first row to the
+    /// tab's last used row) and writes after it, starting at the table's first column (Google:
+    /// "Values will be appended to the next row of the table, starting with the first column of
+    /// the table", whatever column the range starts at); INSERT_ROWS inserts new rows there first.
     pub fn append(&mut self, range: &str, values: &[Vec<J>], user_entered: bool, insert_rows: bool) -> Result<J, ApiError> {
         let (i, a1) = self.resolve(range)?;
         let tab = &self.tabs[i];
         let anchor = a1.origin();
+        let last_column = a1.end.and_then(|(c, _)| c).unwrap_or(usize::MAX);
+        let in_range = |row: &Vec<Option<J>>, c: usize| c >= anchor.c0 && c <= last_column && row.get(c).is_some_and(Option::is_some);
         // The "table" is the run of non-empty rows from the range's first row: a blank row ends
         // it, and the values go right after it (like Google, which appends to the first table).
-        let used = |r: usize| tab.cells.get(r).is_some_and(|row| row.iter().any(Option::is_some));
+        let used = |r: usize| tab.cells.get(r).is_some_and(|row| (0..row.len()).any(|c| in_range(row, c)));
         let mut at = anchor.r0;
         while used(at) {
             at += 1;
         }
+        let first_column = (anchor.r0..at)
+            .filter_map(|r| tab.cells.get(r))
+            .filter_map(|row| (0..row.len()).find(|&c| in_range(row, c)))
+            .min()
+            .unwrap_or(anchor.c0);
+        let anchor = Rect { c0: first_column, c1: first_column, ..anchor };
         let width = values.iter().map(Vec::len).max().unwrap_or(0);
         let table = Rect { r0: anchor.r0, r1: at.saturating_sub(1).max(anchor.r0), c0: anchor.c0, c1: anchor.c0 + width.max(1) - 1 };
         let n = values.len();
@@ -491,7 +501,8 @@ impl Spreadsheet {
             "addSheet" => {
                 let p = &body["properties"];
                 let title = p["title"].as_str().map(str::to_string).unwrap_or_else(|| format!("Sheet{}", self.tabs.len() + 1));
-                if self.tab(&title).is_some() {
+                // Titles clash whatever their case.
+                if self.tabs.iter().any(|t| t.title.to_lowercase() == title.to_lowercase()) {
                     return Err(ApiError::bad(format!(
                         "Invalid requests[{at}]: A sheet with the name \"{title}\" already exists. Please enter another name."
                     )));

@@ -2,7 +2,17 @@
 //! and the Sheets v4 API over in-memory spreadsheets, with Google's paths, bodies, status codes,
 //! error texts and per-minute quotas, plus switches to inject faults (429, 5xx, slow answers,
 //! dropped connections) and a log of requests. Test keys are generated at test time.
+//!
+//! What Google does that a client must survive, each modelled here (sources in
+//! ../shared/reference/saas-apis.md §2 and §6, and the discovery document):
+//! - every request is checked against the API's discovery document (`discovery.rs`): unknown
+//!   parameters and fields, values outside an enum and wrong types are 400s;
+//! - `values.append` appends starting at the first column of the table it finds in the range,
+//!   not at the range's first column (`grid.rs`);
+//! - tab titles clash whatever their case;
+//! - a date typed into a cell is stored as its serial number (tests type one with `edit`).
 
+pub mod discovery;
 pub mod grid;
 pub mod sheets;
 pub mod token;
@@ -291,7 +301,10 @@ async fn serve(AxumState(google): AxumState<Google>, method: Method, uri: Uri, h
             let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
             match bearer.and_then(|t| s.tokens.get(t)).filter(|(_, exp)| *exp > token::now()).map(|(email, _)| email.clone()) {
                 None => sheets::unauthenticated(),
-                Some(email) => sheets::handle(s, &email, method.as_str(), &raw_segments[2..], &query, &json_body),
+                Some(email) => match discovery::check(method.as_str(), &raw_segments.join("/"), &query, &json_body) {
+                    Err(e) => (e.code, e.body()),
+                    Ok(()) => sheets::handle(s, &email, method.as_str(), &raw_segments[2..], &query, &json_body),
+                },
             }
         };
         if let Some(entry) = s.log.get_mut(logged) {
