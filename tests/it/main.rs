@@ -46,5 +46,6 @@ mod salesforce_fidelity;
 mod secrets;
 mod send_pipeline;
 mod slack;
+mod slack_fidelity;
 mod split_retries;
 mod state_store;

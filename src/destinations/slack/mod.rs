@@ -58,7 +58,7 @@ impl Destination for SlackDestination {
 
     async fn open(&self, target: &Target) -> Result<Box<dyn Writer>, DestinationError> {
         let message = Message::compile(target).map_err(DestinationError::fatal)?;
-        Ok(Box::new(SlackWriter { client: self.client.clone(), target: target.clone(), message }))
+        Ok(Box::new(SlackWriter { client: self.client.clone(), target: target.clone(), message, warnings: Vec::new() }))
     }
 }
 

@@ -14,14 +14,18 @@ pub(super) struct SlackWriter {
     pub client: Arc<Client>,
     pub target: Target,
     pub message: Message,
+    /// What had to be cut to fit Slack's limits, for the run report.
+    pub warnings: Vec<String>,
 }
 
 #[async_trait]
 impl Writer for SlackWriter {
     async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
         if self.message.digest {
-            let body = self.message.digest(&self.target, batch).map_err(|e| DestinationError::fatal(format!("[target] digest: {e}")))?;
-            return match self.client.post(body).await {
+            let rendered =
+                self.message.digest(&self.target, batch).map_err(|e| DestinationError::fatal(format!("[target] digest: {e}")))?;
+            self.warnings.extend(rendered.cut);
+            return match self.client.post(rendered.body).await {
                 Ok(()) => Ok(vec![RowOutcome::written(); batch.len()]),
                 Err(CallError::Refused(reason)) => Ok(vec![RowOutcome::Rejected(reason); batch.len()]),
                 Err(e) => Err(e.into()),
@@ -32,7 +36,11 @@ impl Writer for SlackWriter {
         let mut out: Vec<Option<RowOutcome>> = vec![None; batch.len()];
         for (i, op) in batch.iter().enumerate() {
             let body = match self.message.row(&self.target, op) {
-                Ok(body) => body,
+                Ok(rendered) => {
+                    let key = op.key_label(&self.target);
+                    self.warnings.extend(rendered.cut.into_iter().map(|c| format!("row ({key}): {c}")));
+                    rendered.body
+                }
                 Err(e) => {
                     out[i] = Some(RowOutcome::Rejected(format!("the message template failed for this row: {e}")));
                     continue;
@@ -45,6 +53,10 @@ impl Writer for SlackWriter {
             }
         }
         Ok(out.into_iter().map(|o| o.unwrap_or_else(RowOutcome::written)).collect())
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// A digest is one message per run: the whole run in one batch, up to a bound.

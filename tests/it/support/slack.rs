@@ -4,6 +4,15 @@
 //! (blocks not a list of objects with a `type`), 404 `no_service` (unknown webhook), 403
 //! `action_prohibited`, 404 `channel_not_found`, 410 `channel_is_archived`, 500 `rollup_error`.
 //! More than one message per `min_interval` gets 429 `rate_limited` with `Retry-After: 1`.
+//!
+//! What Slack does with what it is sent (../shared/reference/saas-apis.md §5 and §6, Slack's
+//! "Formatting text" and Block Kit reference):
+//! - mrkdwn is rendered: `<!channel>`, `<!here>`, `<!everyone>`, `<@U…>`, `<!subteam^…>` notify
+//!   people and `<http://x|y>` becomes a link, unless written `&lt;`…; each accepted message's
+//!   mentions and links are recorded, so a test can show a value mentioned nobody;
+//! - Block Kit limits: at most 50 blocks, a section's text 3,000 characters, a header's 150, at
+//!   most 10 section fields of 2,000 each; past them the message is refused (`invalid_blocks`);
+//! - a message's `text` past 40,000 characters is cut there (counted in `truncated`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -33,6 +42,71 @@ pub struct Inner {
     last: Option<Instant>,
     pub requests: usize,
     pub rate_limited: usize,
+    /// The people notified and the links made by accepted messages (`<!channel>`, `<@U1>`, a URL).
+    pub mentions: Vec<String>,
+    pub links: Vec<String>,
+    /// Accepted messages whose text Slack cut at 40,000 characters.
+    pub truncated: usize,
+}
+
+/// Slack's limits on a message (Block Kit reference; chat.postMessage for `text`).
+const MAX_BLOCKS: usize = 50;
+const MAX_SECTION_TEXT: usize = 3_000;
+const MAX_HEADER_TEXT: usize = 150;
+const MAX_FIELDS: usize = 10;
+const MAX_FIELD_TEXT: usize = 2_000;
+const MAX_TEXT: usize = 40_000;
+
+/// What a Block Kit block breaks, if anything.
+fn over_limit(block: &Value) -> Option<String> {
+    let chars = |v: &Value| v["text"].as_str().map_or(0, |t| t.chars().count());
+    match block["type"].as_str() {
+        Some("section") if chars(&block["text"]) > MAX_SECTION_TEXT => Some(format!("section text over {MAX_SECTION_TEXT} characters")),
+        Some("section")
+            if block["fields"].as_array().is_some_and(|f| f.len() > MAX_FIELDS || f.iter().any(|x| chars(x) > MAX_FIELD_TEXT)) =>
+        {
+            Some("section fields over their limits".into())
+        }
+        Some("header") if chars(&block["text"]) > MAX_HEADER_TEXT => Some(format!("header text over {MAX_HEADER_TEXT} characters")),
+        _ => None,
+    }
+}
+
+/// Every `<...>` control sequence of mrkdwn text: what notifies someone, what becomes a link.
+fn controls(text: &str, mentions: &mut Vec<String>, links: &mut Vec<String>) {
+    let mut rest = text;
+    while let Some(open) = rest.find('<') {
+        let Some(close) = rest[open..].find('>') else { break };
+        let inner = &rest[open + 1..open + close];
+        let target = inner.split('|').next().unwrap_or_default();
+        if target.starts_with('!') || target.starts_with('@') || target.starts_with('#') {
+            mentions.push(target.to_string());
+        } else if target.contains("://") || target.starts_with("mailto:") {
+            links.push(target.to_string());
+        }
+        rest = &rest[open + close + 1..];
+    }
+}
+
+/// The mrkdwn texts of a message: its `text` and the `mrkdwn` text objects of its blocks.
+fn mrkdwn_texts(message: &Value) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if map.get("type").and_then(Value::as_str) == Some("mrkdwn") {
+                    out.extend(map.get("text").and_then(Value::as_str).map(str::to_string));
+                }
+                map.values().for_each(|x| walk(x, out));
+            }
+            Value::Array(items) => items.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out: Vec<String> = message.get("text").and_then(Value::as_str).map(str::to_string).into_iter().collect();
+    if let Some(blocks) = message.get("blocks") {
+        walk(blocks, &mut out);
+    }
+    out
 }
 
 #[derive(Clone)]
@@ -111,14 +185,27 @@ async fn receive(
     }
     if let Some(blocks) = blocks {
         let valid = blocks.as_array().is_some_and(|b| b.iter().all(|block| block.get("type").is_some_and(Value::is_string)));
-        if !valid {
+        let within = blocks.as_array().is_some_and(|b| b.len() <= MAX_BLOCKS && b.iter().all(|block| over_limit(block).is_none()));
+        if !valid || !within {
             return plain(400, "invalid_blocks");
         }
     }
     if s.refuse_containing.as_deref().is_some_and(|needle| body.contains(needle)) {
         return plain(400, "invalid_blocks");
     }
+    let cut: Option<String> = (text.chars().count() > MAX_TEXT).then(|| text.chars().take(MAX_TEXT).collect());
     s.last = Some(Instant::now());
+    let mut message = message;
+    if let Some(cut) = cut {
+        message["text"] = Value::String(cut);
+        s.truncated += 1;
+    }
+    let (mut mentions, mut links) = (Vec::new(), Vec::new());
+    for text in mrkdwn_texts(&message) {
+        controls(&text, &mut mentions, &mut links);
+    }
+    s.mentions.extend(mentions);
+    s.links.extend(links);
     s.messages.push(message);
     plain(200, "ok")
 }
