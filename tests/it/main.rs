@@ -47,5 +47,6 @@ mod secrets;
 mod send_pipeline;
 mod slack;
 mod slack_fidelity;
+mod smoke;
 mod split_retries;
 mod state_store;

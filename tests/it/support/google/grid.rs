@@ -517,6 +517,17 @@ impl Spreadsheet {
                     "sheetId": id, "title": title, "index": self.tabs.len() - 1, "sheetType": "GRID",
                     "gridProperties": { "rowCount": rows, "columnCount": cols } } } }))
             }
+            "deleteSheet" => {
+                let id = body["sheetId"].as_i64().unwrap_or(-1);
+                let Some(at_tab) = self.tabs.iter().position(|t| t.sheet_id == id) else {
+                    return Err(ApiError::bad(format!("Invalid requests[{at}]: No grid with id: {id}")));
+                };
+                if self.tabs.len() == 1 {
+                    return Err(ApiError::bad(format!("Invalid requests[{at}]: You can't remove all the sheets in a document.")));
+                }
+                self.tabs.remove(at_tab);
+                Ok(json!({}))
+            }
             "appendDimension" => {
                 let length = body["length"].as_u64().unwrap_or(0) as usize;
                 let d = dim(body);
