@@ -37,6 +37,11 @@ pub struct UsageLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabel {
+    pub destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub destination: String,
     pub status: String,
@@ -55,6 +60,12 @@ pub struct Metrics {
     /// Runs stopped at their `max_run_time`.
     pub run_deadline_exceeded: Family<SyncLabel, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
+    /// Batches on the wire now, by destination (every run writing to it).
+    pub requests_in_flight: Family<DestinationLabel, Gauge>,
+    /// The adaptive limit of batches in flight of the latest run writing to a destination.
+    pub concurrency_limit: Family<DestinationLabel, Gauge>,
+    /// Time requests waited for a destination's published rate limit.
+    pub rate_limit_wait: Family<DestinationLabel, Seconds>,
     /// API usage a destination reports (Salesforce's `Sforce-Limit-Info`: used and limit).
     pub api_usage: Family<UsageLabels, Gauge>,
 }
@@ -77,6 +88,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         run_deadline_exceeded: Family::default(),
         http_requests: Family::default(),
         api_usage: Family::default(),
+        requests_in_flight: Family::default(),
+        concurrency_limit: Family::default(),
+        rate_limit_wait: Family::default(),
     };
     registry.register("runs", "Runs by sync and result", m.runs.clone());
     registry.register("rows", "Rows by sync and what happened to them (added, changed, removed, written, rejected)", m.rows.clone());
@@ -95,6 +109,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.http_requests.clone(),
     );
     registry.register("destination_api_usage", "API calls used and allowed, as the destination reports them", m.api_usage.clone());
+    registry.register("destination_requests_in_flight", "Batches on the wire to a destination now", m.requests_in_flight.clone());
+    registry.register(
+        "destination_concurrency_limit",
+        "The adaptive limit of batches in flight of the latest run writing to a destination",
+        m.concurrency_limit.clone(),
+    );
+    registry.register(
+        "destination_rate_limit_wait_seconds",
+        "Time requests waited for a destination's published rate limit before they were sent",
+        m.rate_limit_wait.clone(),
+    );
     Metrics { registry, ..m }
 });
 
@@ -131,6 +156,21 @@ impl Metrics {
     pub fn api_usage(&self, destination: &str, used: u64, limit: u64) {
         for (measure, n) in [("used", used), ("limit", limit)] {
             self.api_usage.get_or_create(&UsageLabels { destination: destination.into(), measure: measure.into() }).set(n as i64);
+        }
+    }
+
+    /// A batch put on the wire (`1`) or answered (`-1`).
+    pub fn in_flight(&self, destination: &str, change: i64) {
+        self.requests_in_flight.get_or_create(&DestinationLabel { destination: destination.into() }).inc_by(change);
+    }
+
+    pub fn concurrency_limit(&self, destination: &str, limit: usize) {
+        self.concurrency_limit.get_or_create(&DestinationLabel { destination: destination.into() }).set(limit as i64);
+    }
+
+    pub fn rate_limit_wait(&self, destination: &str, waited: std::time::Duration) {
+        if !waited.is_zero() {
+            self.rate_limit_wait.get_or_create(&DestinationLabel { destination: destination.into() }).inc_by(waited.as_secs_f64());
         }
     }
 

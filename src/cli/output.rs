@@ -174,6 +174,15 @@ pub fn report(r: &SyncReport) {
             r.retryable,
             r.duration_ms as f64 / 1000.0
         ));
+        if let Some(p) = &r.sending {
+            line.push_str(&format!(
+                "; {:.0} rows/s, {} request(s), up to {} of {} in flight",
+                p.rows_per_second, p.requests, p.most_in_flight, p.max_in_flight
+            ));
+            if let (Some(limit), Some(used)) = (&p.rate_limit, p.rate_limit_used) {
+                line.push_str(&format!(", {:.0}% of {limit}", used * 100.0));
+            }
+        }
     }
     say!("{line}");
     if let Some(c) = &r.cursor {

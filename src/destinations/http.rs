@@ -3,10 +3,8 @@
 //! classify answers into ([`CallError`]), Retry-After, and describing transport failures without
 //! echoing URLs (which may carry tokens).
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderValue, LOCATION};
 
 use super::DestinationError;
@@ -97,8 +95,12 @@ pub struct Answer {
 /// told: reqwest's text can hold the URL), each status is counted for `/metrics` under
 /// `destination`, a 3xx is refused (naming `setting` to fix), the body is read up to [`MAX_BODY`].
 pub async fn send(request: reqwest::RequestBuilder, destination: &str, what: &str, setting: &str) -> Result<Answer, CallError> {
-    let response =
-        request.send().await.map_err(|e| CallError::Unanswered(DestinationError::transient(format!("{what}: {}", transport_error(&e)))))?;
+    let started = std::time::Instant::now();
+    let response = request.send().await.map_err(|e| {
+        // No answer in time: the service may be overloaded, as with a 503.
+        super::flow::request(started.elapsed(), e.is_timeout());
+        CallError::Unanswered(DestinationError::transient(format!("{what}: {}", transport_error(&e))))
+    })?;
     let status = response.status();
     crate::metrics::global().http(destination, status.as_u16());
     if let Some(e) = redirected(what, &response, setting) {
@@ -107,6 +109,8 @@ pub async fn send(request: reqwest::RequestBuilder, destination: &str, what: &st
     let retry_after = response.headers().get(reqwest::header::RETRY_AFTER).and_then(parse_retry_after);
     let headers = response.headers().clone();
     let body = text(response, what).await.map_err(CallError::Unanswered);
+    let pushed_back = matches!(status.as_u16(), 429 | 503);
+    super::flow::request(started.elapsed(), pushed_back);
     Ok(Answer { status, retry_after, headers, body })
 }
 
@@ -164,17 +168,6 @@ pub fn transport_error(e: &reqwest::Error) -> &'static str {
     }
 }
 
-/// A limiter that never lets more than `max` requests through in any `window` (the way SaaS
-/// quotas are counted): a burst of a tenth, then an even pace. A plain GCRA of `max` per
-/// `window` would allow twice that in the first window.
-pub fn window_limiter(max: u32, window: Duration) -> DefaultDirectRateLimiter {
-    let max = max.max(1);
-    let burst = (max / 10).max(1);
-    let paced = (max - burst).max(1);
-    let quota = Quota::with_period(window / paced).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
-    RateLimiter::direct(quota.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,11 +179,5 @@ mod tests {
         assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
         assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
         assert_eq!(parse_retry_after(&HeaderValue::from_static("18446744073709551615")), Some(MAX_SERVER_WAIT), "no overflow");
-    }
-
-    #[test]
-    fn limiter_allows_a_tenth_as_a_burst() {
-        let l = window_limiter(60, Duration::from_secs(60));
-        assert_eq!((0..100).filter(|_| l.check().is_ok()).count(), 6);
     }
 }

@@ -24,6 +24,10 @@
 //!   before an error must say which rows are done, or the engine would send them again (an
 //!   insert twice): it answers [`partial`], the error carrying the outcomes it has. The engine
 //!   records those and retries only the rest, paced by the error (a fatal one stops the run).
+//! - **Side by side.** A writer that can [`Writer::fork`] gets up to
+//!   [`Capabilities::max_in_flight`] batches at once, through its forks; the engine picks how
+//!   many from the service's answers. No two batches of a run hold the same key, so order between
+//!   them does not matter; a writer whose batches depend on each other does not fork.
 //! - **At-least-once.** After a crash the engine re-sends the batches that were in flight, so a
 //!   destination must be idempotent by key: writing the same op twice leaves the same result.
 //! - **Self-healing (optional).** A writer that knows which keys the destination holds answers
@@ -37,6 +41,7 @@
 
 pub mod command;
 pub mod file;
+pub mod flow;
 pub mod google_sheets;
 pub(crate) mod http;
 pub mod hubspot;
@@ -220,6 +225,11 @@ pub struct Capabilities {
     pub retry_initial_delay: Duration,
     /// Runs of syncs writing to this destination that may go on at once (`None`: no cap).
     pub concurrent_runs: Option<usize>,
+    /// Batches one run may have on the wire at once, at most: the ceiling of the engine's
+    /// adaptive concurrency. Above 1 only for a writer that can [`Writer::fork`].
+    pub max_in_flight: usize,
+    /// The service's published rate limit the destination paces to, for the run report.
+    pub rate_limit: Option<flow::RateLimit>,
     /// Whether it can empty a record's mapped fields ([`Op::Clear`], `on_remove = "clear"`).
     pub clear: bool,
     /// Whether it reads current values, so `write = "if_empty"` fields can be honoured.
@@ -238,6 +248,8 @@ impl Capabilities {
             retry_attempts: retry_attempts.max(1),
             retry_initial_delay,
             concurrent_runs: None,
+            max_in_flight: 1,
+            rate_limit: None,
             clear: true,
             if_empty: false,
             presentation: &[],
@@ -315,6 +327,15 @@ pub trait Writer: Send {
     /// The batch size this writer wants for a run with `pending` rows to send, when it differs
     /// from [`Capabilities::max_batch_rows`] (Salesforce sends large runs as Bulk API jobs).
     fn preferred_batch_rows(&self, _pending: u64) -> Option<usize> {
+        None
+    }
+    /// Another writer for the same run, to send batches side by side with this one (up to
+    /// [`Capabilities::max_in_flight`]); it shares this one's connections and whatever it learnt
+    /// when opened. `None` (the default): batches go one at a time, in order, which a writer
+    /// needs when a batch depends on the one before (a sheet's appends and row deletions, a
+    /// digest). The engine gives forks batches whose keys no other batch of the run holds, and
+    /// closes each fork before this writer.
+    fn fork(&self) -> Option<Box<dyn Writer>> {
         None
     }
     /// Warnings for the run report (e.g. a key found twice in a sheet); drained after each call.

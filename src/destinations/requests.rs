@@ -25,6 +25,8 @@ pub struct Requests {
     /// `retry_initial_delay`: the first wait before a retry; it doubles per attempt, with
     /// jitter, and a server's Retry-After wins.
     pub retry_initial_delay: Duration,
+    /// `max_in_flight`: batches one run may have on the wire at once, at most.
+    pub max_in_flight: usize,
 }
 
 /// A destination's defaults for [`Requests`]. `None`: the destination does not take that
@@ -35,10 +37,11 @@ pub struct Defaults {
     pub timeout: Option<Duration>,
     pub max_attempts: Option<usize>,
     pub retry_initial_delay: Option<Duration>,
+    pub max_in_flight: Option<usize>,
 }
 
 /// The setting names of [`Requests`].
-pub const KEYS: [&str; 4] = ["max_batch_rows", "timeout", "max_attempts", "retry_initial_delay"];
+pub const KEYS: [&str; 5] = ["max_batch_rows", "timeout", "max_attempts", "retry_initial_delay", "max_in_flight"];
 
 /// The request settings as written in sluice.toml; their documentation is the reference's.
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -55,6 +58,10 @@ struct Given {
     /// Retry-After wins.
     #[schemars(with = "Option<crate::project::schema::DurationText>")]
     retry_initial_delay: Option<String>,
+    /// Batches one run may have on the wire at once, at most. sluice starts at one and adds
+    /// more while the service answers quickly and cleanly, backing off when it pushes back
+    /// (429, 503, timeouts) or slows down; this caps it.
+    max_in_flight: Option<usize>,
 }
 
 /// The request settings a destination with `defaults` takes, as a schema with each setting's
@@ -62,11 +69,12 @@ struct Given {
 pub fn schema(defaults: &Defaults) -> schemars::Schema {
     let mut schema = schemars::schema_for!(Given);
     let text = crate::project::duration_setting::text;
-    let given: [(&str, Option<serde_json::Value>); 4] = [
+    let given: [(&str, Option<serde_json::Value>); 5] = [
         ("max_batch_rows", defaults.max_batch_rows.map(Into::into)),
         ("timeout", defaults.timeout.map(|d| text(d).into())),
         ("max_attempts", defaults.max_attempts.map(Into::into)),
         ("retry_initial_delay", defaults.retry_initial_delay.map(|d| text(d).into())),
+        ("max_in_flight", defaults.max_in_flight.map(Into::into)),
     ];
     if let Some(properties) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
         for (key, default) in given {
@@ -88,7 +96,10 @@ pub fn schema(defaults: &Defaults) -> schemars::Schema {
 impl Requests {
     /// A destination that takes every mode, paced by these settings.
     pub fn capabilities(&self) -> Capabilities {
-        Capabilities::every_mode(self.max_batch_rows, self.max_attempts, self.retry_initial_delay)
+        Capabilities {
+            max_in_flight: self.max_in_flight,
+            ..Capabilities::every_mode(self.max_batch_rows, self.max_attempts, self.retry_initial_delay)
+        }
     }
 }
 
@@ -120,6 +131,7 @@ pub fn parse<T: DeserializeOwned>(settings: &toml::Table, defaults: &Defaults) -
             duration("retry_initial_delay", given.retry_initial_delay)?,
             defaults.retry_initial_delay,
         )?,
+        max_in_flight: take("max_in_flight", given.max_in_flight, defaults.max_in_flight)?.max(1),
     };
     Ok((config, requests))
 }
@@ -140,6 +152,7 @@ fn offered(defaults: &Defaults) -> Vec<String> {
         defaults.timeout.is_some(),
         defaults.max_attempts.is_some(),
         defaults.retry_initial_delay.is_some(),
+        defaults.max_in_flight.is_some(),
     ];
     KEYS.iter().zip(taken).filter(|(_, t)| *t).map(|(k, _)| format!("`{k}`")).collect()
 }
@@ -159,6 +172,7 @@ mod tests {
         timeout: Some(Duration::from_secs(30)),
         max_attempts: Some(5),
         retry_initial_delay: Some(Duration::from_millis(500)),
+        max_in_flight: Some(4),
     };
 
     fn table(text: &str) -> toml::Table {
@@ -175,7 +189,8 @@ mod tests {
                 max_batch_rows: 10,
                 timeout: Duration::from_secs(5),
                 max_attempts: 5,
-                retry_initial_delay: Duration::from_millis(500)
+                retry_initial_delay: Duration::from_millis(500),
+                max_in_flight: 4,
             }
         );
     }

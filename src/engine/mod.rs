@@ -7,6 +7,7 @@
 //! batch is being sent.
 
 pub mod alerts;
+mod concurrency;
 mod cursor;
 mod finish;
 mod guard;
@@ -28,8 +29,8 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 pub use cursor::CursorReport;
-pub use report::{exit, OpCounts, Outcome, Sample, SyncReport};
-pub use send::IN_FLIGHT as BATCHES_IN_FLIGHT;
+pub use report::{exit, OpCounts, Outcome, Sample, Sending, SyncReport};
+pub use send::in_flight_bound as batches_in_flight;
 pub use shape::{check_capabilities, config_fingerprint, Shape};
 
 use crate::destinations::{self, Destination, DestinationError, Op};

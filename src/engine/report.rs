@@ -119,6 +119,24 @@ pub enum Ending {
     Failed(String),
 }
 
+/// The send phase's pace: what it achieved against what the destination allows.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Sending {
+    pub seconds: f64,
+    pub rows_per_second: f64,
+    /// Requests made (retries included).
+    pub requests: u64,
+    /// The most batches that were on the wire at once, and the destination's ceiling.
+    pub most_in_flight: usize,
+    pub max_in_flight: usize,
+    /// The destination's published rate limit (`100/10s`), if it has one...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+    /// ...and the share of it the run used: its requests over what the windows it spanned allow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_used: Option<f64>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct SyncReport {
     pub sync: String,
@@ -156,6 +174,9 @@ pub struct SyncReport {
     pub warnings: Vec<String>,
     pub samples: Vec<Sample>,
     pub duration_ms: u64,
+    /// How the send phase went, when it sent anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sending: Option<Sending>,
     #[serde(skip)]
     sample_limit: usize,
     #[serde(skip)]
@@ -189,6 +210,7 @@ impl SyncReport {
             warnings: Vec::new(),
             samples: Vec::new(),
             duration_ms: 0,
+            sending: None,
             sample_limit: opts.samples,
             warnings_dropped: 0,
         }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
-use crate::destinations::{Capabilities, Destination, DestinationError, RowOp, RowOutcome, Target, Writer};
+use super::concurrency::Adaptive;
+use crate::destinations::{self, Capabilities, Destination, DestinationError, RowOp, RowOutcome, Target, Writer};
 
 /// The longest a server's Retry-After may hold one call.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -85,7 +86,15 @@ impl Sent {
 /// until each bad row stands alone and is rejected with its own reason while the rest is
 /// written. At most 2 x the batch's rows in extra calls; past that the rows still unresolved
 /// are rejected with the group's reason.
-pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &Capabilities, cancel: &CancellationToken) -> Sent {
+///
+/// Each attempt's latency and push-back go to `flow`, which sets how many batches are in flight.
+pub async fn write_with_retry(
+    writer: &mut dyn Writer,
+    batch: &[RowOp],
+    caps: &Capabilities,
+    cancel: &CancellationToken,
+    flow: &Adaptive,
+) -> Sent {
     let mut pacer = Pacer::new(caps, cancel);
     let mut outcomes: Vec<Option<RowOutcome>> = vec![None; batch.len()];
     // Refused groups are split level by level: halves, then quarters, ...
@@ -96,7 +105,7 @@ pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &C
     while !level.is_empty() {
         let mut next: Vec<Vec<usize>> = Vec::new();
         for group in &level {
-            if let Some(error) = write_group(writer, batch, group, &mut outcomes, &mut pacer).await {
+            if let Some(error) = write_group(writer, batch, group, &mut outcomes, &mut pacer, flow).await {
                 return Sent::ended(outcomes, error);
             }
             let refused: Vec<usize> =
@@ -119,7 +128,7 @@ pub async fn write_with_retry(writer: &mut dyn Writer, batch: &[RowOp], caps: &C
             split_budget -= next.len();
             let probes: Vec<usize> = next.iter().map(|g| g[0]).collect();
             for &i in &probes {
-                if let Some(error) = write_group(writer, batch, &[i], &mut outcomes, &mut pacer).await {
+                if let Some(error) = write_group(writer, batch, &[i], &mut outcomes, &mut pacer, flow).await {
                     return Sent::ended(outcomes, error);
                 }
             }
@@ -183,16 +192,26 @@ async fn write_group(
     group: &[usize],
     outcomes: &mut [Option<RowOutcome>],
     pacer: &mut Pacer<'_>,
+    flow: &Adaptive,
 ) -> Option<DestinationError> {
     // Rows of the group with no outcome yet; all of them on the first attempt.
     let mut pending: Vec<usize> = group.to_vec();
     loop {
-        let answer = if pending.len() == batch.len() {
-            writer.write(batch).await
-        } else {
-            let rows: Vec<RowOp> = pending.iter().map(|&i| batch[i].clone()).collect();
-            writer.write(&rows).await
-        };
+        // Every attempt, a retry too, waits for a slot under the adaptive limit: after a
+        // push-back, fewer requests are on the wire, retries included.
+        let slot = flow.acquire().await;
+        let started = std::time::Instant::now();
+        let (answer, meter) = destinations::flow::metered(flow.shared.clone(), async {
+            if pending.len() == batch.len() {
+                writer.write(batch).await
+            } else {
+                let rows: Vec<RowOp> = pending.iter().map(|&i| batch[i].clone()).collect();
+                writer.write(&rows).await
+            }
+        })
+        .await;
+        flow.observe_write(started.elapsed(), &meter, matches!(&answer, Err(e) if e.is_transient()));
+        drop(slot);
         let mut error = match answer {
             Ok(answer) if answer.len() == pending.len() => {
                 for (&i, outcome) in pending.iter().zip(answer) {
@@ -327,12 +346,12 @@ mod tests {
     #[tokio::test]
     async fn a_transient_failure_is_retried_and_a_fatal_one_is_not() {
         let mut w = Scripted::new().then(|_| Err(DestinationError::transient("503")));
-        let sent = write_with_retry(&mut w, &batch(3), &caps(3), &CancellationToken::new()).await;
+        let sent = write_with_retry(&mut w, &batch(3), &caps(3), &CancellationToken::new(), &Adaptive::new(1, "test")).await;
         assert!(sent.error.is_none() && sent.outcomes.iter().all(written));
         assert_eq!(w.calls, [vec![0, 1, 2], vec![0, 1, 2]]);
 
         let mut w = Scripted::new().then(|_| Err(DestinationError::fatal("401")));
-        let sent = write_with_retry(&mut w, &batch(3), &caps(3), &CancellationToken::new()).await;
+        let sent = write_with_retry(&mut w, &batch(3), &caps(3), &CancellationToken::new(), &Adaptive::new(1, "test")).await;
         assert_eq!(sent.error.map(|e| e.message), Some("401".to_string()));
         assert_eq!(sent.undone, [true, true, true], "every row left for the next run");
         assert_eq!(w.calls.len(), 1, "a fatal error is not retried");
@@ -342,7 +361,7 @@ mod tests {
     async fn attempts_are_bounded_and_what_is_left_is_marked_undone() {
         let fail = |_: &[RowOp]| Err(DestinationError::transient("503"));
         let mut w = Scripted::new().then(fail).then(fail).then(fail).then(fail);
-        let sent = write_with_retry(&mut w, &batch(2), &caps(3), &CancellationToken::new()).await;
+        let sent = write_with_retry(&mut w, &batch(2), &caps(3), &CancellationToken::new(), &Adaptive::new(1, "test")).await;
         assert_eq!(w.calls.len(), 3);
         let error = sent.error.expect("gave up");
         assert!(error.message.contains("gave up after 3 attempts"), "{}", error.message);
@@ -357,7 +376,7 @@ mod tests {
             let done = b.iter().map(|op| (key(op) < 2).then(RowOutcome::written)).collect();
             partial(done, DestinationError::transient("reset"))
         });
-        let sent = write_with_retry(&mut w, &batch(5), &caps(3), &CancellationToken::new()).await;
+        let sent = write_with_retry(&mut w, &batch(5), &caps(3), &CancellationToken::new(), &Adaptive::new(1, "test")).await;
         assert!(sent.error.is_none() && sent.outcomes.iter().all(written));
         assert_eq!(w.calls, [vec![0, 1, 2, 3, 4], vec![2, 3, 4]], "rows 0 and 1 are not sent twice");
         assert_eq!(sent.undone, [false; 5]);
@@ -375,7 +394,7 @@ mod tests {
                 })
             });
         }
-        let sent = write_with_retry(&mut w, &batch(8), &caps(1), &CancellationToken::new()).await;
+        let sent = write_with_retry(&mut w, &batch(8), &caps(1), &CancellationToken::new(), &Adaptive::new(1, "test")).await;
         assert!(sent.error.is_none());
         for (i, o) in sent.outcomes.iter().enumerate() {
             match i {
@@ -395,7 +414,7 @@ mod tests {
         let slow = Capabilities::every_mode(100, 5, Duration::from_secs(3600));
         let mut w = Scripted::new().then(|_| Err(DestinationError::transient("503")));
         let started = std::time::Instant::now();
-        let sent = write_with_retry(&mut w, &batch(1), &slow, &cancel).await;
+        let sent = write_with_retry(&mut w, &batch(1), &slow, &cancel, &Adaptive::new(1, "test")).await;
         assert!(sent.error.is_some() && started.elapsed() < Duration::from_secs(60));
         assert_eq!(w.calls.len(), 1);
     }

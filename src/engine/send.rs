@@ -1,21 +1,28 @@
 //! The send phase: spool -> batches -> destination -> outcomes -> state.
 //!
 //! Two loops run side by side in the run's task. The *sender* reads the next batch (spooled
-//! rows, then deletes, then clears), sends it with its retries and tallies the outcomes; the
-//! *committer* records each answered batch in the state store while the sender already has the
-//! next one on the wire. The store's work happens on its own thread (SQLite's worker, or the
-//! Postgres server), so on two cores a commit costs the sender almost nothing.
+//! rows, then deletes, then clears) and puts it on the wire, keeping up to the destination's
+//! `max_in_flight` batches there at once (how many, `concurrency` decides from the service's
+//! answers); each batch goes with its retries through a writer of its own (the run's writer or
+//! one of its forks). As batches are answered, in whatever order, the sender tallies their
+//! outcomes and hands them to the *committer*, which records them in the state store. The
+//! store's work happens on its own thread (SQLite's worker, or the Postgres server), so on two
+//! cores a commit costs the sender almost nothing.
 //!
-//! The commit rule is unchanged: state advances only for rows the destination accepted, after
-//! it answered, one transaction per commit. A commit may take several answered batches at once
-//! when the store falls behind. A kill loses at most the batches between the wire and the store
-//! ([`IN_FLIGHT`]), which the next run sends again; a cancelled run stops sending and commits
-//! everything that was answered.
+//! No two batches of a run hold one key, so their order does not matter. The commit rule is
+//! unchanged: state advances only for rows the destination accepted, after it answered, one
+//! transaction per commit. A commit may take several answered batches at once when the store
+//! falls behind. A kill loses at most the batches between the wire and the store
+//! ([`in_flight_bound`]), which the next run sends again; a cancelled run stops sending, waits
+//! for the batches on the wire and commits everything that was answered.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
+use super::concurrency::Adaptive;
 use super::{keys, retry, Progress, RunError, RunOptions, Shape, SyncReport};
 use crate::destinations::{Capabilities, Op, RowOp, RowOutcome, Target, Writer};
 use crate::state::{Committed, StateError, Store, SyncLock};
@@ -23,11 +30,16 @@ use crate::value::{Hash128, Value};
 
 use super::spool::{SpoolReader, SpoolRow};
 
-/// Answered batches that may wait for the committer. With one waiting, one being committed and
-/// one on the wire, a kill loses at most three batches' worth of commits.
+/// Answered batches that may wait for the committer.
 const QUEUED: usize = 1;
-/// Batches sent but perhaps not committed when the process dies: re-sent by the next run.
-pub const IN_FLIGHT: usize = QUEUED + 2;
+
+/// Batches sent but perhaps not committed when the process dies, for a destination that takes
+/// `max_in_flight` at once: those on the wire or answered and waiting (together at most
+/// `max_in_flight`), the ones queued for the committer and the one it is committing. The next
+/// run sends them again.
+pub fn in_flight_bound(max_in_flight: usize) -> usize {
+    max_in_flight.max(1) + QUEUED + 1
+}
 
 /// What one run sends, and where the outcomes go.
 pub(super) struct Send<'a> {
@@ -56,6 +68,33 @@ struct Head {
     fingerprint: Hash128,
     op: Op,
     key_json: String,
+}
+
+/// A batch on its way to the destination.
+struct Job {
+    heads: Vec<Head>,
+    ops: Vec<RowOp>,
+    /// The key as plain JSON, for the change log.
+    shown_keys: Vec<String>,
+}
+
+/// A batch and its answer, back from the wire.
+struct Done {
+    job: Job,
+    sent: retry::Sent,
+}
+
+/// What is left to send: the spooled rows, then the deletes, then the clears.
+struct Batches<'a> {
+    reader: SpoolReader,
+    deletes: std::slice::Chunks<'a, Hash128>,
+    clears: std::slice::Chunks<'a, Hash128>,
+}
+
+impl<'a> Batches<'a> {
+    fn new(reader: SpoolReader, deletes: &'a [Hash128], clears: &'a [Hash128], rows: usize) -> Batches<'a> {
+        Batches { reader, deletes: deletes.chunks(rows), clears: clears.chunks(rows) }
+    }
 }
 
 /// A batch the destination answered, on its way to the state store.
@@ -126,79 +165,180 @@ impl Send<'_> {
     async fn send_all(
         &self,
         writer: &mut dyn Writer,
-        mut reader: SpoolReader,
+        reader: SpoolReader,
         deletes: &[Hash128],
         clears: &[Hash128],
         report: &mut SyncReport,
         tx: mpsc::Sender<Answered>,
     ) -> Result<(), RunError> {
-        // Where the sender's time goes (SLUICE_LOG=sluice=debug): the destination, or waiting
-        // for the committer to take an answered batch.
-        let (started, mut writing, mut waiting) = (Instant::now(), Duration::ZERO, Duration::ZERO);
-        let mut delete_chunks = deletes.chunks(self.batch_rows);
-        let mut clear_chunks = clears.chunks(self.batch_rows);
+        // One writer per batch on the wire: the run's own, and as many forks as the destination
+        // takes batches at once. A writer that cannot fork sends one batch at a time.
+        let mut forks: Vec<Box<dyn Writer>> = Vec::new();
+        while forks.len() + 1 < self.caps.max_in_flight {
+            match writer.fork() {
+                Some(fork) => forks.push(fork),
+                None => break,
+            }
+        }
+        let mut flow = Adaptive::new(forks.len() + 1, self.destination);
+        flow.shared = self.store.shared_windows();
+        let batches = Batches::new(reader, deletes, clears, self.batch_rows);
+        let sent = {
+            let mut idle: Vec<&mut dyn Writer> = vec![&mut *writer];
+            idle.extend(forks.iter_mut().map(|f| &mut **f as &mut dyn Writer));
+            self.send_side_by_side(idle, &flow, batches, report, tx).await
+        };
+        for fork in forks {
+            if let Err(error) = fork.close().await {
+                tracing::warn!(sync = %self.name, error = %error.message, "closing a writer failed");
+            }
+        }
+        sent
+    }
+
+    /// Keeps up to `flow`'s limit of batches on the wire, one per idle writer, and hands each
+    /// answered batch to the committer. Stops at the first error, after the batches on the wire
+    /// are answered and everything answered is handed over.
+    async fn send_side_by_side(
+        &self,
+        mut idle: Vec<&mut dyn Writer>,
+        flow: &Adaptive,
+        mut batches: Batches<'_>,
+        report: &mut SyncReport,
+        tx: mpsc::Sender<Answered>,
+    ) -> Result<(), RunError> {
+        // Where the sender's time goes (SLUICE_LOG=sluice=debug).
+        let started = Instant::now();
+        let mut wire = FuturesUnordered::new();
+        let mut answered: VecDeque<Answered> = VecDeque::new();
+        let (mut stop, mut exhausted) = (None::<RunError>, false);
+        let mut most_in_flight = 0;
         loop {
-            if self.opts.cancel.is_cancelled() {
-                return Err(RunError::Cancelled(format!(
+            if stop.is_none() && self.opts.cancel.is_cancelled() {
+                stop = Some(RunError::Cancelled(format!(
                     "stopped on request after {} batch(es); the rest is sent on the next run",
                     report.batches
                 )));
             }
-            let rows = reader.next_batch(self.batch_rows).map_err(RunError::Invalid)?;
-            let batch = if !rows.is_empty() {
-                self.upserts(rows).await?
-            } else if let Some(hashes) = delete_chunks.next() {
-                self.removals(hashes, Op::Delete).await?
-            } else if let Some(hashes) = clear_chunks.next() {
-                self.removals(hashes, Op::Clear).await?
-            } else {
-                break;
-            };
-            let shown_keys: Vec<String> = batch.iter().map(|(r, _, _)| keys::plain_key_json(&self.shape.key_columns, &r.key)).collect();
-            let mut heads = Vec::with_capacity(batch.len());
-            let mut ops = Vec::with_capacity(batch.len());
-            for (row, key_json, destination_id) in batch {
-                heads.push(Head { key_hash: row.key_hash, fingerprint: row.fingerprint, op: row.op, key_json });
-                ops.push(RowOp { op: row.op, key: row.key, fields: row.fields, destination_id });
-            }
-            report.batches += 1;
-            let total = report.to_send.total();
-            let done = report.written + report.rejected + report.retryable;
-            self.opts.progress(Progress::Sending { sync: self.name, sent: done, total });
-            // A batch that ended in an error still has outcomes: rows written before it are
-            // committed like any others, the rest as pending; then the run stops.
-            let write_started = Instant::now();
-            let sent = tokio::select! {
-                sent = retry::write_with_retry(writer, &ops, self.caps, &self.opts.cancel) => sent,
-                _ = self.abort.cancelled() => return Err(RunError::Cancelled("stopped at the run's deadline".into())),
-            };
-            let retry::Sent { outcomes, error, undone } = sent;
-            writing += write_started.elapsed();
-            let fields =
-                ops.iter().map(|op| (self.log_values && op.op != Op::Delete).then(|| op.fields_json(self.target).to_string())).collect();
-            writer.take_warnings().into_iter().for_each(|w| report.warn(w));
-            for ((op, outcome), undone) in ops.iter().zip(&outcomes).zip(&undone) {
-                match undone {
-                    // Left undone by the error that ends the run: the run's error says why, once.
-                    true => report.retryable += 1,
-                    false => report.tally(|| keys::key_label(&self.shape.key_columns, &op.key), outcome),
+            // A new batch goes to a free writer while the batches on the wire and those answered
+            // but not handed over stay within the ceiling (the kill bound). Each of its attempts
+            // then waits for a slot under the adaptive limit (`retry`).
+            if stop.is_none() && !exhausted && !self.abort.is_cancelled() && wire.len() + answered.len() < flow.ceiling() {
+                if let Some(lane) = idle.pop() {
+                    let Some(job) = self.next_job(&mut batches).await? else {
+                        exhausted = true;
+                        idle.push(lane);
+                        continue;
+                    };
+                    report.batches += 1;
+                    let done = report.written + report.rejected + report.retryable;
+                    self.opts.progress(Progress::Sending { sync: self.name, sent: done, total: report.to_send.total() });
+                    let (caps, cancel) = (self.caps, &self.opts.cancel);
+                    wire.push(async move {
+                        let sent = retry::write_with_retry(&mut *lane, &job.ops, caps, cancel, flow).await;
+                        (lane, Done { job, sent })
+                    });
+                    most_in_flight = most_in_flight.max(wire.len());
+                    continue;
                 }
             }
-            let answered = Answered { heads, outcomes, shown_keys, fields };
-            let handed = Instant::now();
-            let refused = tx.send(answered).await.is_err();
-            waiting += handed.elapsed();
-            if refused {
-                // The committer stopped on an error; `run` reports it.
-                return Ok(());
+            if wire.is_empty() && answered.is_empty() {
+                break;
             }
-            if let Some(error) = error {
-                return Err(RunError::Destination { name: self.destination.to_string(), error });
+            tokio::select! {
+                biased;
+                _ = self.abort.cancelled() => {
+                    // The batches on the wire are cut short (the next run sends them again);
+                    // what was answered is still recorded.
+                    drop(wire);
+                    for batch in answered {
+                        if tx.send(batch).await.is_err() {
+                            break;
+                        }
+                    }
+                    return Err(RunError::Cancelled("stopped at the run's deadline".into()));
+                }
+                Some((lane, done)) = wire.next(), if !wire.is_empty() => {
+                    let lane: &mut dyn Writer = lane;
+                    lane.take_warnings().into_iter().for_each(|w| report.warn(w));
+                    idle.push(lane);
+                    let (batch, error) = self.tally(done, report);
+                    answered.push_back(batch);
+                    if let (Some(error), None) = (error, &stop) {
+                        stop = Some(RunError::Destination { name: self.destination.to_string(), error });
+                    }
+                }
+                permit = tx.reserve(), if !answered.is_empty() => match (permit, answered.pop_front()) {
+                    (Ok(permit), Some(batch)) => permit.send(batch),
+                    // The committer stopped on an error (`run` reports it): nothing more is sent.
+                    _ => return Ok(()),
+                },
             }
         }
         let ms = |d: Duration| d.as_millis() as u64;
-        tracing::debug!(sync = %self.name, batches = report.batches, ms = ms(started.elapsed()), writing_ms = ms(writing), waiting_ms = ms(waiting), "batches sent");
-        Ok(())
+        tracing::debug!(sync = %self.name, batches = report.batches, ms = ms(started.elapsed()), most_in_flight, limit = flow.limit(), "batches sent");
+        report.sending = (report.batches > 0).then(|| self.pace_of(flow, started.elapsed(), report));
+        stop.map_or(Ok(()), Err)
+    }
+
+    /// What the send phase achieved, against the destination's ceiling and rate limit.
+    fn pace_of(&self, flow: &Adaptive, took: Duration, report: &SyncReport) -> super::report::Sending {
+        let seconds = took.as_secs_f64().max(1e-3);
+        let requests = flow.requests();
+        let used = self.caps.rate_limit.map(|limit| {
+            // The windows the phase spanned allowed this many.
+            let windows = (took.as_secs_f64() / limit.per.as_secs_f64()).ceil().max(1.0);
+            (requests as f64 / (windows * f64::from(limit.requests))).min(1.0)
+        });
+        super::report::Sending {
+            seconds,
+            rows_per_second: (report.written + report.rejected + report.retryable) as f64 / seconds,
+            requests,
+            most_in_flight: flow.most_in_flight(),
+            max_in_flight: flow.ceiling(),
+            rate_limit: self.caps.rate_limit.map(|l| l.to_string()),
+            rate_limit_used: used,
+        }
+    }
+
+    /// The next batch, with what the store needs to record its answer; `None` when every row,
+    /// delete and clear went out.
+    async fn next_job(&self, batches: &mut Batches<'_>) -> Result<Option<Job>, RunError> {
+        let rows = batches.reader.next_batch(self.batch_rows).map_err(RunError::Invalid)?;
+        let batch = if !rows.is_empty() {
+            self.upserts(rows).await?
+        } else if let Some(hashes) = batches.deletes.next() {
+            self.removals(hashes, Op::Delete).await?
+        } else if let Some(hashes) = batches.clears.next() {
+            self.removals(hashes, Op::Clear).await?
+        } else {
+            return Ok(None);
+        };
+        let shown_keys: Vec<String> = batch.iter().map(|(r, _, _)| keys::plain_key_json(&self.shape.key_columns, &r.key)).collect();
+        let mut heads = Vec::with_capacity(batch.len());
+        let mut ops = Vec::with_capacity(batch.len());
+        for (row, key_json, destination_id) in batch {
+            heads.push(Head { key_hash: row.key_hash, fingerprint: row.fingerprint, op: row.op, key_json });
+            ops.push(RowOp { op: row.op, key: row.key, fields: row.fields, destination_id });
+        }
+        Ok(Some(Job { heads, ops, shown_keys }))
+    }
+
+    /// Counts an answered batch's outcomes in the report. A batch that ended in an error still
+    /// has outcomes: rows written before it are committed like any others, the rest as pending;
+    /// the error then stops the run.
+    fn tally(&self, done: Done, report: &mut SyncReport) -> (Answered, Option<crate::destinations::DestinationError>) {
+        let Done { job: Job { heads, ops, shown_keys }, sent: retry::Sent { outcomes, error, undone } } = done;
+        let fields =
+            ops.iter().map(|op| (self.log_values && op.op != Op::Delete).then(|| op.fields_json(self.target).to_string())).collect();
+        for ((op, outcome), undone) in ops.iter().zip(&outcomes).zip(&undone) {
+            match undone {
+                // Left undone by the error that ends the run: the run's error says why, once.
+                true => report.retryable += 1,
+                false => report.tally(|| keys::key_label(&self.shape.key_columns, &op.key), outcome),
+            }
+        }
+        (Answered { heads, outcomes, shown_keys, fields }, error)
     }
 
     /// Spooled rows, each with its stored key text and the destination's record id, if any.

@@ -17,6 +17,7 @@ mod lock;
 mod marks;
 mod pages;
 mod runs;
+mod windows;
 
 use std::path::{Path, PathBuf};
 
@@ -332,6 +333,15 @@ impl Store {
                  upgrade sluice, or point [state] url at another database"
             ))),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The rate-limit windows this store shares between processes: a Postgres store's; `None`
+    /// for SQLite (one process, whose windows are shared in memory).
+    pub fn shared_windows(&self) -> Option<std::sync::Arc<dyn crate::destinations::flow::SharedWindows>> {
+        match self.dialect {
+            Dialect::Postgres => Some(std::sync::Arc::new(windows::PgWindows::new(self.pool.clone()))),
+            Dialect::Sqlite => None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The commit rule under crashes: `sluice run` on a 100,000-row model, killed at random moments
 //! 20 times, then run to the end. The destination ends equal to the model, and each kill costs at
-//! most the batches in flight (sent, not yet committed: `BATCHES_IN_FLIGHT`). The seed is
-//! printed; `SLUICE_CRASH_SEED=n` replays it.
+//! most the batches in flight (on the wire side by side, or answered and not yet committed:
+//! `batches_in_flight`). The seed is printed; `SLUICE_CRASH_SEED=n` replays it.
 
 use crate::support;
 
@@ -9,16 +9,23 @@ use std::collections::HashSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sluice::engine::BATCHES_IN_FLIGHT;
+use sluice::engine::batches_in_flight;
 use sluice::state::RunStatus;
 use support::*;
 
 const ROWS: usize = 100_000;
 const BATCH: usize = 2_000;
 const KILLS: usize = 20;
+/// Batches on the wire at once, at most: a kill finds several there.
+const MAX_IN_FLIGHT: usize = 4;
 
 async fn big_env() -> Env {
-    let env = Env::with_sink_settings(SourceKind::DuckDb, StateKind::Sqlite, &format!("max_batch_rows = {BATCH}")).await;
+    let env = Env::with_sink_settings(
+        SourceKind::DuckDb,
+        StateKind::Sqlite,
+        &format!("max_batch_rows = {BATCH}\nmax_in_flight = {MAX_IN_FLIGHT}"),
+    )
+    .await;
     env.exec(&format!("CREATE TABLE t AS SELECT i AS id, 'v' || i AS v FROM range(1, {}) r(i)", ROWS + 1)).await;
     env.write_sync("big", "source = \"wh\"\ndestination = \"hook\"\nprimary_key = \"id\"", "SELECT id, v FROM t");
     env
@@ -60,18 +67,22 @@ async fn twenty_sigkills_lose_nothing_and_resend_only_batches_in_flight() {
         // Everything committed was received; what was received but not committed is at most
         // the batches in flight when the process died.
         assert!(
-            stored <= seen && seen - stored <= BATCHES_IN_FLIGHT * BATCH,
+            stored <= seen && seen - stored <= batches_in_flight(MAX_IN_FLIGHT) * BATCH,
             "kill {kill}: {seen} distinct rows received, {stored} committed"
         );
     }
     println!("after {KILLS} kills: {} rows committed, {} received", env.committed_rows().await, env.sink.rows().len());
+    assert!(env.sink.most_in_flight() > 1, "the kills met several batches in flight");
     let last = env.run("big").await;
     assert_eq!(last.status, RunStatus::Success, "{:?}", last.error);
     let received = env.sink.rows();
     assert_eq!(distinct(&received), ROWS, "every row reached the destination");
     assert_eq!(env.committed_rows().await, ROWS);
     let resent = received.len() - ROWS;
-    assert!(resent <= KILLS * BATCHES_IN_FLIGHT * BATCH, "{resent} rows sent twice, more than the batches in flight per kill");
+    assert!(
+        resent <= KILLS * batches_in_flight(MAX_IN_FLIGHT) * BATCH,
+        "{resent} rows sent twice, more than the batches in flight per kill"
+    );
     assert_eq!(env.run("big").await.to_send.total(), 0, "the state agrees with the destination");
 }
 

@@ -29,7 +29,8 @@ async fn scheduled_runs_fire_and_an_overlapping_tick_is_skipped() {
 
 #[tokio::test]
 async fn sigterm_during_a_run_commits_the_batch_in_flight_and_exits_0() {
-    let env = project(StateKind::Sqlite, "max_batch_rows = 10").await;
+    // One batch at a time: the second is the one in flight.
+    let env = project(StateKind::Sqlite, "max_batch_rows = 10\nmax_in_flight = 1").await;
     env.write_sync("every_second", &sync_header(EVERY_SECOND, ""), "SELECT id, v FROM t");
     env.sink.hold_from(1);
     let mut daemon = Daemon::start(env.root(), &[]);

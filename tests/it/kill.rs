@@ -11,9 +11,11 @@ use support::*;
 
 const HEADER: &str = "source = \"wh\"\ndestination = \"hook\"\nprimary_key = \"id\"\nmode = \"upsert\"";
 
-async fn seeded_env() -> Env {
-    let env = Env::with_sink_settings(SourceKind::DuckDb, StateKind::Sqlite, "max_batch_rows = 10").await;
-    env.exec("CREATE TABLE t AS SELECT i AS id, 'v' || i AS v FROM range(1, 51) r(i)").await;
+/// `rows` rows in batches of 10, at most `in_flight` of them on the wire at once.
+async fn seeded_env(rows: usize, in_flight: usize) -> Env {
+    let settings = format!("max_batch_rows = 10\nmax_in_flight = {in_flight}");
+    let env = Env::with_sink_settings(SourceKind::DuckDb, StateKind::Sqlite, &settings).await;
+    env.exec(&format!("CREATE TABLE t AS SELECT i AS id, 'v' || i AS v FROM range(1, {}) r(i)", rows + 1)).await;
     env.write_sync("k", HEADER, "SELECT id, v FROM t");
     env
 }
@@ -44,7 +46,9 @@ fn distinct_ids(rows: &[SinkRow]) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_batch_resends_only_the_batch_in_flight() {
-    let env = seeded_env().await;
+    // One batch at a time, so which batches were answered is known exactly (crash.rs kills runs
+    // with several on the wire).
+    let env = seeded_env(50, 1).await;
     env.sink.hold_from(2); // the third batch never gets an answer
     let mut child = spawn_run(&env);
     let sink = env.sink.clone();
@@ -72,32 +76,38 @@ async fn sigkill_mid_batch_resends_only_the_batch_in_flight() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_finishes_the_batch_in_flight_and_resends_nothing() {
-    let env = seeded_env().await;
-    env.sink.slow(Duration::from_millis(300));
-    let mut child = spawn_run(&env);
-    let sink = env.sink.clone();
-    wait_for("the second batch to arrive", || sink.requests() >= 2).await;
-    // SIGTERM through the same path systemd uses.
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "sluice did not stop after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(status.code(), Some(130), "a run stopped on request: 130, as for Ctrl-C (not 1: nothing failed)");
-    env.sink.slow(Duration::ZERO);
-    let before = env.sink.take();
-    assert!(before.len() < 50, "the run stopped early");
-    let run = env.run("k").await;
-    assert_eq!(run.status, RunStatus::Success, "{:?}", run.error);
-    let after = env.sink.take();
-    assert_eq!(before.len() + after.len(), 50, "nothing sent twice: the batch in flight was committed");
-    let mut all = before;
-    all.extend(after);
-    assert_eq!(distinct_ids(&all), 50);
+async fn sigterm_finishes_the_batches_in_flight_and_resends_nothing() {
+    for (rows, in_flight) in [(50, 1), (400, 4)] {
+        let env = seeded_env(rows, in_flight).await;
+        env.sink.slow(Duration::from_millis(300));
+        let mut child = spawn_run(&env);
+        let sink = env.sink.clone();
+        wait_for("the second batch to arrive", || sink.requests() >= 2).await;
+        // SIGTERM through the same path systemd uses.
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "sluice did not stop after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(status.code(), Some(130), "a run stopped on request: 130, as for Ctrl-C (not 1: nothing failed)");
+        env.sink.slow(Duration::ZERO);
+        let before = env.sink.take();
+        assert!(before.len() < rows, "max_in_flight = {in_flight}: the run stopped early");
+        let run = env.run("k").await;
+        assert_eq!(run.status, RunStatus::Success, "{:?}", run.error);
+        let after = env.sink.take();
+        assert_eq!(
+            before.len() + after.len(),
+            rows,
+            "max_in_flight = {in_flight}: nothing sent twice: the batches in flight were committed"
+        );
+        let mut all = before;
+        all.extend(after);
+        assert_eq!(distinct_ids(&all), rows);
+    }
 }

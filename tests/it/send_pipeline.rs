@@ -7,7 +7,7 @@ use crate::support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use sluice::engine::BATCHES_IN_FLIGHT;
+use sluice::engine::batches_in_flight;
 use sluice::state::RunStatus;
 use support::*;
 
@@ -15,7 +15,7 @@ const HEADER: &str = "source = \"wh\"\ndestination = \"hook\"\nprimary_key = \"i
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_commit_stops_the_run_and_the_next_run_sends_what_was_not_recorded() {
-    let env = Env::with_sink_settings(SourceKind::DuckDb, StateKind::Postgres, "max_batch_rows = 10").await;
+    let env = Env::with_sink_settings(SourceKind::DuckDb, StateKind::Postgres, "max_batch_rows = 10\nmax_in_flight = 1").await;
     env.exec("CREATE TABLE t AS SELECT i AS id, 'v' || i AS v FROM range(1, 201) r(i)").await;
     env.write_sync("p", HEADER, "SELECT id, v FROM t");
     let state = env.pg_state.as_ref().expect("a Postgres state store");
@@ -42,7 +42,7 @@ async fn a_failed_commit_stops_the_run_and_the_next_run_sends_what_was_not_recor
     let error = failed.error.clone().unwrap_or_default();
     assert!(error.contains("state store"), "the run names the state store: {error}");
     let requests = env.sink.requests();
-    assert!(requests <= 3 + BATCHES_IN_FLIGHT, "the run went on sending after the failed commit: {requests} requests");
+    assert!(requests <= 3 + batches_in_flight(1), "the run went on sending after the failed commit: {requests} requests");
     assert!(failed.written >= 20, "the first two batches were written: {failed:?}");
 
     state.exec("ALTER TABLE staged_elsewhere RENAME TO sync_rows_staged").await;

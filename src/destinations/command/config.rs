@@ -13,6 +13,7 @@ pub const REQUESTS: Defaults = Defaults {
     timeout: Some(Duration::from_secs(60)),
     max_attempts: Some(3),
     retry_initial_delay: Some(Duration::from_millis(500)),
+    max_in_flight: None,
 };
 
 /// A program in any language that reads the rows as JSON lines on stdin and answers with one
@@ -30,7 +31,7 @@ pub struct CommandConfig {
     /// Start the program for every batch (stdin closes after the batch) instead of once per run.
     #[serde(default)]
     pub per_batch: bool,
-    /// `max_batch_rows`, `timeout`, `max_attempts`, `retry_initial_delay` (`destinations::requests`,
+    /// the request settings (`destinations::requests`,
     /// with [`REQUESTS`] as defaults).
     #[serde(skip)]
     pub requests: Requests,

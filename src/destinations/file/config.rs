@@ -6,7 +6,8 @@ use serde::Deserialize;
 use crate::destinations::requests::{Defaults, Requests};
 
 /// This destination's defaults for the request settings: rows per batch only.
-pub const REQUESTS: Defaults = Defaults { max_batch_rows: Some(10_000), timeout: None, max_attempts: None, retry_initial_delay: None };
+pub const REQUESTS: Defaults =
+    Defaults { max_batch_rows: Some(10_000), timeout: None, max_attempts: None, retry_initial_delay: None, max_in_flight: None };
 
 /// A CSV or JSON Lines file on this machine, rewritten whole (atomically) at the end of each run.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use governor::DefaultDirectRateLimiter;
 use reqwest::{Method, StatusCode, Url};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -11,7 +10,8 @@ use serde_json::{json, Value as J};
 
 use super::auth::Auth;
 use super::config::{SheetsConfig, ValueInput};
-use crate::destinations::http::{self, window_limiter, CallError};
+use crate::destinations::flow::{Pace, RateLimit};
+use crate::destinations::http::{self, CallError};
 use crate::destinations::DestinationError;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -112,8 +112,9 @@ pub struct SheetsClient {
     root: Url,
     spreadsheet_id: String,
     pub auth: Auth,
-    reads: DefaultDirectRateLimiter,
-    writes: DefaultDirectRateLimiter,
+    /// Google's per-user quotas, shared by every sync writing as this service account.
+    reads: Pace,
+    writes: Pace,
     pub value_input: ValueInput,
 }
 
@@ -134,15 +135,12 @@ impl SheetsClient {
             return Err("`base_url` must be an http(s) URL".into());
         }
         let http = crate::destinations::http::client(config.requests.timeout)?;
-        Ok(SheetsClient {
-            http,
-            root,
-            spreadsheet_id: config.spreadsheet_id.clone(),
-            auth,
-            reads: window_limiter(config.read_requests_per_minute, MINUTE),
-            writes: window_limiter(config.write_requests_per_minute, MINUTE),
-            value_input: config.value_input,
-        })
+        let pace = |what: &str, per_minute: u32| {
+            Pace::new(&Pace::key(what, base.as_str(), auth.client_email()), RateLimit::new(per_minute, MINUTE))
+        };
+        let (reads, writes) =
+            (pace("google_sheets:reads", config.read_requests_per_minute), pace("google_sheets:writes", config.write_requests_per_minute));
+        Ok(SheetsClient { http, root, spreadsheet_id: config.spreadsheet_id.clone(), auth, reads, writes, value_input: config.value_input })
     }
 
     /// `{root}/{id}{id_suffix}/{segments...}?{query}`, each segment percent-encoded.
@@ -216,8 +214,8 @@ impl SheetsClient {
     /// One request: waits for the quota, adds the token, refreshes it once on a 401.
     async fn send(&self, budget: Budget, method: Method, url: Url, body: Option<J>) -> Result<Vec<u8>, CallError> {
         match budget {
-            Budget::Read => self.reads.until_ready().await,
-            Budget::Write => self.writes.until_ready().await,
+            Budget::Read => self.reads.ready().await,
+            Budget::Write => self.writes.ready().await,
         }
         let what = format!("{method} {}", url.path());
         let mut token = self.auth.token().await?;

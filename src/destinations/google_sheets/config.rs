@@ -15,6 +15,7 @@ pub const REQUESTS: Defaults = Defaults {
     timeout: Some(Duration::from_secs(60)),
     max_attempts: Some(6),
     retry_initial_delay: Some(Duration::from_secs(1)),
+    max_in_flight: None,
 };
 
 /// A Google Sheets spreadsheet, one tab per sync, rows kept by key; written as a service account.
@@ -45,7 +46,7 @@ pub struct SheetsConfig {
     /// Requests larger than this are split (Google recommends at most 2 MB).
     #[serde(default = "default_request_bytes")]
     pub max_request_bytes: usize,
-    /// `max_batch_rows`, `timeout`, `max_attempts`, `retry_initial_delay` (`destinations::requests`,
+    /// the request settings (`destinations::requests`,
     /// with [`REQUESTS`] as defaults).
     #[serde(skip)]
     pub requests: Requests,

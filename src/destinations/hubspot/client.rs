@@ -4,22 +4,23 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use governor::DefaultDirectRateLimiter;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value as J;
 
 use super::config::HubSpotConfig;
+use crate::destinations::flow::{Pace, RateLimit};
 use crate::destinations::http::CallError;
-use crate::destinations::http::{self, window_limiter, MAX_SERVER_WAIT};
+use crate::destinations::http::{self, MAX_SERVER_WAIT};
 use crate::destinations::DestinationError;
 
 pub struct HubSpotClient {
     http: reqwest::Client,
     base: Url,
     token: SecretString,
-    limiter: DefaultDirectRateLimiter,
+    /// Shared by every sync writing with this token: HubSpot counts requests per app.
+    pace: Pace,
     /// Set when HubSpot says the window is used up: no request before then.
     pause_until: Mutex<Option<Instant>>,
     /// The token's account (portal), once asked: `None` when HubSpot would not say.
@@ -36,11 +37,15 @@ impl HubSpotClient {
             base.set_path(&format!("{}/", base.path()));
         }
         let http = crate::destinations::http::client(config.requests.timeout)?;
+        let base_text = base.to_string();
         Ok(HubSpotClient {
             http,
             base,
             token: config.token.clone(),
-            limiter: window_limiter(config.rate_limit_per_10s, Duration::from_secs(10)),
+            pace: Pace::new(
+                &Pace::key("hubspot", &base_text, config.token.expose_secret()),
+                RateLimit::new(config.rate_limit_per_10s, Duration::from_secs(10)),
+            ),
             pause_until: Mutex::new(None),
             portal: tokio::sync::OnceCell::new(),
         })
@@ -74,7 +79,7 @@ impl HubSpotClient {
         if let Some(until) = pause {
             tokio::time::sleep_until(until.into()).await;
         }
-        self.limiter.until_ready().await;
+        self.pace.ready().await;
         let url = self.base.join(path).map_err(|e| DestinationError::fatal(format!("bad request path: {e}")))?;
         let what = format!("{method} /{path}");
         let mut request = self.http.request(method, url).bearer_auth(self.token.expose_secret());
@@ -84,8 +89,11 @@ impl HubSpotClient {
         let answer = http::send(request, "hubspot", &what, "base_url").await?;
         let status = answer.status;
         let window = rate_window(&answer.headers);
+        // HubSpot's count says the window is used up. When this process used it all, the pace
+        // knows when it frees already; otherwise someone else (another app on the token, a
+        // replica) shares it, and only waiting out the interval is safe.
         if let (Some((remaining, interval)), Ok(mut pause)) = (window, self.pause_until.lock()) {
-            *pause = (remaining == 0).then(|| Instant::now().checked_add(interval)).flatten();
+            *pause = (remaining == 0 && !self.pace.is_full()).then(|| Instant::now().checked_add(interval)).flatten();
         }
         // A 429 without Retry-After waits for the window to roll over.
         let window_wait = window.map(|(_, i)| i).filter(|_| status == StatusCode::TOO_MANY_REQUESTS);

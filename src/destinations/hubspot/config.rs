@@ -16,6 +16,7 @@ pub const REQUESTS: Defaults = Defaults {
     timeout: Some(Duration::from_secs(30)),
     max_attempts: Some(8),
     retry_initial_delay: Some(Duration::from_secs(1)),
+    max_in_flight: Some(10),
 };
 
 /// HubSpot CRM objects (contacts, companies, deals, custom objects) through the CRM v3 batch
@@ -32,7 +33,7 @@ pub struct HubSpotConfig {
     /// The account's requests per rolling 10 seconds (100 on free/starter, 190 on pro/enterprise).
     #[serde(default = "default_rate_limit")]
     pub rate_limit_per_10s: u32,
-    /// `max_batch_rows`, `timeout`, `max_attempts`, `retry_initial_delay` (`destinations::requests`,
+    /// the request settings (`destinations::requests`,
     /// with [`REQUESTS`] as defaults).
     #[serde(skip)]
     pub requests: Requests,

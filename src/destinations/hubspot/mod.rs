@@ -41,6 +41,7 @@ impl HubSpotDestination {
 }
 
 /// What a run needs to know of its object: where the id property is, and each field's type.
+#[derive(Clone)]
 pub struct Plan {
     pub object: String,
     pub id_property: String,
@@ -129,6 +130,8 @@ impl Destination for HubSpotDestination {
         // `if_empty`: current values are read with batch/read before writing.
         Capabilities {
             if_empty: true,
+            max_in_flight: self.config.requests.max_in_flight,
+            rate_limit: Some(crate::destinations::flow::RateLimit::new(self.config.rate_limit_per_10s, std::time::Duration::from_secs(10))),
             ..Capabilities::every_mode(
                 self.config.requests.max_batch_rows.min(MAX_BATCH),
                 self.config.requests.max_attempts,

@@ -365,6 +365,10 @@ fn gone_or_unknown(looked_up: bool, action: &str, id_property: &str) -> RowOutco
 
 #[async_trait]
 impl Writer for HubSpotWriter {
+    fn fork(&self) -> Option<Box<dyn Writer>> {
+        Some(Box::new(HubSpotWriter { client: self.client.clone(), target: self.target.clone(), plan: self.plan.clone() }))
+    }
+
     async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
         let mut out: Vec<Option<RowOutcome>> = vec![None; batch.len()];
         for (i, op) in batch.iter().enumerate() {

@@ -16,6 +16,7 @@ pub const REQUESTS: Defaults = Defaults {
     timeout: Some(Duration::from_secs(60)),
     max_attempts: Some(6),
     retry_initial_delay: Some(Duration::from_secs(1)),
+    max_in_flight: Some(8),
 };
 
 /// Salesforce sObjects, upserted by an External ID field: sObject Collections for small runs,
@@ -55,7 +56,7 @@ pub struct SalesforceConfig {
     #[serde(default = "default_bulk_timeout", with = "duration_setting")]
     #[schemars(with = "crate::project::schema::DurationText")]
     pub bulk_timeout: Duration,
-    /// `max_batch_rows`, `timeout`, `max_attempts`, `retry_initial_delay` (`destinations::requests`,
+    /// the request settings (`destinations::requests`,
     /// with [`REQUESTS`] as defaults).
     #[serde(skip)]
     pub requests: Requests,

@@ -44,6 +44,7 @@ impl SalesforceDestination {
 }
 
 /// What a run needs to know of its object.
+#[derive(Clone)]
 pub struct Plan {
     pub object: String,
     pub external_id: String,
@@ -139,6 +140,7 @@ impl Destination for SalesforceDestination {
         // `if_empty`: current values are read with a SOQL query before writing.
         Capabilities {
             if_empty: true,
+            max_in_flight: self.config.requests.max_in_flight,
             ..Capabilities::every_mode(MAX_COLLECTION, self.config.requests.max_attempts, self.config.requests.retry_initial_delay)
         }
     }

@@ -19,6 +19,7 @@ use crate::destinations::http::CallError;
 use crate::destinations::{settle, undecided, DestinationError, Op, RowOp, RowOutcome, Target, Writer};
 use crate::value::Value;
 
+#[derive(Clone)]
 pub struct BulkSettings {
     pub threshold: u64,
     pub batch_rows: usize,
@@ -362,6 +363,15 @@ impl SalesforceWriter {
 
 #[async_trait]
 impl Writer for SalesforceWriter {
+    fn fork(&self) -> Option<Box<dyn Writer>> {
+        Some(Box::new(SalesforceWriter {
+            client: self.client.clone(),
+            target: self.target.clone(),
+            plan: self.plan.clone(),
+            bulk: self.bulk.clone(),
+        }))
+    }
+
     fn preferred_batch_rows(&self, pending: u64) -> Option<usize> {
         (pending > self.bulk.threshold).then_some(self.bulk.batch_rows)
     }

@@ -1,15 +1,14 @@
 //! HTTP for Slack's incoming webhooks, and what each answer means. Slack answers in plain
 //! text: `ok`, or an error code such as `invalid_blocks` or `channel_not_found`.
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::config::SlackConfig;
+use crate::destinations::flow::{Pace, RateLimit};
 use crate::destinations::http::{self, CallError};
 use crate::destinations::DestinationError;
 
@@ -19,7 +18,7 @@ pub struct Client {
     /// Host only: what errors may show of the URL (the rest of it is the credential).
     shown: String,
     /// Shared by every sync writing to this webhook: Slack counts messages per webhook.
-    limiter: DefaultDirectRateLimiter,
+    pace: Pace,
 }
 
 impl Client {
@@ -30,16 +29,16 @@ impl Client {
             return Err("`webhook_url` must be an https:// URL (https://hooks.slack.com/services/...)".into());
         }
         let shown = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or(""));
-        let period = config.min_interval.max(Duration::from_millis(1));
-        let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
+        let limit = RateLimit::new(1, config.min_interval.max(Duration::from_millis(1)));
+        let pace = Pace::new(&Pace::key("slack", &shown, config.webhook_url.expose_secret()), limit);
         let http = crate::destinations::http::client(config.requests.timeout)?;
-        Ok(Client { http, url: config.webhook_url.clone(), shown, limiter: RateLimiter::direct(quota) })
+        Ok(Client { http, url: config.webhook_url.clone(), shown, pace })
     }
 
     /// Posts one message, paced to the webhook's rate. [`CallError::Refused`]: Slack refused
     /// this message (400 and the like), a problem with what this row rendered to.
     pub async fn post(&self, body: Vec<u8>) -> Result<(), CallError> {
-        self.limiter.until_ready().await;
+        self.pace.ready().await;
         let request = self.http.post(self.url.expose_secret()).header(CONTENT_TYPE, "application/json").body(body);
         let answer = http::send(request, "slack", &format!("POST {}", self.shown), "webhook_url").await?;
         // Slack's answer is a short code: a body cut off still leaves the status to go by.

@@ -13,6 +13,7 @@ pub const REQUESTS: Defaults = Defaults {
     timeout: Some(Duration::from_secs(30)),
     max_attempts: Some(5),
     retry_initial_delay: Some(Duration::from_secs(1)),
+    max_in_flight: None,
 };
 
 /// A Slack incoming webhook: one message per row (or a digest per run), from templates over
@@ -28,7 +29,7 @@ pub struct SlackConfig {
     #[serde(default = "default_interval", with = "duration_setting")]
     #[schemars(with = "crate::project::schema::DurationText")]
     pub min_interval: Duration,
-    /// `max_batch_rows`, `timeout`, `max_attempts`, `retry_initial_delay` (`destinations::requests`,
+    /// the request settings (`destinations::requests`,
     /// with [`REQUESTS`] as defaults).
     #[serde(skip)]
     pub requests: Requests,

@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::config::WebhookConfig;
 use super::encoding::{signature, SIGNATURE_HEADER};
+use crate::destinations::flow::{Pace, RateLimit};
 use crate::destinations::http::{self, CallError};
 use crate::destinations::DestinationError;
 
@@ -18,6 +19,7 @@ pub struct Client {
     shown: String,
     headers: HeaderMap,
     signing_secret: Option<SecretString>,
+    pace: Option<Pace>,
 }
 
 impl Client {
@@ -35,13 +37,23 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        let pace = match &config.rate_limit {
+            Some(text) => {
+                let limit = RateLimit::parse(text).map_err(|e| format!("`rate_limit`: {e}"))?;
+                Some(Pace::new(&Pace::key("webhook", &shown, config.url.expose_secret()), limit))
+            }
+            None => None,
+        };
         let http = crate::destinations::http::client(config.requests.timeout)?;
-        Ok(Client { http, url: config.url.clone(), shown, headers, signing_secret: config.signing_secret.clone() })
+        Ok(Client { http, url: config.url.clone(), shown, headers, signing_secret: config.signing_secret.clone(), pace })
     }
 
     /// Posts one batch; a 2xx answers with its body (which may hold per-row results). A
     /// [`CallError::Refused`] is a 4xx data error for the whole batch: some row in it is bad.
     pub async fn post(&self, body: Vec<u8>) -> Result<String, CallError> {
+        if let Some(pace) = &self.pace {
+            pace.ready().await;
+        }
         let mut request = self.http.post(self.url.expose_secret()).headers(self.headers.clone()).header(CONTENT_TYPE, "application/json");
         if let Some(secret) = &self.signing_secret {
             request = request.header(SIGNATURE_HEADER, signature(secret, &body));

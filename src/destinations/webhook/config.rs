@@ -13,6 +13,7 @@ pub const REQUESTS: Defaults = Defaults {
     timeout: Some(Duration::from_secs(30)),
     max_attempts: Some(5),
     retry_initial_delay: Some(Duration::from_millis(500)),
+    max_in_flight: Some(8),
 };
 
 /// An HTTP endpoint of your own: each batch is one JSON POST; the answer may give per-row
@@ -30,7 +31,11 @@ pub struct WebhookConfig {
     /// When set, each request carries `X-Sluice-Signature: sha256=<hex HMAC-SHA256 of the body>`.
     #[schemars(with = "Option<crate::project::schema::Secret>")]
     pub signing_secret: Option<SecretString>,
-    /// `max_batch_rows`, `timeout`, `max_attempts`, `retry_initial_delay` (`destinations::requests`,
+    /// The receiver's published rate limit, as requests per window: `"100/10s"`, `"5/s"`,
+    /// `"600/min"`. Requests wait for it before they are sent, shared by every sync writing to
+    /// this URL. None: as fast as the adaptive concurrency finds the receiver answers.
+    pub rate_limit: Option<String>,
+    /// the request settings (`destinations::requests`,
     /// with [`REQUESTS`] as defaults).
     #[serde(skip)]
     pub requests: Requests,

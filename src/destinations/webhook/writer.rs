@@ -14,6 +14,10 @@ pub(super) struct WebhookWriter {
 
 #[async_trait]
 impl Writer for WebhookWriter {
+    fn fork(&self) -> Option<Box<dyn Writer>> {
+        Some(Box::new(WebhookWriter { client: self.client.clone(), target: self.target.clone() }))
+    }
+
     async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
         match self.client.post(encoding::body(&self.target, batch)).await {
             Ok(body) => Ok(encoding::outcomes(&self.target, batch, &body)),

@@ -78,3 +78,62 @@ impl RandomFaults {
         })
     }
 }
+
+/// The time a service takes to answer, as real ones do: a fixed part and a random one
+/// (`base` +- `jitter`, uniform, from a seeded generator). Emulators add it after doing the
+/// work, so it models the service's processing, not the network: a request counts against a
+/// rate limit when it arrives.
+pub struct Latency {
+    pub base: Duration,
+    pub jitter: Duration,
+    rng: fastrand::Rng,
+}
+
+impl Latency {
+    pub fn new(base: Duration, jitter: Duration, seed: u64) -> Latency {
+        Latency { base, jitter: jitter.min(base), rng: fastrand::Rng::with_seed(seed) }
+    }
+
+    /// The next answer's latency.
+    pub fn next(&mut self) -> Duration {
+        let spread = self.jitter.as_micros() as u64;
+        let offset = self.rng.u64(0..=2 * spread);
+        (self.base + Duration::from_micros(offset)).saturating_sub(self.jitter)
+    }
+}
+
+/// Waits out the next latency of an emulator's `latency`, if it has one.
+pub async fn answer_after(latency: Option<Duration>) {
+    if let Some(d) = latency {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// Counts the requests an emulator is serving at once, and the most there ever were.
+#[derive(Clone, Default)]
+pub struct InFlight {
+    now: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One request being served; counted until dropped (answered, or its connection dropped).
+pub struct Serving(InFlight);
+
+impl InFlight {
+    pub fn enter(&self) -> Serving {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        Serving(self.clone())
+    }
+
+    pub fn most(&self) -> usize {
+        self.most.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -97,12 +97,16 @@ pub struct State {
     pub tokens: HashMap<String, u64>,
     /// The order batch results come back in.
     rng: fastrand::Rng,
+    /// How long each answer takes (none: at once).
+    pub latency: Option<super::faults::Latency>,
 }
 
 #[derive(Clone)]
 pub struct HubSpot {
     state: Arc<Mutex<State>>,
     pub base_url: String,
+    /// Requests being served at once.
+    pub in_flight: super::faults::InFlight,
 }
 
 fn contacts() -> Vec<Property> {
@@ -159,10 +163,11 @@ impl HubSpot {
             random_faults: None,
             tokens: HashMap::from([(TOKEN.to_string(), PORTAL)]),
             rng: fastrand::Rng::with_seed(super::faults::seed("SLUICE_HUBSPOT_SEED")),
+            latency: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind emulator");
         let addr = listener.local_addr().expect("emulator address");
-        let hubspot = HubSpot { state: Arc::new(Mutex::new(state)), base_url: format!("http://{addr}/") };
+        let hubspot = HubSpot { state: Arc::new(Mutex::new(state)), base_url: format!("http://{addr}/"), in_flight: Default::default() };
         let app = Router::new().fallback(serve).with_state(hubspot.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -527,6 +532,7 @@ impl State {
 }
 
 async fn serve(AxumState(hubspot): AxumState<HubSpot>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let _serving = hubspot.in_flight.enter();
     let body: J = if body.is_empty() { J::Null } else { serde_json::from_slice(&body).unwrap_or(J::Null) };
     let path = uri.path().to_string();
     let (fault, logged) = hubspot.with(|s| {
@@ -537,7 +543,7 @@ async fn serve(AxumState(hubspot): AxumState<HubSpot>, method: Method, uri: Uri,
     if let Some(Fault::Drop) = fault {
         super::faults::drop_connection();
     }
-    let (status, answer, remaining, max, window) = hubspot.with(|s| {
+    let (status, answer, remaining, max, window, latency) = hubspot.with(|s| {
         let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         let portal = bearer.and_then(|t| s.tokens.get(t).copied());
         let authorized = portal.is_some();
@@ -566,8 +572,10 @@ async fn serve(AxumState(hubspot): AxumState<HubSpot>, method: Method, uri: Uri,
         if let Some(entry) = s.log.get_mut(logged) {
             entry.status = status;
         }
-        (status, answer, s.rate_max.saturating_sub(s.seen.len()), s.rate_max, s.rate_window)
+        let latency = s.latency.as_mut().map(|l| l.next());
+        (status, answer, s.rate_max.saturating_sub(s.seen.len()), s.rate_max, s.rate_window, latency)
     });
+    super::faults::answer_after(latency).await;
     match fault {
         Some(Fault::DropAfter) => super::faults::drop_connection(),
         Some(Fault::Slow(d)) => tokio::time::sleep(d).await,

@@ -22,8 +22,9 @@ pub struct SinkRow {
 
 #[derive(Default)]
 struct Inner {
-    /// Every request that reached the handler, answered or not, in arrival order.
-    batches: Vec<Vec<SinkRow>>,
+    /// Every request that reached the handler, in arrival order; `None` once it failed (it
+    /// wrote nothing). By index: requests are answered side by side, in any order.
+    batches: Vec<Option<Vec<SinkRow>>>,
     headers: Vec<HeaderMap>,
     /// The request bodies, byte for byte (signatures are over these).
     bodies: Vec<axum::body::Bytes>,
@@ -39,10 +40,55 @@ struct Inner {
     hold_one: Option<usize>,
     /// Answer with a per-row results body even when all rows are ok.
     always_results: bool,
-    /// Latency added to every answer (a slow destination).
+    /// Latency added to every answer (a slow destination)...
     delay: std::time::Duration,
+    /// ...or drawn for each from a range.
+    latency: Option<super::faults::Latency>,
     /// Random faults: the share of requests that get one, and the generator.
     fault_rate: Option<super::faults::RandomFaults>,
+    /// Requests being handled now, and the most there ever were at once.
+    in_flight: usize,
+    most_in_flight: usize,
+    /// When each request arrived, refused ones included.
+    arrivals: Vec<std::time::Instant>,
+    /// A receiver that serves at most this many requests at once and answers 429 (Retry-After:
+    /// 0) to more (a server with a worker pool), and how many it refused so.
+    capacity: Option<usize>,
+    over_capacity: usize,
+    /// A receiver with a rate limit: at most this many requests in any window, 429 to more.
+    rate_limit: Option<(usize, std::time::Duration)>,
+    over_rate: usize,
+}
+
+/// Counts a request as being handled until it is answered (or its connection dropped).
+struct Handling(Sink);
+
+impl Handling {
+    fn start(sink: &Sink) -> (Handling, bool) {
+        let mut guard = sink.inner.lock().unwrap();
+        let inner = &mut *guard;
+        inner.in_flight += 1;
+        inner.most_in_flight = inner.most_in_flight.max(inner.in_flight);
+        inner.arrivals.push(std::time::Instant::now());
+        let now = std::time::Instant::now();
+        let arrivals = &inner.arrivals;
+        let over_rate = inner.rate_limit.is_some_and(|(max, window)| {
+            // This request included: refused ones count too, as services count them.
+            arrivals.iter().rev().take_while(|t| now.duration_since(**t) < window).count() > max
+        });
+        let over_capacity = inner.capacity.is_some_and(|c| inner.in_flight > c);
+        inner.over_capacity += usize::from(over_capacity);
+        inner.over_rate += usize::from(over_rate);
+        (Handling(sink.clone()), over_capacity || over_rate)
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.0.inner.lock() {
+            inner.in_flight -= 1;
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -98,6 +144,10 @@ impl Sink {
     pub fn slow(&self, delay: std::time::Duration) {
         self.inner.lock().unwrap().delay = delay;
     }
+    /// Each answer takes `base` +- `jitter` (seeded), as a real receiver's do.
+    pub fn latency(&self, base: std::time::Duration, jitter: std::time::Duration, seed: u64) {
+        self.inner.lock().unwrap().latency = Some(super::faults::Latency::new(base, jitter, seed));
+    }
     /// From now on `rate` of the requests meet a fault, picked at random (seeded): 429 with or
     /// without Retry-After, 500, 503, an answer slower than `slow`, a reset connection, or a 200
     /// whose body is cut off.
@@ -111,7 +161,32 @@ impl Sink {
         self.inner.lock().unwrap().always_results = true;
     }
     pub fn batches(&self) -> Vec<Vec<SinkRow>> {
-        self.inner.lock().unwrap().batches.clone()
+        self.inner.lock().unwrap().batches.iter().flatten().cloned().collect()
+    }
+    /// Serves at most `n` requests at once; more are answered 429 at once.
+    pub fn capacity(&self, n: usize) {
+        self.inner.lock().unwrap().capacity = Some(n);
+    }
+    /// Answers 429 to requests past `max` in any `window`.
+    pub fn rate_limit(&self, max: usize, window: std::time::Duration) {
+        self.inner.lock().unwrap().rate_limit = Some((max, window));
+    }
+    /// Requests answered 429, for going over the capacity or the rate limit.
+    pub fn refused(&self) -> usize {
+        let inner = self.inner.lock().unwrap();
+        inner.over_capacity + inner.over_rate
+    }
+    /// Requests answered 429 for going over the capacity.
+    pub fn over_capacity(&self) -> usize {
+        self.inner.lock().unwrap().over_capacity
+    }
+    /// The most requests that were being handled at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.inner.lock().unwrap().most_in_flight
+    }
+    /// When each request arrived, refused ones included.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.inner.lock().unwrap().arrivals.clone()
     }
     pub fn headers(&self) -> Vec<HeaderMap> {
         self.inner.lock().unwrap().headers.clone()
@@ -119,8 +194,9 @@ impl Sink {
     pub fn bodies(&self) -> Vec<axum::body::Bytes> {
         self.inner.lock().unwrap().bodies.clone()
     }
+    /// Requests that wrote their rows.
     pub fn requests(&self) -> usize {
-        self.inner.lock().unwrap().batches.len()
+        self.inner.lock().unwrap().batches.iter().flatten().count()
     }
     /// All rows received so far, flattened.
     pub fn rows(&self) -> Vec<SinkRow> {
@@ -128,11 +204,17 @@ impl Sink {
     }
     /// Forgets what was received (the rules stay).
     pub fn take(&self) -> Vec<SinkRow> {
-        std::mem::take(&mut self.inner.lock().unwrap().batches).into_iter().flatten().collect()
+        std::mem::take(&mut self.inner.lock().unwrap().batches).into_iter().flatten().flatten().collect()
     }
 }
 
 async fn handle(State(sink): State<Sink>, headers: HeaderMap, raw: axum::body::Bytes) -> Response {
+    let (_handling, refused) = Handling::start(&sink);
+    if refused {
+        // "Retry-After: 0": come back at once, which a client that does not back off by itself
+        // takes literally.
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], "too many requests at once").into_response();
+    }
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     let rows: Vec<SinkRow> = body["rows"]
         .as_array()
@@ -162,7 +244,7 @@ async fn handle(State(sink): State<Sink>, headers: HeaderMap, raw: axum::body::B
         Some(_) => {
             // A 200 whose body is cut: the length promised is longer than what is sent. The
             // rows were accepted, so they are recorded; the client cannot know and sends them again.
-            sink.inner.lock().unwrap().batches.push(rows.clone());
+            sink.inner.lock().unwrap().batches.push(Some(rows.clone()));
             let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> =
                 vec![Ok("{\"results\":".into()), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut"))];
             return (StatusCode::OK, axum::body::Body::from_stream(futures_util::stream::iter(chunks))).into_response();
@@ -171,7 +253,7 @@ async fn handle(State(sink): State<Sink>, headers: HeaderMap, raw: axum::body::B
     }
     let (index, fail, hold, reject, always, delay) = {
         let mut inner = sink.inner.lock().unwrap();
-        inner.batches.push(rows.clone());
+        inner.batches.push(Some(rows.clone()));
         inner.headers.push(headers);
         inner.bodies.push(raw);
         let index = inner.batches.len() - 1;
@@ -182,7 +264,10 @@ async fn handle(State(sink): State<Sink>, headers: HeaderMap, raw: axum::body::B
             inner.hold_from.is_some_and(|h| index >= h) || inner.hold_one == Some(index),
             inner.reject.clone(),
             inner.always_results,
-            inner.delay,
+            {
+                let delay = inner.delay;
+                inner.latency.as_mut().map_or(delay, |l| l.next())
+            },
         )
     };
     if hold {
@@ -203,7 +288,9 @@ async fn handle(State(sink): State<Sink>, headers: HeaderMap, raw: axum::body::B
     tokio::time::sleep(delay).await;
     if let Some((status, retry_after)) = fail {
         // A failed request wrote nothing: forget its rows so tests see only what landed.
-        sink.inner.lock().unwrap().batches.pop();
+        if let Some(landed) = sink.inner.lock().unwrap().batches.get_mut(index) {
+            *landed = None;
+        }
         let mut resp = (StatusCode::from_u16(status).unwrap(), "temporarily unavailable").into_response();
         if let Some(ra) = retry_after {
             resp.headers_mut().insert("retry-after", ra.parse().unwrap());
@@ -213,8 +300,8 @@ async fn handle(State(sink): State<Sink>, headers: HeaderMap, raw: axum::body::B
     let poisoned = {
         let mut inner = sink.inner.lock().unwrap();
         let bad = rows.iter().any(|r| inner.poison.contains(&r.key.to_string()));
-        if bad {
-            inner.batches.pop();
+        if let Some(landed) = inner.batches.get_mut(index).filter(|_| bad) {
+            *landed = None;
         }
         bad
     };
@@ -238,8 +325,8 @@ async fn handle(State(sink): State<Sink>, headers: HeaderMap, raw: axum::body::B
     // Rejected rows were not written: keep only accepted ones in the record.
     {
         let mut inner = sink.inner.lock().unwrap();
-        if let Some(last) = inner.batches.get_mut(index) {
-            last.retain(|r| !reject.contains(&r.key.to_string()));
+        if let Some(Some(landed)) = inner.batches.get_mut(index) {
+            landed.retain(|r| !reject.contains(&r.key.to_string()));
         }
     }
     (StatusCode::OK, Json(json!({ "results": results }))).into_response()

@@ -82,6 +82,8 @@ pub struct State {
     /// Every n-th Sheets request gets this fault.
     fault_every: Option<(usize, Fault)>,
     pub random_faults: Option<super::faults::RandomFaults>,
+    /// How long each answer takes (none: at once).
+    pub latency: Option<super::faults::Latency>,
     requests: usize,
     /// A person's edit, made just before the Sheets request with this number (see `edit_before`).
     edits: Vec<(usize, Edit)>,
@@ -117,6 +119,7 @@ impl Google {
             write_faults: VecDeque::new(),
             fault_every: None,
             random_faults: None,
+            latency: None,
             requests: 0,
             edits: Vec::new(),
         };
@@ -280,7 +283,7 @@ async fn serve(AxumState(google): AxumState<Google>, method: Method, uri: Uri, h
     if let Some(Fault::Drop) = fault {
         super::faults::drop_connection();
     }
-    let (status, body) = google.with(|s| {
+    let (status, body, latency) = google.with(|s| {
         if let Some(Fault::Revoke) = fault {
             s.tokens.clear();
         }
@@ -310,8 +313,9 @@ async fn serve(AxumState(google): AxumState<Google>, method: Method, uri: Uri, h
         if let Some(entry) = s.log.get_mut(logged) {
             entry.status = answer.0;
         }
-        answer
+        (answer.0, answer.1, s.latency.as_mut().map(|l| l.next()))
     });
+    super::faults::answer_after(latency).await;
     match fault {
         Some(Fault::DropAfter) => super::faults::drop_connection(),
         Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,

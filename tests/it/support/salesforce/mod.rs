@@ -67,6 +67,8 @@ pub struct State {
     pub log: Vec<Logged>,
     faults: VecDeque<Fault>,
     pub random_faults: Option<super::faults::RandomFaults>,
+    /// How long each answer takes (none: at once).
+    pub latency: Option<super::faults::Latency>,
     base: String,
     /// A sandbox org: its login JWTs carry `aud = https://test.salesforce.com`.
     pub sandbox: bool,
@@ -77,6 +79,8 @@ pub struct Salesforce {
     state: Arc<Mutex<State>>,
     /// Both the login URL and the instance URL (no trailing slash).
     pub base_url: String,
+    /// Requests being served at once.
+    pub in_flight: super::faults::InFlight,
 }
 
 impl Salesforce {
@@ -98,10 +102,11 @@ impl Salesforce {
             log: Vec::new(),
             faults: VecDeque::new(),
             random_faults: None,
+            latency: None,
             base: base.clone(),
             sandbox: false,
         };
-        let sf = Salesforce { state: Arc::new(Mutex::new(state)), base_url: base };
+        let sf = Salesforce { state: Arc::new(Mutex::new(state)), base_url: base, in_flight: Default::default() };
         let app = Router::new().fallback(serve).with_state(sf.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -413,6 +418,7 @@ impl State {
 }
 
 async fn serve(AxumState(sf): AxumState<Salesforce>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let _serving = sf.in_flight.enter();
     let body = String::from_utf8_lossy(&body).into_owned();
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
@@ -439,7 +445,7 @@ async fn serve(AxumState(sf): AxumState<Salesforce>, method: Method, uri: Uri, h
         let code = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
         return (code, [("content-type", "text/html;charset=iso-8859-1")], page).into_response();
     }
-    let (status, answer, usage) = sf.with(|s| {
+    let (status, answer, usage, latency) = sf.with(|s| {
         if let Some(Fault::Revoke) = fault {
             s.sessions.clear();
         }
@@ -472,8 +478,10 @@ async fn serve(AxumState(sf): AxumState<Salesforce>, method: Method, uri: Uri, h
         if let Some(entry) = s.log.get_mut(logged) {
             entry.status = status;
         }
-        (status, answer, format!("api-usage={}/{}", s.api_used, s.api_limit))
+        let latency = s.latency.as_mut().map(|l| l.next());
+        (status, answer, format!("api-usage={}/{}", s.api_used, s.api_limit), latency)
     });
+    super::faults::answer_after(latency).await;
     match fault {
         Some(Fault::DropAfter) => super::faults::drop_connection(),
         Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
