@@ -158,3 +158,17 @@ async fn a_program_that_cannot_start_fails_the_run_and_check_names_a_missing_scr
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("`./no-such-program` does not exist"), "{text}");
 }
+
+#[tokio::test]
+async fn max_in_flight_runs_copies_of_the_program_side_by_side_and_rate_limit_paces_batches() {
+    let env = faulty("none", "max_batch_rows = 1\nmax_in_flight = 2").await;
+    assert_eq!(env.run("people").await.written, 5);
+    assert_eq!(starts(&env), 2, "two copies of the program, each given batches");
+    // Two batches in any 300 ms: five take at least two more windows after the first.
+    let env = faulty("none", "max_batch_rows = 1\nrate_limit = \"2/300ms\"").await;
+    let started = std::time::Instant::now();
+    let run = env.run("people").await;
+    assert_eq!(run.written, 5);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(600), "5 batches in {:?}", started.elapsed());
+    assert_eq!(run.sending.and_then(|s| s.rate_limit).as_deref(), Some("2/300ms"), "the report names the limit");
+}

@@ -36,6 +36,7 @@ const INHERITED: [&str; 15] = [
 ];
 
 /// How to start the program.
+#[derive(Clone)]
 pub struct Spec {
     pub destination: String,
     pub argv: Vec<String>,

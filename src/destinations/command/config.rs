@@ -13,7 +13,7 @@ pub const REQUESTS: Defaults = Defaults {
     timeout: Some(Duration::from_secs(60)),
     max_attempts: Some(3),
     retry_initial_delay: Some(Duration::from_millis(500)),
-    max_in_flight: None,
+    max_in_flight: Some(1),
 };
 
 /// A program in any language that reads the rows as JSON lines on stdin and answers with one
@@ -31,6 +31,9 @@ pub struct CommandConfig {
     /// Start the program for every batch (stdin closes after the batch) instead of once per run.
     #[serde(default)]
     pub per_batch: bool,
+    /// The rate limit of the service behind the program, as requests (batches) per window:
+    /// `"100/10s"`, `"5/s"`. Batches wait for it before they are handed over. None: no limit.
+    pub rate_limit: Option<String>,
     /// the request settings (`destinations::requests`,
     /// with [`REQUESTS`] as defaults).
     #[serde(skip)]

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use self::client::Spec;
 use self::config::CommandConfig;
+use crate::destinations::flow::{Pace, RateLimit};
 use crate::destinations::{Capabilities, Destination, DestinationError, Target, Writer};
 use writer::CommandWriter;
 
@@ -20,6 +21,8 @@ pub struct CommandDestination {
     config: CommandConfig,
     name: String,
     root: PathBuf,
+    /// `rate_limit`, read.
+    rate_limit: Option<RateLimit>,
 }
 
 impl CommandDestination {
@@ -29,7 +32,8 @@ impl CommandDestination {
         if config.command.first().is_none_or(|p| p.trim().is_empty()) {
             return Err("`command` is empty: give the program and its arguments, e.g. [\"python3\", \"destinations/crm.py\"]".into());
         }
-        Ok(CommandDestination { config, name: name.to_string(), root: root.to_path_buf() })
+        let rate_limit = config.rate_limit.as_deref().map(RateLimit::parse).transpose().map_err(|e| format!("`rate_limit`: {e}"))?;
+        Ok(CommandDestination { config, name: name.to_string(), root: root.to_path_buf(), rate_limit })
     }
 
     fn spec(&self) -> Spec {
@@ -50,7 +54,7 @@ impl Destination for CommandDestination {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.config.requests.capabilities()
+        Capabilities { rate_limit: self.rate_limit, ..self.config.requests.capabilities() }
     }
 
     /// The program is not started (it may write); a program given by path must exist. The
@@ -76,6 +80,7 @@ impl Destination for CommandDestination {
             timeout: self.config.requests.timeout,
             program: None,
             warnings: Vec::new(),
+            pace: self.rate_limit.map(|limit| Pace::new(&Pace::key("command", &self.name, &self.config.command.join("\u{1f}")), limit)),
         }))
     }
 }

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 
 use super::client::{Program, Spec};
 use super::encoding::row_line;
+use crate::destinations::flow::Pace;
 use crate::destinations::{partial, DestinationError, RowOp, RowOutcome, Target, Writer};
 
 pub(super) struct CommandWriter {
@@ -15,11 +16,31 @@ pub(super) struct CommandWriter {
     /// The running program, in per-run mode between batches.
     pub program: Option<Program>,
     pub warnings: Vec<String>,
+    /// The `rate_limit` batches wait for, shared by every run of the process writing through
+    /// this command line.
+    pub pace: Option<Pace>,
 }
 
 #[async_trait]
 impl Writer for CommandWriter {
+    /// `max_in_flight` above 1 runs that many copies of the program side by side (each started
+    /// when its first batch comes); the program must then take concurrent writers.
+    fn fork(&self) -> Option<Box<dyn Writer>> {
+        Some(Box::new(CommandWriter {
+            spec: self.spec.clone(),
+            target: self.target.clone(),
+            per_batch: self.per_batch,
+            timeout: self.timeout,
+            program: None,
+            warnings: Vec::new(),
+            pace: self.pace.clone(),
+        }))
+    }
+
     async fn write(&mut self, batch: &[RowOp]) -> Result<Vec<RowOutcome>, DestinationError> {
+        if let Some(pace) = &self.pace {
+            pace.ready().await;
+        }
         let lines: Vec<u8> = batch.iter().flat_map(|op| row_line(&self.target, op)).collect();
         let mut program = match self.program.take() {
             Some(p) => p,
