@@ -37,6 +37,9 @@ struct Opts {
     /// Only these scenarios (`hubspot`, `hubspot-replicas`, `salesforce`, `webhook`, `sheets`).
     #[arg(long, value_delimiter = ',', default_value = "hubspot,hubspot-replicas,salesforce,webhook,sheets")]
     only: Vec<String>,
+    /// `max_in_flight` for the HubSpot scenarios (its default, 10, when not given).
+    #[arg(long)]
+    hubspot_in_flight: Option<usize>,
     /// Also write the report here.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -52,8 +55,9 @@ struct Timed {
     refused: usize,
 }
 
-/// What a scenario's emulator tells after a run: (requests, 429s).
-type Count = Box<dyn Fn() -> (usize, usize) + Send>;
+/// What a scenario's emulator tells after a run: the requests it got, the 429s it answered, and
+/// the floor for those requests (setup requests included: they count against limits too).
+type Count = Box<dyn Fn() -> (usize, usize, Duration) + Send>;
 
 struct Row {
     scenario: String,
@@ -71,7 +75,7 @@ fn main() {
         let mut row: Option<Row> = None;
         for i in 0..opts.runs {
             let seed = 20261207 + i as u64;
-            let (timed, floor, label) = runtime.block_on(run(scenario, opts.rows, latency, seed));
+            let (timed, floor, label) = runtime.block_on(run(scenario, opts.rows, latency, seed, opts.hubspot_in_flight));
             eprintln!(
                 "{label}: run {}: {:.2} s, {} requests, {} answered 429",
                 i + 1,
@@ -92,7 +96,13 @@ fn main() {
 }
 
 /// Sets up one scenario with a fresh emulator, runs it once, and says how long its limit allows.
-async fn run(scenario: &str, rows: usize, (base, jitter): (Duration, Duration), seed: u64) -> (Timed, Duration, String) {
+async fn run(
+    scenario: &str,
+    rows: usize,
+    (base, jitter): (Duration, Duration),
+    seed: u64,
+    hubspot_in_flight: Option<usize>,
+) -> (Timed, Duration, String) {
     // Two replicas share their limits through a Postgres store (`SLUICE_TEST_DATABASE_URL`).
     let replicas = scenario == "hubspot-replicas";
     let env = Env::new(SourceKind::DuckDb, if replicas { StateKind::Postgres } else { StateKind::Sqlite }).await;
@@ -103,11 +113,12 @@ async fn run(scenario: &str, rows: usize, (base, jitter): (Duration, Duration), 
     ))
     .await;
     let latency = || Some(Latency::new(base, jitter, seed));
-    let (count, floor, label): (Count, Duration, String) = match scenario {
+    let (count, label): (Count, String) = match scenario {
         "hubspot" | "hubspot-replicas" => {
             let hs = support::hubspot::HubSpot::start().await;
             hs.with(|s| s.latency = latency());
-            env.add_destination("crm", &hs.destination_toml(""));
+            let in_flight = hubspot_in_flight.map(|n| format!("max_in_flight = {n}")).unwrap_or_default();
+            env.add_destination("crm", &hs.destination_toml(&in_flight));
             env.write_sync(
                 "people",
                 "destination = \"crm\"\nprimary_key = \"id\"\nmode = \"upsert\"\n[target]\nobject = \"contacts\"\nid_property = \"customer_id\"\n\
@@ -130,16 +141,25 @@ async fn run(scenario: &str, rows: usize, (base, jitter): (Duration, Duration), 
             }
             let (max, window) = hs.with(|s| (s.rate_max, s.rate_window));
             let limit = RateLimit::new(max as u32, window);
-            let requests = rows.div_ceil(100) as u64;
             let count: Count = Box::new(move || {
                 let log = hs.log();
-                (log.len(), log.iter().filter(|l| l.status == 429).count())
+                if std::env::var_os("SLUICE_LOG").is_some() {
+                    // Requests a second, from the first: where the time went.
+                    let first = log.first().map(|l| l.at);
+                    let mut per_second = std::collections::BTreeMap::<u64, usize>::new();
+                    for l in &log {
+                        *per_second.entry(first.map_or(0, |f| l.at.duration_since(f).as_secs())).or_default() += 1;
+                    }
+                    eprintln!("HubSpot requests per second since the first: {per_second:?}");
+                }
+                (log.len(), log.iter().filter(|l| l.status == 429).count(), limit.floor(log.len() as u64, base))
             });
+            let in_flight = hubspot_in_flight.map(|n| format!(", max_in_flight = {n}")).unwrap_or_default();
             let label = match replicas {
-                true => format!("HubSpot, {rows} contacts, {limit} per token, two processes on one Postgres store"),
-                false => format!("HubSpot, {rows} contacts, {limit} per token"),
+                true => format!("HubSpot, {rows} contacts, {limit} per token{in_flight}, two processes on one Postgres store"),
+                false => format!("HubSpot, {rows} contacts, {limit} per token{in_flight}"),
             };
-            (count, limit.floor(requests, base), label)
+            (count, label)
         }
         "salesforce" => {
             let sf = support::salesforce::Salesforce::start().await;
@@ -151,13 +171,15 @@ async fn run(scenario: &str, rows: usize, (base, jitter): (Duration, Duration), 
                  [mapping]\nCustomer_Id__c = \"id\"\nEmail = \"email\"\nLastName = \"name\"",
                 "SELECT * FROM people",
             );
-            // No rate limit per window (a daily quota): the floor is rounds of `max_in_flight`.
-            let rounds = rows.div_ceil(200).div_ceil(8) as u32;
+            // No rate limit per window (a daily quota): the floor is the setup requests one after
+            // another, then the collections in rounds of `max_in_flight`.
             let count: Count = Box::new(move || {
                 let log = sf.log();
-                (log.len(), log.iter().filter(|l| l.status == 429).count())
+                let collections = log.iter().filter(|l| l.path.contains("composite/sobjects")).count();
+                let rounds = (log.len() - collections + collections.div_ceil(8)) as u32;
+                (log.len(), log.iter().filter(|l| l.status == 429).count(), base * rounds)
             });
-            (count, base * rounds, format!("Salesforce collections, {rows} contacts, 8 in flight"))
+            (count, format!("Salesforce collections, {rows} contacts, 8 in flight"))
         }
         "webhook" => {
             let limit = RateLimit::new(10, Duration::from_secs(1));
@@ -166,8 +188,11 @@ async fn run(scenario: &str, rows: usize, (base, jitter): (Duration, Duration), 
             env.add_destination("hook2", &format!("kind = \"webhook\"\nurl = \"{}\"\nrate_limit = \"{limit}\"", env.sink.url));
             env.write_sync("people", "destination = \"hook2\"\nprimary_key = \"id\"", "SELECT * FROM people");
             let sink = env.sink.clone();
-            let count: Count = Box::new(move || (sink.arrivals().len(), sink.refused()));
-            (count, limit.floor(rows.div_ceil(500) as u64, base), format!("webhook, {rows} rows, rate_limit = \"{limit}\""))
+            let count: Count = Box::new(move || {
+                let requests = sink.arrivals().len();
+                (requests, sink.refused(), limit.floor(requests as u64, base))
+            });
+            (count, format!("webhook, {rows} rows, rate_limit = \"{limit}\""))
         }
         "sheets" => {
             let google = support::google::Google::start().await;
@@ -175,12 +200,12 @@ async fn run(scenario: &str, rows: usize, (base, jitter): (Duration, Duration), 
             env.add_destination("sheet", &google.destination_toml(env.root(), ""));
             env.write_sync("people", "destination = \"sheet\"\nprimary_key = \"id\"\n[target]\nsheet = \"People\"", "SELECT * FROM people");
             let writes = google.clone();
+            // One request at a time (appends are ordered): the floor is their latencies in a row.
             let count: Count = Box::new(move || {
                 let log = writes.log();
-                (log.len(), log.iter().filter(|l| l.status == 429).count())
+                (log.len(), log.iter().filter(|l| l.status == 429).count(), base * log.len() as u32)
             });
-            // One write per 2,000 rows (one request at a time: appends are ordered).
-            (count, base * rows.div_ceil(2000) as u32, format!("Sheets, {rows} rows, 60 writes/min"))
+            (count, format!("Sheets, {rows} rows, 60 writes/min"))
         }
         other => panic!("unknown scenario `{other}`: hubspot, salesforce, webhook or sheets"),
     };
@@ -196,9 +221,14 @@ async fn run(scenario: &str, rows: usize, (base, jitter): (Duration, Duration), 
     for out in futures_util::future::join_all(runs).await {
         let out = out.expect("the run's thread");
         assert!(out.status.success(), "{label}: sluice run failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        // The run's own report: its rows/s, requests in flight and share of the limit.
+        eprint!("{}", String::from_utf8_lossy(&out.stdout));
+        if std::env::var_os("SLUICE_LOG").is_some() {
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        }
     }
     let wall = started.elapsed();
-    let (requests, refused) = count();
+    let (requests, refused, floor) = count();
     (Timed { wall, requests, refused }, floor, label)
 }
 

@@ -119,8 +119,13 @@ impl Pace {
     }
 
     /// Whether this process alone used up the current window: then the service's own count
-    /// (a `Remaining: 0` header) says nothing this pace does not know already.
+    /// (a `Remaining: 0` header) says nothing this pace does not know already. With windows
+    /// shared between processes, every sluice process counts there, and the service's count is
+    /// taken as theirs.
     pub fn is_full(&self) -> bool {
+        if shared().is_some() {
+            return true;
+        }
         let window = self.limit.per + margin(self.limit.per);
         let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();

@@ -20,9 +20,10 @@ use tokio::sync::Notify;
 
 use crate::destinations::flow::Meter;
 
-/// The weight of the latest window in the running mean of latency (vector's default).
-const EWMA_ALPHA: f64 = 0.4;
-/// Latency rises when a window's mean exceeds the running mean by this many mean deviations...
+/// The weight of the latest request in the running mean of latency and of its deviation.
+const EWMA_ALPHA: f64 = 0.1;
+/// Latency rises when a window's mean exceeds the running mean by this many mean deviations
+/// (of single requests: a window of one or two requests is judged without false alarms)...
 const DEVIATION_SCALE: f64 = 2.5;
 /// ...and by at least this share of it (a steady service has almost no deviation).
 const MIN_RISE: f64 = 0.2;
@@ -53,7 +54,8 @@ struct State {
     limit: usize,
     in_flight: usize,
     slow_start: bool,
-    /// Running mean and mean deviation of latency, in seconds; `None` before the first window.
+    /// Running mean and mean deviation of a request's latency, in seconds; `None` before the
+    /// first answer.
     mean: Option<(f64, f64)>,
     window: Window,
     /// When the limit was last halved for push-back.
@@ -66,11 +68,13 @@ struct Window {
     samples: u32,
     /// Whether every slot was taken at some point: only then does more concurrency help.
     full: bool,
+    /// The running mean and deviation when the window began: what it is judged against.
+    baseline: Option<(f64, f64)>,
 }
 
 impl Window {
-    fn new() -> Window {
-        Window { started: Instant::now(), total: Duration::ZERO, samples: 0, full: false }
+    fn new(baseline: Option<(f64, f64)>) -> Window {
+        Window { started: Instant::now(), total: Duration::ZERO, samples: 0, full: false, baseline }
     }
 }
 
@@ -105,7 +109,7 @@ impl Adaptive {
     /// A limit between 1 and `ceiling`, starting at 1; its figures go to `/metrics` under
     /// `destination`.
     pub fn new(ceiling: usize, destination: &str) -> Adaptive {
-        let state = State { limit: 1, in_flight: 0, slow_start: true, mean: None, window: Window::new(), backed_off: None };
+        let state = State { limit: 1, in_flight: 0, slow_start: true, mean: None, window: Window::new(None), backed_off: None };
         let adaptive = Adaptive {
             shared: None,
             ceiling: ceiling.max(1),
@@ -191,10 +195,11 @@ impl Adaptive {
                 s.limit = (s.limit / 2).max(1);
                 s.slow_start = false;
                 s.backed_off = Some(Instant::now());
-                s.window = Window::new();
+                s.window = Window::new(s.mean);
             } else {
                 s.window.total += sample.latency;
                 s.window.samples += 1;
+                s.mean = Some(fold(s.mean, sample.latency.as_secs_f64()));
                 if s.window.started.elapsed() < round_trip {
                     return;
                 }
@@ -211,24 +216,26 @@ impl Adaptive {
     }
 }
 
-/// The end of a window: shrink, hold, or grow; then fold the window into the running mean.
+/// The end of a window: shrink, hold, or grow.
 fn judge(s: &mut State, ceiling: usize) {
-    let w = std::mem::replace(&mut s.window, Window::new());
+    let w = std::mem::replace(&mut s.window, Window::new(s.mean));
     let latency = (w.total / w.samples.max(1)).as_secs_f64();
-    let rose = s.mean.is_some_and(|(mean, deviation)| latency > mean + (deviation * DEVIATION_SCALE).max(mean * MIN_RISE));
+    let rose = w.baseline.is_some_and(|(mean, deviation)| latency > mean + (deviation * DEVIATION_SCALE).max(mean * MIN_RISE));
     if rose {
         s.limit = ((s.limit as f64 * DECREASE_RATIO) as usize).max(1);
         s.slow_start = false;
     } else if w.full {
         s.limit = if s.slow_start { s.limit * 2 } else { s.limit + 1 }.min(ceiling);
     }
-    s.mean = Some(match s.mean {
-        None => (latency, 0.0),
-        Some((mean, deviation)) => {
-            let next = mean + EWMA_ALPHA * (latency - mean);
-            (next, deviation + EWMA_ALPHA * ((latency - mean).abs() - deviation))
-        }
-    });
+}
+
+/// One request's latency folded into the running mean and mean deviation. Until the spread is
+/// known, a quarter of the first latency stands for it.
+fn fold(running: Option<(f64, f64)>, latency: f64) -> (f64, f64) {
+    match running {
+        None => (latency, latency / 4.0),
+        Some((mean, deviation)) => (mean + EWMA_ALPHA * (latency - mean), deviation + EWMA_ALPHA * ((latency - mean).abs() - deviation)),
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +289,22 @@ mod tests {
         assert_eq!(a.limit(), 64, "within the spread: still growing");
         window(&a, clean(900));
         assert_eq!(a.limit(), 57, "latency tripled: a tenth less");
+    }
+
+    #[test]
+    fn jitter_within_the_usual_spread_does_not_shrink_the_limit() {
+        // A service answering in 300 ms +- 100 ms, one request a window: the single slow ones
+        // are its spread, not a rise.
+        let a = Adaptive::new(1_000, "test");
+        let mut rng_state = 7u64;
+        let mut limits = Vec::new();
+        for _ in 0..12 {
+            rng_state = rng_state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            window(&a, clean(200 + (rng_state >> 33) % 201));
+            limits.push(a.limit());
+        }
+        assert!(limits.windows(2).all(|w| w[1] >= w[0]), "{limits:?}");
+        assert_eq!(a.limit(), 1_000, "{limits:?}");
     }
 
     #[test]

@@ -51,7 +51,9 @@ impl Engine {
         // Where the rows land is part of the definition: a sync pointed at another spreadsheet,
         // endpoint or account sends every row there once. The identity counts once it differs
         // from the first one recorded, so stores from before identities keep their fingerprints.
-        let asked = retry::identity_with_retry(destination.as_ref(), &caps, &opts.cancel).await;
+        // Its requests count against the service's limit like the writes': in the same windows.
+        let asking = retry::identity_with_retry(destination.as_ref(), &caps, &opts.cancel);
+        let (asked, _) = crate::destinations::flow::metered(self.store.shared_windows(), asking).await;
         let identity = shape::identity_hash(&asked.map_err(|error| RunError::Destination { name: sync.destination.clone(), error })?);
         let meta = self.store.sync_meta(name).await?;
         let moved_on = meta.as_ref().and_then(|m| m.first_identity.as_ref()).is_some_and(|first| *first != identity);

@@ -66,9 +66,14 @@ impl Engine {
         let writer = match opts.dry_run {
             true => None,
             false => Some(
-                retry::open_with_retry(prepared.destination.as_ref(), &target, &prepared.caps, &opts.cancel)
-                    .await
-                    .map_err(|error| RunError::Destination { name: sync.destination.clone(), error })?,
+                // Opening may read (Sheets' tab, HubSpot's properties): in the shared windows too.
+                crate::destinations::flow::metered(
+                    self.store.shared_windows(),
+                    retry::open_with_retry(prepared.destination.as_ref(), &target, &prepared.caps, &opts.cancel),
+                )
+                .await
+                .0
+                .map_err(|error| RunError::Destination { name: sync.destination.clone(), error })?,
             ),
         };
         // Only a writer that read its keys can tell; asking the others would build every

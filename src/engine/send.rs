@@ -135,7 +135,8 @@ impl Send<'_> {
         report: &mut SyncReport,
     ) -> Result<(), RunError> {
         let (tx, rx) = mpsc::channel(QUEUED);
-        let (sent, committed) = tokio::join!(self.send_all(writer, reader, deletes, clears, report, tx), self.commit_all(rx));
+        let batches = Batches::new(reader, deletes, clears, self.batch_rows);
+        let (sent, committed) = tokio::join!(self.send_all(writer, batches, report, tx), self.commit_all(rx));
         // A failed commit first: the state store is behind what the destination holds (the
         // next run re-sends those rows), and the sender stopped because of it.
         committed?;
@@ -165,9 +166,7 @@ impl Send<'_> {
     async fn send_all(
         &self,
         writer: &mut dyn Writer,
-        reader: SpoolReader,
-        deletes: &[Hash128],
-        clears: &[Hash128],
+        batches: Batches<'_>,
         report: &mut SyncReport,
         tx: mpsc::Sender<Answered>,
     ) -> Result<(), RunError> {
@@ -182,7 +181,6 @@ impl Send<'_> {
         }
         let mut flow = Adaptive::new(forks.len() + 1, self.destination);
         flow.shared = self.store.shared_windows();
-        let batches = Batches::new(reader, deletes, clears, self.batch_rows);
         let sent = {
             let mut idle: Vec<&mut dyn Writer> = vec![&mut *writer];
             idle.extend(forks.iter_mut().map(|f| &mut **f as &mut dyn Writer));

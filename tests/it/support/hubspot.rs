@@ -75,6 +75,8 @@ pub struct Record {
 
 #[derive(Clone, Debug)]
 pub struct Logged {
+    /// When the request arrived.
+    pub at: Instant,
     pub method: String,
     pub path: String,
     pub body: J,
@@ -99,6 +101,12 @@ pub struct State {
     rng: fastrand::Rng,
     /// How long each answer takes (none: at once).
     pub latency: Option<super::faults::Latency>,
+    /// Where records are by a property's value, for the properties searched by value (unique
+    /// ones, id properties): `(object, property)` -> stored value -> positions, built on the
+    /// first search so a large portal stays quick (the emulator's own time must not pass for
+    /// HubSpot's latency in a benchmark). Entries left by an update are checked on use; a test
+    /// that changes records by hand (`HubSpot::with`) drops the indexes.
+    index: HashMap<(String, String), HashMap<String, Vec<usize>>>,
 }
 
 #[derive(Clone)]
@@ -164,6 +172,7 @@ impl HubSpot {
             tokens: HashMap::from([(TOKEN.to_string(), PORTAL)]),
             rng: fastrand::Rng::with_seed(super::faults::seed("SLUICE_HUBSPOT_SEED")),
             latency: None,
+            index: HashMap::new(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind emulator");
         let addr = listener.local_addr().expect("emulator address");
@@ -180,7 +189,16 @@ impl HubSpot {
         format!("kind = \"hubspot\"\ntoken = \"{TOKEN}\"\nbase_url = \"{}\"\nretry_initial_delay = \"20ms\"\n{extra}\n", self.base_url)
     }
 
+    /// The state, for a test to read or change by hand (the indexes are rebuilt after).
     pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut state = self.state.lock().expect("emulator state");
+        let out = f(&mut state);
+        state.index.clear();
+        out
+    }
+
+    /// The state, as the service itself changes it.
+    fn serving<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         f(&mut self.state.lock().expect("emulator state"))
     }
 
@@ -308,13 +326,49 @@ impl State {
         self.records.entry(object.to_string()).or_default().iter_mut().filter(|r| !r.archived)
     }
 
-    fn position_by(&self, object: &str, property: &str, value: &str) -> Option<usize> {
+    fn position_by(&mut self, object: &str, property: &str, value: &str) -> Option<usize> {
         let value = self.stored(object, property, &J::String(value.to_string()));
-        // Records a test put in by hand may hold values HubSpot would have normalised.
-        let same = |a: &str| self.stored(object, property, &J::String(a.to_string())) == value;
-        self.records.get(object)?.iter().position(|r| {
-            !r.archived && if property == "hs_object_id" { r.id == value } else { r.properties.get(property).is_some_and(|v| same(v)) }
-        })
+        let slot = (object.to_string(), property.to_string());
+        if !self.index.contains_key(&slot) {
+            let mut built: HashMap<String, Vec<usize>> = HashMap::new();
+            for (at, r) in self.records.get(object).into_iter().flatten().enumerate() {
+                // Records a test put in by hand may hold values HubSpot would have normalised.
+                let held = if property == "hs_object_id" { Some(r.id.clone()) } else { r.properties.get(property).cloned() };
+                if let Some(v) = held {
+                    built.entry(self.stored(object, property, &J::String(v))).or_default().push(at);
+                }
+            }
+            self.index.insert(slot.clone(), built);
+        }
+        let places = self.index.get(&slot)?.get(&value)?;
+        let records = self.records.get(object)?;
+        places
+            .iter()
+            .copied()
+            .filter(|&at| {
+                records.get(at).is_some_and(|r| {
+                    !r.archived
+                        && if property == "hs_object_id" {
+                            r.id == value
+                        } else {
+                            r.properties.get(property).is_some_and(|v| self.stored(object, property, &J::String(v.clone())) == value)
+                        }
+                })
+            })
+            .min()
+    }
+
+    /// Adds the record at `at` to the indexes of `object`'s searched properties.
+    fn index_record(&mut self, object: &str, at: usize) {
+        let Some(record) = self.records.get(object).and_then(|r| r.get(at)).cloned() else { return };
+        let searched: Vec<String> = self.index.keys().filter(|(o, _)| o == object).map(|(_, p)| p.clone()).collect();
+        for property in searched {
+            let held = if property == "hs_object_id" { Some(record.id.clone()) } else { record.properties.get(&property).cloned() };
+            if let Some(v) = held {
+                let key = self.stored(object, &property, &J::String(v));
+                self.index.entry((object.to_string(), property)).or_default().entry(key).or_default().push(at);
+            }
+        }
     }
 
     /// A property's value as stored: normalised by its type.
@@ -329,7 +383,10 @@ impl State {
         let mut properties: BTreeMap<String, String> = props.iter().map(|(k, v)| (k.clone(), self.stored(object, k, v))).collect();
         properties.insert("hs_object_id".into(), id.clone());
         let record = Record { id, properties, archived: false };
-        self.records.entry(object.to_string()).or_default().push(record.clone());
+        let records = self.records.entry(object.to_string()).or_default();
+        records.push(record.clone());
+        let at = records.len() - 1;
+        self.index_record(object, at);
         record
     }
 
@@ -337,7 +394,9 @@ impl State {
         let values: Vec<(String, String)> = props.iter().map(|(k, v)| (k.clone(), self.stored(object, k, v))).collect();
         let record = &mut self.records.get_mut(object).expect("object")[at];
         record.properties.extend(values);
-        record.clone()
+        let record = record.clone();
+        self.index_record(object, at);
+        record
     }
 
     fn batch(&mut self, object: &str, action: &str, body: &J) -> (u16, J) {
@@ -535,15 +594,15 @@ async fn serve(AxumState(hubspot): AxumState<HubSpot>, method: Method, uri: Uri,
     let _serving = hubspot.in_flight.enter();
     let body: J = if body.is_empty() { J::Null } else { serde_json::from_slice(&body).unwrap_or(J::Null) };
     let path = uri.path().to_string();
-    let (fault, logged) = hubspot.with(|s| {
-        s.log.push(Logged { method: method.to_string(), path: path.clone(), body: body.clone(), status: 0 });
+    let (fault, logged) = hubspot.serving(|s| {
+        s.log.push(Logged { at: Instant::now(), method: method.to_string(), path: path.clone(), body: body.clone(), status: 0 });
         let random = s.random_faults.as_mut().and_then(|r| r.pick());
         (s.faults.pop_front().or(random), s.log.len() - 1)
     });
     if let Some(Fault::Drop) = fault {
         super::faults::drop_connection();
     }
-    let (status, answer, remaining, max, window, latency) = hubspot.with(|s| {
+    let (status, answer, remaining, max, window, latency) = hubspot.serving(|s| {
         let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         let portal = bearer.and_then(|t| s.tokens.get(t).copied());
         let authorized = portal.is_some();

@@ -55,6 +55,14 @@ pub struct Logged {
 pub struct State {
     pub schemas: HashMap<String, Vec<Field>>,
     pub records: HashMap<String, Vec<Record>>,
+    /// Where each record is in `records`, by its `Id`: finding by id stays quick in a large org
+    /// (the emulator's own time must not pass for the service's latency in a benchmark).
+    by_id: HashMap<String, usize>,
+    /// Where records are by a field's value, for the fields searched by value (external ids),
+    /// built on the first search: `(object, field)` -> normalised value -> positions. Entries
+    /// left by an update are checked on use; a record changed through `find` keeps its old
+    /// entries, so tests change searched fields through the API, not by hand.
+    index: HashMap<(String, String), HashMap<String, Vec<usize>>>,
     next_id: u64,
     apps: Vec<(String, RsaPublicKey)>,
     pub users: Vec<String>,
@@ -90,6 +98,8 @@ impl Salesforce {
         let state = State {
             schemas: HashMap::from([("Contact".to_string(), records::contact())]),
             records: HashMap::new(),
+            by_id: HashMap::new(),
+            index: HashMap::new(),
             next_id: 1,
             apps: vec![(CLIENT_ID.to_string(), RsaPublicKey::from(jwt::test_key()))],
             users: vec![USERNAME.to_string()],
@@ -182,29 +192,65 @@ impl State {
             })
             .collect();
         fields.insert("Id".into(), J::String(id.clone()));
+        let records = self.records.entry(object.into()).or_default();
+        let at = records.len();
+        self.by_id.insert(id.clone(), at);
+        self.index_record(object, at, &fields);
         self.records.entry(object.into()).or_default().push(Record { id: id.clone(), fields, deleted: false });
         id
     }
 
+    /// Adds the record at `at` to the indexes of `object`'s searched fields.
+    fn index_record(&mut self, object: &str, at: usize, fields: &BTreeMap<String, J>) {
+        let searched: Vec<String> = self.index.keys().filter(|(o, _)| o == object).map(|(_, f)| f.clone()).collect();
+        for field in searched {
+            let f = self.field(object, &field);
+            if let Some(key) = fields.get(&field).and_then(|v| records::normalised(f.as_ref(), v)) {
+                self.index.entry((object.into(), field)).or_default().entry(key).or_default().push(at);
+            }
+        }
+    }
+
     pub fn find(&mut self, object: &str, field: &str, value: &J) -> Option<&mut Record> {
+        if let (Some(id), "Id") = (value.as_str(), field) {
+            let at = *self.by_id.get(id)?;
+            return self.records.get_mut(object)?.get_mut(at).filter(|r| !r.deleted && r.id == id);
+        }
         let f = self.field(object, field);
-        self.records
-            .get_mut(object)?
-            .iter_mut()
-            .find(|r| !r.deleted && r.fields.get(field).is_some_and(|v| records::same(f.as_ref(), v, value)))
+        let key = records::normalised(f.as_ref(), value)?;
+        let slot = (object.to_string(), field.to_string());
+        if !self.index.contains_key(&slot) {
+            let mut built: HashMap<String, Vec<usize>> = HashMap::new();
+            for (at, r) in self.records.get(object).into_iter().flatten().enumerate() {
+                if let Some(k) = r.fields.get(field).and_then(|v| records::normalised(f.as_ref(), v)) {
+                    built.entry(k).or_default().push(at);
+                }
+            }
+            self.index.insert(slot.clone(), built);
+        }
+        let places = self.index.get(&slot)?.get(&key)?.clone();
+        let records = self.records.get_mut(object)?;
+        let at = places.into_iter().find(|&at| {
+            records.get(at).is_some_and(|r| !r.deleted && r.fields.get(field).is_some_and(|v| records::same(f.as_ref(), v, value)))
+        })?;
+        records.get_mut(at)
     }
 
     fn update(&mut self, object: &str, id: &str, fields: &serde_json::Map<String, J>) -> bool {
-        match self.find(object, "Id", &J::String(id.into())) {
+        let Some(&at) = self.by_id.get(id) else { return false };
+        let updated = match self.find(object, "Id", &J::String(id.into())) {
             Some(r) => {
                 for (k, v) in fields.iter().filter(|(k, _)| *k != "attributes" && *k != "Id") {
                     let v = if v.is_number() { json!(v.as_f64()) } else { v.clone() };
                     r.fields.insert(k.clone(), v);
                 }
-                true
+                r.fields.clone()
             }
-            None => false,
-        }
+            None => return false,
+        };
+        // New values are indexed; the old entries are checked on use.
+        self.index_record(object, at, &updated);
+        true
     }
 
     /// Upsert one record by external id: `(id, created)` or the errors.
