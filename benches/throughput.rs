@@ -34,8 +34,9 @@ struct Opts {
     latency: humantime::Duration,
     #[arg(long, default_value = "100ms")]
     jitter: humantime::Duration,
-    /// Only these scenarios (`hubspot`, `hubspot-replicas`, `salesforce`, `webhook`, `sheets`).
-    #[arg(long, value_delimiter = ',', default_value = "hubspot,hubspot-replicas,salesforce,webhook,sheets")]
+    /// Only these scenarios (`hubspot`, `hubspot-replicas`, `salesforce`, `webhook`, `sheets`,
+    /// `slack`).
+    #[arg(long, value_delimiter = ',', default_value = "hubspot,hubspot-replicas,salesforce,webhook,sheets,slack")]
     only: Vec<String>,
     /// `max_in_flight` for the HubSpot scenarios (its default, 10, when not given).
     #[arg(long)]
@@ -207,7 +208,29 @@ async fn run(
             });
             (count, format!("Sheets, {rows} rows, 60 writes/min"))
         }
-        other => panic!("unknown scenario `{other}`: hubspot, salesforce, webhook or sheets"),
+        "slack" => {
+            // A message a second: a thousandth of the rows, one message each.
+            let rows = rows / 1000;
+            env.exec(&format!("DELETE FROM people WHERE CAST(substr(id, 2) AS INTEGER) > {rows}")).await;
+            let slack = support::slack::Slack::start().await;
+            slack.with(|s| {
+                s.latency = latency();
+                s.min_interval = Some(Duration::from_secs(1));
+            });
+            env.add_destination("chat", &format!("kind = \"slack\"\nwebhook_url = \"{}\"", slack.url));
+            env.write_sync(
+                "people",
+                "destination = \"chat\"\nprimary_key = \"id\"\nmode = \"insert\"\n[target]\ntext = \"{{ name }} signed up\"",
+                "SELECT * FROM people",
+            );
+            let limit = RateLimit::new(1, Duration::from_secs(1));
+            let count: Count = Box::new(move || {
+                let (requests, refused) = slack.with(|s| (s.requests, s.rate_limited));
+                (requests, refused, limit.floor(requests as u64, base))
+            });
+            (count, format!("Slack, {rows} messages, one a second"))
+        }
+        other => panic!("unknown scenario `{other}`: hubspot, hubspot-replicas, salesforce, webhook, sheets or slack"),
     };
     let syncs: &[&str] = if replicas { &["people", "others"] } else { &["people"] };
     let started = Instant::now();

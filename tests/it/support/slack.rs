@@ -47,6 +47,8 @@ pub struct Inner {
     pub links: Vec<String>,
     /// Accepted messages whose text Slack cut at 40,000 characters.
     pub truncated: usize,
+    /// How long each accepted message's answer takes (none: at once).
+    pub latency: Option<super::faults::Latency>,
 }
 
 /// Slack's limits on a message (Block Kit reference; chat.postMessage for `text`).
@@ -154,44 +156,51 @@ async fn receive(
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    let (response, latency) = accept(&state, &format!("{team}/{bot}/{token}"), &headers, &body);
+    super::faults::answer_after(latency).await;
+    response
+}
+
+/// What Slack makes of a message, and how long its answer takes.
+fn accept(state: &Mutex<Inner>, hook: &str, headers: &HeaderMap, body: &str) -> (Response, Option<Duration>) {
     let mut s = state.lock().unwrap();
     s.requests += 1;
-    if format!("{team}/{bot}/{token}") != HOOK {
-        return plain(404, "no_service");
+    if hook != HOOK {
+        return (plain(404, "no_service"), None);
     }
     if let Some((status, code)) = s.fail_next.pop_front() {
-        return plain(status, code);
+        return (plain(status, code), None);
     }
     let n = s.requests;
     if let Some(&(_, status, code)) = s.fail_nth.iter().find(|(at, _, _)| *at == n) {
-        return plain(status, code);
+        return (plain(status, code), None);
     }
     if let (Some(min), Some(last)) = (s.min_interval, s.last) {
         if last.elapsed() < min {
             s.rate_limited += 1;
             let mut response = plain(429, "rate_limited");
             response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
-            return response;
+            return (response, None);
         }
     }
     if !headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json")) {
-        return plain(400, "invalid_payload");
+        return (plain(400, "invalid_payload"), None);
     }
-    let Ok(message) = serde_json::from_str::<Value>(&body) else { return plain(400, "invalid_payload") };
+    let Ok(message) = serde_json::from_str::<Value>(body) else { return (plain(400, "invalid_payload"), None) };
     let text = message.get("text").and_then(Value::as_str).unwrap_or_default();
     let blocks = message.get("blocks");
     if text.is_empty() && blocks.is_none() {
-        return plain(400, "no_text");
+        return (plain(400, "no_text"), None);
     }
     if let Some(blocks) = blocks {
         let valid = blocks.as_array().is_some_and(|b| b.iter().all(|block| block.get("type").is_some_and(Value::is_string)));
         let within = blocks.as_array().is_some_and(|b| b.len() <= MAX_BLOCKS && b.iter().all(|block| over_limit(block).is_none()));
         if !valid || !within {
-            return plain(400, "invalid_blocks");
+            return (plain(400, "invalid_blocks"), None);
         }
     }
     if s.refuse_containing.as_deref().is_some_and(|needle| body.contains(needle)) {
-        return plain(400, "invalid_blocks");
+        return (plain(400, "invalid_blocks"), None);
     }
     let cut: Option<String> = (text.chars().count() > MAX_TEXT).then(|| text.chars().take(MAX_TEXT).collect());
     s.last = Some(Instant::now());
@@ -207,5 +216,6 @@ async fn receive(
     s.mentions.extend(mentions);
     s.links.extend(links);
     s.messages.push(message);
-    plain(200, "ok")
+    let latency = s.latency.as_mut().map(|l| l.next());
+    (plain(200, "ok"), latency)
 }
