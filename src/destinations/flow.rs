@@ -34,7 +34,8 @@ impl RateLimit {
     /// `"100/10s"`, `"1/s"`, `"60/min"`: requests, a slash, then a window (a number may be left
     /// out before its unit: `s` is `1s`).
     pub fn parse(text: &str) -> Result<RateLimit, String> {
-        let bad = |why: String| format!("rate limit `{text}`: {why} (write it as requests/window, e.g. \"100/10s\" or \"60/min\")");
+        let bad =
+            |why: String| format!("`{text}` is not a rate limit ({why}): write it as requests/window, e.g. \"100/10s\" or \"60/min\"");
         let (n, per) = text.split_once('/').ok_or_else(|| bad("no `/`".into()))?;
         let requests: u32 = n.trim().parse().map_err(|_| bad(format!("`{}` is not a number of requests", n.trim())))?;
         let per = per.trim();
@@ -44,6 +45,11 @@ impl RateLimit {
             return Err(bad("both numbers must be above zero".into()));
         }
         Ok(RateLimit::new(requests, per))
+    }
+
+    /// The `rate_limit` setting of a destination, if given: its error names the setting.
+    pub fn setting(text: Option<&str>) -> Result<Option<RateLimit>, String> {
+        text.map(RateLimit::parse).transpose().map_err(|e| format!("`rate_limit`: {e}"))
     }
 
     /// The least time `n` requests that each take `latency` can take under this limit: the
@@ -203,6 +209,12 @@ pub async fn metered<F: Future>(shared: Option<Arc<dyn SharedWindows>>, work: F)
             (out, CONTEXT.with(|c| c.meter.take()))
         })
         .await
+}
+
+/// Runs `work` (opening a writer, asking where it writes: requests outside a write) pacing to
+/// `shared` windows if given.
+pub async fn within<F: Future>(shared: Option<Arc<dyn SharedWindows>>, work: F) -> F::Output {
+    metered(shared, work).await.0
 }
 
 fn shared() -> Option<Arc<dyn SharedWindows>> {

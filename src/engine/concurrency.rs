@@ -81,7 +81,7 @@ impl Window {
 /// The limit of one run's batches in flight. [`Adaptive::acquire`] waits for a slot.
 pub struct Adaptive {
     /// Rate-limit windows shared with other processes, for the writes' paces.
-    pub shared: Option<std::sync::Arc<dyn crate::destinations::flow::SharedWindows>>,
+    pub(super) shared: Option<std::sync::Arc<dyn crate::destinations::flow::SharedWindows>>,
     ceiling: usize,
     state: Mutex<State>,
     freed: Notify,
@@ -106,12 +106,16 @@ impl Drop for Slot<'_> {
 }
 
 impl Adaptive {
-    /// A limit between 1 and `ceiling`, starting at 1; its figures go to `/metrics` under
-    /// `destination`.
-    pub fn new(ceiling: usize, destination: &str) -> Adaptive {
+    /// A limit between 1 and `ceiling`, starting at 1, for writes pacing to `shared` windows
+    /// (if the store shares them); its figures go to `/metrics` under `destination`.
+    pub fn new(
+        ceiling: usize,
+        destination: &str,
+        shared: Option<std::sync::Arc<dyn crate::destinations::flow::SharedWindows>>,
+    ) -> Adaptive {
         let state = State { limit: 1, in_flight: 0, slow_start: true, mean: None, window: Window::new(None), backed_off: None };
         let adaptive = Adaptive {
-            shared: None,
+            shared,
             ceiling: ceiling.max(1),
             state: Mutex::new(state),
             freed: Notify::new(),
@@ -259,7 +263,7 @@ mod tests {
 
     #[test]
     fn grows_by_doubling_then_by_one_after_push_back() {
-        let a = Adaptive::new(64, "test");
+        let a = Adaptive::new(64, "test", None);
         let limits: Vec<usize> = (0..5).map(|_| (window(&a, clean(100)), a.limit()).1).collect();
         assert_eq!(limits, [2, 4, 8, 16, 32]);
         window(&a, Sample { pushed_back: true, ..clean(100) });
@@ -273,7 +277,7 @@ mod tests {
 
     #[test]
     fn never_above_the_ceiling_nor_below_one() {
-        let a = Adaptive::new(5, "test");
+        let a = Adaptive::new(5, "test", None);
         (0..10).for_each(|_| window(&a, clean(100)));
         assert_eq!(a.limit(), 5);
         (0..10).for_each(|_| window(&a, Sample { pushed_back: true, ..clean(100) }));
@@ -282,7 +286,7 @@ mod tests {
 
     #[test]
     fn rising_latency_shrinks_the_limit_and_steady_latency_does_not() {
-        let a = Adaptive::new(100, "test");
+        let a = Adaptive::new(100, "test", None);
         (0..5).for_each(|_| window(&a, clean(300)));
         assert_eq!(a.limit(), 32);
         window(&a, clean(320));
@@ -295,7 +299,7 @@ mod tests {
     fn jitter_within_the_usual_spread_does_not_shrink_the_limit() {
         // A service answering in 300 ms +- 100 ms, one request a window: the single slow ones
         // are its spread, not a rise.
-        let a = Adaptive::new(1_000, "test");
+        let a = Adaptive::new(1_000, "test", None);
         let mut rng_state = 7u64;
         let mut limits = Vec::new();
         for _ in 0..12 {
@@ -309,7 +313,7 @@ mod tests {
 
     #[test]
     fn grows_only_when_every_slot_was_used() {
-        let a = Adaptive::new(100, "test");
+        let a = Adaptive::new(100, "test", None);
         a.lock().window.started = Instant::now() - Duration::from_secs(10);
         a.observe(clean(100));
         assert_eq!(a.limit(), 1, "one batch at a time never filled more than it had");
@@ -317,7 +321,7 @@ mod tests {
 
     #[tokio::test]
     async fn slots_wait_for_the_limit() {
-        let a = Adaptive::new(4, "test");
+        let a = Adaptive::new(4, "test", None);
         let first = a.acquire().await;
         let second = tokio::time::timeout(Duration::from_millis(50), a.acquire()).await;
         assert!(second.is_err(), "the limit starts at one");

@@ -53,7 +53,7 @@ impl Engine {
         // from the first one recorded, so stores from before identities keep their fingerprints.
         // Its requests count against the service's limit like the writes': in the same windows.
         let asking = retry::identity_with_retry(destination.as_ref(), &caps, &opts.cancel);
-        let (asked, _) = crate::destinations::flow::metered(self.store.shared_windows(), asking).await;
+        let asked = crate::destinations::flow::within(self.store.shared_windows(), asking).await;
         let identity = shape::identity_hash(&asked.map_err(|error| RunError::Destination { name: sync.destination.clone(), error })?);
         let meta = self.store.sync_meta(name).await?;
         let moved_on = meta.as_ref().and_then(|m| m.first_identity.as_ref()).is_some_and(|first| *first != identity);

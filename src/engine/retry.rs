@@ -346,12 +346,12 @@ mod tests {
     #[tokio::test]
     async fn a_transient_failure_is_retried_and_a_fatal_one_is_not() {
         let mut w = Scripted::new().then(|_| Err(DestinationError::transient("503")));
-        let sent = write_with_retry(&mut w, &batch(3), &caps(3), &CancellationToken::new(), &Adaptive::new(1, "test")).await;
+        let sent = write_with_retry(&mut w, &batch(3), &caps(3), &CancellationToken::new(), &Adaptive::new(1, "test", None)).await;
         assert!(sent.error.is_none() && sent.outcomes.iter().all(written));
         assert_eq!(w.calls, [vec![0, 1, 2], vec![0, 1, 2]]);
 
         let mut w = Scripted::new().then(|_| Err(DestinationError::fatal("401")));
-        let sent = write_with_retry(&mut w, &batch(3), &caps(3), &CancellationToken::new(), &Adaptive::new(1, "test")).await;
+        let sent = write_with_retry(&mut w, &batch(3), &caps(3), &CancellationToken::new(), &Adaptive::new(1, "test", None)).await;
         assert_eq!(sent.error.map(|e| e.message), Some("401".to_string()));
         assert_eq!(sent.undone, [true, true, true], "every row left for the next run");
         assert_eq!(w.calls.len(), 1, "a fatal error is not retried");
@@ -361,7 +361,7 @@ mod tests {
     async fn attempts_are_bounded_and_what_is_left_is_marked_undone() {
         let fail = |_: &[RowOp]| Err(DestinationError::transient("503"));
         let mut w = Scripted::new().then(fail).then(fail).then(fail).then(fail);
-        let sent = write_with_retry(&mut w, &batch(2), &caps(3), &CancellationToken::new(), &Adaptive::new(1, "test")).await;
+        let sent = write_with_retry(&mut w, &batch(2), &caps(3), &CancellationToken::new(), &Adaptive::new(1, "test", None)).await;
         assert_eq!(w.calls.len(), 3);
         let error = sent.error.expect("gave up");
         assert!(error.message.contains("gave up after 3 attempts"), "{}", error.message);
@@ -376,7 +376,7 @@ mod tests {
             let done = b.iter().map(|op| (key(op) < 2).then(RowOutcome::written)).collect();
             partial(done, DestinationError::transient("reset"))
         });
-        let sent = write_with_retry(&mut w, &batch(5), &caps(3), &CancellationToken::new(), &Adaptive::new(1, "test")).await;
+        let sent = write_with_retry(&mut w, &batch(5), &caps(3), &CancellationToken::new(), &Adaptive::new(1, "test", None)).await;
         assert!(sent.error.is_none() && sent.outcomes.iter().all(written));
         assert_eq!(w.calls, [vec![0, 1, 2, 3, 4], vec![2, 3, 4]], "rows 0 and 1 are not sent twice");
         assert_eq!(sent.undone, [false; 5]);
@@ -394,7 +394,7 @@ mod tests {
                 })
             });
         }
-        let sent = write_with_retry(&mut w, &batch(8), &caps(1), &CancellationToken::new(), &Adaptive::new(1, "test")).await;
+        let sent = write_with_retry(&mut w, &batch(8), &caps(1), &CancellationToken::new(), &Adaptive::new(1, "test", None)).await;
         assert!(sent.error.is_none());
         for (i, o) in sent.outcomes.iter().enumerate() {
             match i {
@@ -414,7 +414,7 @@ mod tests {
         let slow = Capabilities::every_mode(100, 5, Duration::from_secs(3600));
         let mut w = Scripted::new().then(|_| Err(DestinationError::transient("503")));
         let started = std::time::Instant::now();
-        let sent = write_with_retry(&mut w, &batch(1), &slow, &cancel, &Adaptive::new(1, "test")).await;
+        let sent = write_with_retry(&mut w, &batch(1), &slow, &cancel, &Adaptive::new(1, "test", None)).await;
         assert!(sent.error.is_some() && started.elapsed() < Duration::from_secs(60));
         assert_eq!(w.calls.len(), 1);
     }

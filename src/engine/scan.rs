@@ -67,12 +67,11 @@ impl Engine {
             true => None,
             false => Some(
                 // Opening may read (Sheets' tab, HubSpot's properties): in the shared windows too.
-                crate::destinations::flow::metered(
+                crate::destinations::flow::within(
                     self.store.shared_windows(),
                     retry::open_with_retry(prepared.destination.as_ref(), &target, &prepared.caps, &opts.cancel),
                 )
                 .await
-                .0
                 .map_err(|error| RunError::Destination { name: sync.destination.clone(), error })?,
             ),
         };

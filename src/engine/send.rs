@@ -179,8 +179,7 @@ impl Send<'_> {
                 None => break,
             }
         }
-        let mut flow = Adaptive::new(forks.len() + 1, self.destination);
-        flow.shared = self.store.shared_windows();
+        let flow = Adaptive::new(forks.len() + 1, self.destination, self.store.shared_windows());
         let sent = {
             let mut idle: Vec<&mut dyn Writer> = vec![&mut *writer];
             idle.extend(forks.iter_mut().map(|f| &mut **f as &mut dyn Writer));
@@ -210,7 +209,6 @@ impl Send<'_> {
         let mut wire = FuturesUnordered::new();
         let mut answered: VecDeque<Answered> = VecDeque::new();
         let (mut stop, mut exhausted) = (None::<RunError>, false);
-        let mut most_in_flight = 0;
         loop {
             if stop.is_none() && self.opts.cancel.is_cancelled() {
                 stop = Some(RunError::Cancelled(format!(
@@ -236,7 +234,6 @@ impl Send<'_> {
                         let sent = retry::write_with_retry(&mut *lane, &job.ops, caps, cancel, flow).await;
                         (lane, Done { job, sent })
                     });
-                    most_in_flight = most_in_flight.max(wire.len());
                     continue;
                 }
             }
@@ -274,7 +271,7 @@ impl Send<'_> {
             }
         }
         let ms = |d: Duration| d.as_millis() as u64;
-        tracing::debug!(sync = %self.name, batches = report.batches, ms = ms(started.elapsed()), most_in_flight, limit = flow.limit(), "batches sent");
+        tracing::debug!(sync = %self.name, batches = report.batches, ms = ms(started.elapsed()), most_in_flight = flow.most_in_flight(), limit = flow.limit(), "batches sent");
         report.sending = (report.batches > 0).then(|| self.pace_of(flow, started.elapsed(), report));
         stop.map_or(Ok(()), Err)
     }

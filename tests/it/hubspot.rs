@@ -3,8 +3,7 @@
 use crate::support;
 
 use sluice::state::RunStatus;
-use support::hubspot::{Fault, HubSpot};
-use support::{Env, SourceKind, StateKind};
+use support::hubspot::{Crm, Fault, HubSpot};
 
 const HEADER: &str = r#"destination = "crm"
 primary_key = "customer_id"
@@ -22,44 +21,23 @@ customer_id = "customer_id""#;
 
 const MODEL: &str = "SELECT customer_id, email, first_name, score, signup_date, vip FROM people";
 
-struct Crm {
-    env: Env,
-    hubspot: HubSpot,
+/// The project of these tests: `n` people synced in `mode`, `extra` destination settings.
+async fn start(mode: &str, n: u32, extra: &str) -> Crm {
+    start_with_model(mode, n, extra, MODEL).await
 }
 
-impl Crm {
-    async fn new(mode: &str, n: u32, extra: &str) -> Crm {
-        Self::with_model(mode, n, extra, MODEL).await
-    }
-
-    async fn with_model(mode: &str, n: u32, extra: &str, model: &str) -> Crm {
-        let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
-        let hubspot = HubSpot::start().await;
-        env.add_destination("crm", &hubspot.destination_toml(extra));
-        env.exec(&format!(
-            "CREATE TABLE people(customer_id TEXT, email TEXT, first_name TEXT, score INT, signup_date DATE, vip BOOLEAN);
-             INSERT INTO people SELECT 'c' || i, 'p' || i || '@x.com', 'P' || i, i, DATE '2024-01-01' + i::INT, i % 2 = 0 FROM range(1, {}) t(i);",
-            n + 1
-        ))
-        .await;
-        env.write_sync("people", &HEADER.replace("MODE", mode), model);
-        Crm { env, hubspot }
-    }
-
-    async fn run_ok(&self) -> sluice::engine::SyncReport {
-        let report = self.env.run("people").await;
-        assert_eq!(report.status, RunStatus::Success, "run failed: {:?} {:?}", report.error, report.warnings);
-        report
-    }
-
-    fn prop(&self, email: &str, name: &str) -> Option<String> {
-        self.hubspot.find("contacts", "email", email).and_then(|r| r.properties.get(name).cloned())
-    }
+async fn start_with_model(mode: &str, n: u32, extra: &str, model: &str) -> Crm {
+    let setup = format!(
+        "CREATE TABLE people(customer_id TEXT, email TEXT, first_name TEXT, score INT, signup_date DATE, vip BOOLEAN);
+         INSERT INTO people SELECT 'c' || i, 'p' || i || '@x.com', 'P' || i, i, DATE '2024-01-01' + i::INT, i % 2 = 0 FROM range(1, {}) t(i);",
+        n + 1
+    );
+    Crm::start(extra, &setup, &HEADER.replace("MODE", mode), model).await
 }
 
 #[tokio::test]
 async fn first_sync_creates_in_batches_of_100_and_the_second_sends_nothing() {
-    let crm = Crm::new("upsert", 250, "").await;
+    let crm = start("upsert", 250, "").await;
     let report = crm.run_ok().await;
     assert_eq!(report.written, 250);
     let upserts = crm.hubspot.writes("upsert");
@@ -77,7 +55,7 @@ async fn first_sync_creates_in_batches_of_100_and_the_second_sends_nothing() {
 
 #[tokio::test]
 async fn changes_update_exactly_the_changed_records() {
-    let crm = Crm::new("upsert", 20, "").await;
+    let crm = start("upsert", 20, "").await;
     crm.run_ok().await;
     let before = crm.hubspot.find("contacts", "email", "p5@x.com").unwrap().id;
     crm.env.exec("UPDATE people SET score = 0, first_name = NULL WHERE customer_id IN ('c5', 'c7', 'c11')").await;
@@ -97,7 +75,7 @@ async fn changes_update_exactly_the_changed_records() {
 
 #[tokio::test]
 async fn mirror_archives_removed_rows_by_their_stored_record_ids() {
-    let crm = Crm::new("mirror", 10, "").await;
+    let crm = start("mirror", 10, "").await;
     crm.run_ok().await;
     let gone: Vec<String> = ["p3@x.com", "p8@x.com"].iter().map(|e| crm.hubspot.find("contacts", "email", e).unwrap().id).collect();
     crm.env.exec("DELETE FROM people WHERE customer_id IN ('c3', 'c8')").await;
@@ -120,7 +98,7 @@ async fn mirror_archives_removed_rows_by_their_stored_record_ids() {
 async fn a_row_hubspot_refuses_is_rejected_with_its_message_and_the_rest_lands() {
     let model = "SELECT customer_id, CASE WHEN customer_id = 'c4' THEN 'not-an-email' ELSE email END AS email, first_name, \
                  CASE WHEN customer_id = 'c2' THEN 'lots' ELSE score::TEXT END AS score, signup_date, vip FROM people";
-    let crm = Crm::with_model("upsert", 6, "", model).await;
+    let crm = start_with_model("upsert", 6, "", model).await;
     let report = crm.env.run("people").await;
     assert_eq!(report.status, RunStatus::Partial);
     assert_eq!((report.written, report.rejected), (4, 2));
@@ -135,7 +113,7 @@ async fn a_row_hubspot_refuses_is_rejected_with_its_message_and_the_rest_lands()
 async fn the_rate_limit_headers_pace_the_client_below_the_limit() {
     // One request at a time: requests already on the wire when the window fills cannot be called
     // back, and this is about the headers.
-    let crm = Crm::new("upsert", 250, "max_batch_rows = 50\nrate_limit_per_10s = 100000\nmax_in_flight = 1").await;
+    let crm = start("upsert", 250, "max_batch_rows = 50\nrate_limit_per_10s = 100000\nmax_in_flight = 1").await;
     crm.hubspot.with(|s| {
         s.rate_max = 2;
         s.rate_window = std::time::Duration::from_millis(300);
@@ -147,7 +125,7 @@ async fn the_rate_limit_headers_pace_the_client_below_the_limit() {
 
 #[tokio::test]
 async fn rate_limit_answers_slow_the_run_down_but_lose_nothing() {
-    let crm = Crm::new("upsert", 250, "max_batch_rows = 50\nmax_attempts = 6").await;
+    let crm = start("upsert", 250, "max_batch_rows = 50\nmax_attempts = 6").await;
     // A 429 without Retry-After waits for the window the headers give (here 200 ms).
     crm.hubspot.with(|s| s.rate_window = std::time::Duration::from_millis(200));
     crm.hubspot.fail_next(&[Fault::Slow(std::time::Duration::ZERO), Fault::Status(429), Fault::Status(429), Fault::Status(429)]);
@@ -160,7 +138,7 @@ async fn rate_limit_answers_slow_the_run_down_but_lose_nothing() {
 
 #[tokio::test]
 async fn faults_and_lost_answers_neither_lose_nor_duplicate_records() {
-    let crm = Crm::new("mirror", 120, "").await;
+    let crm = start("mirror", 120, "").await;
     crm.hubspot.with(|s| s.rate_window = std::time::Duration::from_millis(200));
     // (Each run first asks HubSpot which account the token belongs to: that request goes through.)
     crm.hubspot.fail_next(&[Fault::Slow(std::time::Duration::ZERO), Fault::Status(502), Fault::Status(429)]);
@@ -184,7 +162,7 @@ async fn faults_and_lost_answers_neither_lose_nor_duplicate_records() {
 
 #[tokio::test]
 async fn update_mode_changes_existing_records_only() {
-    let crm = Crm::new("update", 3, "").await;
+    let crm = start("update", 3, "").await;
     crm.hubspot.with(|s| {
         let props = serde_json::json!({"email": "P2@x.com", "firstname": "Old"});
         let _ = s.records.entry("contacts".into()).or_default();
@@ -204,7 +182,7 @@ async fn update_mode_changes_existing_records_only() {
 
 #[tokio::test]
 async fn insert_mode_creates_and_reports_conflicts() {
-    let crm = Crm::new("insert", 2, "").await;
+    let crm = start("insert", 2, "").await;
     crm.hubspot.with(|s| {
         s.records.entry("contacts".into()).or_default().push(support::hubspot::Record {
             id: "5".into(),
@@ -226,7 +204,7 @@ async fn insert_mode_creates_and_reports_conflicts() {
 
 #[tokio::test]
 async fn check_names_the_sync_and_field_that_do_not_fit() {
-    let crm = Crm::new("upsert", 1, "").await;
+    let crm = start("upsert", 1, "").await;
     let out = support::sluice_cli(crm.env.root(), &["check"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     for (from, to, expected) in [
@@ -247,7 +225,7 @@ async fn check_names_the_sync_and_field_that_do_not_fit() {
 
 #[tokio::test]
 async fn a_bad_token_fails_the_run_with_what_to_do() {
-    let crm = Crm::new("upsert", 1, "").await;
+    let crm = start("upsert", 1, "").await;
     let config = std::fs::read_to_string(crm.env.root().join("sluice.toml")).unwrap().replace(support::hubspot::TOKEN, "pat-wrong");
     std::fs::write(crm.env.root().join("sluice.toml"), config).unwrap();
     let report = crm.env.run("people").await;
@@ -258,7 +236,7 @@ async fn a_bad_token_fails_the_run_with_what_to_do() {
 
 #[tokio::test]
 async fn a_fifth_of_requests_failing_still_ends_with_the_crm_equal_to_the_model() {
-    let crm = Crm::new("mirror", 300, "max_batch_rows = 25\nmax_attempts = 12\ntimeout = \"1s\"").await;
+    let crm = start("mirror", 300, "max_batch_rows = 25\nmax_attempts = 12\ntimeout = \"1s\"").await;
     crm.hubspot.with(|s| s.rate_window = std::time::Duration::from_millis(50));
     let seed = support::faults::seed("SLUICE_FAULT_SEED");
     crm.hubspot.with(|s| s.random_faults = Some(support::faults::RandomFaults::new(0.2, seed)));
@@ -274,7 +252,7 @@ async fn a_fifth_of_requests_failing_still_ends_with_the_crm_equal_to_the_model(
 
 #[tokio::test]
 async fn a_batch_create_refused_for_one_bad_email_is_split_down_to_that_row() {
-    let crm = Crm::new("insert", 100, "").await;
+    let crm = start("insert", 100, "").await;
     crm.env.exec("UPDATE people SET email = 'not-an-email' WHERE customer_id = 'c42'").await;
     let report = crm.env.run("people").await;
     assert_eq!((report.written, report.rejected), (99, 1), "{:?} {:?}", report.error, report.warnings);
@@ -290,7 +268,7 @@ async fn a_batch_create_refused_for_one_bad_email_is_split_down_to_that_row() {
 
 #[tokio::test]
 async fn on_remove_clear_empties_the_mapped_properties_but_keeps_the_contact_and_its_email() {
-    let crm = Crm::new("upsert", 3, "").await;
+    let crm = start("upsert", 3, "").await;
     crm.env.write_sync("people", &HEADER.replace("MODE", "upsert").replacen("[target]", "on_remove = \"clear\"\n[target]", 1), MODEL);
     crm.run_ok().await;
     crm.env.exec("DELETE FROM people WHERE customer_id = 'c2'").await;
@@ -306,7 +284,7 @@ async fn on_remove_clear_empties_the_mapped_properties_but_keeps_the_contact_and
 
 #[tokio::test]
 async fn if_empty_keeps_a_reps_value_and_skipped_nulls_leave_properties_alone() {
-    let crm = Crm::new("upsert", 3, "").await;
+    let crm = start("upsert", 3, "").await;
     let header = HEADER
         .replace("MODE", "upsert")
         .replacen("[target]", "nulls = \"skip\"\n[target]", 1)

@@ -7,44 +7,16 @@ use std::time::Instant;
 
 use crate::support;
 
-use sluice::state::RunStatus;
-use support::hubspot::{Fault, HubSpot};
-use support::{Env, SourceKind, StateKind};
+use support::hubspot::{Crm, Fault};
 
-struct Crm {
-    env: Env,
-    hubspot: HubSpot,
+/// A DuckDB project whose `model` syncs to HubSpot with this `header`.
+async fn start(header: &str, setup: &str, model: &str) -> Crm {
+    Crm::start("", setup, header, model).await
 }
 
-impl Crm {
-    /// A DuckDB project whose `model` syncs to HubSpot with this `header`.
-    async fn new(header: &str, setup: &str, model: &str) -> Crm {
-        let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
-        let hubspot = HubSpot::start().await;
-        env.add_destination("crm", &hubspot.destination_toml(""));
-        env.exec(setup).await;
-        env.write_sync("people", header, model);
-        Crm { env, hubspot }
-    }
-
-    async fn run_ok(&self) -> sluice::engine::SyncReport {
-        let report = self.env.run("people").await;
-        assert_eq!(report.status, RunStatus::Success, "run failed: {:?} {:?}", report.error, report.warnings);
-        report
-    }
-
-    fn prop(&self, email: &str, name: &str) -> Option<String> {
-        self.hubspot.find("contacts", "email", email).and_then(|r| r.properties.get(name).cloned())
-    }
-
-    fn refused(&self) -> Vec<String> {
-        self.hubspot
-            .log()
-            .iter()
-            .filter(|l| l.status >= 400)
-            .map(|l| format!("{} {} {:.200}", l.status, l.path, l.body.to_string()))
-            .collect()
-    }
+/// The requests HubSpot refused, for a failure's message.
+fn refused(crm: &Crm) -> Vec<String> {
+    crm.hubspot.log().iter().filter(|l| l.status >= 400).map(|l| format!("{} {} {:.200}", l.status, l.path, l.body.to_string())).collect()
 }
 
 const CONTACTS: &str = r#"destination = "crm"
@@ -79,7 +51,7 @@ id_property = "erp_id"
 [mapping]
 erp_id = "erp"
 name = "name""#;
-    let crm = Crm::new(
+    let crm = start(
         header,
         "CREATE TABLE firms(erp TEXT, name TEXT); INSERT INTO firms SELECT lpad(i::TEXT, 5, '0'), 'Firm ' || i FROM range(1, 251) t(i);",
         "SELECT erp, name FROM firms",
@@ -100,7 +72,7 @@ name = "name""#;
 
 #[tokio::test]
 async fn locked_and_migrating_answers_are_waited_out() {
-    let crm = Crm::new(&contacts("upsert"), PEOPLE, MODEL).await;
+    let crm = start(&contacts("upsert"), PEOPLE, MODEL).await;
     crm.hubspot.fail_next(&[Fault::Status(423), Fault::Status(477)]);
     let started = Instant::now();
     let report = crm.run_ok().await;
@@ -112,7 +84,7 @@ async fn locked_and_migrating_answers_are_waited_out() {
 
 #[tokio::test]
 async fn a_record_merged_or_deleted_in_hubspot_is_found_again_by_its_email() {
-    let crm = Crm::new(&contacts("update"), PEOPLE, MODEL).await;
+    let crm = start(&contacts("update"), PEOPLE, MODEL).await;
     // The contacts exist; update mode finds them by email and stores their record ids.
     crm.hubspot.with(|s| {
         for i in 1..=250 {
@@ -181,7 +153,7 @@ async fn a_record_merged_or_deleted_in_hubspot_is_found_again_by_its_email() {
 #[tokio::test]
 async fn two_rows_with_one_email_are_told_apart_not_sent_as_duplicates() {
     let header = contacts("upsert").replace("firstname = \"first_name\"", "firstname = { column = \"first_name\", write = \"if_empty\" }");
-    let crm = Crm::new(
+    let crm = start(
         &header,
         "CREATE TABLE people(customer_id TEXT, email TEXT, first_name TEXT);
          INSERT INTO people VALUES ('c1', 'ann@x.com', 'Ann'), ('c2', 'ANN@x.com', 'Annie'), ('c3', 'bob@x.com', 'Bob');",
@@ -196,13 +168,13 @@ async fn two_rows_with_one_email_are_told_apart_not_sent_as_duplicates() {
         report.warnings
     );
     assert_eq!(crm.hubspot.records("contacts").len(), 2);
-    assert_eq!(crm.refused(), Vec::<String>::new(), "no request with a duplicate id");
+    assert_eq!(refused(&crm), Vec::<String>::new(), "no request with a duplicate id");
 }
 
 #[tokio::test]
 async fn list_columns_fill_multiple_checkbox_properties() {
     let header = contacts("upsert").replace("customer_id = \"customer_id\"", "customer_id = \"customer_id\"\ninterests = \"interests\"");
-    let crm = Crm::new(
+    let crm = start(
         &header,
         "CREATE TABLE people(customer_id TEXT, email TEXT, first_name TEXT, interests TEXT[]);
          INSERT INTO people VALUES ('c1', 'ann@x.com', 'Ann', ['product', 'support']), ('c2', 'bob@x.com', 'Bob', []), ('c3', 'cy@x.com', 'Cy', NULL);",
@@ -221,7 +193,7 @@ async fn email_upserts_send_whole_property_sets_with_skipped_nulls_and_if_empty(
         "customer_id = \"customer_id\"",
         "customer_id = \"customer_id\"\nlastname = { column = \"last_name\", write = \"if_empty\" }",
     );
-    let crm = Crm::new(
+    let crm = start(
         &header,
         "CREATE TABLE people(customer_id TEXT, email TEXT, first_name TEXT, last_name TEXT);
          INSERT INTO people SELECT 'c' || i, 'p' || i || '@x.com', CASE WHEN i % 3 = 0 THEN NULL ELSE 'P' || i END, 'L' || i FROM range(1, 31) t(i);",
@@ -242,7 +214,7 @@ async fn email_upserts_send_whole_property_sets_with_skipped_nulls_and_if_empty(
         .await;
     let report = crm.run_ok().await;
     assert_eq!(report.written, 30);
-    assert_eq!(crm.refused(), Vec::<String>::new(), "no batch refused as a partial upsert");
+    assert_eq!(refused(&crm), Vec::<String>::new(), "no batch refused as a partial upsert");
     assert_eq!(crm.prop("p3@x.com", "firstname").as_deref(), Some("Typed"), "a NULL leaves the value alone");
     assert_eq!(crm.prop("p3@x.com", "lastname").as_deref(), Some("Typed too"), "if_empty keeps a value");
     assert_eq!(crm.prop("p1@x.com", "firstname").as_deref(), Some("Q"));

@@ -32,7 +32,7 @@ impl CommandDestination {
         if config.command.first().is_none_or(|p| p.trim().is_empty()) {
             return Err("`command` is empty: give the program and its arguments, e.g. [\"python3\", \"destinations/crm.py\"]".into());
         }
-        let rate_limit = config.rate_limit.as_deref().map(RateLimit::parse).transpose().map_err(|e| format!("`rate_limit`: {e}"))?;
+        let rate_limit = RateLimit::setting(config.rate_limit.as_deref())?;
         Ok(CommandDestination { config, name: name.to_string(), root: root.to_path_buf(), rate_limit })
     }
 

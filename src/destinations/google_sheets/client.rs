@@ -143,6 +143,11 @@ impl SheetsClient {
         Ok(SheetsClient { http, root, spreadsheet_id: config.spreadsheet_id.clone(), auth, reads, writes, value_input: config.value_input })
     }
 
+    /// The write quota writes wait for.
+    pub fn write_limit(&self) -> RateLimit {
+        self.writes.limit()
+    }
+
     /// `{root}/{id}{id_suffix}/{segments...}?{query}`, each segment percent-encoded.
     fn url(&self, id_suffix: &str, segments: &[&str], query: &[(&str, &str)]) -> Url {
         let mut url = self.root.clone();

@@ -90,10 +90,7 @@ impl Destination for SheetsDestination {
             concurrent_runs: Some(1),
             // `if_empty`: the columns of such fields are read with the keys when a run opens.
             if_empty: true,
-            rate_limit: Some(crate::destinations::flow::RateLimit::new(
-                self.config.write_requests_per_minute,
-                std::time::Duration::from_secs(60),
-            )),
+            rate_limit: Some(self.client.write_limit()),
             ..self.config.requests.capabilities()
         }
     }

@@ -51,6 +51,11 @@ impl HubSpotClient {
         })
     }
 
+    /// The rate limit requests wait for.
+    pub fn rate_limit(&self) -> RateLimit {
+        self.pace.limit()
+    }
+
     /// The id of the account (portal) the token belongs to, from the account information API
     /// (`GET /account-info/v3/details`). A refusal (an app without the scope HubSpot documents
     /// for it, or a bad token, which fails the run when the writer opens) leaves it unknown:

@@ -131,7 +131,7 @@ impl Destination for HubSpotDestination {
         Capabilities {
             if_empty: true,
             max_in_flight: self.config.requests.max_in_flight,
-            rate_limit: Some(crate::destinations::flow::RateLimit::new(self.config.rate_limit_per_10s, std::time::Duration::from_secs(10))),
+            rate_limit: Some(self.client.rate_limit()),
             ..Capabilities::every_mode(
                 self.config.requests.max_batch_rows.min(MAX_BATCH),
                 self.config.requests.max_attempts,

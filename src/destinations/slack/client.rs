@@ -35,6 +35,11 @@ impl Client {
         Ok(Client { http, url: config.webhook_url.clone(), shown, pace })
     }
 
+    /// The rate messages wait for: one per `min_interval`.
+    pub fn rate_limit(&self) -> RateLimit {
+        self.pace.limit()
+    }
+
     /// Posts one message, paced to the webhook's rate. [`CallError::Refused`]: Slack refused
     /// this message (400 and the like), a problem with what this row rendered to.
     pub async fn post(&self, body: Vec<u8>) -> Result<(), CallError> {

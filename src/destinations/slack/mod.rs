@@ -46,7 +46,7 @@ impl Destination for SlackDestination {
             clear: false,
             // A fixed typo in a template must not post every row again.
             presentation: &["text", "blocks", "digest", "digest_rows"],
-            rate_limit: Some(crate::destinations::flow::RateLimit::new(1, self.config.min_interval)),
+            rate_limit: Some(self.client.rate_limit()),
             ..self.config.requests.capabilities()
         }
     }

@@ -37,15 +37,15 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let pace = match &config.rate_limit {
-            Some(text) => {
-                let limit = RateLimit::parse(text).map_err(|e| format!("`rate_limit`: {e}"))?;
-                Some(Pace::new(&Pace::key("webhook", &shown, config.url.expose_secret()), limit))
-            }
-            None => None,
-        };
+        let pace = RateLimit::setting(config.rate_limit.as_deref())?
+            .map(|limit| Pace::new(&Pace::key("webhook", &shown, config.url.expose_secret()), limit));
         let http = crate::destinations::http::client(config.requests.timeout)?;
         Ok(Client { http, url: config.url.clone(), shown, headers, signing_secret: config.signing_secret.clone(), pace })
+    }
+
+    /// The `rate_limit` requests wait for, if set.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        self.pace.as_ref().map(Pace::limit)
     }
 
     /// Posts one batch; a 2xx answers with its body (which may hold per-row results). A

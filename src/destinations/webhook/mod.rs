@@ -41,9 +41,7 @@ impl Destination for WebhookDestination {
     }
 
     fn capabilities(&self) -> Capabilities {
-        // `rate_limit` was checked when the client was built.
-        let rate_limit = self.config.rate_limit.as_deref().and_then(|t| crate::destinations::flow::RateLimit::parse(t).ok());
-        Capabilities { rate_limit, ..self.config.requests.capabilities() }
+        Capabilities { rate_limit: self.client.rate_limit(), ..self.config.requests.capabilities() }
     }
 
     /// A webhook has no schema to check against and no side-effect-free probe; `check`

@@ -659,3 +659,35 @@ async fn serve(AxumState(hubspot): AxumState<HubSpot>, method: Method, uri: Uri,
     }
     response
 }
+
+/// A DuckDB project syncing to a HubSpot emulator through the destination `crm`: what the
+/// HubSpot tests share.
+pub struct Crm {
+    pub env: super::Env,
+    pub hubspot: HubSpot,
+}
+
+impl Crm {
+    /// The project: `crm` with `extra` settings, the source set up by `setup` (SQL), and the sync
+    /// `people` with this `header` and `model`.
+    pub async fn start(extra: &str, setup: &str, header: &str, model: &str) -> Crm {
+        let env = super::Env::new(super::SourceKind::DuckDb, super::StateKind::Sqlite).await;
+        let hubspot = HubSpot::start().await;
+        env.add_destination("crm", &hubspot.destination_toml(extra));
+        env.exec(setup).await;
+        env.write_sync("people", header, model);
+        Crm { env, hubspot }
+    }
+
+    /// Runs `people`, which must succeed.
+    pub async fn run_ok(&self) -> sluice::engine::SyncReport {
+        let report = self.env.run("people").await;
+        assert_eq!(report.status, sluice::state::RunStatus::Success, "run failed: {:?} {:?}", report.error, report.warnings);
+        report
+    }
+
+    /// A live contact's property, by its email.
+    pub fn prop(&self, email: &str, name: &str) -> Option<String> {
+        self.hubspot.find("contacts", "email", email).and_then(|r| r.properties.get(name).cloned())
+    }
+}
