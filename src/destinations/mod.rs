@@ -40,6 +40,7 @@
 //!   holds none of the sync's rows, so the engine sends every row once.
 
 pub mod command;
+pub mod database;
 pub mod file;
 pub mod flow;
 pub mod google_sheets;
@@ -187,6 +188,11 @@ pub struct Target {
     pub fields: Vec<String>,
     /// For each key column, the index in `fields` of the field carrying it, if mapped.
     pub key_fields: Vec<Option<usize>>,
+    /// The canonical type of each key column's cells, in key order (a destination that creates
+    /// its own storage, a database table, declares its columns from these).
+    pub key_types: Vec<crate::value::ValueType>,
+    /// The canonical type of each field's cells, in field order (a template's is text).
+    pub field_types: Vec<crate::value::ValueType>,
     /// `nulls = "skip"`: a NULL field leaves the destination's value alone (see [`Target::writes`]).
     pub skip_nulls: bool,
     /// Per field: write only where the destination holds no value yet (`write = "if_empty"`).
@@ -372,6 +378,7 @@ pub fn reference(kind: &str) -> Option<Reference> {
         "file" => file::reference(),
         "google_sheets" => google_sheets::reference(),
         "hubspot" => hubspot::reference(),
+        "mysql" | "postgres" => database::reference(),
         "salesforce" => salesforce::reference(),
         "slack" => slack::reference(),
         "webhook" => webhook::reference(),
@@ -393,7 +400,7 @@ pub struct ConfigError {
 }
 
 /// The destination kinds `build` knows.
-pub const KINDS: [&str; 7] = ["command", "file", "google_sheets", "hubspot", "salesforce", "slack", "webhook"];
+pub const KINDS: [&str; 9] = ["command", "file", "google_sheets", "hubspot", "mysql", "postgres", "salesforce", "slack", "webhook"];
 
 /// A `[destinations.NAME]` table's settings (everything but `kind`); [`parse_settings`] reads
 /// them into a destination's own config type.
@@ -429,6 +436,8 @@ pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<
         "webhook" => Ok(Arc::new(webhook::WebhookDestination::from_settings(&spec.settings).map_err(err)?)),
         "google_sheets" => Ok(Arc::new(google_sheets::SheetsDestination::from_settings(&spec.settings).map_err(err)?)),
         "hubspot" => Ok(Arc::new(hubspot::HubSpotDestination::from_settings(&spec.settings).map_err(err)?)),
+        "postgres" => Ok(Arc::new(database::DatabaseDestination::from_settings(database::Dialect::Postgres, &spec.settings).map_err(err)?)),
+        "mysql" => Ok(Arc::new(database::DatabaseDestination::from_settings(database::Dialect::Mysql, &spec.settings).map_err(err)?)),
         "salesforce" => Ok(Arc::new(salesforce::SalesforceDestination::from_settings(&spec.settings).map_err(err)?)),
         "slack" => Ok(Arc::new(slack::SlackDestination::from_settings(&spec.settings).map_err(err)?)),
         other => match registered(other) {

@@ -16,7 +16,7 @@ use crate::destinations::{Destination, Op, RowOp, RowOutcome, Target};
 use crate::project::config::{AlertEvent, AlertsConfig};
 use crate::project::Mode;
 use crate::state::{AlertState, RunStatus};
-use crate::value::Value;
+use crate::value::{Value, ValueType};
 
 /// An alert row's key: one row per run and event.
 const KEY: [&str; 2] = ["run_id", "event"];
@@ -118,6 +118,14 @@ pub async fn send(destination: &dyn Destination, kind: &str, report: &SyncReport
         fields: FIELDS.iter().map(|f| f.to_string()).collect(),
         // Each key column is carried by the field of its name.
         key_fields: KEY.iter().map(|k| FIELDS.iter().position(|f| f == k)).collect(),
+        key_types: vec![ValueType::Text; KEY.len()],
+        field_types: FIELDS
+            .iter()
+            .map(|f| match *f {
+                "rows_read" | "written" | "rejected" | "pending" => ValueType::Int,
+                _ => ValueType::Text,
+            })
+            .collect(),
         skip_nulls: false,
         if_empty: vec![false; FIELDS.len()],
     };

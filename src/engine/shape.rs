@@ -7,7 +7,7 @@ use crate::destinations::{Capabilities, Target};
 use crate::project::{did_you_mean, FieldSource, Nulls, OnRemove, ProjectError, SyncSpec, WriteMode};
 use crate::source::Column;
 use crate::template::{self, Templates};
-use crate::value::{hash_values, Value};
+use crate::value::{hash_values, Value, ValueType};
 
 /// A field not read from a column.
 #[derive(Clone, Debug)]
@@ -35,6 +35,9 @@ pub struct Shape {
     /// The key columns (indexes into `key_idx`) that are floating point: their cells are
     /// checked for NaN and infinities, which cannot be keys.
     pub float_keys: Vec<usize>,
+    /// The canonical type of each key column and each field (a template's is text).
+    key_types: Vec<ValueType>,
+    field_types: Vec<ValueType>,
 }
 
 impl Shape {
@@ -51,7 +54,7 @@ impl Shape {
             f.primary_key.value.iter().map(|k| find(k, f.primary_key.line, "primary_key column")).collect::<Result<Vec<_>, _>>()?;
         let mut computed = Vec::new();
         let mut templates = Templates::new();
-        let (fields, field_idx) = if f.mapping.is_empty() {
+        let (fields, field_idx): (Vec<String>, Vec<usize>) = if f.mapping.is_empty() {
             (names.iter().map(|s| s.to_string()).collect(), (0..names.len()).collect())
         } else {
             let mut idx = Vec::new();
@@ -92,7 +95,16 @@ impl Shape {
                 Some(i)
             }
         };
+        let field_types = (0..fields.len())
+            .map(|j| match computed.iter().find(|(c, _)| *c == j) {
+                Some((_, Computed::Value(v))) => ValueType::of(v),
+                Some((_, Computed::Template(_))) => ValueType::Text,
+                None => columns[field_idx[j]].value_type.clone(),
+            })
+            .collect();
         Ok(Shape {
+            key_types: key_idx.iter().map(|&i| columns[i].value_type.clone()).collect(),
+            field_types,
             key_columns: f.primary_key.value.clone(),
             key_idx: key_idx.clone(),
             fields,
@@ -149,6 +161,8 @@ impl Shape {
             key_columns: self.key_columns.clone(),
             fields: self.fields.clone(),
             key_fields,
+            key_types: self.key_types.clone(),
+            field_types: self.field_types.clone(),
             skip_nulls: sync.file.nulls == Nulls::Skip,
             if_empty: if sync.file.mapping.is_empty() {
                 vec![false; self.fields.len()]

@@ -39,6 +39,9 @@ pub struct Column {
     /// be keys: NaN equals nothing, not even itself, and neither survives JSON).
     #[serde(skip)]
     pub floating: bool,
+    /// The canonical type of its cells.
+    #[serde(skip)]
+    pub value_type: crate::value::ValueType,
 }
 
 /// A cursor sync's incremental read: only the model's rows whose `column` is at or past

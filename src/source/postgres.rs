@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::{After, Chunk, Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
 use crate::project::config::PostgresSourceConfig;
-use crate::value::{normalize_decimal, Value};
+use crate::value::{normalize_decimal, Value, ValueType};
 
 pub struct PostgresSource {
     name: String,
@@ -62,6 +62,42 @@ enum Elem {
     Date,
     Timestamp,
     TimestampTz,
+}
+
+impl Elem {
+    fn value_type(self) -> ValueType {
+        match self {
+            Elem::Bool => ValueType::Bool,
+            Elem::I16 | Elem::I32 | Elem::I64 => ValueType::Int,
+            Elem::F32 | Elem::F64 => ValueType::Float,
+            Elem::Numeric => ValueType::Decimal { precision: None, scale: None },
+            Elem::Text => ValueType::Text,
+            Elem::Uuid => ValueType::Uuid,
+            Elem::Json => ValueType::Json,
+            Elem::Date => ValueType::Date,
+            Elem::Timestamp | Elem::TimestampTz => ValueType::Timestamp,
+        }
+    }
+}
+
+impl Dec {
+    fn value_type(self) -> ValueType {
+        match self {
+            Dec::Bool => ValueType::Bool,
+            Dec::I16 | Dec::I32 | Dec::I64 | Dec::Oid => ValueType::Int,
+            Dec::F32 | Dec::F64 => ValueType::Float,
+            // `describe` does not give numeric's modifier.
+            Dec::Numeric => ValueType::Decimal { precision: None, scale: None },
+            Dec::Text | Dec::TextLike => ValueType::Text,
+            Dec::Uuid => ValueType::Uuid,
+            Dec::Json | Dec::Jsonb => ValueType::Json,
+            Dec::Date => ValueType::Date,
+            Dec::Time => ValueType::Time,
+            Dec::Timestamp | Dec::TimestampTz => ValueType::Timestamp,
+            Dec::Bytes => ValueType::Bytes,
+            Dec::Array(e) => ValueType::Array(Box::new(e.value_type())),
+        }
+    }
 }
 
 fn decoder(type_info: &sqlx::postgres::PgTypeInfo) -> Option<Dec> {
@@ -255,7 +291,7 @@ impl PostgresSource {
                 Dec::I16 | Dec::I32 | Dec::I64 | Dec::F32 | Dec::F64 | Dec::Numeric | Dec::Date | Dec::Timestamp | Dec::TimestampTz
             );
             let floating = matches!(dec, Dec::F32 | Dec::F64);
-            cols.push(Column { name: c.name().to_string(), type_name, cursor_ok, floating });
+            cols.push(Column { name: c.name().to_string(), type_name, cursor_ok, floating, value_type: dec.value_type() });
             decs.push(dec);
         }
         Ok((cols, decs))

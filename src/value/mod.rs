@@ -7,6 +7,9 @@
 //! in exactly one place per direction.
 
 mod json;
+mod types;
+
+pub use types::ValueType;
 
 use std::fmt;
 

@@ -329,6 +329,8 @@ async fn a_row_rejected_before_sending_keeps_its_reason_when_the_request_is_refu
         key_columns: vec!["customer_id".into()],
         fields: vec!["email".into(), "firstname".into()],
         key_fields: vec![None],
+        key_types: vec![sluice::value::ValueType::Text],
+        field_types: vec![sluice::value::ValueType::Text; 2],
         skip_nulls: false,
         if_empty: vec![false, false],
     };

@@ -18,6 +18,7 @@ mod cursor;
 mod custom_destination;
 mod daemon;
 mod daemon_api;
+mod database;
 mod delete_guard;
 mod destination_identity;
 mod durability;

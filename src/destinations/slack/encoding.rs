@@ -241,7 +241,7 @@ mod tests {
     use super::*;
     use crate::destinations::Op;
     use crate::project::Mode;
-    use crate::value::Value;
+    use crate::value::{Value, ValueType};
 
     fn target(settings: &str) -> Target {
         Target {
@@ -252,6 +252,8 @@ mod tests {
             key_columns: vec!["id".into()],
             fields: vec!["id".into(), "name".into(), "score".into()],
             key_fields: vec![Some(0)],
+            key_types: vec![ValueType::Int],
+            field_types: vec![ValueType::Int, ValueType::Text, ValueType::Float],
             skip_nulls: false,
             if_empty: vec![false; 3],
         }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{After, Chunk, Column, ModelStream, Row, SourceError, StopOnDrop, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
 use crate::project::config::DuckdbSourceConfig;
-use crate::value::{normalize_decimal, Value};
+use crate::value::{normalize_decimal, Value, ValueType};
 
 pub use columnar::Columns;
 
@@ -283,9 +283,43 @@ fn columns(stmt: &duckdb::Statement<'_>) -> Vec<(Column, Kind)> {
                     | L::TimestampTZ
             );
             let floating = matches!(id, L::Float | L::Double);
-            (Column { name, type_name, cursor_ok, floating }, kind)
+            let value_type = value_type(&logical, kind);
+            (Column { name, type_name, cursor_ok, floating, value_type }, kind)
         })
         .collect()
+}
+
+/// The canonical type of a column's cells: what `convert` (and `columnar`) make of them. List
+/// items are converted as plain values (a list of UUIDs is a list of text).
+fn value_type(logical: &duckdb::core::LogicalTypeHandle, kind: Kind) -> ValueType {
+    use LogicalTypeId as L;
+    let decimal = |precision: u32, scale: u32| ValueType::Decimal { precision: Some(precision), scale: Some(scale) };
+    match logical.id() {
+        L::Boolean => ValueType::Bool,
+        L::Tinyint | L::Smallint | L::Integer | L::Bigint | L::UTinyint | L::USmallint | L::UInteger => ValueType::Int,
+        // Cells out of i64's range are decimals; in range, `Int`s (a decimal column takes both).
+        L::UBigint => decimal(20, 0),
+        L::Hugeint | L::UHugeint => decimal(39, 0),
+        L::Float | L::Double => ValueType::Float,
+        L::Decimal => decimal(logical.decimal_width().into(), logical.decimal_scale().into()),
+        L::Varchar => match kind {
+            Kind::Uuid => ValueType::Uuid,
+            Kind::Json => ValueType::Json,
+            Kind::Plain => ValueType::Text,
+        },
+        L::Uuid => ValueType::Uuid,
+        L::Enum => ValueType::Text,
+        L::Blob => ValueType::Bytes,
+        L::Date => ValueType::Date,
+        L::Time => ValueType::Time,
+        L::Timestamp | L::TimestampS | L::TimestampMs | L::TimestampNs | L::TimestampTZ => ValueType::Timestamp,
+        L::List | L::Array => match value_type(&logical.child(0), Kind::Plain) {
+            ValueType::Uuid | ValueType::Json => ValueType::Array(Box::new(ValueType::Text)),
+            item => ValueType::Array(Box::new(item)),
+        },
+        L::Struct | L::Map => ValueType::Json,
+        _ => ValueType::Unknown,
+    }
 }
 
 fn timestamp(unit: TimeUnit, v: i64) -> Result<Value, String> {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod databases;
 pub mod faults;
 pub mod google;
 pub mod hubspot;
