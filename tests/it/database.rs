@@ -439,3 +439,24 @@ async fn check_names_the_privileges_a_run_lacks_and_writes_nothing() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_user_fails_the_run_at_once_with_the_servers_words() {
+    for dialect in BOTH {
+        let (env, db) = project(dialect).await;
+        let user = match dialect {
+            Dialect::Postgres => "://postgres@",
+            Dialect::Mysql => "://root@",
+        };
+        let config =
+            std::fs::read_to_string(env.root().join("sluice.toml")).unwrap().replace(&db.url, &db.url.replacen(user, "://nobody_here@", 1));
+        std::fs::write(env.root().join("sluice.toml"), config).unwrap();
+        env.exec("CREATE TABLE t AS SELECT 1 AS id").await;
+        env.write_sync("t", &sync_header(&db, "t", ""), "SELECT id FROM t");
+        let report = env.run("t").await;
+        assert_eq!(report.status, RunStatus::Failed, "{dialect:?}");
+        let error = report.error.unwrap_or_default();
+        assert!(error.contains("nobody_here") && error.contains("cannot connect"), "{dialect:?}: {error}");
+        assert!(!error.contains("gave up after"), "{dialect:?}: not retried: {error}");
+    }
+}

@@ -60,16 +60,31 @@ impl Db {
         Ok(Db { dialect, pool, options, shown, timeout: config.requests.timeout })
     }
 
-    /// Before the pool's first connection, one direct attempt: a refused port or a wrong
-    /// password fails at once with the server's reason.
+    /// Before the pool's first connection, one direct attempt: a refused port fails at once
+    /// with the reason (and is retried), a wrong password or an unknown database fails the run
+    /// with the server's own words (retrying cannot fix it).
     pub async fn reachable(&self) -> Result<(), DestinationError> {
         use sqlx::Connection;
         if self.pool.size() > 0 {
             return Ok(());
         }
-        match crate::probe::why_unreachable(sqlx::AnyConnection::connect_with(&self.options)).await {
-            None => Ok(()),
-            Some(why) => Err(DestinationError::transient(format!("cannot connect to {} at {}: {why}", self.dialect.name(), self.shown))),
+        let connect = tokio::time::timeout(Duration::from_secs(10), sqlx::AnyConnection::connect_with(&self.options));
+        let at = format!("cannot connect to {} at {}", self.dialect.name(), self.shown);
+        match connect.await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                Ok(())
+            }
+            Ok(Err(e @ sqlx::Error::Database(_))) => {
+                let (failure, message) = self.failure(&e);
+                let message = format!("{at}: {message}{}", hint(&message));
+                Err(match failure {
+                    Failure::Transient => DestinationError::transient(message),
+                    Failure::Row | Failure::Fatal => DestinationError::fatal(message),
+                })
+            }
+            Ok(Err(e)) => Err(DestinationError::transient(format!("{at}: {e} (is the server up? check `url`)"))),
+            Err(_) => Err(DestinationError::transient(format!("{at}: no answer within 10 s"))),
         }
     }
 
@@ -126,7 +141,7 @@ fn hint(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
     if m.contains("permission denied") || m.contains("command denied") || m.contains("access denied") {
         " (grant the privileges `sluice check` lists to the user in `url`)"
-    } else if m.contains("password authentication failed") || m.contains("using password") {
+    } else if m.contains("password authentication failed") || m.contains("using password") || m.contains("no password") {
         " (check the user and password in `url`)"
     } else {
         ""
