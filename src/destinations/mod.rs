@@ -45,6 +45,7 @@ pub mod flow;
 pub mod google_sheets;
 pub(crate) mod http;
 pub mod hubspot;
+pub mod notion;
 pub mod requests;
 pub(crate) mod results;
 pub mod salesforce;
@@ -372,6 +373,7 @@ pub fn reference(kind: &str) -> Option<Reference> {
         "file" => file::reference(),
         "google_sheets" => google_sheets::reference(),
         "hubspot" => hubspot::reference(),
+        "notion" => notion::reference(),
         "salesforce" => salesforce::reference(),
         "slack" => slack::reference(),
         "webhook" => webhook::reference(),
@@ -393,7 +395,7 @@ pub struct ConfigError {
 }
 
 /// The destination kinds `build` knows.
-pub const KINDS: [&str; 7] = ["command", "file", "google_sheets", "hubspot", "salesforce", "slack", "webhook"];
+pub const KINDS: [&str; 8] = ["command", "file", "google_sheets", "hubspot", "notion", "salesforce", "slack", "webhook"];
 
 /// A `[destinations.NAME]` table's settings (everything but `kind`); [`parse_settings`] reads
 /// them into a destination's own config type.
@@ -429,6 +431,7 @@ pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<
         "webhook" => Ok(Arc::new(webhook::WebhookDestination::from_settings(&spec.settings).map_err(err)?)),
         "google_sheets" => Ok(Arc::new(google_sheets::SheetsDestination::from_settings(&spec.settings).map_err(err)?)),
         "hubspot" => Ok(Arc::new(hubspot::HubSpotDestination::from_settings(&spec.settings).map_err(err)?)),
+        "notion" => Ok(Arc::new(notion::NotionDestination::from_settings(&spec.settings).map_err(err)?)),
         "salesforce" => Ok(Arc::new(salesforce::SalesforceDestination::from_settings(&spec.settings).map_err(err)?)),
         "slack" => Ok(Arc::new(slack::SlackDestination::from_settings(&spec.settings).map_err(err)?)),
         other => match registered(other) {

@@ -36,6 +36,7 @@ mod injection;
 mod kill;
 mod mapping;
 mod models_only_read;
+mod notion;
 mod on_remove;
 mod pipes;
 mod redirects;
