@@ -401,3 +401,31 @@ async fn a_version_notion_does_not_publish_fails_naming_the_setting() {
     assert!(error.contains("missing_version") && error.contains("`notion_version` = \"2099-01-01\""), "{error}");
     assert!(ws.notion.log().iter().all(|l| l.status == 400));
 }
+
+#[tokio::test]
+async fn a_conflict_is_sent_again_and_lands_once() {
+    let ws = start("upsert", 2).await;
+    // The database, the scan, then the first create meets Notion's conflict_error.
+    ws.notion.fail_next(&[Fault::Slow(Duration::ZERO), Fault::Slow(Duration::ZERO), Fault::Status(409)]);
+    let report = ws.run_ok().await;
+    assert_eq!((report.written, report.rejected, report.retryable), (2, 0, 0));
+    assert_eq!(ws.notion.log().iter().filter(|l| l.status == 409).count(), 1);
+    assert_eq!((ws.notion.by_key("c1").len(), ws.notion.by_key("c2").len()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_row_over_notions_500_kb_request_limit_is_rejected_with_the_reason() {
+    // 150,000 two-byte characters in each of two properties: 600 KB of JSON for one page.
+    let setup = "CREATE TABLE customers(customer_id TEXT, name TEXT, mrr INT, plan TEXT, renews_on DATE, notes TEXT);
+         INSERT INTO customers VALUES ('big', repeat('é', 150000), 1, 'Free', NULL, repeat('é', 150000)),
+                                      ('small', 'Small', 2, 'Free', NULL, 'fine');";
+    let header = format!("{}\n\"Notes\" = \"notes\"", header("upsert"));
+    let model = "SELECT customer_id, name, mrr, plan, renews_on, notes FROM customers";
+    let ws = Workspace::start(FAST, setup, &header, model, true).await;
+    let report = ws.env.run("customers").await;
+    assert_eq!((report.written, report.rejected), (1, 1), "{:?}", report.warnings);
+    let warnings = report.warnings.join("\n");
+    assert!(warnings.contains("customer_id=big") && warnings.contains("at most 500 KB per request"), "{warnings}");
+    assert_eq!(ws.notion.requests("POST", "pages").len(), 1, "the big row is not sent");
+    assert_eq!(ws.notion.page("small").text("Notes"), "fine");
+}
