@@ -429,3 +429,15 @@ async fn a_row_over_notions_500_kb_request_limit_is_rejected_with_the_reason() {
     assert_eq!(ws.notion.requests("POST", "pages").len(), 1, "the big row is not sent");
     assert_eq!(ws.notion.page("small").text("Notes"), "fine");
 }
+
+#[tokio::test]
+async fn an_insert_whose_answer_was_lost_is_looked_up_not_made_twice() {
+    let ws = start("insert", 2).await;
+    // The database, then the first create is carried out but its answer lost.
+    ws.notion.fail_next(&[Fault::Slow(Duration::ZERO), Fault::DropAfter]);
+    let report = ws.run_ok().await;
+    assert_eq!(report.written, 2);
+    assert_eq!((ws.notion.by_key("c1").len(), ws.notion.by_key("c2").len()), (1, 1));
+    let lookups = ws.notion.requests("POST", "databases");
+    assert_eq!(lookups.len(), 1, "only the lost key is looked up in insert mode");
+}

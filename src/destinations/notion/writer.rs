@@ -244,8 +244,12 @@ impl NotionWriter {
 
     /// Whether a row's page must be looked up by query: no trusted stored id, and the index
     /// cannot say (incomplete, or a create of that key went unanswered).
+    /// In insert mode only a key whose create got no answer is looked up (to not make it twice).
     fn needs_lookup(&self, op: &RowOp, key: &str) -> bool {
-        if op.op == Op::Insert || self.stored(op).is_some() {
+        if op.op == Op::Insert {
+            return self.lock().uncertain.contains(key);
+        }
+        if self.stored(op).is_some() {
             return false;
         }
         let index = self.lock();
@@ -474,6 +478,10 @@ impl Writer for NotionWriter {
                 };
                 let outcome = match op.op {
                     Op::Delete | Op::Clear => self.remove(op, key.as_deref(), page).await,
+                    // An insert whose create got no answer, and was carried out after all.
+                    Op::Insert if key.as_ref().is_some_and(|k| found.contains_key(k)) => {
+                        Ok(RowOutcome::Written { destination_id: key.as_ref().and_then(|k| found.remove(k)) })
+                    }
                     Op::Insert => {
                         let k = key.clone().unwrap_or_default();
                         match self.properties(op, false).and_then(|p| Self::sized(json!({ "properties": p }))) {

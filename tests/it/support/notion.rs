@@ -487,7 +487,7 @@ impl State {
             }
         }
         // No sort given: newest first.
-        listed.sort_by(|a, b| b.seq.cmp(&a.seq));
+        listed.sort_by_key(|p| std::cmp::Reverse(p.seq));
         let start = match body["start_cursor"].as_str() {
             None => 0,
             Some(cursor) => match listed.iter().position(|p| p.id == cursor) {
