@@ -46,6 +46,7 @@ pub mod flow;
 pub mod google_sheets;
 pub(crate) mod http;
 pub mod hubspot;
+pub mod notion;
 pub mod requests;
 pub(crate) mod results;
 pub mod salesforce;
@@ -379,6 +380,7 @@ pub fn reference(kind: &str) -> Option<Reference> {
         "google_sheets" => google_sheets::reference(),
         "hubspot" => hubspot::reference(),
         "mysql" | "postgres" => database::reference(),
+        "notion" => notion::reference(),
         "salesforce" => salesforce::reference(),
         "slack" => slack::reference(),
         "webhook" => webhook::reference(),
@@ -400,7 +402,8 @@ pub struct ConfigError {
 }
 
 /// The destination kinds `build` knows.
-pub const KINDS: [&str; 9] = ["command", "file", "google_sheets", "hubspot", "mysql", "postgres", "salesforce", "slack", "webhook"];
+pub const KINDS: [&str; 10] =
+    ["command", "file", "google_sheets", "hubspot", "mysql", "notion", "postgres", "salesforce", "slack", "webhook"];
 
 /// A `[destinations.NAME]` table's settings (everything but `kind`); [`parse_settings`] reads
 /// them into a destination's own config type.
@@ -438,6 +441,7 @@ pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<
         "hubspot" => Ok(Arc::new(hubspot::HubSpotDestination::from_settings(&spec.settings).map_err(err)?)),
         "postgres" => Ok(Arc::new(database::DatabaseDestination::from_settings(database::Dialect::Postgres, &spec.settings).map_err(err)?)),
         "mysql" => Ok(Arc::new(database::DatabaseDestination::from_settings(database::Dialect::Mysql, &spec.settings).map_err(err)?)),
+        "notion" => Ok(Arc::new(notion::NotionDestination::from_settings(&spec.settings).map_err(err)?)),
         "salesforce" => Ok(Arc::new(salesforce::SalesforceDestination::from_settings(&spec.settings).map_err(err)?)),
         "slack" => Ok(Arc::new(slack::SlackDestination::from_settings(&spec.settings).map_err(err)?)),
         other => match registered(other) {

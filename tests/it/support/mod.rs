@@ -8,6 +8,7 @@ pub mod faults;
 pub mod google;
 pub mod hubspot;
 pub mod jwt;
+pub mod notion;
 pub mod records_api;
 pub mod salesforce;
 pub mod slack;
