@@ -139,10 +139,10 @@ impl Db {
 /// What to do about the errors people meet first.
 fn hint(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
-    if m.contains("permission denied") || m.contains("command denied") || m.contains("access denied") {
-        " (grant the privileges `sluice check` lists to the user in `url`)"
-    } else if m.contains("password authentication failed") || m.contains("using password") || m.contains("no password") {
+    if m.contains("password authentication failed") || m.contains("using password") || m.contains("does not exist") && m.contains("role") {
         " (check the user and password in `url`)"
+    } else if m.contains("permission denied") || m.contains("command denied") || m.contains("access denied") {
+        " (grant the privileges `sluice check` lists to the user in `url`)"
     } else {
         ""
     }

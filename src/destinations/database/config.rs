@@ -17,8 +17,8 @@ pub const REQUESTS: Defaults = Defaults {
 };
 
 /// A table in a PostgreSQL (`kind = "postgres"`) or MariaDB/MySQL (`kind = "mysql"`) database,
-/// kept equal to the model: rows upserted by key with the database's own statement, one
-/// transaction per batch; the table created, and missing columns added, from the model's types.
+/// kept equal to the model by key, one transaction per batch (stored rows updated, new ones
+/// inserted); the table created, and missing columns added, from the model's types.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {

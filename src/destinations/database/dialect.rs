@@ -128,9 +128,9 @@ impl Dialect {
                 // MySQL's widest: 65 digits, 30 after the point.
                 T::Decimal { precision: Some(p), scale: Some(s) } if *p <= 65 && *s <= 30 => format!("DECIMAL({p},{s})"),
                 T::Decimal { .. } => "DECIMAL(65,30)".into(),
-                // 255 characters of utf8mb4 fit InnoDB's 3072-byte index prefix; a binary
-                // collation keeps keys that differ in case apart, as the model does.
-                T::Text if key => "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin".into(),
+                // 255 characters of utf8mb4 fit InnoDB's 3072-byte index prefix; the collation
+                // (a binary one, see `schema`) is added where the table is created.
+                T::Text if key => "VARCHAR(255) CHARACTER SET utf8mb4".into(),
                 T::Text => "LONGTEXT".into(),
                 T::Bytes if key => "VARBINARY(255)".into(),
                 T::Bytes => "LONGBLOB".into(),
@@ -236,6 +236,9 @@ impl Dialect {
             Some("40" | "08" | "53" | "57") => Failure::Transient,
             // Lock not available.
             _ if state == "55P03" => Failure::Transient,
+            // A key too long for its index (54000); two rows of the batch that are one key to
+            // the table (21000: `char(n)` padding, a case-insensitive type): the row's doing.
+            _ if state == "54000" || state == "21000" => Failure::Row,
             _ => Failure::Fatal,
         }
     }
@@ -246,7 +249,12 @@ impl Dialect {
 fn split_modifier(declared: &str) -> (String, Vec<u32>) {
     match (declared.find('('), declared.find(')')) {
         (Some(open), Some(close)) if open < close => {
-            let modifier = declared[open + 1..close].split(',').filter_map(|n| n.trim().parse().ok()).collect();
+            let parts: Vec<&str> = declared[open + 1..close].split(',').map(str::trim).collect();
+            // `numeric(5,-2)` (Postgres 15) rounds to hundreds: a type sluice does not write.
+            if parts.iter().any(|p| p.starts_with('-')) {
+                return (format!("{declared} (negative scale)"), Vec::new());
+            }
+            let modifier = parts.iter().filter_map(|n| n.parse().ok()).collect();
             let base = format!("{}{}", &declared[..open], &declared[close + 1..]);
             (base.trim().to_string(), modifier)
         }
@@ -268,6 +276,7 @@ mod tests {
         assert_eq!(Dialect::postgres_kind("character varying(20)"), Kind::Text);
         assert_eq!(Dialect::postgres_kind("integer[]"), Kind::Array(Box::new(Kind::Int)));
         assert_eq!(Dialect::postgres_kind("real"), Kind::Other);
+        assert_eq!(Dialect::postgres_kind("numeric(5,-2)"), Kind::Other);
     }
 
     #[test]

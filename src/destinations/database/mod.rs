@@ -1,8 +1,9 @@
 //! `postgres` and `mysql`: a table kept equal to the model. See docs/destinations.md.
 //!
-//! Rows are upserted by the sync's key with the database's own statement (`INSERT ... ON
-//! CONFLICT ... DO UPDATE`, `INSERT ... ON DUPLICATE KEY UPDATE`), a whole batch per statement
-//! and one transaction per batch. The table is created from the model's column types when it
+//! Rows are matched by the sync's key, a whole batch per statement and one transaction per
+//! batch: the keys the table holds are read and locked, those rows updated (`UPDATE ... FROM`),
+//! new ones inserted (Postgres: `INSERT ... ON CONFLICT (key) DO UPDATE`; MySQL: a plain INSERT,
+//! since its ON DUPLICATE KEY UPDATE fires on any unique index). The table is created from the model's column types when it
 //! is missing, and mapped columns it lacks are added (`schema`); columns nobody maps are never
 //! touched. A value its column would round or cut is that row's rejection (`encoding`), and a
 //! row the database refuses (a constraint, a type) is singled out by the engine's split

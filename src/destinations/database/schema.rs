@@ -45,6 +45,8 @@ pub struct Request {
     keys: Vec<usize>,
     field_base: usize,
     merge: Vec<Merge>,
+    /// MySQL: the collation text key columns are created with.
+    key_collation: Option<String>,
 }
 
 fn fatal(target: &Target, message: String) -> DestinationError {
@@ -105,7 +107,27 @@ pub async fn request(db: &Db, target: &Target) -> Result<Request, DestinationErr
             _ => Merge::Replace,
         })
         .collect();
-    Ok(Request { schema, table, create: settings.create, wanted, keys, field_base, merge })
+    let key_collation = match d {
+        Dialect::Postgres => None,
+        Dialect::Mysql => Some(binary_collation(db).await?),
+    };
+    Ok(Request { schema, table, create: settings.create, wanted, keys, field_base, merge, key_collation })
+}
+
+/// A binary collation that does not ignore trailing spaces: MySQL 8's `utf8mb4_0900_bin`,
+/// MariaDB's `utf8mb4_nopad_bin`; else `utf8mb4_bin` (binary, but PAD SPACE).
+async fn binary_collation(db: &Db) -> Result<String, DestinationError> {
+    for c in ["utf8mb4_0900_bin", "utf8mb4_nopad_bin"] {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.COLLATIONS WHERE COLLATION_NAME = ?")
+            .bind(c)
+            .fetch_one(&db.pool)
+            .await
+            .map_err(|e| db.error(e, "reading the collations"))?;
+        if n > 0 {
+            return Ok(c.to_string());
+        }
+    }
+    Ok("utf8mb4_bin".to_string())
 }
 
 async fn default_schema(db: &Db) -> Result<Option<String>, DestinationError> {
@@ -148,7 +170,8 @@ async fn describe(db: &Db, schema: &str, table: &str) -> Result<Option<Described
              JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
              CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, o) \
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
-             WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL \
+             WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indimmediate AND i.indisvalid \
+             AND i.indpred IS NULL AND i.indexprs IS NULL AND k.o <= i.indnkeyatts \
              ORDER BY 1, k.o",
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
@@ -224,7 +247,12 @@ impl Request {
     fn create_statement(&self, d: Dialect, target: &Target) -> Result<String, DestinationError> {
         let mut parts = Vec::new();
         for w in &self.wanted {
-            parts.push(format!("{} {}{}", d.quote(&w.name), self.declare(d, w, target)?, if w.key { " NOT NULL" } else { "" }));
+            // MySQL: text keys compare byte for byte, trailing spaces included, as the model's do.
+            let collate = match &self.key_collation {
+                Some(c) if w.key && w.value_type == ValueType::Text => format!(" COLLATE {c}"),
+                _ => String::new(),
+            };
+            parts.push(format!("{} {}{collate}{}", d.quote(&w.name), self.declare(d, w, target)?, if w.key { " NOT NULL" } else { "" }));
         }
         let keys: Vec<String> = self.keys.iter().map(|&k| d.quote(&self.wanted[k].name)).collect();
         parts.push(format!("PRIMARY KEY ({})", keys.join(", ")));
@@ -270,9 +298,11 @@ impl Request {
                 ));
             }
         }
-        let key_names: Vec<String> = self.keys.iter().map(|&k| self.wanted[k].name.to_lowercase()).collect();
+        // MySQL's column names ignore case; Postgres' quoted ones do not.
+        let fold = |c: &str| if d == Dialect::Mysql { c.to_lowercase() } else { c.to_string() };
+        let key_names: Vec<String> = self.keys.iter().map(|&k| fold(&self.wanted[k].name)).collect();
         let same_set = |cols: &Vec<String>| {
-            let mut a: Vec<String> = cols.iter().map(|c| c.to_lowercase()).collect();
+            let mut a: Vec<String> = cols.iter().map(|c| fold(c)).collect();
             let mut b = key_names.clone();
             a.sort();
             b.sort();
@@ -305,16 +335,6 @@ impl Request {
                         self.shown()
                     ));
                 }
-            }
-            // ON DUPLICATE KEY UPDATE fires on any unique index: a row matching another one
-            // updates that row instead of inserting.
-            for other in described.unique.iter().filter(|u| !same_set(u)) {
-                warnings.push(format!(
-                    "{} has another unique index, on ({}): a row whose values collide there updates the row holding them \
-                     (MySQL's ON DUPLICATE KEY UPDATE matches any unique index)",
-                    self.shown(),
-                    other.join(", ")
-                ));
             }
         }
         Ok(warnings)

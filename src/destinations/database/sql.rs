@@ -117,7 +117,9 @@ impl Table {
             .collect()
     }
 
-    /// Insert `rows` rows of every column (Postgres: `$1`, any number of rows).
+    /// Inserts `rows` new rows of every column (Postgres: `$1`, any number of rows). On Postgres
+    /// `ON CONFLICT (key)` still catches a key inserted meanwhile by another writer of the
+    /// table (it targets the key's index only: a collision on another unique index is an error).
     pub fn insert(&self, conflict: OnConflict, rows: usize) -> String {
         match self.dialect {
             Dialect::Postgres => {
@@ -135,27 +137,61 @@ impl Table {
                     self.key_list()
                 )
             }
+            // A plain INSERT: new keys only (the rows the table holds are updated apart). MySQL's
+            // ON DUPLICATE KEY UPDATE fires on *any* unique index, so a row colliding with
+            // another one would overwrite that row and be reported written; here it is that
+            // row's error (1062), and a key inserted meanwhile by someone else is found when
+            // the row is sent again alone.
             Dialect::Mysql => {
+                let _ = conflict;
                 let row = format!("({})", vec!["?"; self.columns.len()].join(", "));
-                let set = match conflict {
-                    OnConflict::Update => self.assignments(|c| format!("VALUES({})", c.quoted), |c| c.quoted.clone()),
-                    OnConflict::Keep => Vec::new(),
-                };
-                // Nothing to update (insert mode, or only keys): a no-op keeps the stored row.
-                let set = if set.is_empty() {
-                    let k = &self.columns[self.keys[0]].quoted;
-                    format!("{k} = {k}")
-                } else {
-                    set.join(", ")
-                };
-                format!(
-                    "INSERT INTO {} ({}) VALUES {} ON DUPLICATE KEY UPDATE {set}",
-                    self.name,
-                    self.all_columns(),
-                    vec![row; rows].join(", ")
-                )
+                format!("INSERT INTO {} ({}) VALUES {}", self.name, self.all_columns(), vec![row; rows].join(", "))
             }
         }
+    }
+
+    /// Updates the stored rows of `rows` rows of every column, each non-key column by its
+    /// [`Merge`] rule; `None` when every column is a key (nothing to update). An UPDATE, not an
+    /// upsert: a NOT NULL column the sync does not write is no obstacle to changing a row.
+    pub fn update(&self, rows: usize) -> Option<String> {
+        let set = self.assignments(|c| format!("x.c{}", self.position(c)), |c| format!("t.{}", c.quoted));
+        if set.is_empty() {
+            return None;
+        }
+        let matching: Vec<String> = self.keys.iter().map(|&k| format!("t.{} = x.c{k}", self.columns[k].quoted)).collect();
+        Some(match self.dialect {
+            Dialect::Postgres => {
+                let cells: Vec<String> =
+                    self.columns.iter().enumerate().map(|(i, c)| format!("{} AS c{i}", self.pg_cell("e.r", i, c))).collect();
+                format!(
+                    "UPDATE {} AS t SET {} FROM (SELECT {} FROM jsonb_array_elements($1::jsonb) AS e(r)) AS x WHERE {}",
+                    self.name,
+                    set.join(", "),
+                    cells.join(", "),
+                    matching.join(" AND ")
+                )
+            }
+            Dialect::Mysql => {
+                let names: Vec<String> = (0..self.columns.len()).map(|i| format!("? AS c{i}")).collect();
+                let first = format!("SELECT {}", names.join(", "));
+                let rest = format!("SELECT {}", vec!["?"; self.columns.len()].join(", "));
+                let mut selects = vec![first];
+                selects.extend(std::iter::repeat_n(rest, rows.saturating_sub(1)));
+                let set: Vec<String> = set.iter().map(|a| format!("t.{a}")).collect();
+                format!(
+                    "UPDATE {} AS t JOIN ({}) AS x ON {} SET {}",
+                    self.name,
+                    selects.join(" UNION ALL "),
+                    matching.join(" AND "),
+                    set.join(", ")
+                )
+            }
+        })
+    }
+
+    /// A column's position in `columns`.
+    fn position(&self, col: &Col) -> usize {
+        self.columns.iter().position(|c| c.name == col.name).unwrap_or(0)
     }
 
     /// The indexes (`i`) of the `rows` keys the table holds, locked until the transaction
@@ -254,17 +290,24 @@ mod tests {
              \"Score\" = COALESCE(EXCLUDED.\"Score\", t.\"Score\"), \"tags\" = COALESCE(t.\"tags\", EXCLUDED.\"tags\")"
         );
         assert!(table(Dialect::Postgres).insert(OnConflict::Keep, 1).ends_with("ON CONFLICT (\"id\") DO NOTHING"));
+        assert_eq!(
+            table(Dialect::Postgres).update(9).unwrap(),
+            "UPDATE \"scores\" AS t SET \"Score\" = COALESCE(x.c1, t.\"Score\"), \"tags\" = COALESCE(t.\"tags\", x.c2) FROM (SELECT \
+             (e.r->>0)::bigint AS c0, (e.r->>1)::double precision AS c1, CASE WHEN jsonb_typeof(e.r->2) = 'array' THEN \
+             ARRAY(SELECT jsonb_array_elements_text(e.r->2))::text[] END AS c2 FROM jsonb_array_elements($1::jsonb) AS e(r)) AS x \
+             WHERE t.\"id\" = x.c0"
+        );
     }
 
     #[test]
     fn mysql_binds_a_placeholder_per_cell() {
         let t = table(Dialect::Mysql);
+        assert_eq!(t.insert(OnConflict::Update, 2), "INSERT INTO `scores` (`id`, `Score`, `tags`) VALUES (?, ?, ?), (?, ?, ?)");
         assert_eq!(
-            t.insert(OnConflict::Update, 2),
-            "INSERT INTO `scores` (`id`, `Score`, `tags`) VALUES (?, ?, ?), (?, ?, ?) ON DUPLICATE KEY UPDATE \
-             `Score` = COALESCE(VALUES(`Score`), `Score`), `tags` = COALESCE(`tags`, VALUES(`tags`))"
+            t.update(2).unwrap(),
+            "UPDATE `scores` AS t JOIN (SELECT ? AS c0, ? AS c1, ? AS c2 UNION ALL SELECT ?, ?, ?) AS x ON t.`id` = x.c0 SET \
+             t.`Score` = COALESCE(x.c1, t.`Score`), t.`tags` = COALESCE(t.`tags`, x.c2)"
         );
-        assert!(t.insert(OnConflict::Keep, 1).ends_with("ON DUPLICATE KEY UPDATE `id` = `id`"));
         assert_eq!(t.delete(2), "DELETE FROM `scores` WHERE (`id`) IN ((?), (?))");
         assert_eq!(
             t.existing(2),

@@ -133,27 +133,46 @@ async fn existing(conn: &mut sqlx::AnyConnection, table: &Table, updates: &[(usi
     Ok(found.into_iter().filter_map(|i| usize::try_from(i).ok()).filter(|&i| i < updates.len()).collect())
 }
 
-/// Runs a batch's statements in one transaction. Returns the positions in `updates` of the
-/// rows whose key the table did not hold.
+/// Runs a batch's statements in one transaction: the keys the table holds are read (and
+/// locked) first; those rows are updated, new ones inserted. Returns the positions in
+/// `updates` of the rows whose key the table did not hold.
 async fn apply(db: &Db, table: &Table, groups: &Groups) -> Result<Vec<usize>, sqlx::Error> {
     let mut tx = db.pool.begin().await?;
     let conn: &mut sqlx::AnyConnection = &mut tx;
+    if table.dialect == Dialect::Postgres {
+        // The server gives up too, rather than holding locks for a batch nobody waits for.
+        let ms = db.timeout.as_millis().to_string();
+        sqlx::query("SELECT set_config('statement_timeout', $1, true)").bind(ms.as_str()).execute(&mut *conn).await?;
+    }
     let all = table.columns.len();
     let keys = table.keys.len();
-    let cells = |rows: &[(usize, Vec<Cell>)]| -> Vec<Vec<Cell>> { rows.iter().map(|(_, c)| c.clone()).collect() };
+    // Every row that writes columns, in one existence check.
+    let writes: Vec<(usize, Vec<Cell>)> = groups.upserts.iter().chain(&groups.updates).chain(&groups.inserts).cloned().collect();
+    let held: std::collections::HashSet<usize> =
+        if writes.is_empty() { Default::default() } else { existing(conn, table, &writes).await?.into_iter().collect() };
+    let (n_up, n_upd) = (groups.upserts.len(), groups.updates.len());
+    let mut to_update: Vec<&[Cell]> = Vec::new();
+    let mut to_insert: Vec<&[Cell]> = Vec::new();
+    let mut to_add: Vec<&[Cell]> = Vec::new();
     let mut absent = Vec::new();
-    if !groups.updates.is_empty() {
-        let held = existing(conn, table, &groups.updates).await?;
-        let rows: Vec<&[Cell]> = held.iter().map(|&p| groups.updates[p].1.as_slice()).collect();
-        each_statement(conn, table.dialect, &rows, all, |n| table.insert(OnConflict::Update, n)).await?;
-        absent = (0..groups.updates.len()).filter(|p| !held.contains(p)).collect();
+    for (p, (_, cells)) in writes.iter().enumerate() {
+        let is_held = held.contains(&p);
+        match (p < n_up, p < n_up + n_upd, is_held) {
+            // Upserts and updates of stored rows.
+            (true, _, true) | (false, true, true) => to_update.push(cells),
+            (true, _, false) => to_insert.push(cells),
+            (false, true, false) => absent.push(p - n_up),
+            // Insert mode: a stored row stays as it is.
+            (false, false, true) => {}
+            (false, false, false) => to_add.push(cells),
+        }
     }
-    let upserts = cells(&groups.upserts);
-    let rows: Vec<&[Cell]> = upserts.iter().map(Vec::as_slice).collect();
-    each_statement(conn, table.dialect, &rows, all, |n| table.insert(OnConflict::Update, n)).await?;
-    let inserts = cells(&groups.inserts);
-    let rows: Vec<&[Cell]> = inserts.iter().map(Vec::as_slice).collect();
-    each_statement(conn, table.dialect, &rows, all, |n| table.insert(OnConflict::Keep, n)).await?;
+    if table.update(1).is_some() {
+        each_statement(conn, table.dialect, &to_update, all, |n| table.update(n).unwrap_or_default()).await?;
+    }
+    each_statement(conn, table.dialect, &to_insert, all, |n| table.insert(OnConflict::Update, n)).await?;
+    each_statement(conn, table.dialect, &to_add, all, |n| table.insert(OnConflict::Keep, n)).await?;
+    let cells = |rows: &[(usize, Vec<Cell>)]| -> Vec<Vec<Cell>> { rows.iter().map(|(_, c)| c.clone()).collect() };
     let deletes = cells(&groups.deletes);
     let rows: Vec<&[Cell]> = deletes.iter().map(Vec::as_slice).collect();
     each_statement(conn, table.dialect, &rows, keys, |n| table.delete(n)).await?;

@@ -33,6 +33,7 @@ use self::encoding::PropType;
 use self::writer::NotionWriter;
 use crate::destinations::{parse_settings, Capabilities, Destination, DestinationError, Target, Writer};
 use crate::project::did_you_mean;
+use crate::value::ValueType;
 
 pub struct NotionDestination {
     config: NotionConfig,
@@ -115,6 +116,21 @@ pub async fn plan(client: &NotionClient, target: &Target) -> Result<Plan, Destin
             key_type.name()
         )));
     }
+    // A number property holds numbers only: a text key would be refused on every row.
+    if key_type == PropType::Number
+        && !matches!(
+            target.key_types.first(),
+            Some(ValueType::Int | ValueType::Float | ValueType::Decimal { .. } | ValueType::Unknown) | None
+        )
+    {
+        return Err(DestinationError::fatal(format!(
+            "sync `{sync}`: key_property `{}` is a number property, but the key `{}` is {}: key the pages by a title or rich_text \
+             property, or make the key a number in the model",
+            settings.key_property,
+            target.key_columns[0],
+            target.key_types.first().map(ValueType::name).unwrap_or_default()
+        )));
+    }
     let mut types = Vec::with_capacity(target.fields.len());
     for (j, field) in target.fields.iter().enumerate() {
         let p = *properties.get(field.as_str()).ok_or_else(|| missing(field, "field"))?;
@@ -155,7 +171,8 @@ impl Destination for NotionDestination {
     /// The API the pages are written through (the database is the sync's `[target]`, which
     /// the engine fingerprints already).
     async fn identity(&self) -> Result<String, DestinationError> {
-        Ok(self.config.base_url.clone())
+        // `https://api.notion.com` and `https://api.notion.com/` are one place.
+        Ok(self.config.base_url.trim_end_matches('/').to_string())
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -25,6 +25,8 @@ use crate::value::Value;
 
 /// Keys named in duplicate warnings per run; more are counted.
 const DUPLICATES_SHOWN: usize = 10;
+/// Answers (of 100 pages) one key lookup follows at most.
+const LOOKUP_PAGES: usize = 20;
 
 /// What the run knows of the database's pages, shared by the writer's forks.
 #[derive(Default)]
@@ -116,6 +118,15 @@ impl NotionWriter {
             id => format!("databases/{}/query?filter_properties={}", p.database_id, urlencoding(id)),
         };
         let (_, answer) = self.client.call(Method::POST, &path, Some(&body), About::Database).await.map_err(DestinationError::from)?;
+        // An answer that is not a page list (a proxy's page, another API at `base_url`) must not
+        // read as "no pages": every row would be created again.
+        let more = answer["has_more"] == true;
+        if answer["object"] != "list" || !answer["results"].is_array() || (more && !answer["next_cursor"].is_string()) {
+            return Err(DestinationError::transient(format!(
+                "Notion's answer to a database query is not a page list (check `base_url`): {}",
+                answer.to_string().chars().take(200).collect::<String>()
+            )));
+        }
         let listed = answer["results"]
             .as_array()
             .into_iter()
@@ -129,7 +140,7 @@ impl NotionWriter {
                 })
             })
             .collect();
-        let next = if answer["has_more"] == true { answer["next_cursor"].as_str().map(str::to_string) } else { None };
+        let next = if more { answer["next_cursor"].as_str().map(str::to_string) } else { None };
         Ok((listed, next))
     }
 
@@ -205,13 +216,21 @@ impl NotionWriter {
         for chunk in keys.chunks(PAGE_SIZE) {
             let filter = key_filter(&self.plan.key_property, &self.plan.key_type, chunk);
             let mut cursor = None;
-            loop {
+            // At most 100 keys, so a few pages of answers (duplicates); a server that keeps
+            // saying "more" is not followed for ever.
+            for _ in 0..LOOKUP_PAGES {
                 let (listed, next) = self.query(Some(filter.clone()), cursor).await?;
                 found.extend(listed);
                 cursor = next;
                 if cursor.is_none() {
                     break;
                 }
+            }
+            if cursor.is_some() {
+                return Err(DestinationError::transient(format!(
+                    "Notion kept listing pages for {} keys after {LOOKUP_PAGES} pages of answers",
+                    chunk.len()
+                )));
             }
         }
         let asked: HashSet<&String> = keys.iter().collect();
@@ -236,18 +255,25 @@ impl NotionWriter {
 
     /// The page a stored page id names, when the run can trust it: with a complete index, only
     /// a page still live (one archived by hand is not).
+    /// Record ids are `DATABASE/PAGE`: a page of another database (the sync pointed elsewhere
+    /// since) is not this row's page here.
     fn stored(&self, op: &RowOp) -> Option<String> {
-        let id = op.destination_id.clone().filter(|id| !id.is_empty())?;
+        let (database, id) = op.destination_id.as_deref()?.split_once('/')?;
+        if database != self.plan.database_id || id.is_empty() {
+            return None;
+        }
+        let id = id.to_string();
         let index = self.lock();
         (!index.complete || index.live.contains_key(&id)).then_some(id)
     }
 
     /// Whether a row's page must be looked up by query: no trusted stored id, and the index
     /// cannot say (incomplete, or a create of that key went unanswered).
-    /// In insert mode only a key whose create got no answer is looked up (to not make it twice).
+    /// In insert mode every key is looked up (one query per batch): a create whose answer was
+    /// lost in an earlier, killed run must not be made twice.
     fn needs_lookup(&self, op: &RowOp, key: &str) -> bool {
         if op.op == Op::Insert {
-            return self.lock().uncertain.contains(key);
+            return true;
         }
         if self.stored(op).is_some() {
             return false;
@@ -267,7 +293,8 @@ impl NotionWriter {
             map.insert(p.key_property.clone(), value);
         }
         for (j, (name, kind)) in self.target.fields.iter().zip(&p.types).enumerate() {
-            if *name == p.key_property {
+            // The key stays: in its property, and in any field that carries it.
+            if *name == p.key_property || (clear && self.target.key_fields.contains(&Some(j))) {
                 continue;
             }
             if clear {
@@ -295,11 +322,17 @@ impl NotionWriter {
     async fn create(&self, key: &str, properties: J) -> Result<Sent, DestinationError> {
         let body = json!({ "parent": { "database_id": self.plan.database_id }, "properties": properties });
         match self.client.call(Method::POST, "pages", Some(&body), About::Database).await {
-            Ok((_, page)) => {
-                let id = page["id"].as_str().unwrap_or_default().to_string();
-                self.lock().add(key, &id);
-                Ok(Sent::Done(id))
-            }
+            Ok((_, page)) => match page["id"].as_str().filter(|id| !id.is_empty()) {
+                Some(id) => {
+                    self.lock().add(key, id);
+                    Ok(Sent::Done(id.to_string()))
+                }
+                // Created, but which page is unknown: looked up before the row is written again.
+                None => {
+                    self.lock().uncertain.insert(key.to_string());
+                    Err(DestinationError::transient("Notion's answer to a page create names no page id"))
+                }
+            },
             Err(CallError::Refused(reason)) => Ok(Sent::Refused(reason)),
             Err(CallError::Unanswered(e)) => {
                 // The page may have been created: look the key up before writing it again.
@@ -496,6 +529,12 @@ impl Writer for NotionWriter {
             Ok::<(), DestinationError>(())
         }
         .await;
+        let database = &self.plan.database_id;
+        for o in out.iter_mut().flatten() {
+            if let RowOutcome::Written { destination_id: Some(id) } = o {
+                *id = format!("{database}/{id}");
+            }
+        }
         settle(out, sent, "Notion")
     }
 

@@ -313,8 +313,10 @@ fn value_type(logical: &duckdb::core::LogicalTypeHandle, kind: Kind) -> ValueTyp
         L::Date => ValueType::Date,
         L::Time => ValueType::Time,
         L::Timestamp | L::TimestampS | L::TimestampMs | L::TimestampNs | L::TimestampTZ => ValueType::Timestamp,
+        // Items are converted as plain values: a UUID (and a JSON-typed text) item is text; a
+        // struct or map item is JSON.
         L::List | L::Array => match value_type(&logical.child(0), Kind::Plain) {
-            ValueType::Uuid | ValueType::Json => ValueType::Array(Box::new(ValueType::Text)),
+            ValueType::Uuid => ValueType::Array(Box::new(ValueType::Text)),
             item => ValueType::Array(Box::new(item)),
         },
         L::Struct | L::Map => ValueType::Json,
