@@ -311,6 +311,11 @@ async fn check_names_properties_that_do_not_exist_with_a_did_you_mean() {
             "key_property `Customer Id` is not a property of the database (did you mean `Customer ID`?)",
         ),
         ("key_property = \"Customer ID\"", "key_property = \"Active\"", "key_property `Active` is a checkbox property"),
+        (
+            "key_property = \"Customer ID\"",
+            "key_property = \"MRR\"",
+            "key_property `MRR` is a number property, but the key `customer_id` is text",
+        ),
         ("\"MRR\" = ", "\"Score\" = ", "field `Score` is a formula property, which Notion computes"),
         (DB, "nope", "database_id = \"nope\" is not a database id"),
     ] {
