@@ -31,8 +31,11 @@ pub fn seed(var: &str) -> u64 {
 }
 
 /// Faults at random, for a share of requests: an emulator asks `pick` once per request.
-/// However the dice fall, no more than `1 / rate` requests in a row go through, so a short run
-/// meets faults too (a test that asserts faults were injected cannot pass by luck or fail by it).
+/// However the dice fall, the first fault comes within `1 / rate` requests, so a short run meets
+/// one too (a test that asserts faults were injected cannot pass by luck or fail by it). After
+/// that the dice alone decide: forcing a fault every `1 / rate` requests would make a step that
+/// needs more requests than that in a row fail on every attempt, whatever the retries (it did:
+/// Sheets, SLUICE_FAULT_SEED=4081793741504948576).
 pub struct RandomFaults {
     rate: f64,
     rng: fastrand::Rng,
@@ -48,7 +51,10 @@ impl RandomFaults {
     /// Whether this request meets a fault (counted in `injected`), for an emulator whose faults
     /// are its own: it then picks one of `n` kinds with [`RandomFaults::kind`].
     pub fn strikes(&mut self) -> bool {
-        let overdue = self.clean_streak as f64 >= 1.0 / self.rate;
+        // The first fault is forced if the dice have not thrown one by 1/rate requests, so a
+        // test always meets one. Only the first: forcing one every 1/rate requests would make
+        // any step needing more requests than that in a row fail on every attempt.
+        let overdue = self.injected == 0 && self.clean_streak as f64 >= 1.0 / self.rate;
         if self.rng.f64() >= self.rate && !overdue {
             self.clean_streak += 1;
             return false;
