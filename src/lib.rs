@@ -11,6 +11,7 @@ pub mod diff;
 pub mod engine;
 pub mod metrics;
 mod probe;
+pub(crate) mod process;
 pub mod project;
 pub mod source;
 pub mod state;

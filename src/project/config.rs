@@ -263,6 +263,54 @@ pub enum SourceConfig {
     Duckdb(DuckdbSourceConfig),
     /// A PostgreSQL server; each run reads in one read-only, repeatable-read transaction.
     Postgres(PostgresSourceConfig),
+    /// A program in any language: each run starts it, loads what it writes on stdout (JSON
+    /// lines, CSV, or the path of a Parquet file) as a DuckDB table named `input`, and runs the
+    /// model over that table (README, "Sources").
+    Command(CommandSourceConfig),
+}
+
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSourceConfig {
+    /// The program and its arguments, e.g. `["python3", "scripts/score_churn.py"]`: no shell,
+    /// run in the project directory.
+    pub command: Vec<String>,
+    /// What the program writes on stdout: `jsonl` (one JSON object per line), `csv` (with a
+    /// header line), or `parquet` (the path of a Parquet file it wrote).
+    #[serde(default)]
+    pub format: CommandFormat,
+    /// How long the program may run before it is killed (with its children) and the run fails.
+    #[serde(default = "default_command_timeout", with = "crate::project::duration_setting")]
+    #[schemars(with = "super::schema::DurationText")]
+    pub timeout: std::time::Duration,
+    /// Extra environment for the program (it gets a clean one otherwise). Values are secret:
+    /// never logged.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, super::schema::Secret>")]
+    pub env: IndexMap<String, SecretString>,
+    /// Column types to pin, by name (`customer_id = "VARCHAR"`, DuckDB type names). JSON lines
+    /// and CSV: with any pinned, exactly these columns are read; Parquet: these are cast. Else
+    /// DuckDB's reader types the columns from the data. Pinned columns let an empty output be
+    /// an empty table. (`sluice check` runs the program to learn the model's columns.)
+    #[serde(default)]
+    pub columns: IndexMap<String, String>,
+}
+
+/// The format of a command source's output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandFormat {
+    /// One JSON object per line.
+    #[default]
+    Jsonl,
+    /// Comma-separated, a header line first.
+    Csv,
+    /// A line with the path of a Parquet file the program wrote (relative to the project).
+    Parquet,
+}
+
+fn default_command_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(600)
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

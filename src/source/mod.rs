@@ -8,6 +8,8 @@
 //! install extensions, and reads files only under the project and `allowed_directories`.
 
 #[cfg(feature = "duckdb")]
+mod command;
+#[cfg(feature = "duckdb")]
 mod duckdb;
 mod postgres;
 
@@ -83,6 +85,9 @@ pub enum SourceError {
     UnsupportedType { column: String, type_name: String },
     #[error("column `{column}`: cannot read a value: {message}")]
     Decode { column: String, message: String },
+    /// A command source's program failed, or wrote what its format cannot read.
+    #[error("source `{source_name}`: {message}")]
+    Program { source_name: String, message: String },
 }
 
 /// A running model query: its columns, then chunks of rows. Dropping it stops the query.
@@ -193,6 +198,8 @@ pub enum Source {
     #[cfg(feature = "duckdb")]
     DuckDb(duckdb::DuckDbSource),
     Postgres(postgres::PostgresSource),
+    #[cfg(feature = "duckdb")]
+    Command(command::CommandSource),
 }
 
 impl Source {
@@ -210,6 +217,15 @@ impl Source {
                 });
             }
             SourceConfig::Postgres(c) => Source::Postgres(postgres::PostgresSource::new(name, c, runs)?),
+            #[cfg(feature = "duckdb")]
+            SourceConfig::Command(c) => Source::Command(command::CommandSource::new(name, c.clone(), root)?),
+            #[cfg(not(feature = "duckdb"))]
+            SourceConfig::Command(_) => {
+                return Err(SourceError::Connect {
+                    source_name: name.to_string(),
+                    message: "command sources load their output with DuckDB: use a build with default features".into(),
+                });
+            }
         })
     }
 
@@ -219,6 +235,8 @@ impl Source {
             #[cfg(feature = "duckdb")]
             Source::DuckDb(s) => s.describe(sql).await,
             Source::Postgres(s) => s.describe(sql).await,
+            #[cfg(feature = "duckdb")]
+            Source::Command(s) => s.describe(sql).await,
         }
     }
 
@@ -229,6 +247,8 @@ impl Source {
             #[cfg(feature = "duckdb")]
             Source::DuckDb(s) => s.stream(sql, after, timeout).await,
             Source::Postgres(s) => s.stream(sql, after, timeout).await,
+            #[cfg(feature = "duckdb")]
+            Source::Command(s) => s.stream(sql, after, timeout).await,
         }
     }
 }

@@ -326,3 +326,18 @@ async fn errors_of_rows_that_left_the_model_are_forgotten() {
     assert_eq!(engine.store.error_counts("g").await.unwrap(), (0, 0));
     engine.store.close().await;
 }
+
+/// A column of the untyped NULL (DuckDB's SQLNULL: `NULL AS x`, or a JSON field that is null in
+/// every line) is read as NULLs. It once panicked DuckDB's reader thread, and the run ended
+/// "successfully" with the rows read so far.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_column_that_is_null_in_every_row_is_read_as_nulls() {
+    let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
+    env.write_sync(
+        "nulls",
+        "source = \"wh\"\ndestination = \"hook\"\nprimary_key = \"id\"",
+        "SELECT i AS id, NULL AS x FROM range(1, 4) r(i)",
+    );
+    let report = env.run("nulls").await;
+    assert_eq!((report.status, report.rows_read, report.written), (sluice::state::RunStatus::Success, 3, 3), "{:?}", report.error);
+}

@@ -12,6 +12,7 @@ mod bad_input;
 mod change_log;
 mod cli;
 mod command_destination;
+mod command_source;
 mod concurrency;
 mod crash;
 mod cursor;

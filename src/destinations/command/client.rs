@@ -15,26 +15,6 @@ use super::encoding::result_line;
 use crate::destinations::results::{key_index, key_text};
 use crate::destinations::{DestinationError, RowOp, RowOutcome, Target};
 
-/// What the program inherits of sluice's environment: enough to find programs, certificates
-/// and proxies, and to speak the user's language; nothing that could be a secret.
-const INHERITED: [&str; 15] = [
-    "PATH",
-    "HOME",
-    "USER",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "https_proxy",
-    "no_proxy",
-];
-
 /// How to start the program.
 #[derive(Clone)]
 pub struct Spec {
@@ -55,24 +35,14 @@ impl Program {
     pub fn start(spec: &Spec, target: &Target) -> Result<Program, DestinationError> {
         let (program, args) = spec.argv.split_first().ok_or_else(|| DestinationError::fatal("`command` is empty"))?;
         let settings = serde_json::to_string(&target.settings).unwrap_or_else(|_| "{}".into());
-        let mut cmd = tokio::process::Command::new(program);
         // sluice's own environment may hold other destinations' secrets: the program gets a
         // plain environment and what `env` gives it.
-        cmd.env_clear();
-        for (name, value) in std::env::vars_os().filter(|(n, _)| n.to_str().is_some_and(|n| INHERITED.contains(&n))) {
-            cmd.env(name, value);
-        }
-        cmd.args(args)
-            .current_dir(&spec.dir)
-            .env("SLUICE_SYNC", &target.sync)
+        let mut cmd = crate::process::command(program, args, &spec.dir);
+        cmd.env("SLUICE_SYNC", &target.sync)
             .env("SLUICE_RUN_ID", &target.run_id)
             .env("SLUICE_MODE", target.mode.as_str())
             .env("SLUICE_TARGET", settings)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+            .stdin(Stdio::piped());
         for (name, value) in &spec.env {
             cmd.env(name, value.expose_secret());
         }
@@ -198,12 +168,7 @@ impl Program {
     /// SIGKILL to the program's process group (its id is the program's pid, while the program
     /// is not yet reaped: after that `id()` is `None` and nothing is sent).
     fn kill_group(&mut self) {
-        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
-            // SAFETY: kill(2) with a negative pid signals a process group; no memory is shared.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        }
+        crate::process::kill_group(self.child.id());
     }
 }
 

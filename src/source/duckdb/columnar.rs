@@ -251,7 +251,7 @@ fn text(s: &str, kind: Kind) -> Result<Value, String> {
     Ok(match kind {
         Kind::Uuid => Value::Uuid(s.parse().map_err(|e| format!("invalid UUID `{s}`: {e}"))?),
         Kind::Json => Value::json_from_str(s).map_err(|e| format!("invalid JSON: {e}"))?,
-        Kind::Plain => Value::Text(s.to_string()),
+        Kind::Plain | Kind::Null => Value::Text(s.to_string()),
     })
 }
 

@@ -25,6 +25,8 @@ pub struct DuckDbSource {
     root: PathBuf,
     /// Where models may read files: the project, and the source's `allowed_directories`.
     readable: Vec<PathBuf>,
+    /// SQL run on each new connection before it is locked down (a command source's `input`).
+    prelude: Option<String>,
 }
 
 /// How to read one result column: DuckDB hands UUID and JSON over as text, so the logical
@@ -34,6 +36,9 @@ enum Kind {
     Plain,
     Uuid,
     Json,
+    /// DuckDB's untyped NULL (`NULL AS x`, a JSON field null in every line): every cell is NULL,
+    /// and is not read (duckdb-rs cannot read a cell of that type).
+    Null,
 }
 
 impl DuckDbSource {
@@ -52,7 +57,19 @@ impl DuckDbSource {
                 readable.push(cwd);
             }
         }
-        DuckDbSource { name: name.to_string(), path: config.path.as_ref().map(|p| root.join(p)), root: root.to_path_buf(), readable }
+        DuckDbSource {
+            name: name.to_string(),
+            path: config.path.as_ref().map(|p| root.join(p)),
+            root: root.to_path_buf(),
+            readable,
+            prelude: None,
+        }
+    }
+
+    /// An in-memory database where `prelude` (SQL: a view over files a program wrote) runs
+    /// before the connection is locked down; models read under `readable` only.
+    pub fn in_memory(name: &str, root: &Path, readable: Vec<PathBuf>, prelude: String) -> Self {
+        DuckDbSource { name: name.to_string(), path: None, root: root.to_path_buf(), readable, prelude: Some(prelude) }
     }
 
     /// A connection that only reads: the database file read-only, no extension installed or
@@ -80,6 +97,9 @@ impl DuckDbSource {
             }
             None => Connection::open_in_memory_with_flags(config).map_err(connect_err)?,
         };
+        if let Some(prelude) = &self.prelude {
+            conn.execute_batch(prelude).map_err(|e| SourceError::Query(e.to_string()))?;
+        }
         let quoted = |p: &Path| {
             format!("'{}'", std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string().replace('\'', "''"))
         };
@@ -159,7 +179,7 @@ impl DuckDbSource {
                 }
                 (_, m) => SourceError::Query(m),
             };
-            let result = (|| -> Result<(), SourceError> {
+            let work = std::panic::AssertUnwindSafe(|| -> Result<(), SourceError> {
                 one_select(&conn, &sql)?;
                 let mut stmt = conn.prepare(&sql).map_err(query_err)?;
                 // `stream_arrow` executes with DuckDB's streaming API; the rows are then read by
@@ -189,6 +209,10 @@ impl DuckDbSource {
                 while let Some(row) = rows.next().map_err(query_err)? {
                     let mut out = Vec::with_capacity(kinds.len());
                     for (i, kind) in kinds.iter().enumerate() {
+                        if matches!(kind, Kind::Null) {
+                            out.push(Value::Null);
+                            continue;
+                        }
                         let raw = row.get_ref(i).map_err(query_err)?.to_owned();
                         out.push(convert(raw, *kind).map_err(|message| SourceError::Decode { column: names[i].clone(), message })?);
                     }
@@ -202,7 +226,17 @@ impl DuckDbSource {
                     let _ = tx.blocking_send(Ok(Chunk::Rows(chunk)));
                 }
                 Ok(())
-            })();
+            });
+            // A panic in the reader must end the run as an error: a closed channel alone would
+            // read as the model's end, and the rows not read yet as removed.
+            let result = std::panic::catch_unwind(work).unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                Err(SourceError::Query(format!("DuckDB's reader stopped: {message} (cast the model's columns to plain types)")))
+            });
             // An error before the columns were known answers the caller directly; a later one
             // travels down the row channel.
             if let Err(e) = result {
@@ -255,6 +289,7 @@ fn columns(stmt: &duckdb::Statement<'_>) -> Vec<(Column, Kind)> {
             let alias = logical.get_alias();
             let id = logical.id();
             let kind = match (id, alias.as_deref()) {
+                (LogicalTypeId::SqlNull, _) => Kind::Null,
                 (LogicalTypeId::Uuid, _) => Kind::Uuid,
                 (_, Some(a)) if a.eq_ignore_ascii_case("json") => Kind::Json,
                 _ => Kind::Plain,
@@ -306,6 +341,7 @@ fn value_type(logical: &duckdb::core::LogicalTypeHandle, kind: Kind) -> ValueTyp
             Kind::Uuid => ValueType::Uuid,
             Kind::Json => ValueType::Json,
             Kind::Plain => ValueType::Text,
+            Kind::Null => ValueType::Unknown,
         },
         L::Uuid => ValueType::Uuid,
         L::Enum => ValueType::Text,
@@ -376,7 +412,7 @@ fn convert(v: D, kind: Kind) -> Result<Value, String> {
         D::Text(s) => match kind {
             Kind::Uuid => Value::Uuid(s.parse().map_err(|e| format!("invalid UUID `{s}`: {e}"))?),
             Kind::Json => Value::json_from_str(&s).map_err(|e| format!("invalid JSON: {e}"))?,
-            Kind::Plain => Value::Text(s),
+            Kind::Plain | Kind::Null => Value::Text(s),
         },
         D::Blob(b) => Value::Bytes(b),
         D::Date32(days) => date(days)?,
