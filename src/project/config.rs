@@ -525,7 +525,8 @@ fn resolve_strings(value: &mut toml::Value, path: &mut Vec<String>, root: &Path)
     Ok(())
 }
 
-/// `${VAR}` -> the variable's value; `$${` escapes a literal `${`. Err(name) for a missing var.
+/// `${VAR}` -> the variable's value, `${VAR:-default}` -> the default when VAR is unset or
+/// empty (as in a shell); `$${` escapes a literal `${`. Err(name) for a missing var.
 pub fn interpolate(s: &str) -> Result<String, String> {
     if !s.contains("${") {
         return Ok(s.to_string());
@@ -546,7 +547,12 @@ pub fn interpolate(s: &str) -> Result<String, String> {
             return Ok(out);
         };
         let name = &after[..end];
-        out.push_str(&std::env::var(name).map_err(|_| name.to_string())?);
+        match name.split_once(":-") {
+            Some((name, default)) => {
+                out.push_str(&std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string()))
+            }
+            None => out.push_str(&std::env::var(name).map_err(|_| name.to_string())?),
+        }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
@@ -591,6 +597,8 @@ mod tests {
         assert_eq!(interpolate("a ${SLUICE_TEST_INTERP} b").unwrap(), "a secret b");
         assert_eq!(interpolate("$${X}").unwrap(), "${X}");
         assert_eq!(interpolate("x ${SLUICE_TEST_NOT_SET_42}").unwrap_err(), "SLUICE_TEST_NOT_SET_42");
+        assert_eq!(interpolate("${SLUICE_TEST_NOT_SET_42:-https://api.x.com}/v1").unwrap(), "https://api.x.com/v1");
+        assert_eq!(interpolate("${SLUICE_TEST_INTERP:-other}").unwrap(), "secret");
     }
 
     #[test]

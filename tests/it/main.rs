@@ -13,6 +13,7 @@ mod change_log;
 mod cli;
 mod command_destination;
 mod command_source;
+mod command_source_examples;
 mod concurrency;
 mod crash;
 mod cursor;

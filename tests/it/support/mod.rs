@@ -12,6 +12,7 @@ pub mod notion;
 pub mod records_api;
 pub mod salesforce;
 pub mod slack;
+pub mod stripe;
 pub mod webhook_sink;
 
 use std::path::{Path, PathBuf};
