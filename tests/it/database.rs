@@ -526,3 +526,24 @@ async fn text_keys_that_differ_in_case_or_trailing_spaces_stay_apart() {
         assert_eq!(rows["a"][1], cell("1"), "{dialect:?}");
     }
 }
+
+/// Adding a column waits at most a few seconds for the table's lock on Postgres: queued behind a
+/// long transaction, an ALTER would hold up every query of the application on that table.
+#[tokio::test(flavor = "multi_thread")]
+async fn adding_a_column_to_a_busy_postgres_table_gives_up_instead_of_queueing() {
+    let (env, db) = project(Dialect::Postgres).await;
+    append_config(&env, "max_attempts = 1\n");
+    db.exec(&format!("CREATE TABLE {} (id BIGINT PRIMARY KEY, v TEXT)", db.qualified("busy"))).await;
+    env.exec("CREATE TABLE t AS SELECT 1 AS id, 'a' AS v, 2 AS extra").await;
+    env.write_sync("busy", &sync_header(&db, "busy", ""), "SELECT id, v, extra FROM t");
+    // The application's long transaction, reading the table.
+    let mut holder = db.pool.begin().await.expect("begin");
+    sqlx::query(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", db.qualified("busy"))).execute(&mut *holder).await.expect("lock");
+    let report = tokio::time::timeout(std::time::Duration::from_secs(60), env.run("busy")).await.expect("the run gave up on the lock");
+    assert_eq!(report.status, RunStatus::Failed);
+    let error = report.error.unwrap_or_default();
+    assert!(error.contains("lock timeout") && error.contains("adding column `extra`"), "{error}");
+    holder.rollback().await.expect("rollback");
+    ok(&env.run("busy").await);
+    assert_eq!(db.columns("busy").await, ["id", "v", "extra"]);
+}

@@ -408,7 +408,7 @@ pub async fn open(db: &Db, target: &Target) -> Result<(Table, Vec<String>), Dest
         None => {
             let statement = request.create_statement(d, target)?;
             tracing::info!(sync = %target.sync, "creating {}: {statement}", request.shown());
-            sqlx::query(&statement).execute(&db.pool).await.map_err(|e| db.error(e, &format!("creating {}", request.shown())))?;
+            ddl(db, &statement).await.map_err(|e| db.error(e, &format!("creating {}", request.shown())))?;
             describe(db, &request.schema, &request.table)
                 .await?
                 .ok_or_else(|| fatal(target, format!("{} was created but cannot be read back", request.shown())))?
@@ -434,7 +434,7 @@ pub async fn open(db: &Db, target: &Target) -> Result<(Table, Vec<String>), Dest
     for w in missing {
         let statement = request.add_column_statement(d, w, target)?;
         tracing::info!(sync = %target.sync, "adding a column to {}: {statement}", request.shown());
-        if let Err(e) = sqlx::query(&statement).execute(&db.pool).await {
+        if let Err(e) = ddl(db, &statement).await {
             // Another sync added it meanwhile (MySQL has no ADD COLUMN IF NOT EXISTS).
             let duplicate = matches!(&e, sqlx::Error::Database(x) if x.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some_and(|m| m.number() == 1060));
             if !duplicate {
@@ -447,6 +447,21 @@ pub async fn open(db: &Db, target: &Target) -> Result<(Table, Vec<String>), Dest
         .ok_or_else(|| fatal(target, format!("{} disappeared while its columns were added", request.shown())))?;
     request.shape(d, &described, target)
 }
+
+/// Runs a CREATE or ALTER. On Postgres it waits at most `DDL_LOCK_TIMEOUT` for the table's
+/// lock: an ALTER queued behind a long transaction would block every query of the application
+/// on that table meanwhile; it fails instead (and the run is retried).
+async fn ddl(db: &Db, statement: &str) -> Result<(), sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    if db.dialect == Dialect::Postgres {
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{}ms'", DDL_LOCK_TIMEOUT.as_millis())).execute(&mut *tx).await?;
+    }
+    sqlx::query(statement).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// How long a CREATE or ALTER waits for a lock on Postgres.
+const DDL_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn missing_schema(d: Dialect, request: &Request, target: &Target) -> DestinationError {
     let what = if d == Dialect::Mysql { "database" } else { "schema" };
