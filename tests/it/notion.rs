@@ -451,3 +451,17 @@ async fn an_insert_whose_answer_was_lost_is_looked_up_not_made_twice() {
     let lookups = ws.notion.requests("POST", "databases");
     assert_eq!(lookups.len(), 2);
 }
+
+#[tokio::test]
+async fn a_removed_row_archives_every_page_of_its_key() {
+    let ws = start("mirror", 3).await;
+    ws.notion.add_by_hand("c1", "Old 1");
+    ws.notion.add_by_hand("c1", "Old 2");
+    ws.run_ok().await;
+    assert_eq!(ws.notion.by_key("c1").len(), 2, "the duplicate is warned about, not removed, while c1 is in the model");
+    ws.env.exec("DELETE FROM customers WHERE customer_id = 'c1'").await;
+    let report = ws.run_ok().await;
+    assert_eq!(report.counts.removed, 1);
+    assert!(ws.notion.by_key("c1").is_empty(), "both of c1's pages archived");
+    assert_eq!(ws.notion.pages().len(), 2);
+}

@@ -129,6 +129,8 @@ fn items(value: &Value) -> Option<Vec<String>> {
             _ => None,
         },
         Value::Text(t) => Some(t.split(',').map(|s| s.trim().to_string()).collect()),
+        // One user id (a `uuid` column) is a list of one person.
+        Value::Uuid(u) => Some(vec![u.hyphenated().to_string()]),
         _ => None,
     }
     .map(|v: Vec<String>| v.into_iter().filter(|s| !s.is_empty()).collect())
@@ -334,6 +336,11 @@ mod tests {
         assert_eq!(e(&Value::Null, &PropType::Title).unwrap(), json!({"title": []}));
         assert!(e(&Value::Text("x".repeat(201)), &PropType::Email).is_err());
         assert!(e(&Value::Text("a".repeat(2000 * 100 + 1)), &PropType::RichText).unwrap_err().contains("at most 100 text objects"));
+        let user = uuid::Uuid::parse_str("6794760a-1f15-45cd-9c65-0dfe42f5135a").unwrap();
+        assert_eq!(
+            e(&Value::Uuid(user), &PropType::People).unwrap(),
+            json!({"people": [{"object": "user", "id": "6794760a-1f15-45cd-9c65-0dfe42f5135a"}]})
+        );
     }
 
     #[test]

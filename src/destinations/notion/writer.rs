@@ -423,16 +423,29 @@ impl NotionWriter {
                 )),
             });
         };
-        match self.patch(&id, body).await? {
+        let outcome = match self.patch(&id, body).await? {
             Sent::Done(id) => {
                 if !clear {
                     self.lock().forget(&id);
                 }
-                Ok(RowOutcome::Written { destination_id: Some(id) })
+                RowOutcome::Written { destination_id: Some(id) }
             }
-            Sent::Gone => Ok(RowOutcome::written()),
-            Sent::Refused(reason) => Ok(RowOutcome::Rejected(reason)),
+            Sent::Gone => RowOutcome::written(),
+            Sent::Refused(reason) => return Ok(RowOutcome::Rejected(reason)),
+        };
+        // A removed row's key on other pages too (the duplicates warned about): they go as well,
+        // or the database would keep the row the model no longer has.
+        if let (false, Some(key)) = (clear, key) {
+            let others: Vec<String> = self.lock().pages.get(key).cloned().unwrap_or_default();
+            for other in others.into_iter().filter(|p| *p != id) {
+                match self.patch(&other, json!({ "archived": true })).await? {
+                    Sent::Done(p) => self.lock().forget(&p),
+                    Sent::Gone => {}
+                    Sent::Refused(reason) => return Ok(RowOutcome::Rejected(reason)),
+                }
+            }
         }
+        Ok(outcome)
     }
 }
 
