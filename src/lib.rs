@@ -10,6 +10,7 @@ pub mod destinations;
 pub mod diff;
 pub mod engine;
 pub mod metrics;
+pub(crate) mod panics;
 mod probe;
 pub(crate) mod process;
 pub mod project;

@@ -47,3 +47,40 @@ pub fn kill_group(pid: Option<u32>) {
         }
     }
 }
+
+/// The last lines a program wrote on stderr, kept for the error when it fails.
+#[derive(Clone)]
+pub struct StderrTail(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>);
+
+impl StderrTail {
+    /// Follows `stderr` to its end: every line goes to `log` (sluice's log, with the caller's
+    /// fields), the last `keep` lines (300 characters each) are kept. The task ends when the
+    /// pipe closes, i.e. when the program's whole group is gone.
+    pub fn follow(
+        stderr: tokio::process::ChildStderr,
+        keep: usize,
+        log: impl Fn(&str) + Send + 'static,
+    ) -> (StderrTail, tokio::task::JoinHandle<()>) {
+        use tokio::io::AsyncBufReadExt;
+        let tail = StderrTail(Default::default());
+        let kept = tail.clone();
+        let task = tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                log(&line);
+                if let Ok(mut t) = kept.0.lock() {
+                    if t.len() == keep {
+                        t.pop_front();
+                    }
+                    t.push_back(line.chars().take(300).collect());
+                }
+            }
+        });
+        (tail, task)
+    }
+
+    /// The kept lines, oldest first.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default()
+    }
+}

@@ -331,11 +331,7 @@ async fn guarded(work: impl std::future::Future<Output = Result<(), RunError>>) 
     match std::panic::AssertUnwindSafe(work).catch_unwind().await {
         Ok(result) => result,
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".into());
+            let message = crate::panics::message(panic.as_ref());
             Err(RunError::Invalid(format!("sluice hit a bug and stopped this run: {message} (please report it)")))
         }
     }

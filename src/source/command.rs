@@ -5,15 +5,13 @@
 //! is a DuckDB view named `input` (DuckDB's JSON, CSV or Parquet reader: nothing held in memory
 //! whole), and the model runs over it as any DuckDB model does.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use secrecy::ExposeSecret;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::duckdb::DuckDbSource;
 use super::{After, Column, ModelStream, SourceError, StopOnDrop};
+use crate::process::StderrTail;
 use crate::project::config::{CommandFormat, CommandSourceConfig};
 
 /// Lines of the program's stderr kept for the error when it fails.
@@ -63,22 +61,9 @@ impl CommandSource {
         let pid = child.id();
         // Killed with its children if the run stops while it works (the future dropped).
         let _group = StopOnDrop(Box::new(move || crate::process::kill_group(pid)));
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let stderr = child.stderr.take().map(|stderr| {
-            let (name, tail) = (self.name.clone(), tail.clone());
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::info!(source = %name, "{line}");
-                    if let Ok(mut tail) = tail.lock() {
-                        if tail.len() == STDERR_TAIL {
-                            tail.pop_front();
-                        }
-                        tail.push_back(line.chars().take(300).collect::<String>());
-                    }
-                }
-            })
-        });
+        let stderr = child.stderr.take().ok_or_else(|| self.fail("no stderr pipe".into()))?;
+        let name = self.name.clone();
+        let (tail, stderr) = StderrTail::follow(stderr, STDERR_TAIL, move |line| tracing::info!(source = %name, "{line}"));
         let mut stdout = child.stdout.take().ok_or_else(|| self.fail("no stdout pipe".into()))?;
         let work = async {
             let mut file = tokio::fs::File::create(&stdout_path).await?;
@@ -100,10 +85,8 @@ impl CommandSource {
                 )));
             }
         };
-        if let Some(stderr) = stderr {
-            // The pipe closes when the program's group is gone; its last lines are in `tail`.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stderr).await;
-        }
+        // The pipe closes when the program's group is gone; its last lines are then in `tail`.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stderr).await;
         if !status.success() {
             return Err(self.fail(format!("the program failed ({status}){}", said(&tail))));
         }
@@ -242,8 +225,8 @@ fn bad_json_line(path: &Path) -> Option<String> {
 }
 
 /// "; its stderr ended with: ..." from the kept lines, or nothing.
-fn said(tail: &Mutex<VecDeque<String>>) -> String {
-    let lines: Vec<String> = tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
+fn said(tail: &StderrTail) -> String {
+    let lines = tail.lines();
     if lines.is_empty() {
         String::new()
     } else {

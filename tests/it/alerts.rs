@@ -8,22 +8,12 @@ use sluice::state::RunStatus;
 use support::slack::Slack;
 use support::{sluice_cli, Env, Sink, SourceKind, StateKind};
 
-fn append_config(env: &Env, text: &str) {
-    let path = env.root().join("sluice.toml");
-    let mut config = std::fs::read_to_string(&path).expect("read sluice.toml");
-    config.push_str(text);
-    std::fs::write(path, config).expect("write sluice.toml");
-}
-
 /// A sync `accounts` over a table that does not exist yet, alerting to a Slack destination.
 async fn project() -> (Env, Slack) {
     let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
     let slack = Slack::start().await;
     env.add_destination("ops", &format!("kind = \"slack\"\nwebhook_url = \"{}\"\nmin_interval = \"10ms\"", slack.url));
-    append_config(
-        &env,
-        "\n[alerts]\ndestination = \"ops\"\non = [\"failure\", \"recovery\", \"rejected_rows\"]\nalert_interval = \"1h\"\n",
-    );
+    env.append_config("\n[alerts]\ndestination = \"ops\"\non = [\"failure\", \"recovery\", \"rejected_rows\"]\nalert_interval = \"1h\"\n");
     env.write_sync("accounts", "destination = \"hook\"\nprimary_key = \"id\"", "SELECT id, plan FROM accounts");
     (env, slack)
 }
@@ -88,7 +78,7 @@ async fn a_webhook_gets_the_alert_as_fields() {
     let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
     let alerts = Sink::start().await;
     env.add_destination("pager", &format!("kind = \"webhook\"\nurl = \"{}\"", alerts.url));
-    append_config(&env, "\n[alerts]\ndestination = \"pager\"\n");
+    env.append_config("\n[alerts]\ndestination = \"pager\"\n");
     env.write_sync("accounts", "destination = \"hook\"\nprimary_key = \"id\"", "SELECT id, plan FROM accounts");
     let report = env.run("accounts").await;
     let rows = alerts.rows();
@@ -103,7 +93,7 @@ async fn a_webhook_gets_the_alert_as_fields() {
 #[tokio::test]
 async fn alerts_must_name_a_destination_that_can_carry_them() {
     let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
-    append_config(&env, "\n[alerts]\ndestination = \"hoook\"\n");
+    env.append_config("\n[alerts]\ndestination = \"hoook\"\n");
     let out = sluice_cli(env.root(), &["check"], &[]).await;
     let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");

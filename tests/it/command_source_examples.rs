@@ -8,19 +8,6 @@ use std::path::Path;
 use support::stripe::{customers, Stripe, KEY};
 use support::*;
 
-fn copy_example(to: &Path) {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/command-source");
-    for dir in ["", "scripts", "syncs", "data"] {
-        std::fs::create_dir_all(to.join(dir)).expect("mkdir");
-        for entry in std::fs::read_dir(from.join(dir)).expect("the example project") {
-            let path = entry.expect("entry").path();
-            if path.is_file() {
-                std::fs::copy(&path, to.join(dir).join(path.file_name().expect("name"))).expect("copy");
-            }
-        }
-    }
-}
-
 fn keys(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut keys: Vec<String> = text
@@ -34,7 +21,7 @@ fn keys(path: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_scoring_feeds_the_model() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_example(dir.path());
+    copy_example("command-source", dir.path());
     let run = sluice_cli(dir.path(), &["run", "usage_risk"], &[]).await;
     assert!(run.status.success(), "{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
     assert_eq!(keys(&dir.path().join("out/usage_risk.jsonl")), ["c-002", "c-003", "c-005"]);
@@ -43,7 +30,7 @@ async fn the_python_scoring_feeds_the_model() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_stripe_script_pages_every_customer_and_rides_out_a_429() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_example(dir.path());
+    copy_example("command-source", dir.path());
     let now = chrono::Utc::now().timestamp();
     let all = customers(250, now);
     let stripe = Stripe::start(all.clone()).await;

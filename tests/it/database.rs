@@ -213,14 +213,6 @@ async fn a_table_without_a_unique_key_and_create_false_are_explained() {
     }
 }
 
-/// Appends text to the project's sluice.toml.
-fn append_config(env: &Env, text: &str) {
-    let path = env.root().join("sluice.toml");
-    let mut config = std::fs::read_to_string(&path).expect("read sluice.toml");
-    config.push_str(text);
-    std::fs::write(path, config).expect("write sluice.toml");
-}
-
 /// The JSON-lines file's rows by `id`.
 fn jsonl(path: &std::path::Path) -> std::collections::BTreeMap<String, serde_json::Value> {
     std::fs::read_to_string(path)
@@ -261,7 +253,7 @@ async fn every_type_the_sources_produce_round_trips_through_postgres_exactly() {
         let db = DestDb::create(Dialect::Postgres).await;
         env.add_destination("app_db", &db.destination());
         env.add_destination("out", "kind = \"file\"");
-        append_config(&env, &format!("\n[sources.back]\nkind = \"postgres\"\nurl = \"{}\"\n", db.url));
+        env.append_config(&format!("\n[sources.back]\nkind = \"postgres\"\nurl = \"{}\"\n", db.url));
         env.write_sync("direct", "source = \"wh\"\ndestination = \"out\"\nprimary_key = \"id\"\n[target]\npath = \"direct.jsonl\"", model);
         env.write_sync("to_table", &sync_header(&db, "types", ""), model);
         env.write_sync(
@@ -340,7 +332,7 @@ async fn a_run_killed_mid_way_loses_nothing_and_ends_equal_to_the_model() {
     use std::time::{Duration, Instant};
     for dialect in BOTH {
         let (env, db) = project(dialect).await;
-        append_config(&env, "max_batch_rows = 500\nmax_in_flight = 4\n");
+        env.append_config("max_batch_rows = 500\nmax_in_flight = 4\n");
         env.exec("CREATE TABLE big AS SELECT i AS id, 'v' || i AS v, i * 3 AS n FROM range(1, 20001) r(i)").await;
         env.write_sync("big", &sync_header(&db, "big", "mode = \"mirror\""), "SELECT id, v, n FROM big");
         let mut seen = 0;
@@ -532,7 +524,7 @@ async fn text_keys_that_differ_in_case_or_trailing_spaces_stay_apart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn adding_a_column_to_a_busy_postgres_table_gives_up_instead_of_queueing() {
     let (env, db) = project(Dialect::Postgres).await;
-    append_config(&env, "max_attempts = 1\n");
+    env.append_config("max_attempts = 1\n");
     db.exec(&format!("CREATE TABLE {} (id BIGINT PRIMARY KEY, v TEXT)", db.qualified("busy"))).await;
     env.exec("CREATE TABLE t AS SELECT 1 AS id, 'a' AS v, 2 AS extra").await;
     env.write_sync("busy", &sync_header(&db, "busy", ""), "SELECT id, v, extra FROM t");

@@ -4,32 +4,16 @@
 
 use crate::support;
 
-use std::path::Path;
-
 use support::databases::{DestDb, Dialect};
 use support::hubspot::HubSpot;
 use support::notion::Notion;
 use support::slack::Slack;
 use support::*;
 
-/// Copies the example project (its files, not its state) into `to`.
-fn copy_example(to: &Path) {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fan-out");
-    for dir in ["", "syncs", "data"] {
-        std::fs::create_dir_all(to.join(dir)).expect("mkdir");
-        for entry in std::fs::read_dir(from.join(dir)).expect("the example project") {
-            let path = entry.expect("entry").path();
-            if path.is_file() {
-                std::fs::copy(&path, to.join(dir).join(path.file_name().expect("name"))).expect("copy");
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fan_out_example_sends_one_model_to_four_destinations() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_example(dir.path());
+    copy_example("fan-out", dir.path());
     let db = DestDb::create(Dialect::Postgres).await;
     let (notion, hubspot, slack) = (Notion::start().await, HubSpot::start().await, Slack::start().await);
     // The table goes to the URL's default schema: the test's own.

@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -14,6 +13,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use super::encoding::result_line;
 use crate::destinations::results::{key_index, key_text};
 use crate::destinations::{DestinationError, RowOp, RowOutcome, Target};
+use crate::process::StderrTail;
 
 /// How to start the program.
 #[derive(Clone)]
@@ -28,7 +28,7 @@ pub struct Program {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: Lines<BufReader<ChildStdout>>,
-    last_stderr: Arc<Mutex<String>>,
+    last_stderr: StderrTail,
 }
 
 impl Program {
@@ -53,21 +53,12 @@ impl Program {
                 spec.destination
             ))
         })?;
-        let last_stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(stderr) = child.stderr.take() {
-            // The program's stderr is its log: each line goes to sluice's, and the last one is
-            // kept for the error when the program dies.
-            let (destination, sync, last) = (spec.destination.clone(), target.sync.clone(), last_stderr.clone());
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::info!(destination = %destination, sync = %sync, "{line}");
-                    if let Ok(mut last) = last.lock() {
-                        *last = line.chars().take(300).collect();
-                    }
-                }
-            });
-        }
+        // The program's stderr is its log: each line goes to sluice's, and the last one is kept
+        // for the error when the program dies.
+        let stderr = child.stderr.take().ok_or_else(|| DestinationError::fatal(format!("`{program}`: no stderr pipe")))?;
+        let (destination, sync) = (spec.destination.clone(), target.sync.clone());
+        let (last_stderr, _) =
+            StderrTail::follow(stderr, 1, move |line| tracing::info!(destination = %destination, sync = %sync, "{line}"));
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().map(|s| BufReader::new(s).lines());
         match stdout {
@@ -83,8 +74,7 @@ impl Program {
             Ok(Ok(status)) => format!("the program exited ({status})"),
             _ => "the program closed its stdout".to_string(),
         };
-        let last = self.last_stderr.lock().map(|l| l.clone()).unwrap_or_default();
-        let said = if last.is_empty() { String::new() } else { format!("; its last stderr line: {last}") };
+        let said = self.last_stderr.lines().pop().map(|last| format!("; its last stderr line: {last}")).unwrap_or_default();
         format!("{status} after {answered} of {rows} results{said} (all of its stderr is in the log: `sluice run -v`)")
     }
 

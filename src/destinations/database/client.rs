@@ -75,14 +75,7 @@ impl Db {
                 let _ = conn.close().await;
                 Ok(())
             }
-            Ok(Err(e @ sqlx::Error::Database(_))) => {
-                let (failure, message) = self.failure(&e);
-                let message = format!("{at}: {message}{}", hint(&message));
-                Err(match failure {
-                    Failure::Transient => DestinationError::transient(message),
-                    Failure::Row | Failure::Fatal => DestinationError::fatal(message),
-                })
-            }
+            Ok(Err(e @ sqlx::Error::Database(_))) => Err(self.error(e, &at)),
             Ok(Err(e)) => Err(DestinationError::transient(format!("{at}: {e} (is the server up? check `url`)"))),
             Err(_) => Err(DestinationError::transient(format!("{at}: no answer within 10 s"))),
         }

@@ -45,8 +45,6 @@ pub struct Request {
     keys: Vec<usize>,
     field_base: usize,
     merge: Vec<Merge>,
-    /// MySQL: the collation text key columns are created with.
-    key_collation: Option<String>,
 }
 
 fn fatal(target: &Target, message: String) -> DestinationError {
@@ -107,16 +105,16 @@ pub async fn request(db: &Db, target: &Target) -> Result<Request, DestinationErr
             _ => Merge::Replace,
         })
         .collect();
-    let key_collation = match d {
-        Dialect::Postgres => None,
-        Dialect::Mysql => Some(binary_collation(db).await?),
-    };
-    Ok(Request { schema, table, create: settings.create, wanted, keys, field_base, merge, key_collation })
+    Ok(Request { schema, table, create: settings.create, wanted, keys, field_base, merge })
 }
 
-/// A binary collation that does not ignore trailing spaces: MySQL 8's `utf8mb4_0900_bin`,
-/// MariaDB's `utf8mb4_nopad_bin`; else `utf8mb4_bin` (binary, but PAD SPACE).
-async fn binary_collation(db: &Db) -> Result<String, DestinationError> {
+/// MySQL: the collation text key columns are created with, a binary one that does not ignore
+/// trailing spaces: MySQL 8's `utf8mb4_0900_bin`, MariaDB's `utf8mb4_nopad_bin`; else
+/// `utf8mb4_bin` (binary, but PAD SPACE). Postgres: none. Asked only when a table is to be made.
+async fn key_collation(db: &Db) -> Result<Option<String>, DestinationError> {
+    if db.dialect == Dialect::Postgres {
+        return Ok(None);
+    }
     for c in ["utf8mb4_0900_bin", "utf8mb4_nopad_bin"] {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.COLLATIONS WHERE COLLATION_NAME = ?")
             .bind(c)
@@ -124,10 +122,10 @@ async fn binary_collation(db: &Db) -> Result<String, DestinationError> {
             .await
             .map_err(|e| db.error(e, "reading the collations"))?;
         if n > 0 {
-            return Ok(c.to_string());
+            return Ok(Some(c.to_string()));
         }
     }
-    Ok("utf8mb4_bin".to_string())
+    Ok(Some("utf8mb4_bin".to_string()))
 }
 
 async fn default_schema(db: &Db) -> Result<Option<String>, DestinationError> {
@@ -163,7 +161,7 @@ async fn describe(db: &Db, schema: &str, table: &str) -> Result<Option<Described
     let err = |e| db.error(e, doing);
     let (columns_sql, unique_sql, exists_sql) = match db.dialect {
         Dialect::Postgres => (
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), '' , 0::bigint, 0::bigint, 0::bigint \
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
             "SELECT i.indexrelid::bigint, a.attname::text FROM pg_index i \
@@ -243,12 +241,14 @@ impl Request {
         })
     }
 
-    /// `CREATE TABLE` for the wanted columns, keyed by the sync's key.
-    fn create_statement(&self, d: Dialect, target: &Target) -> Result<String, DestinationError> {
+    /// `CREATE TABLE` for the wanted columns, keyed by the sync's key (MySQL text keys in
+    /// `collation`: they compare byte for byte, trailing spaces included, as the model's do).
+    async fn create_statement(&self, db: &Db, target: &Target) -> Result<String, DestinationError> {
+        let d = db.dialect;
+        let collation = key_collation(db).await?;
         let mut parts = Vec::new();
         for w in &self.wanted {
-            // MySQL: text keys compare byte for byte, trailing spaces included, as the model's do.
-            let collate = match &self.key_collation {
+            let collate = match &collation {
                 Some(c) if w.key && w.value_type == ValueType::Text => format!(" COLLATE {c}"),
                 _ => String::new(),
             };
@@ -262,6 +262,30 @@ impl Request {
     fn add_column_statement(&self, d: Dialect, w: &Wanted, target: &Target) -> Result<String, DestinationError> {
         let guard = if d == Dialect::Postgres { "IF NOT EXISTS " } else { "" };
         Ok(format!("ALTER TABLE {} ADD COLUMN {guard}{} {}", self.qualified(d), d.quote(&w.name), self.declare(d, w, target)?))
+    }
+
+    /// A missing table that `create = false` keeps sluice from making.
+    fn no_table(&self, target: &Target, statement: &str) -> DestinationError {
+        fatal(target, format!("there is no table {} and `create = false`: create it ({statement})", self.shown()))
+    }
+
+    /// Mapped columns the table lacks, with the statements that add them: an error with
+    /// `create = false`, or when one of them is a key column (sluice adds no key).
+    fn cannot_add(&self, d: Dialect, target: &Target, missing: &[&Wanted]) -> Result<Vec<String>, DestinationError> {
+        if let Some(key) = missing.iter().find(|w| w.key) {
+            return Err(fatal(
+                target,
+                format!("{} has no column `{}` for the key: add it, with a unique index on the key", self.shown(), key.name),
+            ));
+        }
+        let statements: Vec<String> = missing.iter().map(|w| self.add_column_statement(d, w, target)).collect::<Result<_, _>>()?;
+        if !self.create {
+            return Err(fatal(
+                target,
+                format!("{} lacks mapped columns and `create = false`: add them ({})", self.shown(), statements.join("; ")),
+            ));
+        }
+        Ok(statements)
     }
 
     fn find<'a>(&self, d: Dialect, described: &'a Described, name: &str) -> Option<&'a Existing> {
@@ -391,22 +415,15 @@ fn pg_cast(kind: &Kind, declared: &str) -> String {
 /// Opens the table for a run: creates it, or adds the columns it lacks, when the sync allows;
 /// then checks its shape.
 pub async fn open(db: &Db, target: &Target) -> Result<(Table, Vec<String>), DestinationError> {
-    db.reachable().await?;
     let d = db.dialect;
-    let request = request(db, target).await?;
-    if !schema_exists(db, &request.schema).await? {
-        return Err(missing_schema(d, &request, target));
-    }
-    let described = match describe(db, &request.schema, &request.table).await? {
+    let (request, described) = read(db, target).await?;
+    let described = match described {
         Some(described) => described,
-        None if !request.create => {
-            return Err(fatal(
-                target,
-                format!("there is no table {} and `create = false`: create it ({})", request.shown(), request.create_statement(d, target)?),
-            ))
-        }
         None => {
-            let statement = request.create_statement(d, target)?;
+            let statement = request.create_statement(db, target).await?;
+            if !request.create {
+                return Err(request.no_table(target, &statement));
+            }
             tracing::info!(sync = %target.sync, "creating {}: {statement}", request.shown());
             ddl(db, &statement).await.map_err(|e| db.error(e, &format!("creating {}", request.shown())))?;
             describe(db, &request.schema, &request.table)
@@ -418,21 +435,7 @@ pub async fn open(db: &Db, target: &Target) -> Result<(Table, Vec<String>), Dest
     if missing.is_empty() {
         return request.shape(d, &described, target);
     }
-    if let Some(key) = missing.iter().find(|w| w.key) {
-        return Err(fatal(
-            target,
-            format!("{} has no column `{}` for the key: add it, with a unique index on the key", request.shown(), key.name),
-        ));
-    }
-    if !request.create {
-        let statements: Vec<String> = missing.iter().map(|w| request.add_column_statement(d, w, target)).collect::<Result<_, _>>()?;
-        return Err(fatal(
-            target,
-            format!("{} lacks mapped columns and `create = false`: add them ({})", request.shown(), statements.join("; ")),
-        ));
-    }
-    for w in missing {
-        let statement = request.add_column_statement(d, w, target)?;
+    for (w, statement) in missing.iter().zip(request.cannot_add(d, target, &missing)?) {
         tracing::info!(sync = %target.sync, "adding a column to {}: {statement}", request.shown());
         if let Err(e) = ddl(db, &statement).await {
             // Another sync added it meanwhile (MySQL has no ADD COLUMN IF NOT EXISTS).
@@ -446,6 +449,18 @@ pub async fn open(db: &Db, target: &Target) -> Result<(Table, Vec<String>), Dest
         .await?
         .ok_or_else(|| fatal(target, format!("{} disappeared while its columns were added", request.shown())))?;
     request.shape(d, &described, target)
+}
+
+/// What `open` and `check` both start with: the server reached, the sync's request read, its
+/// schema there, and the table as the catalog describes it (`None`: no such table).
+async fn read(db: &Db, target: &Target) -> Result<(Request, Option<Described>), DestinationError> {
+    db.reachable().await?;
+    let request = request(db, target).await?;
+    if !schema_exists(db, &request.schema).await? {
+        return Err(missing_schema(db.dialect, &request, target));
+    }
+    let described = describe(db, &request.schema, &request.table).await?;
+    Ok((request, described))
 }
 
 /// Runs a CREATE or ALTER. On Postgres it waits at most `DDL_LOCK_TIMEOUT` for the table's
@@ -480,36 +495,22 @@ fn missing_schema(d: Dialect, request: &Request, target: &Target) -> Destination
 /// `check`: the table's shape and the privileges a run needs, reading only. What a run would
 /// create or add is fine when the user may create it.
 pub async fn check(db: &Db, target: &Target) -> Result<(), DestinationError> {
-    db.reachable().await?;
     let d = db.dialect;
-    let request = request(db, target).await?;
-    if !schema_exists(db, &request.schema).await? {
-        return Err(missing_schema(d, &request, target));
-    }
-    let Some(described) = describe(db, &request.schema, &request.table).await? else {
-        let statement = request.create_statement(d, target)?;
+    let (request, described) = read(db, target).await?;
+    let Some(described) = described else {
+        let statement = request.create_statement(db, target).await?;
         if !request.create {
-            return Err(fatal(target, format!("there is no table {} and `create = false`: create it ({statement})", request.shown())));
+            return Err(request.no_table(target, &statement));
         }
         return may(db, &request, "CREATE", target, &statement).await;
     };
-    let missing = request.missing(d, &described);
-    if let Some(key) = missing.iter().find(|w| w.key) {
-        return Err(fatal(target, format!("{} has no column `{}` for the key", request.shown(), key.name)));
-    }
     // The columns that are there must hold the model's values; the missing ones would be
     // created as the model types them.
+    let missing = request.missing(d, &described);
     request.verify(d, &described, target, true)?;
     if !missing.is_empty() {
-        let statements: Vec<String> = missing.iter().map(|w| request.add_column_statement(d, w, target)).collect::<Result<_, _>>()?;
-        if !request.create {
-            return Err(fatal(
-                target,
-                format!("{} lacks mapped columns and `create = false`: add them ({})", request.shown(), statements.join("; ")),
-            ));
-        }
+        let statements = request.cannot_add(d, target, &missing)?;
         may(db, &request, "ALTER", target, &statements.join("; ")).await?;
-        return table_privileges(db, &request, target).await;
     }
     table_privileges(db, &request, target).await
 }

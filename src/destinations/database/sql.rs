@@ -54,7 +54,8 @@ pub struct Table {
     pub merge: Vec<Merge>,
 }
 
-/// What an existing key does to an insert.
+/// What a key another writer inserted meanwhile does to a Postgres insert (MySQL inserts plainly:
+/// such a row is its error, and is found when sent again alone).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnConflict {
     /// Upsert: the row's fields are written over the stored ones (by [`Merge`]).
@@ -102,15 +103,16 @@ impl Table {
 
     /// The update part of an upsert: each non-key column by its merge rule. Empty when only
     /// key columns are written.
-    fn assignments(&self, new: impl Fn(&Col) -> String, old: impl Fn(&Col) -> String) -> Vec<String> {
+    /// `new(c, col)` is column `c`'s new value, `old(col)` its stored one.
+    fn assignments(&self, new: impl Fn(usize, &Col) -> String, old: impl Fn(&Col) -> String) -> Vec<String> {
         (0..self.columns.len())
             .filter(|&c| !self.is_key(c))
             .map(|c| {
                 let col = &self.columns[c];
                 let value = match self.merge[c] {
-                    Merge::Replace => new(col),
-                    Merge::SkipNull => format!("COALESCE({}, {})", new(col), old(col)),
-                    Merge::IfEmpty => format!("COALESCE({}, {})", old(col), new(col)),
+                    Merge::Replace => new(c, col),
+                    Merge::SkipNull => format!("COALESCE({}, {})", new(c, col), old(col)),
+                    Merge::IfEmpty => format!("COALESCE({}, {})", old(col), new(c, col)),
                 };
                 format!("{} = {value}", col.quoted)
             })
@@ -121,10 +123,10 @@ impl Table {
     /// `ON CONFLICT (key)` still catches a key inserted meanwhile by another writer of the
     /// table (it targets the key's index only: a collision on another unique index is an error).
     pub fn insert(&self, conflict: OnConflict, rows: usize) -> String {
-        match self.dialect {
-            Dialect::Postgres => {
+        match (self.dialect, conflict) {
+            (Dialect::Postgres, conflict) => {
                 let cells: Vec<String> = self.columns.iter().enumerate().map(|(i, c)| self.pg_cell("e.r", i, c)).collect();
-                let set = self.assignments(|c| format!("EXCLUDED.{}", c.quoted), |c| format!("t.{}", c.quoted));
+                let set = self.assignments(|_, c| format!("EXCLUDED.{}", c.quoted), |c| format!("t.{}", c.quoted));
                 let action = match conflict {
                     OnConflict::Update if !set.is_empty() => format!("DO UPDATE SET {}", set.join(", ")),
                     _ => "DO NOTHING".into(),
@@ -142,8 +144,7 @@ impl Table {
             // another one would overwrite that row and be reported written; here it is that
             // row's error (1062), and a key inserted meanwhile by someone else is found when
             // the row is sent again alone.
-            Dialect::Mysql => {
-                let _ = conflict;
+            (Dialect::Mysql, _) => {
                 let row = format!("({})", vec!["?"; self.columns.len()].join(", "));
                 format!("INSERT INTO {} ({}) VALUES {}", self.name, self.all_columns(), vec![row; rows].join(", "))
             }
@@ -154,7 +155,7 @@ impl Table {
     /// [`Merge`] rule; `None` when every column is a key (nothing to update). An UPDATE, not an
     /// upsert: a NOT NULL column the sync does not write is no obstacle to changing a row.
     pub fn update(&self, rows: usize) -> Option<String> {
-        let set = self.assignments(|c| format!("x.c{}", self.position(c)), |c| format!("t.{}", c.quoted));
+        let set = self.assignments(|i, _| format!("x.c{i}"), |c| format!("t.{}", c.quoted));
         if set.is_empty() {
             return None;
         }
@@ -187,11 +188,6 @@ impl Table {
                 )
             }
         })
-    }
-
-    /// A column's position in `columns`.
-    fn position(&self, col: &Col) -> usize {
-        self.columns.iter().position(|c| c.name == col.name).unwrap_or(0)
     }
 
     /// The indexes (`i`) of the `rows` keys the table holds, locked until the transaction

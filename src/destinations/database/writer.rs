@@ -2,6 +2,7 @@
 //! deletes and clears), committed whole or not at all, so a kill at any moment leaves every
 //! batch either done or undone, and a re-sent batch writes the same rows again.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,6 +12,7 @@ use super::dialect::{Dialect, Failure};
 use super::encoding::{encode, Cell};
 use super::sql::{OnConflict, Table};
 use crate::destinations::{DestinationError, Op, RowOp, RowOutcome, Writer};
+use crate::value::Value;
 
 pub(super) struct TableWriter {
     pub db: Arc<Db>,
@@ -21,13 +23,11 @@ pub(super) struct TableWriter {
 /// A batch's rows, encoded and sorted by the statement that carries them.
 #[derive(Default)]
 struct Groups {
-    /// (row index in the batch, cells of every column)
-    upserts: Vec<(usize, Vec<Cell>)>,
-    inserts: Vec<(usize, Vec<Cell>)>,
-    updates: Vec<(usize, Vec<Cell>)>,
-    /// (row index, key cells)
-    deletes: Vec<(usize, Vec<Cell>)>,
-    clears: Vec<(usize, Vec<Cell>)>,
+    /// Upserts, updates and inserts: (row index in the batch, op, cells of every column).
+    writes: Vec<(usize, Op, Vec<Cell>)>,
+    /// Deletes and clears: key cells.
+    deletes: Vec<Vec<Cell>>,
+    clears: Vec<Vec<Cell>>,
 }
 
 impl TableWriter {
@@ -35,7 +35,7 @@ impl TableWriter {
     /// fit its column.
     fn cells(&self, op: &RowOp, keys_only: bool) -> Result<Vec<Cell>, String> {
         let t = &self.table;
-        let mut values: Vec<Option<&crate::value::Value>> = vec![None; t.columns.len()];
+        let mut values: Vec<Option<&Value>> = vec![None; t.columns.len()];
         for (k, &c) in t.keys.iter().enumerate() {
             values[c] = op.key.get(k);
         }
@@ -49,8 +49,8 @@ impl TableWriter {
             .into_iter()
             .map(|c| {
                 let col = &t.columns[c];
-                let value = values[c].cloned().unwrap_or(crate::value::Value::Null);
-                encode(t.dialect, &value, &col.kind, &col.declared).map_err(|e| format!("column `{}`: {e}", col.name))
+                encode(t.dialect, values[c].unwrap_or(&Value::Null), &col.kind, &col.declared)
+                    .map_err(|e| format!("column `{}`: {e}", col.name))
             })
             .collect()
     }
@@ -59,24 +59,20 @@ impl TableWriter {
         let mut groups = Groups::default();
         for (i, op) in batch.iter().enumerate() {
             let keys_only = matches!(op.op, Op::Delete | Op::Clear);
-            let cells = match self.cells(op, keys_only) {
-                Ok(cells) => cells,
-                Err(reason) => {
-                    out[i] = Some(RowOutcome::Rejected(reason));
-                    continue;
-                }
-            };
-            let list = match op.op {
-                Op::Upsert => &mut groups.upserts,
-                Op::Insert => &mut groups.inserts,
-                Op::Update => &mut groups.updates,
-                Op::Delete => &mut groups.deletes,
-                Op::Clear => &mut groups.clears,
-            };
-            list.push((i, cells));
+            match (self.cells(op, keys_only), op.op) {
+                (Err(reason), _) => out[i] = Some(RowOutcome::Rejected(reason)),
+                (Ok(cells), Op::Delete) => groups.deletes.push(cells),
+                (Ok(cells), Op::Clear) => groups.clears.push(cells),
+                (Ok(cells), op) => groups.writes.push((i, op, cells)),
+            }
         }
         groups
     }
+}
+
+/// Rows as the Postgres batch document: a JSON array of rows, each an array of cells.
+fn document<'a>(rows: impl Iterator<Item = &'a [Cell]>) -> String {
+    serde_json::Value::Array(rows.map(|r| serde_json::Value::Array(r.iter().map(Cell::to_json).collect())).collect()).to_string()
 }
 
 /// Runs `sql_for(n)` over `rows` in as few statements as the dialect allows: Postgres takes
@@ -93,9 +89,7 @@ async fn each_statement<F: Fn(usize) -> String>(
     }
     match dialect {
         Dialect::Postgres => {
-            let doc =
-                serde_json::Value::Array(rows.iter().map(|r| serde_json::Value::Array(r.iter().map(Cell::to_json).collect())).collect());
-            client::execute(conn, &sql_for(rows.len()), Params::Json(doc.to_string())).await?;
+            client::execute(conn, &sql_for(rows.len()), Params::Json(document(rows.iter().copied()))).await?;
         }
         Dialect::Mysql => {
             for chunk in rows.chunks(Table::mysql_rows_per_statement(per_row)) {
@@ -107,35 +101,35 @@ async fn each_statement<F: Fn(usize) -> String>(
     Ok(())
 }
 
-/// The rows of `updates` whose key the table holds (their positions in `updates`), locked.
-async fn existing(conn: &mut sqlx::AnyConnection, table: &Table, updates: &[(usize, Vec<Cell>)]) -> Result<Vec<usize>, sqlx::Error> {
-    let keys: Vec<Vec<Cell>> = updates.iter().map(|(_, cells)| table.keys.iter().map(|&k| cells[k].clone()).collect()).collect();
+/// Which of `writes` the table holds a row for (their positions in `writes`), locked until
+/// the transaction ends.
+async fn existing(conn: &mut sqlx::AnyConnection, table: &Table, writes: &[(usize, Op, Vec<Cell>)]) -> Result<HashSet<usize>, sqlx::Error> {
+    let keys: Vec<Vec<Cell>> = writes.iter().map(|(_, _, cells)| table.keys.iter().map(|&k| cells[k].clone()).collect()).collect();
     let mut found = Vec::new();
     match table.dialect {
         Dialect::Postgres => {
-            let doc =
-                serde_json::Value::Array(keys.iter().map(|r| serde_json::Value::Array(r.iter().map(Cell::to_json).collect())).collect());
-            found.extend(client::indexes(conn, &table.existing(keys.len()), Params::Json(doc.to_string())).await?);
+            let doc = document(keys.iter().map(Vec::as_slice));
+            found.extend(client::indexes(conn, &table.existing(keys.len()), Params::Json(doc)).await?);
         }
         Dialect::Mysql => {
-            let per_row = table.keys.len() + 1;
-            for (n, chunk) in keys.chunks(Table::mysql_rows_per_statement(per_row)).enumerate() {
-                let base = n * Table::mysql_rows_per_statement(per_row);
+            // Each row binds its index, then its key.
+            let per_statement = Table::mysql_rows_per_statement(table.keys.len() + 1);
+            for (n, chunk) in keys.chunks(per_statement).enumerate() {
                 let cells: Vec<Cell> = chunk
                     .iter()
                     .enumerate()
-                    .flat_map(|(i, k)| std::iter::once(Cell::Int((base + i) as i64)).chain(k.iter().cloned()))
+                    .flat_map(|(i, k)| std::iter::once(Cell::Int((n * per_statement + i) as i64)).chain(k.iter().cloned()))
                     .collect();
                 found.extend(client::indexes(conn, &table.existing(chunk.len()), Params::Cells(&cells)).await?);
             }
         }
     }
-    Ok(found.into_iter().filter_map(|i| usize::try_from(i).ok()).filter(|&i| i < updates.len()).collect())
+    Ok(found.into_iter().filter_map(|i| usize::try_from(i).ok()).filter(|&i| i < writes.len()).collect())
 }
 
 /// Runs a batch's statements in one transaction: the keys the table holds are read (and
-/// locked) first; those rows are updated, new ones inserted. Returns the positions in
-/// `updates` of the rows whose key the table did not hold.
+/// locked) first; those rows are updated, new ones inserted. Returns the batch indexes of the
+/// updates whose key the table did not hold.
 async fn apply(db: &Db, table: &Table, groups: &Groups) -> Result<Vec<usize>, sqlx::Error> {
     let mut tx = db.pool.begin().await?;
     let conn: &mut sqlx::AnyConnection = &mut tx;
@@ -144,27 +138,19 @@ async fn apply(db: &Db, table: &Table, groups: &Groups) -> Result<Vec<usize>, sq
         let ms = db.timeout.as_millis().to_string();
         sqlx::query("SELECT set_config('statement_timeout', $1, true)").bind(ms.as_str()).execute(&mut *conn).await?;
     }
-    let all = table.columns.len();
-    let keys = table.keys.len();
+    let (all, keys) = (table.columns.len(), table.keys.len());
     // Every row that writes columns, in one existence check.
-    let writes: Vec<(usize, Vec<Cell>)> = groups.upserts.iter().chain(&groups.updates).chain(&groups.inserts).cloned().collect();
-    let held: std::collections::HashSet<usize> =
-        if writes.is_empty() { Default::default() } else { existing(conn, table, &writes).await?.into_iter().collect() };
-    let (n_up, n_upd) = (groups.upserts.len(), groups.updates.len());
-    let mut to_update: Vec<&[Cell]> = Vec::new();
-    let mut to_insert: Vec<&[Cell]> = Vec::new();
-    let mut to_add: Vec<&[Cell]> = Vec::new();
+    let held = if groups.writes.is_empty() { HashSet::new() } else { existing(conn, table, &groups.writes).await? };
+    let (mut to_update, mut to_insert, mut to_add) = (Vec::new(), Vec::new(), Vec::new());
     let mut absent = Vec::new();
-    for (p, (_, cells)) in writes.iter().enumerate() {
-        let is_held = held.contains(&p);
-        match (p < n_up, p < n_up + n_upd, is_held) {
-            // Upserts and updates of stored rows.
-            (true, _, true) | (false, true, true) => to_update.push(cells),
-            (true, _, false) => to_insert.push(cells),
-            (false, true, false) => absent.push(p - n_up),
+    for (p, (i, op, cells)) in groups.writes.iter().enumerate() {
+        match (op, held.contains(&p)) {
+            (Op::Upsert | Op::Update, true) => to_update.push(cells.as_slice()),
+            (Op::Upsert, false) => to_insert.push(cells.as_slice()),
+            (Op::Update, false) => absent.push(*i),
             // Insert mode: a stored row stays as it is.
-            (false, false, true) => {}
-            (false, false, false) => to_add.push(cells),
+            (_, true) => {}
+            (_, false) => to_add.push(cells.as_slice()),
         }
     }
     if table.update(1).is_some() {
@@ -172,14 +158,11 @@ async fn apply(db: &Db, table: &Table, groups: &Groups) -> Result<Vec<usize>, sq
     }
     each_statement(conn, table.dialect, &to_insert, all, |n| table.insert(OnConflict::Update, n)).await?;
     each_statement(conn, table.dialect, &to_add, all, |n| table.insert(OnConflict::Keep, n)).await?;
-    let cells = |rows: &[(usize, Vec<Cell>)]| -> Vec<Vec<Cell>> { rows.iter().map(|(_, c)| c.clone()).collect() };
-    let deletes = cells(&groups.deletes);
-    let rows: Vec<&[Cell]> = deletes.iter().map(Vec::as_slice).collect();
-    each_statement(conn, table.dialect, &rows, keys, |n| table.delete(n)).await?;
+    let deletes: Vec<&[Cell]> = groups.deletes.iter().map(Vec::as_slice).collect();
+    each_statement(conn, table.dialect, &deletes, keys, |n| table.delete(n)).await?;
     if table.clear(1).is_some() {
-        let clears = cells(&groups.clears);
-        let rows: Vec<&[Cell]> = clears.iter().map(Vec::as_slice).collect();
-        each_statement(conn, table.dialect, &rows, keys, |n| table.clear(n).unwrap_or_default()).await?;
+        let clears: Vec<&[Cell]> = groups.clears.iter().map(Vec::as_slice).collect();
+        each_statement(conn, table.dialect, &clears, keys, |n| table.clear(n).unwrap_or_default()).await?;
     }
     tx.commit().await?;
     Ok(absent)
@@ -202,18 +185,19 @@ impl Writer for TableWriter {
                 )))
             }
             Ok(Err(e)) => {
-                let (failure, message) = self.db.failure(&e);
-                return match failure {
+                return match self.db.failure(&e) {
                     // The transaction was rolled back: the rows go again in smaller groups
                     // until the one at fault stands alone.
-                    Failure::Row => Ok(out.into_iter().map(|o| o.unwrap_or_else(|| RowOutcome::RefusedInGroup(message.clone()))).collect()),
-                    Failure::Transient => Err(DestinationError::transient(message)),
-                    Failure::Fatal => Err(DestinationError::fatal(format!("writing to {}: {message}", self.table.shown))),
+                    (Failure::Row, message) => {
+                        Ok(out.into_iter().map(|o| o.unwrap_or_else(|| RowOutcome::RefusedInGroup(message.clone()))).collect())
+                    }
+                    // Retried, or the run's end; with what to do (a privilege revoked mid-run).
+                    _ => Err(self.db.error(e, &format!("writing to {}", self.table.shown))),
                 };
             }
         };
-        for p in absent {
-            out[groups.updates[p].0] =
+        for i in absent {
+            out[i] =
                 Some(RowOutcome::Rejected(format!("no row with this key in {}: update mode changes only existing rows", self.table.shown)));
         }
         Ok(out.into_iter().map(|o| o.unwrap_or_else(RowOutcome::written)).collect())

@@ -177,11 +177,7 @@ impl NotionWriter {
     /// Adds listed pages to the index, first created first, and warns of keys on several pages.
     fn record(&self, index: &mut Index, mut listed: Vec<Listed>) -> Vec<String> {
         listed.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
-        let mut found: Vec<String> = Vec::new();
         for l in &listed {
-            if !index.pages.contains_key(&l.key) {
-                found.push(l.key.clone());
-            }
             index.add(&l.key, &l.id);
         }
         let mut warnings = Vec::new();

@@ -230,11 +230,7 @@ impl DuckDbSource {
             // A panic in the reader must end the run as an error: a closed channel alone would
             // read as the model's end, and the rows not read yet as removed.
             let result = std::panic::catch_unwind(work).unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "no message".into());
+                let message = crate::panics::message(panic.as_ref());
                 Err(SourceError::Query(format!("DuckDB's reader stopped: {message} (cast the model's columns to plain types)")))
             });
             // An error before the columns were known answers the caller directly; a later one

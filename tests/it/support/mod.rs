@@ -143,9 +143,14 @@ impl Env {
 
     /// Appends `[destinations.NAME]` with `body` to sluice.toml.
     pub fn add_destination(&self, name: &str, body: &str) {
+        self.append_config(&format!("\n[destinations.{name}]\n{body}\n"));
+    }
+
+    /// Appends `text` to sluice.toml (into the last table, unless it opens one).
+    pub fn append_config(&self, text: &str) {
         let path = self.root().join("sluice.toml");
         let mut config = std::fs::read_to_string(&path).expect("read sluice.toml");
-        config.push_str(&format!("\n[destinations.{name}]\n{body}\n"));
+        config.push_str(text);
         std::fs::write(path, config).expect("write sluice.toml");
     }
 
@@ -209,6 +214,25 @@ impl Env {
     pub async fn plan(&self, name: &str) -> SyncReport {
         self.run_with(name, RunOptions { dry_run: true, samples: 3, ..Default::default() }).await
     }
+}
+
+/// Copies the example project `examples/NAME` (its files, not its state) into `to`.
+pub fn copy_example(name: &str, to: &Path) {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("the example project") {
+            let path = entry.expect("entry").path();
+            let target = to.join(path.file_name().expect("name"));
+            match path.is_dir() {
+                true if path.file_name().is_some_and(|n| n != ".sluice" && n != "out") => copy(&path, &target),
+                true => {}
+                false => {
+                    std::fs::copy(&path, &target).expect("copy");
+                }
+            }
+        }
+    }
+    copy(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name), to);
 }
 
 /// Sorted keys of rows, as compact JSON text, for order-free comparison.
