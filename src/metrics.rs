@@ -47,6 +47,23 @@ pub struct HttpLabels {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabel {
+    pub stream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub stream: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamSyncLabels {
+    pub stream: String,
+    pub sync: String,
+}
+
 type Seconds = Gauge<f64, AtomicU64>;
 
 pub struct Metrics {
@@ -68,6 +85,14 @@ pub struct Metrics {
     pub rate_limit_wait: Family<DestinationLabel, Seconds>,
     /// API usage a destination reports (Salesforce's `Sforce-Limit-Info`: used and limit).
     pub api_usage: Family<UsageLabels, Gauge>,
+    /// Events stored, by stream.
+    pub events_received: Family<StreamLabel, Counter>,
+    /// Requests to a stream's webhook refused (signature, size, not JSON, ...), nothing stored.
+    pub events_refused: Family<RefusedLabels, Counter>,
+    /// Events a stream holds now.
+    pub events_stored: Family<StreamLabel, Gauge>,
+    /// How long ago the oldest event a sync over the stream has not read arrived (0: none).
+    pub oldest_unread: Family<StreamSyncLabels, Seconds>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -91,6 +116,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         requests_in_flight: Family::default(),
         concurrency_limit: Family::default(),
         rate_limit_wait: Family::default(),
+        events_received: Family::default(),
+        events_refused: Family::default(),
+        events_stored: Family::default(),
+        oldest_unread: Family::default(),
     };
     registry.register("runs", "Runs by sync and result", m.runs.clone());
     registry.register("rows", "Rows by sync and what happened to them (added, changed, removed, written, rejected)", m.rows.clone());
@@ -119,6 +148,22 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "destination_rate_limit_wait_seconds",
         "Time requests waited for a destination's published rate limit before they were sent",
         m.rate_limit_wait.clone(),
+    );
+    registry.register("stream_events_received", "Events stored, by stream", m.events_received.clone());
+    registry.register(
+        "stream_events_refused",
+        "Requests to a stream's webhook refused with nothing stored, by reason (signature, too_large, not_json, no_id, unknown_stream)",
+        m.events_refused.clone(),
+    );
+    registry.register(
+        "stream_events_stored",
+        "Events a stream holds now (pruned past retain once every sync read them)",
+        m.events_stored.clone(),
+    );
+    registry.register(
+        "stream_oldest_unread_age_seconds",
+        "How long ago the oldest event a sync over the stream has not read yet arrived (0: it read every one)",
+        m.oldest_unread.clone(),
     );
     Metrics { registry, ..m }
 });

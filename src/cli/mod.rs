@@ -211,6 +211,16 @@ async fn check(cli: &Cli) -> Result<u8, Failure> {
         let detail = check_one(&engine, sync).await;
         results.push(output::CheckResult { sync: sync.name().to_string(), ok: detail.is_ok(), detail: detail.unwrap_or_else(|e| e) });
     }
+    for stream in project.unread_streams() {
+        results.push(output::CheckResult {
+            sync: format!("stream:{stream}"),
+            ok: false,
+            detail: format!(
+                "no sync reads stream `{stream}`: its events would be stored and dropped unread after `retain`; add a sync with \
+                 `source = \"stream:{stream}\"`, or remove [streams.{stream}] from sluice.toml"
+            ),
+        });
+    }
     let ok = results.iter().all(|r| r.ok);
     output::check(&results, cli.json);
     Ok(if ok { EXIT_OK } else { EXIT_INVALID })
@@ -222,9 +232,10 @@ async fn check_one(engine: &Engine, sync: &SyncSpec) -> Result<String, String> {
     let destination = engine.destination(&sync.destination).map_err(|e| at(e.to_string()))?;
     let mode = sync.file.mode;
     check_capabilities(sync, &destination.capabilities()).map_err(|e| e.to_string())?;
-    let source = engine.source(&sync.source).map_err(|e| at(e.to_string()))?;
-    let columns =
-        source.describe(&sync.file.model).await.map_err(|e| format!("{}:{}: {e}", sync.file.path.display(), sync.file.model_line))?;
+    let columns = engine.describe(sync).await.map_err(|e| match e {
+        crate::engine::RunError::Source(e) => format!("{}:{}: {e}", sync.file.path.display(), sync.file.model_line),
+        e => at(e.to_string()),
+    })?;
     let shape = Shape::new(sync, &columns).map_err(|e| e.to_string())?;
     destination.check(&shape.target(sync, "check")).await.map_err(|e| at(format!("destination `{}`: {e}", sync.destination)))?;
     Ok(format!("{} -> {} ({}, {} column(s), {} field(s))", sync.source, sync.destination, mode.as_str(), columns.len(), shape.fields.len()))

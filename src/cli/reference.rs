@@ -13,7 +13,7 @@ use crate::project::{config::ProjectConfig, syncfile};
 pub const PATH: &str = "docs/configuration.md";
 
 /// The order `sluice.toml`'s sections are told in; a section not named here comes last.
-const SECTIONS: [&str; 7] = ["state", "sources", "destinations", "daemon", "delete_guard", "retry", "alerts"];
+const SECTIONS: [&str; 8] = ["state", "sources", "streams", "destinations", "daemon", "delete_guard", "retry", "alerts"];
 
 const PREAMBLE: &str = "# Configuration reference
 
@@ -62,6 +62,10 @@ fn section(out: &mut String, name: &str, field: &J, root: &J) {
     if let Some(entry) = field.get("additionalProperties").filter(|a| a.is_object()) {
         out.push_str(&format!("\n### `[{name}.NAME]`\n\n{}\n", paragraph(description(&field))));
         let entry = resolve(entry, root);
+        // Entries of one shape (`[streams.NAME]`) have their fields; others one part per kind.
+        if entry.get("oneOf").is_none() {
+            fields(out, entry, root);
+        }
         for variant in entry.get("oneOf").and_then(J::as_array).into_iter().flatten() {
             let kind = variant["properties"]["kind"]["const"].as_str().unwrap_or("?");
             out.push_str(&format!("\n#### `kind = \"{kind}\"`\n\n{}\n", paragraph(description(variant))));

@@ -1,5 +1,6 @@
-//! The daemon's HTTP endpoint: `/healthz`, `/metrics` (Prometheus text) and a small JSON API
-//! (`/api/syncs`, `/api/syncs/{name}`, `POST /api/syncs/{name}/run`, `POST /api/reload`).
+//! The daemon's HTTP endpoint: `/healthz`, `/metrics` (Prometheus text), a small JSON API
+//! (`/api/syncs`, `/api/syncs/{name}`, `POST /api/syncs/{name}/run`, `POST /api/reload`) and
+//! the streams' webhooks (`POST /hooks/{stream}`, signed by their senders: `hooks`).
 //! Handlers read a published [`View`] and send [`Control`] messages to the daemon's loop; they
 //! never touch the loop's state directly.
 //!
@@ -62,9 +63,11 @@ pub enum Control {
 }
 
 #[derive(Clone)]
-struct Api {
-    shared: Arc<Shared>,
+pub(super) struct Api {
+    pub(super) shared: Arc<Shared>,
     control: mpsc::Sender<Control>,
+    /// The name of each stream that got an event, for the loop (`triggers`).
+    pub(super) events: mpsc::UnboundedSender<String>,
     /// Names a request's `Host` may give besides IP addresses and `localhost`.
     allowed_hosts: Arc<Vec<String>>,
 }
@@ -110,13 +113,15 @@ pub async fn serve(
     limits: Limits,
     shared: Arc<Shared>,
     control: mpsc::Sender<Control>,
+    events: mpsc::UnboundedSender<String>,
     cancel: CancellationToken,
 ) -> Result<SocketAddr, String> {
     let addr: SocketAddr =
         listen.parse().map_err(|_| format!("[daemon] listen = \"{listen}\" is not an address like \"127.0.0.1:9187\" (or \"off\")"))?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("[daemon] listen: cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    let api = Api { shared, control, allowed_hosts: Arc::new(limits.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect()) };
+    let api =
+        Api { shared, control, events, allowed_hosts: Arc::new(limits.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect()) };
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -124,6 +129,7 @@ pub async fn serve(
         .route("/api/syncs/{name}", get(one))
         .route("/api/syncs/{name}/run", post(trigger))
         .route("/api/reload", post(reload))
+        .route("/hooks/{stream}", post(super::hooks::receive))
         .layer(axum::middleware::from_fn_with_state(api.clone(), known_host))
         .with_state(api);
     tokio::spawn(accept(listener, app, limits, cancel));
@@ -193,7 +199,7 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
     !name.is_empty() && (name.parse::<IpAddr>().is_ok() || name == "localhost" || allowed.contains(&name))
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 

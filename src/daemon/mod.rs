@@ -8,9 +8,12 @@
 //! Shutdown: the cancellation token stops scheduling; runs in flight see it through their
 //! `RunOptions`, finish their batch and commit; the daemon waits at most `shutdown_timeout`.
 
+mod hooks;
 mod http;
 mod runs;
 pub mod schedule;
+pub mod signature;
+mod streams;
 mod systemd;
 
 use std::collections::HashMap;
@@ -28,8 +31,13 @@ use uuid::Uuid;
 
 use crate::project::Schedule;
 use http::{Control, Shared, View};
-use runs::{log_done, Generation, Runs};
+use runs::{log_done, Ended, Generation, Runs};
+use streams::Triggers;
 use systemd::Notifier;
+
+/// How often every stream is swept (events pruned, how far behind each sync is published), besides
+/// after each run of a sync over it.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// A scheduled run came due.
 struct Tick {
@@ -134,6 +142,12 @@ fn log_invalid(generation: &Generation) {
     for e in &generation.project.invalid {
         tracing::error!(error = %e, "sync file is invalid and will not run until fixed");
     }
+    for stream in generation.project.unread_streams() {
+        tracing::warn!(
+            stream,
+            "no sync reads this stream (`source = \"stream:{stream}\"`): its events are stored and dropped unread after `retain`"
+        );
+    }
 }
 
 /// The loop's state: the current configuration, its pending jobs, the runs in flight.
@@ -145,6 +159,8 @@ struct Daemon {
     notifier: Notifier,
     shared: Arc<Shared>,
     cancel: CancellationToken,
+    /// Syncs waiting to run on their stream's events.
+    triggers: Triggers,
 }
 
 impl Daemon {
@@ -191,6 +207,7 @@ impl Daemon {
                 self.generation = Arc::new(next);
                 log_invalid(&self.generation);
                 self.schedule_all().await;
+                self.triggers.arm_all(&self.generation);
                 tracing::info!("configuration reloaded: {}", status_line(&self.generation, &self.runs));
                 Ok(())
             }
@@ -202,6 +219,32 @@ impl Daemon {
         self.notifier.ready(&status_line(&self.generation, &self.runs));
         self.publish();
         result
+    }
+
+    /// Starts the syncs whose stream's events are due.
+    fn start_due(&mut self) {
+        let runs = &self.runs;
+        let due = self.triggers.take_due(|s| runs.is_running(s));
+        for name in due {
+            self.runs.start_by(&self.generation, &name, &self.cancel, false, "events on its stream");
+        }
+    }
+
+    /// Sweeps `streams` (none: every stream) in the background: the loop never waits on the store.
+    fn sweep(&self, stream: Option<&str>) {
+        let generation = self.generation.clone();
+        let streams: Vec<String> = match stream {
+            Some(s) => vec![s.to_string()],
+            None => generation.project.config.streams.keys().cloned().collect(),
+        };
+        if streams.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            for stream in streams {
+                streams::sweep(&generation, &stream).await;
+            }
+        });
     }
 
     fn trigger(&mut self, name: &str, allow_deletes: bool) -> Result<(), String> {
@@ -224,6 +267,7 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
     scheduler.start().await.map_err(|e| format!("cannot start the scheduler: {e}"))?;
     let (ticks, mut tick_rx) = mpsc::unbounded_channel();
     let (control, mut control_rx) = mpsc::channel(16);
+    let (events, mut events_rx) = mpsc::unbounded_channel::<String>();
     let (token, token_file) = http::api_token(&generation.project)?;
     let shared = Arc::new(Shared {
         view: std::sync::RwLock::new(View {
@@ -243,6 +287,7 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
         notifier: Notifier::from_env(),
         shared,
         cancel: cancel.clone(),
+        triggers: Triggers::default(),
     };
     d.schedule_all().await;
     // Published before the endpoint answers: its first answer already has every next run.
@@ -254,8 +299,8 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
             header_timeout: daemon_config.http_timeout,
             max_connections: daemon_config.http_max_connections,
         };
-        let addr = http::serve(&daemon_config.listen, limits, d.shared.clone(), control, cancel.clone()).await?;
-        tracing::info!(%addr, "HTTP endpoint: /healthz, /metrics, /api/syncs");
+        let addr = http::serve(&daemon_config.listen, limits, d.shared.clone(), control, events, cancel.clone()).await?;
+        tracing::info!(%addr, "HTTP endpoint: /healthz, /metrics, /api/syncs, /hooks/STREAM");
         if let Some(path) = &token_file {
             tracing::info!(
                 token_file = %path.display(),
@@ -267,6 +312,8 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
         tracing::info!(sync = %name, "a scheduled run was missed while the daemon was down: running it now");
         d.runs.start(&d.generation, &name, &cancel);
     }
+    // What arrived while the daemon was down is sent now.
+    d.triggers.arm_all(&d.generation);
     tracing::info!(project = %root.display(), timezone = %d.generation.tz, "daemon started: {}", status_line(&d.generation, &d.runs));
     d.notifier.ready(&status_line(&d.generation, &d.runs));
     d.publish();
@@ -275,6 +322,7 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
     let mut watchdog = d.notifier.watchdog_every.map(tokio::time::interval);
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+    let mut sweeps = tokio::time::interval(SWEEP_EVERY);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -291,8 +339,22 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
             }
             Some(done) = d.runs.next(), if d.runs.in_flight() > 0 => {
                 log_done(&done);
+                d.triggers.ended(&d.generation, &done.sync, matches!(done.ended, Ended::Busy(_)));
+                let stream = d.generation.project.syncs.iter().find(|s| s.name() == done.sync).and_then(|s| crate::project::stream_of(&s.source));
+                if let Some(stream) = stream {
+                    d.sweep(Some(stream));
+                }
                 d.publish();
             }
+            Some(stream) = events_rx.recv() => {
+                let runs = &d.runs;
+                d.triggers.event(&d.generation, &stream, |s| runs.is_running(s));
+            }
+            _ = until(d.triggers.next_due()) => {
+                d.start_due();
+                d.publish();
+            }
+            _ = sweeps.tick() => d.sweep(None),
             Some(request) = control_rx.recv() => match request {
                 Control::Run(name, allow_deletes, reply) => {
                     let _ = reply.send(d.trigger(&name, allow_deletes));
@@ -319,6 +381,14 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
         return Err(format!("{abandoned} run(s) did not finish within [daemon] shutdown_timeout; they resume on the next start"));
     }
     Ok(())
+}
+
+/// Waits until `at`; forever when there is nothing to wait for.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn watchdog_tick(watchdog: &mut Option<tokio::time::Interval>) {

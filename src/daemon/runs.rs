@@ -76,6 +76,10 @@ impl Runs {
         self.running.len()
     }
 
+    pub fn is_running(&self, name: &str) -> bool {
+        self.running.contains_key(name)
+    }
+
     pub fn running(&self) -> impl Iterator<Item = &str> {
         self.running.keys().map(String::as_str)
     }

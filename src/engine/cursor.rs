@@ -45,9 +45,17 @@ impl RunCursor {
     /// Decides the read: from the stored mark on, or the whole model (first run, `--full-resync`,
     /// `sluice retry`, a rejected row due for a retry, a changed definition). `None` for a sync
     /// without a cursor.
-    pub fn plan(sync: &SyncSpec, config_fp: &str, stored: Option<StoredCursor>, opts: &RunOptions, hold_ended: bool) -> Option<RunCursor> {
-        let column = sync.file.cursor.as_ref()?.value.clone();
-        let basis = basis(sync, config_fp);
+    /// `column`: the sync's `cursor`, or for a sync over a stream the stream's event order.
+    pub fn plan(
+        sync: &SyncSpec,
+        column: Option<String>,
+        config_fp: &str,
+        stored: Option<StoredCursor>,
+        opts: &RunOptions,
+        hold_ended: bool,
+    ) -> Option<RunCursor> {
+        let column = column?;
+        let basis = basis(sync, &column, config_fp);
         let stored = stored.filter(|s| s.basis == basis).map(|s| s.value);
         let full_read = if opts.full_resync {
             Some("--full-resync")
@@ -88,9 +96,8 @@ impl RunCursor {
 }
 
 /// What a stored mark is valid for: the sync's definition, its model and the cursor column.
-fn basis(sync: &SyncSpec, config_fp: &str) -> String {
-    let cursor = sync.file.cursor.as_ref().map(|c| c.value.clone()).unwrap_or_default();
-    let parts = [Value::Text(config_fp.to_string()), Value::Text(sync.file.model.clone()), Value::Text(cursor)];
+fn basis(sync: &SyncSpec, column: &str, config_fp: &str) -> String {
+    let parts = [Value::Text(config_fp.to_string()), Value::Text(sync.file.model.clone()), Value::Text(column.to_string())];
     format!("{:032x}", hash_values(&parts))
 }
 

@@ -20,6 +20,7 @@ mod scan;
 mod send;
 mod shape;
 mod spool;
+mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -131,6 +132,8 @@ pub struct Engine {
     alerts: Option<crate::project::config::AlertsConfig>,
     /// How long the change log keeps entries (`[state] keep_changes`).
     keep_changes: std::time::Duration,
+    /// The project's directory (sources made for one run read files under it).
+    root: std::path::PathBuf,
 }
 
 impl Engine {
@@ -161,6 +164,7 @@ impl Engine {
             retry: project.config.retry.clone(),
             alerts: project.config.alerts.clone(),
             keep_changes: project.config.state.keep_changes,
+            root: project.root.clone(),
         })
     }
 

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 
 use super::cursor::RunCursor;
+use super::stream::{Held, STREAM_CURSOR};
 use super::{config_fingerprint, retry, shape, Engine, RunError, RunOptions, SyncReport};
 use crate::destinations::{Capabilities, Destination};
 use crate::project::SyncSpec;
-use crate::source::Source;
 use crate::state::SyncMeta;
 use crate::value::Hash128;
 
@@ -19,7 +19,9 @@ use crate::value::Hash128;
 pub(super) struct Prepared<'e> {
     pub destination: &'e Arc<dyn Destination>,
     pub caps: Capabilities,
-    pub source: &'e Source,
+    pub source: Held<'e>,
+    /// The cursor filters the model's rows (a `cursor` column), not a stream's events.
+    pub cursor_in_model: bool,
     /// The hash of where the destination writes (`Destination::identity`).
     pub identity: String,
     /// The sync's definition as its last run that got through recorded it.
@@ -46,7 +48,11 @@ impl Engine {
         let destination = self.destination(&sync.destination)?;
         let caps = destination.capabilities();
         shape::check_capabilities(sync, &caps)?;
-        let source = self.source(&sync.source)?;
+        let stream = crate::project::stream_of(&sync.source);
+        let source = match stream {
+            Some(_) => None,
+            None => Some(self.source(&sync.source)?),
+        };
 
         // Where the rows land is part of the definition: a sync pointed at another spreadsheet,
         // endpoint or account sends every row there once. The identity counts once it differs
@@ -70,9 +76,21 @@ impl Engine {
         // A cursor sync reads only the rows from its stored mark on (or everything, and says
         // why); a rejected row whose hold ran out is only seen by a whole read.
         let hold_ended = holds.values().any(|(_, seen)| DateTime::parse_from_rfc3339(seen).map_or(true, |t| t <= held_since));
-        let stored_cursor = if sync.file.cursor.is_some() { self.store.cursor(name).await? } else { None };
-        let cursor = RunCursor::plan(sync, &config_fp, stored_cursor, opts, hold_ended);
+        // A sync over a stream reads the events past the last one it read: its cursor is the
+        // stream's event order.
+        let column = match stream {
+            Some(stream) => Some(format!("{STREAM_CURSOR}{stream}")),
+            None => sync.file.cursor.as_ref().map(|c| c.value.clone()),
+        };
+        let stored_cursor = if column.is_some() { self.store.cursor(name).await? } else { None };
+        let mut cursor = RunCursor::plan(sync, column, &config_fp, stored_cursor, opts, hold_ended);
+        let source = match (source, stream, cursor.as_mut()) {
+            (Some(source), _, _) => Held::Shared(source),
+            (None, Some(stream), Some(cursor)) => self.read_stream(sync, stream, cursor).await?,
+            (None, _, _) => return Err(RunError::Invalid(format!("sync `{name}` reads a stream without a cursor (a bug)"))),
+        };
         report.cursor = cursor.as_ref().map(|c| c.report.clone());
-        Ok(Prepared { destination, caps, source, identity, meta, config_fp, moved, holds, held_since, cursor })
+        let cursor_in_model = stream.is_none();
+        Ok(Prepared { destination, caps, source, cursor_in_model, identity, meta, config_fp, moved, holds, held_since, cursor })
     }
 }

@@ -38,7 +38,7 @@ impl Engine {
         report: &mut SyncReport,
     ) -> Result<Scanned, RunError> {
         let name = sync.name();
-        let after = prepared.cursor.as_ref().and_then(|c| c.after.as_ref());
+        let after = prepared.cursor.as_ref().filter(|_| prepared.cursor_in_model).and_then(|c| c.after.as_ref());
         // The stored state loads while the model query starts. The reader stops once a few
         // chunks wait for the diff (the source's and the hashing stage's channels are bounded),
         // so the load is on a run's critical path: hence its packed form (`state::pages`, a few

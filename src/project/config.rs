@@ -39,6 +39,10 @@ pub struct ProjectConfig {
     pub retry: RetryConfig,
     /// A message when a sync fails, recovers or has rows rejected. No alerts without it.
     pub alerts: Option<AlertsConfig>,
+    /// Inbound webhooks, by name: the daemon accepts events at `POST /hooks/NAME` and syncs
+    /// read them with `source = "stream:NAME"` (README, "Streams").
+    #[serde(default)]
+    pub streams: IndexMap<String, super::stream_config::StreamConfig>,
 }
 
 /// `[alerts]`: a message when a sync fails, recovers or has rows rejected (`alerts` module).
@@ -354,8 +358,8 @@ impl std::fmt::Debug for DestinationSpec {
 }
 
 /// Keys that hold credentials when written out in the file instead of `${VAR}` or `*_file`.
-const SECRET_KEYS: [&str; 8] =
-    ["token", "private_key", "credentials", "credentials_json", "signing_secret", "api_token", "password", "webhook_url"];
+const SECRET_KEYS: [&str; 9] =
+    ["token", "private_key", "credentials", "credentials_json", "signing_secret", "api_token", "password", "webhook_url", "secret"];
 
 /// The first secret key the config sets to a literal value, if any.
 fn literal_secret(text: &str) -> Option<&'static str> {

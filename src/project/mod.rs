@@ -8,6 +8,7 @@ pub mod cron;
 pub mod duration_setting;
 pub mod mapping;
 pub mod schema;
+pub mod stream_config;
 pub mod syncfile;
 
 use std::fmt;
@@ -16,7 +17,8 @@ use std::path::{Path, PathBuf};
 pub use config::{DestinationSpec, ProjectConfig, SourceConfig};
 pub use cron::Schedule;
 pub use mapping::{FieldMapping, FieldSource, WriteMode};
-pub use syncfile::{Located, Mode, Nulls, OnRemove, SyncFile};
+pub use stream_config::{stream_of, StreamConfig};
+pub use syncfile::{Located, Mode, Nulls, OnRemove, SyncFile, Trigger};
 
 pub const SYNCS_DIR: &str = "syncs";
 
@@ -95,6 +97,17 @@ pub struct Project {
 }
 
 impl Project {
+    /// Streams no sync reads (`source = "stream:NAME"`): their events are kept for `retain`,
+    /// then dropped unread.
+    pub fn unread_streams(&self) -> Vec<&str> {
+        self.config
+            .streams
+            .keys()
+            .filter(|name| !self.syncs.iter().any(|s| stream_of(&s.source) == Some(name.as_str())))
+            .map(String::as_str)
+            .collect()
+    }
+
     /// Loads the project. Err only when `sluice.toml` itself is unusable.
     pub fn load(root: &Path) -> Result<Project, ProjectError> {
         let config = config::load(root)?;
@@ -161,9 +174,56 @@ fn collect_sql_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Resolves `source`/`destination` against the config. Omitted means "the only one there is".
 fn resolve(config: &ProjectConfig, file: SyncFile) -> Result<SyncSpec, ProjectError> {
-    let source = pick(&file, file.source.as_ref(), config.sources.keys(), "source", "sources")?;
+    let source = match file.source.as_ref().filter(|s| stream_of(&s.value).is_some()) {
+        Some(named) => stream_source(config, &file, named)?,
+        None => pick(&file, file.source.as_ref(), config.sources.keys(), "source", "sources")?,
+    };
+    if let (syncfile::Trigger::OnEvent { line, .. }, None) = (&file.trigger, stream_of(&source)) {
+        return Err(ProjectError::at(
+            &file.path,
+            *line,
+            format!("trigger = \"on_event\" needs a stream to wait on: `source = \"stream:NAME\"` (this sync reads `{source}`)"),
+        ));
+    }
     let destination = pick(&file, file.destination.as_ref(), config.destinations.keys(), "destination", "destinations")?;
     Ok(SyncSpec { file, source, destination })
+}
+
+/// `source = "stream:NAME"`: a `[streams.NAME]`, read by a sync that never removes what it sent
+/// (events leaving the stream's retention are not deletions).
+fn stream_source(config: &ProjectConfig, file: &SyncFile, named: &Located<String>) -> Result<String, ProjectError> {
+    let stream = stream_of(&named.value).unwrap_or_default();
+    if !config.streams.contains_key(stream) {
+        let names: Vec<&str> = config.streams.keys().map(String::as_str).collect();
+        return Err(ProjectError::at(
+            &file.path,
+            named.line,
+            format!("stream `{stream}` is not defined in sluice.toml (defined: {})", list(&names)),
+        )
+        .with_hint(
+            did_you_mean(stream, names.iter().copied())
+                .map(|s| format!("did you mean `stream:{s}`?"))
+                .or_else(|| Some(format!("add a [streams.{stream}] table to sluice.toml"))),
+        ));
+    }
+    let refuse = |why: &str| {
+        Err(ProjectError::at(
+            &file.path,
+            named.line,
+            format!("a sync over a stream {why}: events that leave the stream's retention were not deleted"),
+        ))
+    };
+    if file.mode == Mode::Mirror || file.on_remove != OnRemove::Ignore {
+        return refuse("cannot remove or clear records (mode = \"mirror\", on_remove)");
+    }
+    if file.cursor.is_some() {
+        return Err(ProjectError::at(
+            &file.path,
+            named.line,
+            "a sync over a stream reads only the events it has not read yet already: drop `cursor`".to_string(),
+        ));
+    }
+    Ok(named.value.clone())
 }
 
 fn pick<'a>(

@@ -101,6 +101,17 @@ pub struct SyncFile {
     /// What happens to rows that leave the model: `delete` for mode = "mirror".
     pub on_remove: OnRemove,
     pub nulls: Nulls,
+    /// What starts a run in the daemon besides `schedule`: events arriving on its stream.
+    pub trigger: Trigger,
+}
+
+/// What starts a sync's runs in the daemon, besides its `schedule`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Only the schedule (and people: `sluice run`, the API).
+    Schedule,
+    /// Also new events on the sync's stream: a run within `debounce` of the first new one.
+    OnEvent { debounce: std::time::Duration, line: usize },
 }
 
 /// A value with the file line it came from.
@@ -127,7 +138,8 @@ struct Header {
     /// `[daemon] timezone`.
     #[schemars(with = "Option<String>", extend("default" = "manual"))]
     schedule: Option<Spanned<String>>,
-    /// A `[sources.NAME]`; may be left out when sluice.toml defines just one.
+    /// A `[sources.NAME]`, or `stream:NAME` for the events of a `[streams.NAME]` (the table
+    /// `events`); may be left out when sluice.toml defines just one source.
     #[schemars(with = "Option<String>")]
     source: Option<Spanned<String>>,
     /// A `[destinations.NAME]`; may be left out when sluice.toml defines just one.
@@ -193,7 +205,18 @@ struct Header {
     /// alone.
     #[schemars(extend("default" = DEFAULT_NULLS))]
     nulls: Option<Nulls>,
+    /// Daemon: `on_event` also runs the sync when events arrive on its stream (`source =
+    /// "stream:NAME"`), within `debounce` of the first new one; `schedule` runs it on its
+    /// schedule only.
+    #[schemars(with = "Option<String>", extend("default" = "schedule"))]
+    trigger: Option<Spanned<String>>,
+    /// Daemon, with trigger = "on_event": how long after the first new event the run starts, so
+    /// a burst of events is sent by one run.
+    #[schemars(with = "Option<super::schema::DurationText>", extend("default" = super::duration_setting::text(DEFAULT_DEBOUNCE)))]
+    debounce: Option<Spanned<String>>,
 }
+
+const DEFAULT_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 const DEFAULT_MODE: Mode = Mode::Upsert;
 const DEFAULT_NULLS: Nulls = Nulls::Send;
@@ -388,7 +411,27 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
             ));
         }
     }
+    let trigger = match &header.trigger {
+        None => Trigger::Schedule,
+        Some(t) => match t.get_ref().as_str() {
+            "schedule" => Trigger::Schedule,
+            "on_event" => {
+                let debounce = header.debounce.as_ref().map(|d| duration("debounce", d)).transpose()?.unwrap_or(DEFAULT_DEBOUNCE);
+                Trigger::OnEvent { debounce, line: line_of(t.span()) }
+            }
+            other => {
+                return Err(err(
+                    line_of(t.span()),
+                    format!("unknown trigger `{other}`: use \"on_event\" (runs when events arrive on its stream) or \"schedule\""),
+                ))
+            }
+        },
+    };
+    if let (Trigger::Schedule, Some(d)) = (&trigger, &header.debounce) {
+        return Err(err(line_of(d.span()), "`debounce` applies to trigger = \"on_event\" only".into()));
+    }
     Ok(SyncFile {
+        trigger,
         on_remove,
         nulls: header.nulls.unwrap_or(DEFAULT_NULLS),
         log_values: header.log_values.unwrap_or(DEFAULT_LOG_VALUES),

@@ -11,6 +11,8 @@
 mod command;
 #[cfg(feature = "duckdb")]
 mod duckdb;
+#[cfg(feature = "duckdb")]
+mod events;
 mod postgres;
 
 use std::borrow::Cow;
@@ -200,6 +202,9 @@ pub enum Source {
     Postgres(postgres::PostgresSource),
     #[cfg(feature = "duckdb")]
     Command(command::CommandSource),
+    /// A stream's events, as the engine chose them for one run (`source = "stream:NAME"`).
+    #[cfg(feature = "duckdb")]
+    Events(events::EventsSource),
 }
 
 impl Source {
@@ -229,6 +234,20 @@ impl Source {
         })
     }
 
+    /// A stream's events as the table `events`: those in the JSON-lines `file`, or none.
+    pub fn events(name: &str, root: &Path, file: Option<&Path>) -> Result<Source, SourceError> {
+        #[cfg(feature = "duckdb")]
+        return Ok(Source::Events(events::EventsSource::new(name, root, file)));
+        #[cfg(not(feature = "duckdb"))]
+        {
+            let _ = (root, file);
+            Err(SourceError::Connect {
+                source_name: name.to_string(),
+                message: "syncs over a stream read its events with DuckDB: use a build with default features".into(),
+            })
+        }
+    }
+
     /// The model's columns, without reading its rows (used by `check`).
     pub async fn describe(&self, sql: &str) -> Result<Vec<Column>, SourceError> {
         match self {
@@ -237,6 +256,8 @@ impl Source {
             Source::Postgres(s) => s.describe(sql).await,
             #[cfg(feature = "duckdb")]
             Source::Command(s) => s.describe(sql).await,
+            #[cfg(feature = "duckdb")]
+            Source::Events(s) => s.describe(sql).await,
         }
     }
 
@@ -249,6 +270,8 @@ impl Source {
             Source::Postgres(s) => s.stream(sql, after, timeout).await,
             #[cfg(feature = "duckdb")]
             Source::Command(s) => s.stream(sql, after, timeout).await,
+            #[cfg(feature = "duckdb")]
+            Source::Events(s) => s.stream(sql, after, timeout).await,
         }
     }
 }

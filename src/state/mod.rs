@@ -12,6 +12,7 @@
 
 mod changes;
 mod commit;
+mod events;
 pub mod keys;
 mod lock;
 mod marks;
@@ -27,6 +28,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 
 pub use changes::{ChangeQuery, ChangeRecord};
+pub use events::Appended;
 pub use lock::{holder, SyncLock};
 pub use marks::{AlertState, StoredCursor};
 pub use pages::FOLD_MERGE_MAX;

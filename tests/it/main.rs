@@ -56,3 +56,4 @@ mod slack_fidelity;
 mod smoke;
 mod split_retries;
 mod state_store;
+mod streams;
