@@ -31,6 +31,7 @@ mod faults;
 mod field_writes;
 mod file_destination;
 mod fingerprints;
+mod form_webhook;
 mod google_sheets;
 mod google_sheets_errors;
 mod google_sheets_fidelity;

@@ -122,6 +122,8 @@ fn contacts() -> Vec<Property> {
         prop("email", "string"),
         prop("firstname", "string"),
         prop("lastname", "string"),
+        // A default contact property: "Company name".
+        prop("company", "string"),
         Property {
             options: &[
                 "subscriber",
