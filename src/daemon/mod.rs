@@ -2,8 +2,9 @@
 //!
 //! The loop owns the current [`Generation`] (project + engine), the scheduler's pending jobs
 //! (one one-shot job per scheduled sync: its next run time comes from `schedule`, which is
-//! DST-correct in the configured time zone) and the runs in flight. Ticks, SIGHUP, the watchdog
-//! and finished runs all arrive in one `select!`, so state changes in one place.
+//! DST-correct in the configured time zone) and the runs in flight. Ticks, SIGHUP, the watchdog,
+//! finished runs, streams' events and their debounce timers all arrive in one `select!`, so
+//! state changes in one place.
 //!
 //! Shutdown: the cancellation token stops scheduling; runs in flight see it through their
 //! `RunOptions`, finish their batch and commit; the daemon waits at most `shutdown_timeout`.
