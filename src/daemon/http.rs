@@ -53,12 +53,19 @@ pub struct Shared {
     pub heartbeat: AtomicI64,
     /// The API's bearer token; replaced when a reload brings another.
     pub token: RwLock<SecretString>,
+    /// How far each run going on here has got (the console's progress).
+    pub live: super::runs::LiveRuns,
 }
 
 /// Requests the loop carries out.
 pub enum Control {
-    /// Run a sync now; `true` lets it past the delete guard.
-    Run(String, bool, oneshot::Sender<Result<(), String>>),
+    /// Run a sync now, as asked, saying who asked.
+    Run {
+        name: String,
+        asked: super::runs::Asked,
+        by: &'static str,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     Reload(oneshot::Sender<Result<(), String>>),
 }
 
@@ -130,6 +137,7 @@ pub async fn serve(
         .route("/api/syncs/{name}/run", post(trigger))
         .route("/api/reload", post(reload))
         .route("/hooks/{stream}", post(super::hooks::receive))
+        .merge(super::console::routes())
         .layer(axum::middleware::from_fn_with_state(api.clone(), known_host))
         .with_state(api);
     tokio::spawn(accept(listener, app, limits, cancel));
@@ -256,14 +264,18 @@ async fn status(
         Schedule::Manual => "manual".to_string(),
         Schedule::Cron(c) => c.clone(),
     };
+    let trigger = match sync.file.trigger {
+        crate::project::Trigger::Schedule => "schedule",
+        crate::project::Trigger::OnEvent { .. } => "on_event",
+    };
     Some(json!({
         "name": name, "source": sync.source, "destination": sync.destination, "mode": sync.file.mode.as_str(),
-        "schedule": schedule, "next_run": next, "running": running, "last_runs": runs,
+        "schedule": schedule, "trigger": trigger, "next_run": next, "running": running, "last_runs": runs,
         "pending_rows": { "rejected": rejected, "retryable": retryable },
     }))
 }
 
-fn snapshot(api: &Api) -> Option<View> {
+pub(super) fn snapshot(api: &Api) -> Option<View> {
     api.shared.view.read().ok().map(|v| v.clone())
 }
 
@@ -293,7 +305,7 @@ async fn one(State(api): State<Api>, Path(name): Path<String>, headers: HeaderMa
 }
 
 /// Whether the request carries the API token (compared in constant time).
-fn authorized(api: &Api, headers: &HeaderMap) -> bool {
+pub(super) fn authorized(api: &Api, headers: &HeaderMap) -> bool {
     let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let Some(given) = given else { return false };
     let Ok(token) = api.shared.token.read() else { return false };
@@ -319,7 +331,7 @@ fn refusal(api: &Api, headers: &HeaderMap) -> Option<Response> {
     })
 }
 
-async fn ask(api: &Api, make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Control) -> Result<(), String> {
+pub(super) async fn ask(api: &Api, make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Control) -> Result<(), String> {
     let (tx, rx) = oneshot::channel();
     api.control.send(make(tx)).await.map_err(|_| "the daemon is stopping".to_string())?;
     rx.await.map_err(|_| "the daemon is stopping".to_string())?
@@ -330,7 +342,9 @@ async fn trigger(State(api): State<Api>, Path(name): Path<String>, RawQuery(quer
         return r;
     }
     let allow_deletes = query.unwrap_or_default().split('&').any(|p| p == "allow_deletes=true");
-    match ask(&api, |tx| Control::Run(name.clone(), allow_deletes, tx)).await {
+    let asked = super::runs::Asked { allow_deletes, ..Default::default() };
+    let by = "an API request to the daemon";
+    match ask(&api, |reply| Control::Run { name: name.clone(), asked, by, reply }).await {
         Ok(()) => (StatusCode::ACCEPTED, Json(json!({ "started": name }))).into_response(),
         Err(e) if e.contains("no sync") => error(StatusCode::NOT_FOUND, e),
         Err(e) => error(StatusCode::CONFLICT, e),

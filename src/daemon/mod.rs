@@ -9,6 +9,7 @@
 //! Shutdown: the cancellation token stops scheduling; runs in flight see it through their
 //! `RunOptions`, finish their batch and commit; the daemon waits at most `shutdown_timeout`.
 
+mod console;
 mod hooks;
 mod http;
 mod runs;
@@ -32,7 +33,7 @@ use uuid::Uuid;
 
 use crate::project::Schedule;
 use http::{Control, Shared, View};
-use runs::{log_done, Ended, Generation, Runs};
+use runs::{log_done, Asked, Ended, Generation, LiveRuns, Runs};
 use streams::Triggers;
 use systemd::Notifier;
 
@@ -227,7 +228,7 @@ impl Daemon {
         let runs = &self.runs;
         let due = self.triggers.take_due(|s| runs.is_running(s));
         for name in due {
-            self.runs.start_by(&self.generation, &name, &self.cancel, false, "events on its stream");
+            self.runs.start_by(&self.generation, &name, &self.cancel, Asked::default(), "events on its stream");
         }
     }
 
@@ -248,11 +249,11 @@ impl Daemon {
         });
     }
 
-    fn trigger(&mut self, name: &str, allow_deletes: bool) -> Result<(), String> {
+    fn trigger(&mut self, name: &str, asked: Asked, by: &'static str) -> Result<(), String> {
         if !self.generation.project.syncs.iter().any(|s| s.name() == name) {
             return Err(format!("no sync named `{name}`"));
         }
-        if self.runs.start_by(&self.generation, name, &self.cancel, allow_deletes, "an API request to the daemon") {
+        if self.runs.start_by(&self.generation, name, &self.cancel, asked, by) {
             Ok(())
         } else {
             Err(format!("`{name}` is running already"))
@@ -270,6 +271,7 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
     let (control, mut control_rx) = mpsc::channel(16);
     let (events, mut events_rx) = mpsc::unbounded_channel::<String>();
     let (token, token_file) = http::api_token(&generation.project)?;
+    let live = LiveRuns::default();
     let shared = Arc::new(Shared {
         view: std::sync::RwLock::new(View {
             generation: generation.clone(),
@@ -279,10 +281,11 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
         }),
         heartbeat: AtomicI64::new(Utc::now().timestamp_millis()),
         token: std::sync::RwLock::new(token),
+        live: live.clone(),
     });
     let mut d = Daemon {
         root: root.to_path_buf(),
-        runs: Runs::new(daemon_config.max_concurrent_runs),
+        runs: Runs::new(daemon_config.max_concurrent_runs, live),
         generation,
         pending: Pending { scheduler, jobs: HashMap::new(), due: HashMap::new(), ticks },
         notifier: Notifier::from_env(),
@@ -294,6 +297,9 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
     // Published before the endpoint answers: its first answer already has every next run.
     d.publish();
     let daemon_config = &d.generation.project.config.daemon;
+    if daemon_config.listen.eq_ignore_ascii_case("off") && !d.generation.project.config.streams.is_empty() {
+        tracing::warn!("[daemon] listen = \"off\": the streams' webhooks (POST /hooks/NAME) receive nothing");
+    }
     if !daemon_config.listen.eq_ignore_ascii_case("off") {
         let limits = http::Limits {
             allowed_hosts: daemon_config.allowed_hosts.clone(),
@@ -357,8 +363,8 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
             }
             _ = sweeps.tick() => d.sweep(None),
             Some(request) = control_rx.recv() => match request {
-                Control::Run(name, allow_deletes, reply) => {
-                    let _ = reply.send(d.trigger(&name, allow_deletes));
+                Control::Run { name, asked, by, reply } => {
+                    let _ = reply.send(d.trigger(&name, asked, by));
                     d.publish();
                 }
                 Control::Reload(reply) => {

@@ -41,6 +41,26 @@ pub enum Ended {
     Failed(String),
 }
 
+/// How far a run going on in this process has got: what the console shows while it runs.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Live {
+    pub rows_read: u64,
+    pub sent: u64,
+    pub to_send: u64,
+}
+
+/// Per sync running here, its [`Live`] progress; shared with the HTTP endpoint.
+pub type LiveRuns = Arc<std::sync::Mutex<HashMap<String, Live>>>;
+
+/// What a person asked of a run they started (the API, the console).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Asked {
+    /// Past the delete guard.
+    pub allow_deletes: bool,
+    /// Rows rejected before are sent again even if unchanged (`sluice retry`).
+    pub retry_rejected: bool,
+}
+
 pub struct Done {
     pub sync: String,
     pub ended: Ended,
@@ -58,10 +78,11 @@ pub struct Runs {
     destination_limits: HashMap<String, Arc<Semaphore>>,
     /// Ticks skipped because the sync's previous run was still going, per sync.
     pub skipped: HashMap<String, u64>,
+    pub live: LiveRuns,
 }
 
 impl Runs {
-    pub fn new(max_concurrent: usize) -> Runs {
+    pub fn new(max_concurrent: usize, live: LiveRuns) -> Runs {
         Runs {
             set: JoinSet::new(),
             running: HashMap::new(),
@@ -69,6 +90,7 @@ impl Runs {
             destination_limits: HashMap::new(),
             limit: Arc::new(Semaphore::new(max_concurrent.max(1))),
             skipped: HashMap::new(),
+            live,
         }
     }
 
@@ -91,17 +113,17 @@ impl Runs {
 
     /// Starts a scheduled run of `name` unless one is going; `false` when the tick is skipped.
     pub fn start(&mut self, generation: &Arc<Generation>, name: &str, cancel: &CancellationToken) -> bool {
-        self.start_by(generation, name, cancel, false, "the daemon's schedule")
+        self.start_by(generation, name, cancel, Asked::default(), "the daemon's schedule")
     }
 
     /// Starts a run of `name` unless one is going, saying who asked (named to anyone who finds
-    /// the sync locked); `allow_deletes` lets it past the delete guard (a person asked for it).
+    /// the sync locked) and what they asked for.
     pub fn start_by(
         &mut self,
         generation: &Arc<Generation>,
         name: &str,
         cancel: &CancellationToken,
-        allow_deletes: bool,
+        asked: Asked,
         started_by: &'static str,
     ) -> bool {
         if self.running.contains_key(name) {
@@ -116,10 +138,14 @@ impl Runs {
             let cap = generation.engine.destination(&sync.destination).ok()?.capabilities().concurrent_runs?;
             Some(self.destination_limits.entry(sync.destination.clone()).or_insert_with(|| Arc::new(Semaphore::new(cap.max(1)))).clone())
         });
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(name.to_string(), Live::default());
+        }
         let (generation, name, cancel, limit) = (generation.clone(), name.to_string(), cancel.clone(), self.limit.clone());
         let task_name = name.clone();
+        let progress = progress_into(self.live.clone(), &name);
         let handle = self.set.spawn(async move {
-            let ended = run_one(&generation, &name, &cancel, limit, destination_limit, allow_deletes, started_by).await;
+            let ended = run_one(&generation, &name, &cancel, limit, destination_limit, asked, started_by, progress).await;
             Done { sync: name, ended }
         });
         self.tasks.insert(handle.id(), task_name);
@@ -133,6 +159,7 @@ impl Runs {
                 Ok((id, done)) => {
                     self.tasks.remove(&id);
                     self.running.remove(&done.sync);
+                    self.forget_live(&done.sync);
                     return Some(done);
                 }
                 // A run task panicked (a bug): free its sync so its next tick runs again.
@@ -140,9 +167,16 @@ impl Runs {
                     if let Some(name) = self.tasks.remove(&e.id()) {
                         tracing::error!(sync = %name, "a run ended in a panic");
                         self.running.remove(&name);
+                        self.forget_live(&name);
                     }
                 }
             }
+        }
+    }
+
+    fn forget_live(&self, name: &str) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(name);
         }
     }
 
@@ -163,14 +197,32 @@ impl Runs {
     }
 }
 
+/// A run's progress, written into `live` for the console.
+fn progress_into(live: LiveRuns, name: &str) -> crate::engine::ProgressFn {
+    let name = name.to_string();
+    crate::engine::ProgressFn(Arc::new(move |p| {
+        let Ok(mut live) = live.lock() else { return };
+        let Some(entry) = live.get_mut(&name) else { return };
+        match p {
+            crate::engine::Progress::Scanning { rows, .. } => entry.rows_read = rows,
+            crate::engine::Progress::Sending { sent, total, .. } => {
+                entry.sent = sent;
+                entry.to_send = total;
+            }
+        }
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_one(
     generation: &Generation,
     name: &str,
     cancel: &CancellationToken,
     limit: Arc<Semaphore>,
     destination_limit: Option<Arc<Semaphore>>,
-    allow_deletes: bool,
+    asked: Asked,
     started_by: &str,
+    progress: crate::engine::ProgressFn,
 ) -> Ended {
     let Some(sync) = generation.project.syncs.iter().find(|s| s.name() == name) else {
         return Ended::Failed(format!("sync `{name}` is no longer defined"));
@@ -182,7 +234,14 @@ async fn run_one(
     };
     let _permit = limit.acquire_owned().await;
     // The engine takes the sync's lock: a replica or a person running it by hand holds it.
-    let opts = RunOptions { cancel: cancel.clone(), allow_deletes, started_by: started_by.to_string(), ..Default::default() };
+    let opts = RunOptions {
+        cancel: cancel.clone(),
+        allow_deletes: asked.allow_deletes,
+        retry_rejected: asked.retry_rejected,
+        started_by: started_by.to_string(),
+        progress: Some(progress),
+        ..Default::default()
+    };
     let report = generation.engine.run(sync, &opts).await;
     if report.outcome() == crate::engine::Outcome::Skipped {
         return Ended::Busy(report.error.unwrap_or_default());

@@ -68,7 +68,13 @@ impl Engine {
                 Err(e) => Err(e.to_string()),
             };
             match result {
-                Ok(()) => sent.push(alert.event),
+                Ok(()) => {
+                    sent.push(alert.event);
+                    report.alerts.push(super::report::SentAlert {
+                        event: alert.event.as_str().to_string(),
+                        destination: config.destination.clone(),
+                    });
+                }
                 Err(e) => {
                     tracing::warn!(sync = %sync.name(), event = alert.event.as_str(), error = %e, "could not send an alert");
                     report.warn(format!(

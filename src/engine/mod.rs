@@ -256,6 +256,15 @@ impl Engine {
         }
         self.alert(sync, &mut report).await;
         self.prune_changes(sync, &mut report).await;
+        // Last, so it holds the alerts and warnings: the report the console's run page shows.
+        match serde_json::to_string(&report) {
+            Ok(json) => {
+                if let Err(e) = self.store.set_run_report(&run_id, &json).await {
+                    tracing::warn!(sync = %sync.name(), run_id = %run_id, error = %e, "could not keep the run's report");
+                }
+            }
+            Err(e) => tracing::warn!(sync = %sync.name(), error = %e, "could not encode the run's report"),
+        }
         report
     }
 

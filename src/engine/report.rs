@@ -177,10 +177,21 @@ pub struct SyncReport {
     /// How the send phase went, when it sent anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sending: Option<Sending>,
+    /// The alerts this run sent (`[alerts]`): which, and through which destination.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<SentAlert>,
     #[serde(skip)]
     sample_limit: usize,
     #[serde(skip)]
     warnings_dropped: u64,
+}
+
+/// An alert a run sent.
+#[derive(Clone, Debug, Serialize)]
+pub struct SentAlert {
+    /// failure, recovery or rejected_rows.
+    pub event: String,
+    pub destination: String,
 }
 
 impl SyncReport {
@@ -211,6 +222,7 @@ impl SyncReport {
             samples: Vec::new(),
             duration_ms: 0,
             sending: None,
+            alerts: Vec::new(),
             sample_limit: opts.samples,
             warnings_dropped: 0,
         }

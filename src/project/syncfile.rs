@@ -75,6 +75,8 @@ pub struct SyncFile {
     /// Explicit mapping, in file order. Empty means "every model column under its own name".
     pub mapping: Vec<FieldMapping>,
     pub model: String,
+    /// The header's TOML as written (between `/* sluice` and `*/`), for the console.
+    pub header_text: String,
     /// Line where the model SQL starts.
     pub model_line: usize,
     /// Line of the `/* sluice` opener, for errors about the header as a whole.
@@ -453,6 +455,7 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
         target: header.target,
         mapping,
         model,
+        header_text: header_text.trim_matches('\n').to_string(),
         model_line,
         header_line,
     })

@@ -435,6 +435,13 @@ impl Store {
         Ok(())
     }
 
+    /// How many rows the store says the destination holds for `sync` (as of the last fold: a
+    /// run going on may have staged more).
+    pub async fn count_rows(&self, sync: &str) -> Result<i64, StateError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM sync_rows WHERE sync = $1").bind(sync).fetch_one(&self.pool).await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// Forgets everything about `sync` except its run history: the next run sends every row.
     pub async fn reset(&self, sync: &str) -> Result<u64, StateError> {
         self.fold(sync).await?;

@@ -100,6 +100,32 @@ fn run_from(row: &AnyRow) -> Result<RunRecord, sqlx::Error> {
     })
 }
 
+/// A `row_errors` row read as (sync, key_json, kind, message, attempts, first_seen, last_seen).
+fn error_from(r: &AnyRow) -> Result<RowError, StateError> {
+    let key_json: String = r.try_get(1)?;
+    Ok(RowError {
+        sync: r.try_get(0)?,
+        key: super::keys::display_key_json(&key_json),
+        kind: r.try_get(2)?,
+        message: r.try_get(3)?,
+        attempts: r.try_get(4)?,
+        first_seen: r.try_get(5)?,
+        last_seen: r.try_get(6)?,
+    })
+}
+
+/// `text` matched literally by LIKE (with `ESCAPE '\'`): its wildcards escaped.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl Store {
     /// Records the start of a run. Earlier runs of the sync still marked running were cut off
     /// by a crash or kill: they are marked interrupted.
@@ -173,9 +199,82 @@ impl Store {
     }
 
     pub async fn runs(&self, sync: &str, limit: i64) -> Result<Vec<RunRecord>, StateError> {
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE sync = $1 ORDER BY started_at DESC, id DESC LIMIT $2");
-        let rows = sqlx::query(&sql).bind(sync).bind(limit).fetch_all(&self.pool).await?;
+        self.runs_page(sync, 0, limit).await
+    }
+
+    /// Runs of `sync`, newest first, `offset` of them skipped (the console's run history).
+    pub async fn runs_page(&self, sync: &str, offset: i64, limit: i64) -> Result<Vec<RunRecord>, StateError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE sync = $1 ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3");
+        let rows = sqlx::query(&sql).bind(sync).bind(limit).bind(offset).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(run_from).collect::<Result<Vec<_>, _>>()?)
+    }
+
+    pub async fn count_runs(&self, sync: &str) -> Result<i64, StateError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM runs WHERE sync = $1").bind(sync).fetch_one(&self.pool).await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Keeps a finished run's report (`sluice run --json`'s form, alerts included) beside its
+    /// row, for the console's run page.
+    pub async fn set_run_report(&self, run_id: &str, report_json: &str) -> Result<(), StateError> {
+        sqlx::query("UPDATE runs SET report_json = $1 WHERE id = $2").bind(report_json).bind(run_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// One run of `sync`, and its report when one was kept.
+    pub async fn run_with_report(&self, sync: &str, run_id: &str) -> Result<Option<(RunRecord, Option<String>)>, StateError> {
+        let sql = format!("SELECT {RUN_COLUMNS}, report_json FROM runs WHERE sync = $1 AND id = $2");
+        let Some(row) = sqlx::query(&sql).bind(sync).bind(run_id).fetch_optional(&self.pool).await? else { return Ok(None) };
+        Ok(Some((run_from(&row)?, row.try_get(16)?)))
+    }
+
+    /// A page of `sync`'s pending rows, oldest first, and how many match in all. `search`
+    /// keeps rows whose key or reason contains it (any case).
+    pub async fn row_errors_page(
+        &self,
+        sync: &str,
+        search: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<RowError>, i64), StateError> {
+        let filter = " AND (LOWER(key_json) LIKE $2 ESCAPE '\\' OR LOWER(message) LIKE $2 ESCAPE '\\')";
+        let pattern = search.map(|s| format!("%{}%", like_escape(&s.to_lowercase())));
+        let (filter, pattern) = match &pattern {
+            Some(p) => (filter, p.as_str()),
+            None => ("", ""),
+        };
+        let count = format!("SELECT COUNT(*) FROM row_errors WHERE sync = $1{filter}");
+        let mut q = sqlx::query(&count).bind(sync);
+        if !filter.is_empty() {
+            q = q.bind(pattern);
+        }
+        let total: i64 = q.fetch_one(&self.pool).await?.try_get(0)?;
+        let (l, o) = if filter.is_empty() { ("$2", "$3") } else { ("$3", "$4") };
+        let page = format!(
+            "SELECT sync, key_json, kind, message, attempts, first_seen, last_seen FROM row_errors \
+             WHERE sync = $1{filter} ORDER BY first_seen, key_json LIMIT {l} OFFSET {o}"
+        );
+        let mut q = sqlx::query(&page).bind(sync);
+        if !filter.is_empty() {
+            q = q.bind(pattern);
+        }
+        let rows = q.bind(limit).bind(offset).fetch_all(&self.pool).await?;
+        Ok((rows.iter().map(error_from).collect::<Result<_, _>>()?, total))
+    }
+
+    /// (rejected, retryable) counts of pending rows, for every sync that has any.
+    pub async fn error_counts_all(&self) -> Result<std::collections::HashMap<String, (i64, i64)>, StateError> {
+        let rows = sqlx::query("SELECT sync, kind, COUNT(*) FROM row_errors GROUP BY sync, kind").fetch_all(&self.pool).await?;
+        let mut out = std::collections::HashMap::<String, (i64, i64)>::new();
+        for r in rows {
+            let (sync, kind, n): (String, String, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let counts = out.entry(sync).or_default();
+            match kind.as_str() {
+                "rejected" => counts.0 += n,
+                _ => counts.1 += n,
+            }
+        }
+        Ok(out)
     }
 
     /// Rows of `sync` not accepted by the destination, oldest first.
@@ -188,20 +287,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| -> Result<RowError, StateError> {
-                let key_json: String = r.try_get(1)?;
-                Ok(RowError {
-                    sync: r.try_get(0)?,
-                    key: super::keys::display_key_json(&key_json),
-                    kind: r.try_get(2)?,
-                    message: r.try_get(3)?,
-                    attempts: r.try_get(4)?,
-                    first_seen: r.try_get(5)?,
-                    last_seen: r.try_get(6)?,
-                })
-            })
-            .collect()
+        rows.iter().map(error_from).collect()
     }
 
     /// Key hashes of every pending row of `sync`.

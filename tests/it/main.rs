@@ -15,6 +15,7 @@ mod command_destination;
 mod command_source;
 mod command_source_examples;
 mod concurrency;
+mod console;
 mod crash;
 mod cursor;
 mod custom_destination;

@@ -1,5 +1,6 @@
 //! Canary secrets in config and environment never show up in anything sluice prints, logs or
-//! serves: CLI output (text and JSON), debug logs, failing runs, the daemon's logs and API.
+//! serves: CLI output (text and JSON), debug logs, failing runs, the daemon's logs, API and
+//! console pages.
 
 use crate::support;
 
@@ -119,6 +120,31 @@ async fn no_command_log_or_api_answer_shows_a_secret() {
         assert!(Instant::now() < deadline, "the failing runs: {}", std::fs::read_to_string(&log).unwrap_or_default());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Every page of the console, signed in (it shows run errors and the syncs' definitions).
+    let base = format!("http://127.0.0.1:{port}");
+    let console = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let signed_in = console.post(format!("{base}/login")).form(&[("token", token.trim())]).send().await.unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let mut pages = vec!["/login".to_string(), "/".to_string()];
+    for sync in ["to_hook", "to_crm", "from_pg"] {
+        pages.push(format!("/syncs/{sync}"));
+        pages.push(format!("/syncs/{sync}/reset"));
+        let status: serde_json::Value =
+            http.get(format!("{base}/api/syncs/{sync}")).bearer_auth(token.trim()).send().await.unwrap().json().await.unwrap();
+        for run in status["last_runs"].as_array().unwrap() {
+            pages.push(format!("/syncs/{sync}/runs/{}", run["id"].as_str().unwrap()));
+        }
+    }
+    let mut failed_runs_shown = 0;
+    for path in &pages {
+        let answer = console.get(format!("{base}{path}")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "GET {path}");
+        let body = answer.text().await.unwrap();
+        assert_clean(&format!("the console's {path}"), &body);
+        failed_runs_shown += body.matches("✕ failed").count();
+    }
+    assert!(failed_runs_shown >= 2, "the pages show the failed runs (whose errors are where secrets could leak)");
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
     assert_clean("the daemon's log", &std::fs::read_to_string(&log).unwrap());
