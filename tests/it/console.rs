@@ -69,7 +69,10 @@ async fn pages_need_a_session_and_forms_need_its_token_and_this_origin() {
     }
     let (status, login) = page(&http, &base, "/login?next=/syncs/s0", "").await;
     assert_eq!(status, 200);
-    assert!(login.contains("<label for=\"token\">API token</label>") && login.contains("name=\"next\" value=\"&#x2f;syncs&#x2f;s0\""), "{login}");
+    assert!(
+        login.contains("<label for=\"token\">API token</label>") && login.contains("name=\"next\" value=\"&#x2f;syncs&#x2f;s0\""),
+        "{login}"
+    );
 
     // A wrong token, or the right one posted from another site, signs nobody in.
     let wrong = http.post(format!("{base}/login")).form(&[("token", "nope")]).send().await.unwrap();
