@@ -117,8 +117,16 @@ class Poster:
         body = json.dumps({"n": n, "email": f"person{n}@example.com", "padding": "x" * 200}).encode()
         signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
         headers = {"Content-Type": "application/json", "X-Signature": signature, "X-Delivery": f"e{n}"}
-        self.conn.request("POST", "/hooks/bench", body=body, headers=headers)
-        answer = self.conn.getresponse()
+        try:
+            self.conn.request("POST", "/hooks/bench", body=body, headers=headers)
+            answer = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # The daemon serves one connection for at most two minutes (then closes it, as a
+            # kept-alive connection may be closed): reconnect and send the same delivery again,
+            # as a real sender would. Its delivery id makes it stored once either way.
+            self.conn.close()
+            self.conn.request("POST", "/hooks/bench", body=body, headers=headers)
+            answer = self.conn.getresponse()
         text = answer.read()
         if answer.status != 200:
             raise SystemExit(f"event {n} refused: {answer.status} {text!r}")

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::session::{self, Session};
 use super::{local_path, message, render, same_origin, see_other, sign_in};
-use crate::daemon::http::{ask, snapshot, Api, Control};
+use crate::daemon::http::{ask, Api, Control};
 use crate::daemon::runs::Asked;
 
 type Fields = Form<HashMap<String, String>>;
@@ -134,9 +134,9 @@ pub(super) async fn retry(State(api): State<Api>, Path(name): Path<String>, head
 /// `GET /syncs/{name}/reset`: what a reset does to this sync, and the form that does it.
 pub(super) async fn reset_form(State(api): State<Api>, Path(name): Path<String>, headers: HeaderMap, uri: Uri) -> Response {
     let started = Instant::now();
-    let Some(session) = super::session(&api, &headers) else { return sign_in(&uri) };
-    let Some(view) = snapshot(&api) else {
-        return message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The daemon's state is poisoned.", Some(&session.csrf), started);
+    let (session, view) = match super::signed_in(&api, &headers, &uri, started) {
+        Ok(both) => both,
+        Err(answer) => return *answer,
     };
     let Some(sync) = view.generation.project.syncs.iter().find(|s| s.name() == name) else {
         return message(StatusCode::NOT_FOUND, "No such sync", &format!("There is no sync named `{name}`."), Some(&session.csrf), started);
@@ -160,8 +160,9 @@ pub(super) async fn reset(State(api): State<Api>, Path(name): Path<String>, head
         let text = format!("Nothing was reset: type the sync's name, `{name}`, to confirm.");
         return message(StatusCode::UNPROCESSABLE_ENTITY, "Not confirmed", &text, Some(&session.csrf), started);
     }
-    let Some(view) = snapshot(&api) else {
-        return message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The daemon's state is poisoned.", Some(&session.csrf), started);
+    let view = match super::current(&api, &session, started) {
+        Ok(view) => view,
+        Err(answer) => return *answer,
     };
     // Under the sync's lock, as `sluice reset`: refused while a run of it goes on anywhere.
     match view.generation.engine.reset(&name, "a reset from the console").await {

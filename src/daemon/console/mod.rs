@@ -28,7 +28,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use minijinja::Environment;
 
-use super::http::Api;
+use super::http::{snapshot, Api, View};
 use session::Session;
 
 pub(super) fn routes() -> Router<Api> {
@@ -116,6 +116,22 @@ fn session(api: &Api, headers: &HeaderMap) -> Option<Session> {
     let token = api.shared.token.read().ok()?;
     let cookies = headers.get_all(header::COOKIE).into_iter().filter_map(|v| v.to_str().ok());
     session::verify(cookies, &token, chrono::Utc::now())
+}
+
+/// The page's session and the published view, or the answer to give instead (to the sign-in
+/// page; unavailable).
+fn signed_in(api: &Api, headers: &HeaderMap, uri: &Uri, started: Instant) -> Result<(Session, View), Box<Response>> {
+    let Some(session) = session(api, headers) else { return Err(Box::new(sign_in(uri))) };
+    let view = current(api, &session, started)?;
+    Ok((session, view))
+}
+
+/// The published view, or a page saying it cannot be read.
+fn current(api: &Api, session: &Session, started: Instant) -> Result<View, Box<Response>> {
+    snapshot(api).ok_or_else(|| {
+        let text = "The daemon's state is poisoned (a bug: its log says more); restart it.";
+        Box::new(message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", text, Some(&session.csrf), started))
+    })
 }
 
 /// To the sign-in page, coming back to `uri` after.

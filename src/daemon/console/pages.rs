@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::chart::{self, Chart, Point};
-use super::{duration_text, message, render, seconds_between, session, sign_in, Clock};
-use crate::daemon::http::{snapshot, Api};
+use super::{duration_text, message, render, seconds_between, Clock};
+use crate::daemon::http::Api;
 use crate::daemon::runs::Live;
 use crate::project::{Schedule, SyncSpec, Trigger};
 use crate::state::{ChangeQuery, RunRecord};
@@ -130,9 +130,9 @@ fn live_runs(api: &Api) -> HashMap<String, Live> {
 /// `/`: every sync, how it last went, and the sync files that are invalid.
 pub(super) async fn syncs(State(api): State<Api>, headers: HeaderMap, uri: Uri) -> Response {
     let started = Instant::now();
-    let Some(session) = session(&api, &headers) else { return sign_in(&uri) };
-    let Some(view) = snapshot(&api) else {
-        return message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The daemon's state is poisoned.", Some(&session.csrf), started);
+    let (session, view) = match super::signed_in(&api, &headers, &uri, started) {
+        Ok(both) => both,
+        Err(answer) => return *answer,
     };
     let generation = &view.generation;
     let clock = Clock { tz: generation.tz };
@@ -226,9 +226,9 @@ pub(super) async fn sync(
     uri: Uri,
 ) -> Response {
     let started = Instant::now();
-    let Some(session) = session(&api, &headers) else { return sign_in(&uri) };
-    let Some(view) = snapshot(&api) else {
-        return message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The daemon's state is poisoned.", Some(&session.csrf), started);
+    let (session, view) = match super::signed_in(&api, &headers, &uri, started) {
+        Ok(both) => both,
+        Err(answer) => return *answer,
     };
     let generation = &view.generation;
     let Some(sync) = generation.project.syncs.iter().find(|s| s.name() == name) else {
@@ -323,9 +323,9 @@ pub(super) async fn sync(
 /// `/syncs/{name}/runs/{id}`: a run's report, as `sluice run --json` prints it, and its alerts.
 pub(super) async fn run(State(api): State<Api>, Path((name, id)): Path<(String, String)>, headers: HeaderMap, uri: Uri) -> Response {
     let started = Instant::now();
-    let Some(session) = session(&api, &headers) else { return sign_in(&uri) };
-    let Some(view) = snapshot(&api) else {
-        return message(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "The daemon's state is poisoned.", Some(&session.csrf), started);
+    let (session, view) = match super::signed_in(&api, &headers, &uri, started) {
+        Ok(both) => both,
+        Err(answer) => return *answer,
     };
     let generation = &view.generation;
     let clock = Clock { tz: generation.tz };
