@@ -257,7 +257,8 @@ impl Engine {
         self.alert(sync, &mut report).await;
         self.prune_changes(sync, &mut report).await;
         // Last, so it holds the alerts and warnings: the report the console's run page shows.
-        match serde_json::to_string(&report) {
+        // Pretty, in the report's own field order: the page shows it as kept.
+        match serde_json::to_string_pretty(&report) {
             Ok(json) => {
                 if let Err(e) = self.store.set_run_report(&run_id, &json).await {
                     tracing::warn!(sync = %sync.name(), run_id = %run_id, error = %e, "could not keep the run's report");

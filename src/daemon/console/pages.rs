@@ -336,10 +336,11 @@ pub(super) async fn run(State(api): State<Api>, Path((name, id)): Path<(String, 
     let Some((run, report)) = found else {
         return message(StatusCode::NOT_FOUND, "No such run", &format!("`{name}` has no run {id}."), Some(&session.csrf), started);
     };
-    let report: Option<serde_json::Value> = report.and_then(|r| serde_json::from_str(&r).ok());
-    let alerts = report.as_ref().and_then(|r| r.get("alerts")).cloned().unwrap_or(json!([]));
-    let warnings = report.as_ref().and_then(|r| r.get("warnings")).cloned().unwrap_or(json!([]));
-    let pretty = report.as_ref().and_then(|r| serde_json::to_string_pretty(r).ok());
+    // Shown as kept (pretty, in the report's field order); read for its alerts and warnings.
+    let parsed: Option<serde_json::Value> = report.as_deref().and_then(|r| serde_json::from_str(r).ok());
+    let alerts = parsed.as_ref().and_then(|r| r.get("alerts")).cloned().unwrap_or(json!([]));
+    let warnings = parsed.as_ref().and_then(|r| r.get("warnings")).cloned().unwrap_or(json!([]));
+    let pretty = report;
     let running = run.status.is_none_or(|s| s == crate::state::RunStatus::Running);
     let context = json!({
         "signed_in": true, "csrf": session.csrf, "tz": generation.tz.name(),
