@@ -31,7 +31,6 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::runs::Generation;
-use crate::project::Schedule;
 
 /// What the loop publishes for the endpoint after every change.
 #[derive(Clone)]
@@ -260,10 +259,7 @@ async fn status(
         }
     }
     let (rejected, retryable) = store.error_counts(name).await.unwrap_or((0, 0));
-    let schedule = match &sync.file.schedule {
-        Schedule::Manual => "manual".to_string(),
-        Schedule::Cron(c) => c.clone(),
-    };
+    let schedule = sync.file.schedule.text();
     let trigger = match sync.file.trigger {
         crate::project::Trigger::Schedule => "schedule",
         crate::project::Trigger::OnEvent { .. } => "on_event",
@@ -305,7 +301,7 @@ async fn one(State(api): State<Api>, Path(name): Path<String>, headers: HeaderMa
 }
 
 /// Whether the request carries the API token (compared in constant time).
-pub(super) fn authorized(api: &Api, headers: &HeaderMap) -> bool {
+fn authorized(api: &Api, headers: &HeaderMap) -> bool {
     let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let Some(given) = given else { return false };
     let Ok(token) = api.shared.token.read() else { return false };

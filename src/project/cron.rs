@@ -11,6 +11,16 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// As status pages show it: `manual`, or the cron expression.
+    pub fn text(&self) -> &str {
+        match self {
+            Schedule::Manual => "manual",
+            Schedule::Cron(c) => c,
+        }
+    }
+}
+
+impl Schedule {
     /// Accepts 5-field cron, 6-field cron (seconds first), `@hourly`-style names and `manual`.
     pub fn parse(text: &str) -> Result<Schedule, String> {
         let t = text.trim();

@@ -15,7 +15,7 @@ use super::chart::{self, Chart, Point};
 use super::{duration_text, message, render, seconds_between, Clock};
 use crate::daemon::http::Api;
 use crate::daemon::runs::Live;
-use crate::project::{Schedule, SyncSpec, Trigger};
+use crate::project::{SyncSpec, Trigger};
 use crate::state::{ChangeQuery, RunRecord};
 
 /// Rows per page of runs, failed rows and change-log entries.
@@ -86,10 +86,7 @@ fn summary(sync: &SyncSpec, view: &crate::daemon::http::View, live: &HashMap<Str
         source: sync.source.clone(),
         destination: sync.destination.clone(),
         mode: sync.file.mode.as_str(),
-        schedule: match &sync.file.schedule {
-            Schedule::Manual => "manual".to_string(),
-            Schedule::Cron(c) => c.clone(),
-        },
+        schedule: sync.file.schedule.text().to_string(),
         on_event: matches!(sync.file.trigger, Trigger::OnEvent { .. }),
         next_run: view.next_runs.get(name).map(|t| clock.show_time(*t)),
         running: view.running.iter().any(|r| r == name),
@@ -239,16 +236,21 @@ pub(super) async fn sync(
     let mut problems = Vec::new();
     let mut note = |what: &str, e: crate::state::StateError| problems.push(format!("{what}: {e}"));
 
-    let recent = store.runs(&name, CHART_RUNS).await.unwrap_or_else(|e| {
-        note("runs", e);
-        Vec::new()
-    });
     let runs_page = number(&query, "runs_page");
     let total_runs = store.count_runs(&name).await.unwrap_or(0);
     let runs = store.runs_page(&name, (runs_page - 1) * PAGE, PAGE).await.unwrap_or_else(|e| {
         note("runs", e);
         Vec::new()
     });
+    // The charts' runs are the newest: the first page's, unless another page is shown.
+    let recent = if runs_page == 1 {
+        runs.iter().take(CHART_RUNS as usize).cloned().collect()
+    } else {
+        store.runs(&name, CHART_RUNS).await.unwrap_or_else(|e| {
+            note("runs", e);
+            Vec::new()
+        })
+    };
 
     let failed_q = text(&query, "failed_q");
     let failed_page = number(&query, "failed_page");
