@@ -267,6 +267,10 @@ pub enum SourceConfig {
     Duckdb(DuckdbSourceConfig),
     /// A PostgreSQL server; each run reads in one read-only, repeatable-read transaction.
     Postgres(PostgresSourceConfig),
+    /// A MariaDB or MySQL server (`kind = "mariadb"` too); each run reads in one read-only
+    /// transaction with a consistent snapshot, on a read-only session.
+    #[serde(alias = "mariadb")]
+    Mysql(MysqlSourceConfig),
     /// A program in any language: each run starts it, loads what it writes on stdout (JSON
     /// lines, CSV, or the path of a Parquet file) as a DuckDB table named `input`, and runs the
     /// model over that table (README, "Sources").
@@ -333,6 +337,18 @@ pub struct DuckdbSourceConfig {
 pub struct PostgresSourceConfig {
     /// `postgres://user:password@host:5432/database` (libpq URL; `sslmode` and the like as
     /// query parameters).
+    #[schemars(with = "super::schema::Secret")]
+    pub url: SecretString,
+    /// Connections to the server at most. Default: one per run the daemon may have going at once
+    /// (`[daemon] max_concurrent_runs`), plus one.
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlSourceConfig {
+    /// `mysql://user:password@host:3306/database` (`ssl-mode` and the like as query
+    /// parameters). A user with SELECT only (and no FILE privilege) is the safest.
     #[schemars(with = "super::schema::Secret")]
     pub url: SecretString,
     /// Connections to the server at most. Default: one per run the daemon may have going at once

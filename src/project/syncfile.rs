@@ -91,7 +91,7 @@ pub struct SyncFile {
     /// The sync's own `[retry] rejected_after`.
     pub retry_rejected_after: Option<std::time::Duration>,
     /// The longest the model's query may run in the source (Postgres `statement_timeout`,
-    /// DuckDB interrupted); `None`: no limit.
+    /// MariaDB `max_statement_time`, MySQL `max_execution_time`, DuckDB interrupted); `None`: no limit.
     pub statement_timeout: Option<std::time::Duration>,
     /// The longest a run may take, all in: a stuck run ends failed and frees its slot.
     pub max_run_time: std::time::Duration,

@@ -3,7 +3,8 @@
 //!
 //! Models only read. Each source admits exactly one read-only statement, by its own parser:
 //! Postgres prepares the model (the extended protocol takes one statement) and runs it in a
-//! `READ ONLY` transaction of its own, rolled back after; DuckDB checks the wrapped model is one
+//! `READ ONLY` transaction of its own, rolled back after; MariaDB/MySQL prepares it wrapped as
+//! a derived table on a read-only session (`mysql`); DuckDB checks the wrapped model is one
 //! SELECT (`json_serialize_sql`) on a connection that cannot write files, reach the network or
 //! install extensions, and reads files only under the project and `allowed_directories`.
 
@@ -13,6 +14,7 @@ mod command;
 mod duckdb;
 #[cfg(feature = "duckdb")]
 mod events;
+mod mysql;
 mod postgres;
 
 use std::borrow::Cow;
@@ -200,6 +202,7 @@ pub enum Source {
     #[cfg(feature = "duckdb")]
     DuckDb(duckdb::DuckDbSource),
     Postgres(postgres::PostgresSource),
+    Mysql(mysql::MysqlSource),
     #[cfg(feature = "duckdb")]
     Command(command::CommandSource),
     /// A stream's events, as the engine chose them for one run (`source = "stream:NAME"`).
@@ -222,6 +225,7 @@ impl Source {
                 });
             }
             SourceConfig::Postgres(c) => Source::Postgres(postgres::PostgresSource::new(name, c, runs)?),
+            SourceConfig::Mysql(c) => Source::Mysql(mysql::MysqlSource::new(name, c, runs)?),
             #[cfg(feature = "duckdb")]
             SourceConfig::Command(c) => Source::Command(command::CommandSource::new(name, c.clone(), root)?),
             #[cfg(not(feature = "duckdb"))]
@@ -254,6 +258,7 @@ impl Source {
             #[cfg(feature = "duckdb")]
             Source::DuckDb(s) => s.describe(sql).await,
             Source::Postgres(s) => s.describe(sql).await,
+            Source::Mysql(s) => s.describe(sql).await,
             #[cfg(feature = "duckdb")]
             Source::Command(s) => s.describe(sql).await,
             #[cfg(feature = "duckdb")]
@@ -268,6 +273,7 @@ impl Source {
             #[cfg(feature = "duckdb")]
             Source::DuckDb(s) => s.stream(sql, after, timeout).await,
             Source::Postgres(s) => s.stream(sql, after, timeout).await,
+            Source::Mysql(s) => s.stream(sql, after, timeout).await,
             #[cfg(feature = "duckdb")]
             Source::Command(s) => s.stream(sql, after, timeout).await,
             #[cfg(feature = "duckdb")]

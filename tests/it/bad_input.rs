@@ -131,6 +131,8 @@ fn cases() -> Vec<(Case, Option<String>)> {
         (Case { name: "state database locked", config: "", sync: None, setup: locked_state, args: &["run"], code: 1, expect: &["the state database is locked by another process", "[state] url"] }, None),
         (Case { name: "state database from a newer sluice", config: "", sync: None, setup: newer_state, args: &["run"], code: 2, expect: &["written by a newer sluice", "upgrade sluice"] }, None),
         c("source down", "[sources.pg]\nkind = \"postgres\"\nurl = \"postgres://u:p@127.0.0.1:1/db\"", Some("/* sluice\nsource = \"pg\"\ndestination = \"out\"\nprimary_key = \"id\"\n*/\nSELECT 1 AS id"), run, 1, &["cannot connect to source `pg`: 127.0.0.1:1", "is the server up"]),
+        c("MariaDB source down", "[sources.my]\nkind = \"mysql\"\nurl = \"mysql://u:p@127.0.0.1:1/db\"", Some("/* sluice\nsource = \"my\"\ndestination = \"out\"\nprimary_key = \"id\"\n*/\nSELECT 1 AS id"), run, 1, &["cannot connect to source `my`: 127.0.0.1:1", "check the source's `url`"]),
+        c("bad MariaDB URL", "[sources.my]\nkind = \"mysql\"\nurl = \"postgres://u:p@h/db\"", Some("/* sluice\nsource = \"my\"\ndestination = \"out\"\nprimary_key = \"id\"\n*/\nSELECT 1 AS id"), run, 1, &["source `my`", "not a valid mysql:// URL"]),
         c("state store down", "[state]\nurl = \"postgres://u:p@127.0.0.1:1/db\"", None, run, 2, &["state store: cannot reach the state database at 127.0.0.1:1", "check [state] url"]),
         c("destination unreachable", "[destinations.hook]\nkind = \"webhook\"\nurl = \"http://sluice-test.invalid/hook\"\nmax_attempts = 1", Some("/* sluice\nsource = \"local\"\ndestination = \"hook\"\nprimary_key = \"id\"\n*/\nSELECT * FROM t"), run, 1, &["POST http://sluice-test.invalid", "could not connect"]),
     ]

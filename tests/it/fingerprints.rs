@@ -41,12 +41,14 @@ async fn duckdb_and_postgres_agree_on_values_and_fingerprints() {
         let table = match source {
             SourceKind::Postgres => TABLE.to_string(),
             SourceKind::DuckDb => TABLE.replace("JSONB", "JSON"),
+            SourceKind::Mysql => unreachable!("MariaDB has its own test below: it lacks arrays, UUID and JSONB"),
         };
         env.exec(&table).await;
         // Postgres needs the bytea escape without the cast syntax DuckDB wants, and vice versa.
         let rows = match source {
             SourceKind::Postgres => ROWS.to_string(),
             SourceKind::DuckDb => ROWS.replace("'\\x00ff10'::BYTEA", "'\\x00\\xFF\\x10'::BLOB"),
+            SourceKind::Mysql => unreachable!(),
         };
         env.exec(&rows).await;
         // A NULL key column must not break the comparison: give row 2 a label.
@@ -75,4 +77,58 @@ async fn duckdb_and_postgres_agree_on_values_and_fingerprints() {
     ] {
         assert!(first.contains(expected), "missing {expected} in {first}");
     }
+}
+
+/// The types MariaDB shares with the other two, declared in each engine's words, holding the
+/// same rows: the same payloads, key hashes and fingerprints from all three.
+#[tokio::test]
+async fn mariadb_agrees_with_duckdb_and_postgres_on_the_types_they_share() {
+    const SHARED: &str = "CREATE TABLE shared (
+        id BIGINT, small SMALLINT, i INTEGER, flag BOOLEAN, ratio DOUBLE PRECISION, r REAL, amount DECIMAL(12,3),
+        label VARCHAR(40), day DATE, clock TIME, ts TIMESTAMP, tstz TIMESTAMPTZ, raw BYTEA)";
+    const MARIADB: &str = "CREATE TABLE shared (
+        id BIGINT, small SMALLINT, i INT, flag BOOLEAN, ratio DOUBLE, r FLOAT, amount DECIMAL(12,3),
+        label VARCHAR(40), day DATE, clock TIME(6), ts DATETIME(6), tstz TIMESTAMP(6) NULL, raw VARBINARY(16)
+    ) CHARACTER SET utf8mb4";
+    // `{tstz1}`, `{tstz3}`, `{raw1}`, `{raw3}`: each engine's literals.
+    const ROWS: &str = "INSERT INTO shared VALUES
+     (1, 7, -3, true, 0.1, 1.5, 12.500, 'plain', DATE '2024-02-29', TIME '13:45:01.25', TIMESTAMP '2024-03-01 10:00:00.123456', {tstz1}, {raw1}),
+     (2, NULL, NULL, NULL, NULL, NULL, NULL, 'nulls', NULL, NULL, NULL, NULL, NULL),
+     (3, -32768, 2147483647, false, -1e300, 0.25, -0.001, 'üñí ✓', DATE '1970-01-01', TIME '00:00:00', TIMESTAMP '1969-12-31 23:59:59', {tstz3}, {raw3})";
+    let mut payloads = Vec::new();
+    let mut hashes = Vec::new();
+    for source in [SourceKind::DuckDb, SourceKind::Postgres, SourceKind::Mysql] {
+        let env = Env::new(source, StateKind::Sqlite).await;
+        let (table, tstz1, tstz3, raw1, raw3) = match source {
+            SourceKind::DuckDb => (
+                SHARED.replace("BYTEA", "BLOB"),
+                "TIMESTAMPTZ '2024-03-01 10:00:00+02'",
+                "TIMESTAMPTZ '2000-01-01 00:00:00+00'",
+                "'\\x00\\xFF\\x10'::BLOB",
+                "''::BLOB",
+            ),
+            SourceKind::Postgres => (
+                SHARED.to_string(),
+                "TIMESTAMPTZ '2024-03-01 10:00:00+02'",
+                "TIMESTAMPTZ '2000-01-01 00:00:00+00'",
+                "'\\x00ff10'::BYTEA",
+                "''::BYTEA",
+            ),
+            // The test's session is at +00:00: TIMESTAMP literals are UTC.
+            SourceKind::Mysql => (MARIADB.to_string(), "'2024-03-01 08:00:00'", "'2000-01-01 00:00:00'", "X'00FF10'", "X''"),
+        };
+        env.exec(&table).await;
+        env.exec(&ROWS.replace("{tstz1}", tstz1).replace("{tstz3}", tstz3).replace("{raw1}", raw1).replace("{raw3}", raw3)).await;
+        env.write_sync("shared", HEADER, "SELECT * FROM shared");
+        let run = env.run("shared").await;
+        assert_eq!(run.written, 3, "{source:?}: {:?} {:?}", run.error, run.warnings);
+        let mut rows: Vec<String> = env.sink.rows().iter().map(|r| format!("{} {}", r.key, r.fields)).collect();
+        rows.sort();
+        payloads.push(rows);
+        hashes.push(stored_hashes(&env).await);
+    }
+    assert_eq!(payloads[0], payloads[1], "DuckDB and Postgres rows differ on the wire");
+    assert_eq!(payloads[0], payloads[2], "DuckDB and MariaDB rows differ on the wire");
+    assert_eq!(hashes[0], hashes[1], "DuckDB and Postgres give different key hashes or fingerprints");
+    assert_eq!(hashes[0], hashes[2], "DuckDB and MariaDB give different key hashes or fingerprints");
 }

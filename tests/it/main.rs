@@ -42,6 +42,7 @@ mod injection;
 mod kill;
 mod mapping;
 mod models_only_read;
+mod mysql_source;
 mod notion;
 mod on_remove;
 mod pipes;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use support::hubspot::HubSpot;
 use support::{Env, SourceKind, StateKind};
 
-const CANARIES: [&str; 5] = ["CANARYURLTOKEN", "CANARYHEADER", "CANARYSIGNING", "CANARYHUBSPOT", "CANARYPGPASSWORD"];
+const CANARIES: [&str; 6] = ["CANARYURLTOKEN", "CANARYHEADER", "CANARYSIGNING", "CANARYHUBSPOT", "CANARYPGPASSWORD", "CANARYMYPASSWORD"];
 
 /// Runs the CLI on a blocking thread (the emulators answer on this runtime); stdout + stderr.
 async fn sluice(env: &Env, args: &[&str]) -> String {
@@ -29,7 +29,8 @@ async fn project() -> (Env, HubSpot) {
         format!(
             "{config}signing_secret = \"CANARYSIGNING\"\n[destinations.hook.headers]\nAuthorization = \"Bearer ${{SLUICE_CANARY_HEADER}}\"\n\n\
              [destinations.crm]\nkind = \"hubspot\"\ntoken_file = \"hubspot.token\"\nbase_url = \"{}\"\nmax_attempts = 1\n\n\
-             [sources.pg]\nkind = \"postgres\"\nurl = \"postgres://sluice:CANARYPGPASSWORD@127.0.0.1:1/nope\"\n\n[daemon]\nlisten = \"127.0.0.1:0\"\n",
+             [sources.pg]\nkind = \"postgres\"\nurl = \"postgres://sluice:CANARYPGPASSWORD@127.0.0.1:1/nope\"\n\n\
+             [sources.my]\nkind = \"mysql\"\nurl = \"mysql://sluice:CANARYMYPASSWORD@127.0.0.1:1/nope\"\n\n[daemon]\nlisten = \"127.0.0.1:0\"\n",
             hubspot.base_url
         ),
     )
@@ -44,6 +45,7 @@ async fn project() -> (Env, HubSpot) {
         "SELECT id, email FROM t",
     );
     env.write_sync("from_pg", "source = \"pg\"\ndestination = \"hook\"\nprimary_key = \"id\"", "SELECT 1 AS id");
+    env.write_sync("from_my", "source = \"my\"\ndestination = \"hook\"\nprimary_key = \"id\"", "SELECT 1 AS id");
     (env, hubspot)
 }
 
@@ -77,6 +79,7 @@ async fn no_command_log_or_api_answer_shows_a_secret() {
         seen.contains("cannot connect to source `pg`: 127.0.0.1:1:") && seen.contains("refused"),
         "the source is named by host: {seen}"
     );
+    assert!(seen.contains("cannot connect to source `my`: 127.0.0.1:1:"), "the MariaDB source too: {seen}");
     assert!(
         env.sink.requests() > 0 && env.sink.headers().iter().all(|h| h["authorization"] == "Bearer CANARYHEADER"),
         "the secrets were used"
@@ -111,12 +114,12 @@ async fn no_command_log_or_api_answer_shows_a_secret() {
         assert_clean(&format!("GET {path}"), &body);
     }
     let token = std::fs::read_to_string(env.root().join(".sluice/api_token")).expect("the generated API token");
-    for sync in ["to_crm", "from_pg"] {
+    for sync in ["to_crm", "from_pg", "from_my"] {
         let started = http.post(format!("http://127.0.0.1:{port}/api/syncs/{sync}/run")).bearer_auth(token.trim()).send().await.unwrap();
         assert_eq!(started.status(), 202);
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::read_to_string(&log).unwrap_or_default().matches("run failed").count() < 2 {
+    while std::fs::read_to_string(&log).unwrap_or_default().matches("run failed").count() < 3 {
         assert!(Instant::now() < deadline, "the failing runs: {}", std::fs::read_to_string(&log).unwrap_or_default());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -127,7 +130,7 @@ async fn no_command_log_or_api_answer_shows_a_secret() {
     assert_eq!(signed_in.status(), 303);
     let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     let mut pages = vec!["/login".to_string(), "/".to_string()];
-    for sync in ["to_hook", "to_crm", "from_pg"] {
+    for sync in ["to_hook", "to_crm", "from_pg", "from_my"] {
         pages.push(format!("/syncs/{sync}"));
         pages.push(format!("/syncs/{sync}/reset"));
         let status: serde_json::Value =

@@ -27,6 +27,8 @@ pub use webhook_sink::{Sink, SinkRow};
 pub enum SourceKind {
     DuckDb,
     Postgres,
+    /// MariaDB (or MySQL): a database of its own per test.
+    Mysql,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +108,8 @@ pub struct Env {
     /// The source schema (Postgres source) and/or the state schema (Postgres state).
     pub pg_source: Option<PgSchema>,
     pub pg_state: Option<PgSchema>,
+    /// The source database (MariaDB source).
+    pub my_source: Option<databases::DestDb>,
 }
 
 impl Env {
@@ -119,13 +123,18 @@ impl Env {
         let sink = Sink::start().await;
         let pg_source = if source == SourceKind::Postgres { Some(PgSchema::create().await) } else { None };
         let pg_state = if state == StateKind::Postgres { Some(PgSchema::create().await) } else { None };
+        let my_source = match source {
+            SourceKind::Mysql => Some(databases::DestDb::create(databases::Dialect::Mysql).await),
+            _ => None,
+        };
         let state_url = match &pg_state {
             Some(s) => s.url(),
             None => "sqlite://.sluice/state.db".into(),
         };
-        let source_table = match &pg_source {
-            Some(s) => format!("kind = \"postgres\"\nurl = \"{}\"", s.url()),
-            None => "kind = \"duckdb\"\npath = \"warehouse.duckdb\"".into(),
+        let source_table = match (&pg_source, &my_source) {
+            (Some(s), _) => format!("kind = \"postgres\"\nurl = \"{}\"", s.url()),
+            (_, Some(db)) => format!("kind = \"mysql\"\nurl = \"{}/{}\"", db.url.trim_end_matches('/'), db.schema),
+            _ => "kind = \"duckdb\"\npath = \"warehouse.duckdb\"".into(),
         };
         let config = format!(
             "[state]\nurl = \"{state_url}\"\n\n[sources.wh]\n{source_table}\n\n[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\nretry_initial_delay = \"10ms\"\n{extra}\n",
@@ -133,7 +142,7 @@ impl Env {
         );
         std::fs::write(dir.path().join("sluice.toml"), config).expect("write sluice.toml");
         std::fs::create_dir_all(dir.path().join("syncs")).expect("syncs dir");
-        let env = Env { dir, source, state, sink, pg_source, pg_state };
+        let env = Env { dir, source, state, sink, pg_source, pg_state, my_source };
         if source == SourceKind::DuckDb {
             // Create the file so read-only opens work before the first table exists.
             env.exec("SELECT 1").await;
@@ -158,8 +167,12 @@ impl Env {
         self.dir.path()
     }
 
-    /// Runs SQL against the source database (DuckDB file or the Postgres schema).
+    /// Runs SQL against the source database (DuckDB file, the Postgres schema or the MariaDB
+    /// database).
     pub async fn exec(&self, sql: &str) {
+        if let Some(db) = &self.my_source {
+            return db.exec(&format!("USE {}; {sql}", db.schema)).await;
+        }
         match &self.pg_source {
             Some(pg) => pg.exec(sql).await,
             None => {
