@@ -238,6 +238,7 @@ async fn check_one(engine: &Engine, sync: &SyncSpec) -> Result<String, String> {
     })?;
     let shape = Shape::new(sync, &columns).map_err(|e| e.to_string())?;
     destination.check(&shape.target(sync, "check")).await.map_err(|e| at(format!("destination `{}`: {e}", sync.destination)))?;
+    engine.check_warehouse(sync).await.map_err(|e| e.to_string())?;
     Ok(format!("{} -> {} ({}, {} column(s), {} field(s))", sync.source, sync.destination, mode.as_str(), columns.len(), shape.fields.len()))
 }
 

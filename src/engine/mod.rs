@@ -21,6 +21,7 @@ mod send;
 mod shape;
 mod spool;
 mod stream;
+mod warehouse;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -134,6 +135,8 @@ pub struct Engine {
     keep_changes: std::time::Duration,
     /// The project's directory (sources made for one run read files under it).
     root: std::path::PathBuf,
+    /// Syncs with `diff = "warehouse"`, and their sources: a reset empties their tables there.
+    in_warehouse: HashMap<String, String>,
 }
 
 impl Engine {
@@ -165,6 +168,12 @@ impl Engine {
             alerts: project.config.alerts.clone(),
             keep_changes: project.config.state.keep_changes,
             root: project.root.clone(),
+            in_warehouse: project
+                .syncs
+                .iter()
+                .filter(|s| s.file.diff.value == crate::project::DiffMode::Warehouse)
+                .map(|s| (s.name().to_string(), s.source.clone()))
+                .collect(),
         })
     }
 
@@ -273,7 +282,15 @@ impl Engine {
     /// never beside a run of it.
     pub async fn reset(&self, name: &str, started_by: &str) -> Result<u64, StateError> {
         let lock = self.store.lock_sync(name, &crate::state::holder(started_by)).await?;
-        let result = self.store.reset(name).await;
+        let mut result = self.store.reset(name).await;
+        // A warehouse diff compares with the sync's table in the source: emptied too, or the
+        // next run would find every row unchanged.
+        let state = self.in_warehouse.get(name).and_then(|s| self.sources.get(s)).and_then(|s| s.as_ref().ok()).and_then(Source::warehouse);
+        if let (Ok(_), Some(state)) = (&result, state) {
+            if let Err(e) = state.clear(&crate::source::warehouse::table_name(name)).await {
+                result = Err(StateError::Config(format!("the state store forgot `{name}`, but its table in the source did not: {e}")));
+            }
+        }
         lock.release().await;
         result
     }
@@ -293,8 +310,8 @@ impl Engine {
     ) -> Result<(), RunError> {
         let mut prepared = self.prepare(sync, opts, report).await?;
         let scanned = self.scan(sync, opts, run_id, &mut prepared, report).await?;
-        let scan::Scanned { shape, target, writer, differ, spool, settled } = scanned;
-        let Some(removals) = self.removals(sync, opts, &prepared, differ, settled, report).await? else { return Ok(()) };
+        let scan::Scanned { shape, target, writer, diffed, spool, settled } = scanned;
+        let Some(removals) = self.removals(sync, opts, &prepared, diffed, settled, report).await? else { return Ok(()) };
         let (Some(mut writer), Some(lock)) = (writer, lock) else { return Ok(()) };
         let pieces = (&shape, &target, abort);
         self.send(sync, opts, run_id, lock, &prepared, pieces, writer.as_mut(), spool, &removals, report).await?;
@@ -333,6 +350,7 @@ impl Engine {
             abort,
             batch_rows,
             needs_ids: self.store.has_destination_ids(sync.name()).await?,
+            warehouse: prepared.warehouse.map(|w| (w, crate::source::warehouse::table_name(sync.name()))),
         };
         let reader = spool.into_reader().map_err(RunError::Spool)?;
         send.run(writer, reader, &removals.deletes, &removals.clears, report).await

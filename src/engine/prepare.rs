@@ -12,6 +12,8 @@ use super::stream::{Held, STREAM_CURSOR};
 use super::{config_fingerprint, retry, shape, Engine, RunError, RunOptions, SyncReport};
 use crate::destinations::{Capabilities, Destination};
 use crate::project::SyncSpec;
+use crate::source::warehouse::WarehouseState;
+use crate::source::Source;
 use crate::state::SyncMeta;
 use crate::value::Hash128;
 
@@ -35,6 +37,8 @@ pub(super) struct Prepared<'e> {
     pub held_since: DateTime<Utc>,
     /// A cursor sync's read.
     pub cursor: Option<RunCursor>,
+    /// `diff = "warehouse"`: sluice's tables in the source, the sync's there ready.
+    pub warehouse: Option<&'e WarehouseState>,
 }
 
 impl Engine {
@@ -91,6 +95,65 @@ impl Engine {
         };
         report.cursor = cursor.as_ref().map(|c| c.report.clone());
         let cursor_in_model = stream.is_none();
-        Ok(Prepared { destination, caps, source, cursor_in_model, identity, meta, config_fp, moved, holds, held_since, cursor })
+        let warehouse = self.warehouse_of(sync, &source).await?;
+        Ok(Prepared { destination, caps, source, cursor_in_model, identity, meta, config_fp, moved, holds, held_since, cursor, warehouse })
     }
+
+    /// For `diff = "warehouse"` (`sluice check`): whether the sync can diff in its source,
+    /// and the source's role may keep the sync's table there; what to GRANT when it may not.
+    pub async fn check_warehouse(&self, sync: &SyncSpec) -> Result<(), RunError> {
+        let source = match crate::project::stream_of(&sync.source) {
+            Some(_) => None,
+            None => Some(self.source(&sync.source)?),
+        };
+        let Some(state) = warehouse_state(sync, source)? else { return Ok(()) };
+        let missing = state.missing_grants(&crate::source::warehouse::table_name(sync.name())).await?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(RunError::Invalid(format!(
+            "{}:{}: diff = \"warehouse\" keeps a table in schema `{}` of source `{}`, and the source's role may not: \
+             as the database's or the schema's owner, run: {}",
+            sync.file.path.display(),
+            sync.file.diff.line,
+            state.schema,
+            sync.source,
+            missing.join(" ")
+        )))
+    }
+
+    /// For `diff = "warehouse"`: the source's tables, the sync's created when missing.
+    async fn warehouse_of<'e>(&self, sync: &SyncSpec, source: &Held<'e>) -> Result<Option<&'e WarehouseState>, RunError> {
+        let shared = match source {
+            Held::Shared(shared) => Some(*shared),
+            Held::Own { .. } => None,
+        };
+        let Some(state) = warehouse_state(sync, shared)? else { return Ok(None) };
+        state.ensure(&crate::source::warehouse::table_name(sync.name())).await?;
+        Ok(Some(state))
+    }
+}
+
+/// The source's tables for a sync with `diff = "warehouse"` (`None` without it); refused where
+/// it cannot work, at the header's `diff` line. `source`: `None` for a sync over a stream.
+fn warehouse_state<'e>(sync: &SyncSpec, source: Option<&'e Source>) -> Result<Option<&'e WarehouseState>, RunError> {
+    if sync.file.diff.value != crate::project::DiffMode::Warehouse {
+        return Ok(None);
+    }
+    let at = |m: String| RunError::Invalid(format!("{}:{}: {m}", sync.file.path.display(), sync.file.diff.line));
+    let Some(source) = source else {
+        return Err(at("diff = \"warehouse\" diffs in a database: a sync over a stream diffs its events in sluice (remove `diff`)".into()));
+    };
+    if sync.file.cursor.is_some() {
+        return Err(at("diff = \"warehouse\" does not go with `cursor`: a cursor sync reads only the rows past its mark already; \
+                       use one or the other"
+            .into()));
+    }
+    source.warehouse().map(Some).ok_or_else(|| {
+        at(format!(
+            "diff = \"warehouse\" needs a Postgres source, and `{}` is not one (DuckDB and MariaDB are not supported yet): \
+             remove `diff` to diff in sluice",
+            sync.source
+        ))
+    })
 }

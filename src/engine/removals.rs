@@ -4,8 +4,8 @@
 
 use super::guard;
 use super::prepare::Prepared;
+use super::scan::Diffed;
 use super::{keys, Engine, RunError, RunOptions, SyncReport};
-use crate::diff::Differ;
 use crate::project::{OnRemove, SyncSpec};
 use crate::value::Hash128;
 
@@ -23,7 +23,7 @@ impl Engine {
         sync: &SyncSpec,
         opts: &RunOptions,
         prepared: &Prepared<'_>,
-        differ: Differ,
+        diffed: Diffed,
         settled: Vec<Hash128>,
         report: &mut SyncReport,
     ) -> Result<Option<Removals>, RunError> {
@@ -32,15 +32,25 @@ impl Engine {
         let incremental = prepared.cursor.as_ref().is_some_and(|c| c.after.is_some());
         // Errors of rows that left the model can never be fixed by a retry: forgotten below, once
         // the delete guard has let the run go on (a broken, empty model must not erase them).
-        let mut stale_errors: Vec<_> = if opts.dry_run || incremental {
-            Vec::new()
-        } else {
-            self.store.error_hashes(name).await?.into_iter().filter(|h| !differ.seen(*h)).collect()
+        let mut stale_errors: Vec<_> = match &diffed {
+            Diffed::Local(differ) if !opts.dry_run && !incremental => {
+                self.store.error_hashes(name).await?.into_iter().filter(|h| !differ.seen(*h)).collect()
+            }
+            // (A warehouse diff sees only the rows that changed: the errors of rows that left
+            // the model stay until the model returns them changed, or `sluice reset`.)
+            _ => Vec::new(),
         };
         if !opts.dry_run {
             stale_errors.extend(settled);
         }
-        let (mut counts, mut removed, cleared) = differ.finish();
+        let (mut counts, mut removed, cleared) = match diffed {
+            Diffed::Local(differ) => differ.finish(),
+            Diffed::Warehouse { aside, added, changed } => {
+                let (cleared, removed): (Vec<_>, Vec<_>) = aside.removed.iter().partition(|(_, cleared)| *cleared);
+                let counts = super::warehouse::counts(&aside, added, changed, removed.len() as u64);
+                (counts, removed.into_iter().map(|(h, _)| h).collect(), cleared.into_iter().map(|(h, _)| h).collect())
+            }
+        };
         if incremental {
             counts.removed = 0;
             removed.clear();
@@ -61,7 +71,7 @@ impl Engine {
                 sync.destination
             ));
         } else if report.config_changed {
-            report.warn("the sync's mode, key, mapping, target or destination changed: every row is re-sent".into());
+            report.warn("the sync's mode, key, mapping, target, destination or `diff` changed: every row is re-sent".into());
         }
         // The delete guard, before anything is sent: a run it stops sends nothing at all.
         let stored_rows = counts.changed + counts.unchanged + counts.removed;

@@ -164,6 +164,10 @@ pub struct SyncReport {
     /// A cursor sync's read: past which mark, or why the whole model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<super::cursor::CursorReport>,
+    /// `diff = "warehouse"`: the rows that left the source database (added, changed, duplicate
+    /// and removed); the rest of `rows_read` stayed there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warehouse_rows: Option<u64>,
     pub error: Option<String>,
     /// The run did not start: another run of the sync holds its lock (`error` names it).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -215,6 +219,7 @@ impl SyncReport {
             retryable: 0,
             batches: 0,
             cursor: None,
+            warehouse_rows: None,
             error: None,
             busy: false,
             deadline_exceeded: false,

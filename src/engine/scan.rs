@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::hashing::{self, BadKey, Hashed};
 use super::prepare::Prepared;
 use super::spool::{Spool, SpoolRow};
+use super::warehouse;
 use super::{keys, op_for, retry, Engine, Progress, RunError, RunOptions, Shape, SyncReport, DUPLICATES_SHOWN};
 use crate::destinations::{Target, Writer};
 use crate::diff::{Change, Differ, Duplicate};
@@ -20,8 +21,8 @@ pub(super) struct Scanned {
     pub target: Target,
     /// `None` for a plan, which opens nothing.
     pub writer: Option<Box<dyn Writer>>,
-    /// Every model row classified; `Differ::finish` gives the removals.
-    pub differ: Differ,
+    /// Every model row classified, and what left the model.
+    pub diffed: Diffed,
     /// The added and changed rows to send.
     pub spool: Spool,
     /// Rows rejected once that the destination now holds as the model says: errors to forget.
@@ -44,17 +45,51 @@ impl Engine {
         // so the load is on a run's critical path: hence its packed form (`state::pages`, a few
         // hundred blobs, not a row per pair).
         let started = Instant::now();
+        let in_source = prepared.warehouse.is_some();
         let load = async {
+            if in_source {
+                // Nothing to load: the source holds what the diff compares with. Staged rows
+                // are folded all the same (the deletes' lookups read `sync_rows`).
+                if !opts.dry_run {
+                    self.store.fold(name).await?;
+                }
+                return Ok(None);
+            }
             let stored = self.store.snapshot(name, !opts.dry_run).await;
             tracing::debug!(sync = %name, ms = started.elapsed().as_millis() as u64, "stored state loaded");
-            stored
+            stored.map(Some)
+        };
+        // The warehouse diff's query is built from the model's columns and the sync's shape.
+        let spec = match in_source {
+            false => None,
+            true => {
+                let columns = prepared.source.describe(&sync.file.model).await?;
+                let shape = Shape::new(sync, &columns)?;
+                let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+                if let Some(c) = names.iter().find(|c| warehouse_name(c)) {
+                    return Err(RunError::Invalid(format!(
+                        "{}:{}: column `{c}`: with diff = \"warehouse\", model columns cannot be named like sluice's own \
+                         ({}): rename it in the model",
+                        sync.file.path.display(),
+                        sync.file.model_line,
+                        crate::source::warehouse::EXTRA.join(", ")
+                    )));
+                }
+                Some(warehouse::spec(sync, &shape, &names, &prepared.config_fp, opts.full_resync))
+            }
         };
         let stopped = || RunError::Cancelled("stopped on request while reading the model; nothing was sent".into());
         // A model whose query takes long to give its first row is stopped too; the state load
         // never is (a fold half done would leave the store's connection in its transaction).
         let stream = async {
+            let stream = async {
+                match &spec {
+                    None => prepared.source.stream(&sync.file.model, after, sync.file.statement_timeout).await,
+                    Some(spec) => prepared.source.stream_diff(&sync.file.model, spec, sync.file.statement_timeout).await,
+                }
+            };
             tokio::select! {
-                stream = prepared.source.stream(&sync.file.model, after, sync.file.statement_timeout) => stream.map_err(RunError::from),
+                stream = stream => stream.map_err(RunError::from),
                 _ = opts.cancel.cancelled() => Err(stopped()),
             }
         };
@@ -78,14 +113,24 @@ impl Engine {
         // Only a writer that read its keys can tell; asking the others would build every
         // unchanged row's key for nothing.
         let heal = matches!(sync.file.mode, Mode::Upsert | Mode::Mirror) && writer.as_ref().is_some_and(|w| w.reads_keys());
-        let mut differ = Differ::new(snapshot, opts.full_resync);
+        let mut differ = snapshot.map(|snapshot| Differ::new(snapshot, opts.full_resync));
         let mut spool = Spool::new().map_err(RunError::Spool)?;
         let mut duplicates = Duplicates::default();
         let mut settled: Vec<Hash128> = Vec::new();
         // Per chunk: its rows hashed (on their own thread: `hashing`), then the chunk
         // classified in one call (its stored pairs are looked up together: see
         // `Differ::classify_chunk`), then each row acted on. Values are built only for rows to send.
-        let mut hashed_chunks = hashing::spawn(shape.clone(), Value::Text(prepared.config_fp.clone()), stream.rows);
+        // A warehouse diff's removed rows and count are taken aside; the model rows go on.
+        let width = stream.columns.len();
+        let (rows, in_warehouse) = match spec {
+            None => (stream.rows, None),
+            Some(_) => {
+                let (rows, aside) = warehouse::split(stream.rows, width);
+                (rows, Some((width, aside)))
+            }
+        };
+        let mut warehouse_counts = (0u64, 0u64);
+        let mut hashed_chunks = hashing::spawn(shape.clone(), Value::Text(prepared.config_fp.clone()), rows);
         let mut changes = Vec::new();
         loop {
             // Checked between chunks, and while waiting for one: a stop request ends the scan at
@@ -127,7 +172,20 @@ impl Engine {
                 }
             }
             let mut computed = computed.into_iter();
-            differ.classify_chunk(&probes, &mut changes);
+            match (&mut differ, &in_warehouse) {
+                (Some(differ), _) => differ.classify_chunk(&probes, &mut changes),
+                (None, Some((width, _))) => {
+                    warehouse::classify(&chunk, &rows, *width, &mut changes)?;
+                    for change in &changes {
+                        match change {
+                            Ok(Change::Added) => warehouse_counts.0 += 1,
+                            Ok(Change::Changed) => warehouse_counts.1 += 1,
+                            _ => {}
+                        }
+                    }
+                }
+                (None, None) => {}
+            }
             for ((&r, &(key_hash, fingerprint)), change) in rows.iter().zip(&probes).zip(changes.drain(..)) {
                 // (`computed` is empty for syncs without static values or templates.)
                 let computed = computed.next();
@@ -173,13 +231,17 @@ impl Engine {
                 report.sample(change, &shape, &key, &fields);
                 if let Some(op) = op_for(sync.file.mode, change) {
                     report.to_send.add(op);
-                    spool.push(&SpoolRow { op, key_hash, fingerprint, key, fields }).map_err(RunError::Spool)?;
+                    let warehouse = match &in_warehouse {
+                        Some((width, _)) => Some(warehouse::row(&chunk, r, *width)?),
+                        None => None,
+                    };
+                    spool.push(&SpoolRow { op, key_hash, fingerprint, key, fields, warehouse }).map_err(RunError::Spool)?;
                 }
             }
         }
         // New keys are checked for duplicates once the scan ended; their rows are in the spool,
         // which names them.
-        let repeated = differ.end_scan();
+        let repeated = differ.as_mut().map(Differ::end_scan).unwrap_or_default();
         if duplicates.count > 0 || !repeated.is_empty() {
             duplicates.count += repeated.len() as u64;
             if !repeated.is_empty() {
@@ -191,8 +253,32 @@ impl Engine {
             return Err(RunError::DuplicateKeys(duplicates.message(&shape.key_columns)));
         }
         tracing::debug!(sync = %name, rows = report.rows_read, ms = started.elapsed().as_millis() as u64, "model read and diffed");
-        Ok(Scanned { shape, target, writer, differ, spool, settled })
+        let diffed = match (differ, in_warehouse) {
+            (Some(differ), _) => Diffed::Local(differ),
+            (None, Some((_, aside))) => {
+                let aside = aside.await.map_err(|e| RunError::Invalid(format!("the warehouse diff's reader stopped: {e} (a bug)")))??;
+                report.rows_read = aside.total.unwrap_or(report.rows_read);
+                report.warehouse_rows = Some(aside.returned + aside.removed.len() as u64);
+                Diffed::Warehouse { aside, added: warehouse_counts.0, changed: warehouse_counts.1 }
+            }
+            (None, None) => return Err(RunError::Invalid("a scan without a diff (a bug)".into())),
+        };
+        Ok(Scanned { shape, target, writer, diffed, spool, settled })
     }
+}
+
+/// How the scan's rows were classified: by sluice against the stored state, or by the source
+/// database against the sync's table there (`diff = "warehouse"`).
+pub(super) enum Diffed {
+    /// `Differ::finish` gives the removals.
+    Local(Differ),
+    /// What came back besides the rows, and how many rows were added and changed.
+    Warehouse { aside: warehouse::Aside, added: u64, changed: u64 },
+}
+
+/// A model column the warehouse diff's own columns would clash with.
+fn warehouse_name(column: &str) -> bool {
+    crate::source::warehouse::EXTRA.contains(&column)
 }
 
 /// Duplicate keys found: how many, and the first few, named.

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use super::concurrency::Adaptive;
 use super::{keys, retry, Progress, RunError, RunOptions, Shape, SyncReport};
 use crate::destinations::{Capabilities, Op, RowOp, RowOutcome, Target, Writer};
-use crate::state::{Committed, StateError, Store, SyncLock};
+use crate::state::{Committed, Store, SyncLock};
 use crate::value::{Hash128, Value};
 
 use super::spool::{SpoolReader, SpoolRow};
@@ -60,6 +60,8 @@ pub(super) struct Send<'a> {
     pub batch_rows: usize,
     /// Whether stored rows carry the destination's record ids (looked up per batch).
     pub needs_ids: bool,
+    /// `diff = "warehouse"`: the source's tables and the sync's, recorded after the store.
+    pub warehouse: Option<(&'a crate::source::warehouse::WarehouseState, String)>,
 }
 
 /// One row of an answered batch, as the state store records it.
@@ -68,6 +70,8 @@ struct Head {
     fingerprint: Hash128,
     op: Op,
     key_json: String,
+    /// The source database's key and fingerprint (`diff = "warehouse"`).
+    warehouse: Option<super::warehouse::WarehouseRow>,
 }
 
 /// A batch on its way to the destination.
@@ -143,7 +147,7 @@ impl Send<'_> {
         sent
     }
 
-    async fn commit_all(&self, mut rx: mpsc::Receiver<Answered>) -> Result<(), StateError> {
+    async fn commit_all(&self, mut rx: mpsc::Receiver<Answered>) -> Result<(), RunError> {
         let (mut commits, mut busy) = (0u64, Duration::ZERO);
         while let Some(first) = rx.recv().await {
             let mut group = vec![first];
@@ -156,6 +160,18 @@ impl Send<'_> {
             // A run that lost its lock may have company: it commits nothing more.
             self.lock.check().await?;
             self.store.commit_batch(self.name, self.run_id, &items).await?;
+            // After the store: a kill between the two re-sends these rows, never loses them.
+            if let Some((state, table)) = &self.warehouse {
+                let applied: Vec<_> = group
+                    .iter()
+                    .flat_map(|a| a.heads.iter().zip(&a.outcomes))
+                    .filter(|(_, outcome)| matches!(outcome, RowOutcome::Written { .. }))
+                    .filter_map(|(h, _)| super::warehouse::applied(h.op, h.key_hash, h.warehouse.as_ref()))
+                    .collect();
+                if !applied.is_empty() {
+                    state.commit(table, &applied).await?;
+                }
+            }
             busy += started.elapsed();
             commits += 1;
         }
@@ -313,7 +329,7 @@ impl Send<'_> {
         let mut heads = Vec::with_capacity(batch.len());
         let mut ops = Vec::with_capacity(batch.len());
         for (row, key_json, destination_id) in batch {
-            heads.push(Head { key_hash: row.key_hash, fingerprint: row.fingerprint, op: row.op, key_json });
+            heads.push(Head { key_hash: row.key_hash, fingerprint: row.fingerprint, op: row.op, key_json, warehouse: row.warehouse });
             ops.push(RowOp { op: row.op, key: row.key, fields: row.fields, destination_id });
         }
         Ok(Some(Job { heads, ops, shown_keys }))
@@ -373,7 +389,7 @@ impl Send<'_> {
                 }
                 _ => (0, Vec::new()),
             };
-            batch.push((SpoolRow { op, key_hash: hash, fingerprint, key, fields }, row.key_json, row.destination_id));
+            batch.push((SpoolRow { op, key_hash: hash, fingerprint, key, fields, warehouse: None }, row.key_json, row.destination_id));
         }
         Ok(batch)
     }

@@ -199,6 +199,10 @@ pub fn config_fingerprint(sync: &SyncSpec, destination_kind: &str, presentation:
     ];
     let mut values: Vec<Value> = parts.into_iter().map(Value::Text).collect();
     values.extend(identity.map(|i| Value::Text(i.to_string())));
+    // Only when set, so local syncs keep their fingerprint: switching is a full resync.
+    if f.diff.value == crate::project::DiffMode::Warehouse {
+        values.push(Value::Text("diff=warehouse".into()));
+    }
     format!("{:032x}", hash_values(&values))
 }
 

@@ -17,6 +17,9 @@ pub struct SpoolRow {
     pub fingerprint: Hash128,
     pub key: Vec<Value>,
     pub fields: Vec<Value>,
+    /// The source database's key and fingerprint (`diff = "warehouse"`), recorded in its
+    /// table once the row is written.
+    pub warehouse: Option<super::warehouse::WarehouseRow>,
 }
 
 pub struct Spool {
@@ -104,6 +107,7 @@ mod tests {
                 fingerprint: i * 7,
                 key: vec![Value::Int(i as i64)],
                 fields: vec![Value::Float(f64::NAN), Value::Timestamp(chrono::Utc::now()), Value::Null],
+                warehouse: None,
             };
             spool.push(&row).unwrap();
         }

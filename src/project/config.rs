@@ -342,6 +342,11 @@ pub struct PostgresSourceConfig {
     /// Connections to the server at most. Default: one per run the daemon may have going at once
     /// (`[daemon] max_concurrent_runs`), plus one.
     pub max_connections: Option<u32>,
+    /// The schema sluice keeps its tables in for syncs with `diff = "warehouse"` (one per
+    /// sync: the keys and fingerprints of the rows the destination holds); created when
+    /// missing. Models never write: these tables are written on connections of their own.
+    #[schemars(extend("default" = "sluice_state"))]
+    pub state_schema: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

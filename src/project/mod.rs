@@ -18,7 +18,7 @@ pub use config::{DestinationSpec, ProjectConfig, SourceConfig};
 pub use cron::Schedule;
 pub use mapping::{FieldMapping, FieldSource, WriteMode};
 pub use stream_config::{stream_of, StreamConfig};
-pub use syncfile::{Located, Mode, Nulls, OnRemove, SyncFile, Trigger};
+pub use syncfile::{DiffMode, Located, Mode, Nulls, OnRemove, SyncFile, Trigger};
 
 pub const SYNCS_DIR: &str = "syncs";
 

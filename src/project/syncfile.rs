@@ -50,6 +50,17 @@ pub enum Nulls {
     Skip,
 }
 
+/// Where a run compares the model with what the destination holds (`diff`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DiffMode {
+    /// In sluice, against the state store: the source only reads.
+    Local,
+    /// In the source database, against a table sluice keeps there (`engine::warehouse`):
+    /// only the rows that changed leave the database.
+    Warehouse,
+}
+
 impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,6 +76,8 @@ impl Mode {
 #[derive(Clone, Debug)]
 pub struct SyncFile {
     pub name: String,
+    /// Where the diff runs; its line (0 when left out: local).
+    pub diff: Located<DiffMode>,
     pub path: PathBuf,
     pub schedule: Schedule,
     pub source: Option<Located<String>>,
@@ -207,6 +220,11 @@ struct Header {
     /// alone.
     #[schemars(extend("default" = DEFAULT_NULLS))]
     nulls: Option<Nulls>,
+    /// Where the diff runs: `local` (in sluice, against the state store; the source only
+    /// reads) or `warehouse` (in the source database, against a table sluice keeps in its
+    /// `state_schema`: for models too big for sluice's memory; Postgres sources).
+    #[schemars(with = "Option<DiffMode>", extend("default" = "local"))]
+    diff: Option<Spanned<DiffMode>>,
     /// Daemon: `on_event` also runs the sync when events arrive on its stream (`source =
     /// "stream:NAME"`), within `debounce` of the first new one; `schedule` runs it on its
     /// schedule only.
@@ -432,7 +450,12 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
     if let (Trigger::Schedule, Some(d)) = (&trigger, &header.debounce) {
         return Err(err(line_of(d.span()), "`debounce` applies to trigger = \"on_event\" only".into()));
     }
+    let diff = match &header.diff {
+        None => Located { value: DiffMode::Local, line: 0 },
+        Some(d) => Located { value: *d.get_ref(), line: line_of(d.span()) },
+    };
     Ok(SyncFile {
+        diff,
         trigger,
         on_remove,
         nulls: header.nulls.unwrap_or(DEFAULT_NULLS),

@@ -16,6 +16,7 @@ mod duckdb;
 mod events;
 mod mysql;
 mod postgres;
+pub mod warehouse;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -252,6 +253,29 @@ impl Source {
         }
     }
 
+    /// sluice's tables in the source, for `diff = "warehouse"`: Postgres only, so far.
+    pub fn warehouse(&self) -> Option<&warehouse::WarehouseState> {
+        match self {
+            Source::Postgres(s) => Some(s.warehouse()),
+            _ => None,
+        }
+    }
+
+    /// The model's rows diffed in the source against the sync's table there
+    /// (`warehouse::DiffSpec`): only added, changed, duplicate and removed rows, each with the
+    /// [`warehouse::EXTRA`] columns after the model's, then a row with the model's count.
+    pub async fn stream_diff(
+        &self,
+        sql: &str,
+        spec: &warehouse::DiffSpec,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<ModelStream, SourceError> {
+        match self {
+            Source::Postgres(s) => s.stream(sql, None, timeout, Some(spec)).await,
+            _ => Err(SourceError::Query("diff = \"warehouse\" needs a Postgres source".into())),
+        }
+    }
+
     /// The model's columns, without reading its rows (used by `check`).
     pub async fn describe(&self, sql: &str) -> Result<Vec<Column>, SourceError> {
         match self {
@@ -272,7 +296,7 @@ impl Source {
         match self {
             #[cfg(feature = "duckdb")]
             Source::DuckDb(s) => s.stream(sql, after, timeout).await,
-            Source::Postgres(s) => s.stream(sql, after, timeout).await,
+            Source::Postgres(s) => s.stream(sql, after, timeout, None).await,
             Source::Mysql(s) => s.stream(sql, after, timeout).await,
             #[cfg(feature = "duckdb")]
             Source::Command(s) => s.stream(sql, after, timeout).await,

@@ -9,6 +9,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, PgTypeKind, PgValueFormat};
 use sqlx::{Column as _, Executor, Row as _, TypeInfo};
 use tokio::sync::mpsc;
 
+use super::warehouse::{self, DiffSpec, WarehouseState};
 use super::{After, Chunk, Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
 use crate::project::config::PostgresSourceConfig;
 use crate::value::{normalize_decimal, Value, ValueType};
@@ -20,6 +21,8 @@ pub struct PostgresSource {
     options: Box<sqlx::postgres::PgConnectOptions>,
     /// `host:port`: what errors show of the URL (never the password).
     shown: String,
+    /// sluice's own tables here, for syncs with `diff = "warehouse"` (connected when used).
+    state: WarehouseState,
 }
 
 /// How to decode one column.
@@ -240,6 +243,7 @@ impl PostgresSource {
             config.url.expose_secret().parse().map_err(|_| connect_err("`url` is not a valid postgres:// URL".into()))?;
         // Each model runs in a READ ONLY transaction of its own (`stream`); the session default
         // is read-only too, for whatever else runs on these connections (`describe`).
+        let state = WarehouseState::postgres(options.clone(), config.state_schema.as_deref().unwrap_or(warehouse::DEFAULT_SCHEMA));
         let options = options.application_name("sluice").options([("default_transaction_read_only", "on")]);
         let shown = format!("{}:{}", options.get_host(), options.get_port());
         // A run holds a connection while it streams, and `describe` takes one for a moment.
@@ -248,7 +252,7 @@ impl PostgresSource {
             .max_connections(size)
             .acquire_timeout(std::time::Duration::from_secs(15))
             .connect_lazy_with(options.clone());
-        Ok(PostgresSource { name: name.to_string(), pool, options: Box::new(options), shown })
+        Ok(PostgresSource { name: name.to_string(), pool, options: Box::new(options), shown, state })
     }
 
     /// Before the pool's first connection, one direct attempt: a refused or unknown host fails
@@ -301,17 +305,40 @@ impl PostgresSource {
         Ok(self.columns(sql).await?.0)
     }
 
+    pub fn warehouse(&self) -> &WarehouseState {
+        &self.state
+    }
+
     /// Runs the model in a `READ ONLY` transaction of its own, rolled back at the end: nothing a
     /// model does (`set_config` included) outlives it or reaches the next model on the pooled
     /// connection. Prepared, so the server takes exactly one statement. `timeout` is the
     /// transaction's `statement_timeout`.
-    pub async fn stream(&self, sql: &str, after: Option<&After>, timeout: Option<std::time::Duration>) -> Result<ModelStream, SourceError> {
-        let (columns, decs) = self.columns(sql).await?;
-        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    ///
+    /// With `diff`, the rows are the warehouse diff's (`warehouse::postgres_sql`): each carries
+    /// the [`warehouse::EXTRA`] columns after the model's (`columns` names the model's only).
+    pub async fn stream(
+        &self,
+        sql: &str,
+        after: Option<&After>,
+        timeout: Option<std::time::Duration>,
+        diff: Option<&DiffSpec>,
+    ) -> Result<ModelStream, SourceError> {
+        let (columns, mut decs) = self.columns(sql).await?;
+        let mut names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
         let (sql, param) = match after {
             None => (sql.to_string(), None),
             Some(a) => (a.wrap(sql, "$1"), Some(cursor_param(a, &columns, &decs)?)),
         };
+        let sql = match diff {
+            None => sql,
+            Some(spec) => {
+                let sql = warehouse::postgres_sql(&sql, &names, spec, &self.state.schema);
+                decs.extend([Dec::Text, Dec::Text, Dec::I64, Dec::Text, Dec::Text, Dec::Text]);
+                names.extend(warehouse::EXTRA.iter().map(|e| e.to_string()));
+                sql
+            }
+        };
+        let settings: &[&str] = if diff.is_some() { &warehouse::POSTGRES_SETTINGS } else { &[] };
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let pool = self.pool.clone();
         let source_name = self.name.clone();
@@ -332,9 +359,9 @@ impl PostgresSource {
                     return;
                 }
             };
-            if let Some(t) = timeout {
-                let set = format!("SET LOCAL statement_timeout = {}", t.as_millis().clamp(1, i32::MAX as u128));
-                if let Err(e) = sqlx::query(&set).execute(&mut *txn).await {
+            let limit = timeout.map(|t| format!("SET LOCAL statement_timeout = {}", t.as_millis().clamp(1, i32::MAX as u128)));
+            for set in limit.iter().map(String::as_str).chain(settings.iter().copied()) {
+                if let Err(e) = sqlx::query(set).execute(&mut *txn).await {
                     let _ = tx.send(Err(failed(e, source_name))).await;
                     return;
                 }

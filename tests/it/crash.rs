@@ -37,7 +37,7 @@ fn distinct(rows: &[SinkRow]) -> usize {
 
 /// Starts `sluice run big`, lets it go for a random moment, then sends `signal`; returns once
 /// the process is gone.
-async fn interrupt(env: &Env, rng: &mut fastrand::Rng, signal: &str) {
+pub(crate) async fn interrupt(env: &Env, rng: &mut fastrand::Rng, signal: &str) {
     let mut child = Command::new(sluice_bin())
         .args(["run", "big", "--project"])
         .arg(env.root())

@@ -60,3 +60,4 @@ mod smoke;
 mod split_retries;
 mod state_store;
 mod streams;
+mod warehouse_diff;

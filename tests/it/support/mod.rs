@@ -92,6 +92,8 @@ impl Drop for PgSchema {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
                 let pool = PgPoolOptions::new().max_connections(1).connect(&pg_url()).await.ok()?;
+                // With it, the schema a `diff = "warehouse"` test keeps sluice's tables in.
+                pool.execute(format!("DROP SCHEMA IF EXISTS {name}_state CASCADE").as_str()).await.ok()?;
                 pool.execute(format!("DROP SCHEMA IF EXISTS {name} CASCADE").as_str()).await.ok()
             })
         })

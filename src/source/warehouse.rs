@@ -1,0 +1,315 @@
+//! The diff in the source database (`diff = "warehouse"`), for models too big to diff in
+//! sluice's memory. sluice keeps, in a schema of its own in the source database, one table per
+//! sync: the rows the destination holds, as (`sluice_key`, `key_hash`, `fingerprint`). A run
+//! asks the database for the model joined with that table, and only the added, changed and
+//! removed rows leave the database; the engine sends them as ever, and after each batch the
+//! destination accepted (and the state store recorded), `WarehouseState::commit` records it
+//! here, in a transaction of the source's.
+//!
+//! The key and fingerprint are computed in SQL, over a canonical text of the values (stable
+//! across runs for the same data; it need not match sluice's own fingerprints, which are
+//! never compared with these). Postgres: session `TimeZone` UTC, `extra_float_digits` 1,
+//! `IntervalStyle` iso_8601, then
+//!
+//! - `sluice_key  = jsonb_build_array(k1, k2, ...)::text`
+//! - `fingerprint = md5(jsonb_build_array('<configuration fingerprint>', c1, c2, ...)::text)`
+//!
+//! over the key columns and the columns the mapping reads (every column when a template reads
+//! them). The configuration fingerprint is in it, so a changed definition changes every row.
+//! Written rows get their fingerprint; written deletes lose their row; cleared records keep it
+//! with the fingerprint `cleared`.
+
+use std::fmt::Write as _;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Row as _;
+
+use super::SourceError;
+
+/// The columns a warehouse diff adds after the model's, in this order.
+pub const EXTRA: [&str; 6] = ["sluice_key", "sluice_fp", "sluice_n", "sluice_hash", "sluice_was", "sluice_change"];
+pub const KEY: usize = 0;
+pub const FP: usize = 1;
+pub const N: usize = 2;
+pub const HASH: usize = 3;
+pub const WAS: usize = 4;
+pub const CHANGE: usize = 5;
+
+/// The stored fingerprint of a record cleared after its row left the model.
+pub const CLEARED: &str = "cleared";
+
+/// The default schema sluice keeps its tables in.
+pub const DEFAULT_SCHEMA: &str = "sluice_state";
+
+/// What a run asks of the warehouse.
+#[derive(Clone, Debug)]
+pub struct DiffSpec {
+    /// The sync's table, unquoted (see [`table_name`]).
+    pub table: String,
+    pub key_columns: Vec<String>,
+    /// The columns the fingerprint covers.
+    pub fp_columns: Vec<String>,
+    /// The configuration fingerprint (hex), mixed into every row's.
+    pub salt: String,
+    /// Every row comes back, changed or not (`--full-resync`).
+    pub everything: bool,
+    /// Rows the table holds that left the model come back too.
+    pub removals: bool,
+}
+
+/// The table of a sync: its name in lower case letters, digits and `_`, with a short hash of
+/// the name when that changed anything (so `a/b` and `a_b` do not share one).
+pub fn table_name(sync: &str) -> String {
+    let plain: String = sync.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    let mut name: String = plain.chars().take(40).collect();
+    if name != sync {
+        let _ = write!(name, "_{:08x}", xxhash_rust::xxh3::xxh3_64(sync.as_bytes()) as u32);
+    }
+    name
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `jsonb_build_array` over `exprs`, nested so no call passes the 100 arguments a Postgres
+/// function takes at most.
+fn json_array(exprs: &[String]) -> String {
+    if exprs.len() <= 90 {
+        return format!("jsonb_build_array({})", exprs.join(", "));
+    }
+    let parts: Vec<String> = exprs.chunks(90).map(json_array).collect();
+    json_array(&parts)
+}
+
+/// The diff query over `model` (already filtered by a cursor, if any), whose columns are
+/// `columns`: the model's columns, then [`EXTRA`], one row per added, changed, duplicate
+/// (`sluice_n` > 1) and, with `removals`, removed row (its model columns NULL), and last one
+/// row whose `sluice_change` is `total` and `sluice_n` the model's row count.
+pub fn postgres_sql(model: &str, columns: &[String], spec: &DiffSpec, schema: &str) -> String {
+    let col = |c: &str| format!("sluice_model.{}", quote(c));
+    let key = json_array(&spec.key_columns.iter().map(|c| col(c)).collect::<Vec<_>>());
+    let mut fp_parts = vec![format!("'{}'::text", spec.salt.replace('\'', "''"))];
+    fp_parts.extend(spec.fp_columns.iter().map(|c| col(c)));
+    let fp = format!("md5({}::text)", json_array(&fp_parts));
+    let table = format!("{}.{}", quote(schema), quote(&spec.table));
+    let join = if spec.removals { "FULL JOIN" } else { "LEFT JOIN" };
+    let everything = if spec.everything { " OR TRUE" } else { "" };
+    let nulls: Vec<String> = columns.iter().map(|c| format!("z.{}", quote(c))).collect();
+    format!(
+        "WITH sluice_m AS (\n\
+         SELECT sluice_model.*, {key}::text AS sluice_key, {fp} AS sluice_fp, COUNT(*) OVER (PARTITION BY {key}) AS sluice_n\n\
+         FROM (\n{model}\n) AS sluice_model\n\
+         ), sluice_d AS (\n\
+         SELECT m.*, s.key_hash AS sluice_hash, s.fingerprint AS sluice_was,\n\
+         CASE WHEN m.sluice_key IS NULL THEN 'removed' WHEN s.sluice_key IS NULL THEN 'added' ELSE 'changed' END AS sluice_change\n\
+         FROM sluice_m AS m {join} {table} AS s ON s.sluice_key = m.sluice_key\n\
+         WHERE m.sluice_key IS NULL OR s.sluice_key IS NULL OR s.fingerprint <> m.sluice_fp OR m.sluice_n > 1{everything}\n\
+         )\n\
+         SELECT * FROM sluice_d\n\
+         UNION ALL\n\
+         SELECT {}NULL::text, NULL::text, (SELECT COUNT(*) FROM sluice_m), NULL::text, NULL::text, 'total'\n\
+         FROM (SELECT 1) AS sluice_one LEFT JOIN sluice_m AS z ON FALSE",
+        nulls.iter().map(|n| format!("{n}, ")).collect::<String>()
+    )
+}
+
+/// The session settings the canonical text depends on, for the diff's transaction.
+pub const POSTGRES_SETTINGS: [&str; 3] =
+    ["SET LOCAL TimeZone = 'UTC'", "SET LOCAL extra_float_digits = 1", "SET LOCAL IntervalStyle = 'iso_8601'"];
+
+/// One written row, as the warehouse table records it.
+pub enum Applied<'a> {
+    /// Written: the destination holds the row as fingerprinted.
+    Holds { key: &'a str, key_hash: String, fingerprint: &'a str },
+    /// Deleted from the destination.
+    Deleted { key_hash: String },
+    /// Cleared in the destination (kept, fields emptied).
+    Cleared { key_hash: String },
+}
+
+/// The tables sluice keeps in a Postgres source: a connection pool of its own, which may write
+/// (the models' connections cannot), used for these tables only.
+pub struct WarehouseState {
+    pool: PgPool,
+    pub schema: String,
+}
+
+impl WarehouseState {
+    pub fn postgres(options: sqlx::postgres::PgConnectOptions, schema: &str) -> WarehouseState {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(std::time::Duration::from_secs(15))
+            .connect_lazy_with(options.application_name("sluice-state"));
+        WarehouseState { pool, schema: schema.to_string() }
+    }
+
+    fn failed(&self, what: &str, e: sqlx::Error) -> SourceError {
+        SourceError::Query(format!("sluice's table in schema `{}` ({what}): {e}", self.schema))
+    }
+
+    /// What the role lacks to keep the sync's table, as the GRANTs that would give it; empty
+    /// when it has it all. The schema need not exist yet (then: CREATE on the database).
+    pub async fn missing_grants(&self, table: &str) -> Result<Vec<String>, SourceError> {
+        let row = sqlx::query(
+            "SELECT current_user::text, current_database()::text, \
+             EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1), \
+             has_database_privilege(current_database(), 'CREATE'), \
+             CASE WHEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) THEN has_schema_privilege($1, 'CREATE') AND has_schema_privilege($1, 'USAGE') END, \
+             CASE WHEN to_regclass(quote_ident($1) || '.' || quote_ident($2)) IS NOT NULL \
+                  THEN has_table_privilege(quote_ident($1) || '.' || quote_ident($2), 'SELECT, INSERT, UPDATE, DELETE') END",
+        )
+        .bind(&self.schema)
+        .bind(table)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.failed("checking privileges", e))?;
+        let user: String = row.try_get(0).map_err(|e| self.failed("checking privileges", e))?;
+        let database: String = row.try_get(1).map_err(|e| self.failed("checking privileges", e))?;
+        let exists: bool = row.try_get(2).map_err(|e| self.failed("checking privileges", e))?;
+        let on_database: bool = row.try_get(3).map_err(|e| self.failed("checking privileges", e))?;
+        let on_schema: Option<bool> = row.try_get(4).map_err(|e| self.failed("checking privileges", e))?;
+        let on_table: Option<bool> = row.try_get(5).map_err(|e| self.failed("checking privileges", e))?;
+        let (schema, user_q) = (quote(&self.schema), quote(&user));
+        let mut grants = Vec::new();
+        if !exists && !on_database {
+            grants.push(format!("GRANT CREATE ON DATABASE {} TO {user_q};", quote(&database)));
+        }
+        if on_schema == Some(false) {
+            grants.push(format!("GRANT USAGE, CREATE ON SCHEMA {schema} TO {user_q};"));
+        }
+        if on_table == Some(false) {
+            grants.push(format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{} TO {user_q};", quote(table)));
+        }
+        Ok(grants)
+    }
+
+    /// Creates the schema and the sync's table when missing.
+    pub async fn ensure(&self, table: &str) -> Result<(), SourceError> {
+        let schema = quote(&self.schema);
+        let exists = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+            .bind(&self.schema)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.failed("looking for the schema", e))?
+            .is_some();
+        if !exists {
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.failed("creating the schema", e))?;
+        }
+        let t = format!("{schema}.{}", quote(table));
+        for sql in [
+            format!(
+                "CREATE TABLE IF NOT EXISTS {t} (sluice_key text PRIMARY KEY, key_hash text NOT NULL, fingerprint text NOT NULL, \
+                 updated_at timestamptz NOT NULL DEFAULT now())"
+            ),
+            format!("CREATE INDEX IF NOT EXISTS {} ON {t} (key_hash)", quote(&format!("{table}_by_hash"))),
+        ] {
+            sqlx::query(&sql).execute(&self.pool).await.map_err(|e| self.failed("creating the sync's table", e))?;
+        }
+        Ok(())
+    }
+
+    /// Records one committed batch's written rows, in one transaction.
+    pub async fn commit(&self, table: &str, rows: &[Applied<'_>]) -> Result<(), SourceError> {
+        let t = format!("{}.{}", quote(&self.schema), quote(table));
+        let (mut keys, mut hashes, mut fps) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut deleted, mut cleared) = (Vec::new(), Vec::new());
+        for row in rows {
+            match row {
+                Applied::Holds { key, key_hash, fingerprint } => {
+                    keys.push(*key);
+                    hashes.push(key_hash.as_str());
+                    fps.push(*fingerprint);
+                }
+                Applied::Deleted { key_hash } => deleted.push(key_hash.as_str()),
+                Applied::Cleared { key_hash } => cleared.push(key_hash.as_str()),
+            }
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| self.failed("recording a batch", e))?;
+        if !keys.is_empty() {
+            let sql = format!(
+                "INSERT INTO {t} (sluice_key, key_hash, fingerprint) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) \
+                 ON CONFLICT (sluice_key) DO UPDATE SET key_hash = excluded.key_hash, fingerprint = excluded.fingerprint, updated_at = now()"
+            );
+            sqlx::query(&sql)
+                .bind(&keys)
+                .bind(&hashes)
+                .bind(&fps)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.failed("recording a batch", e))?;
+        }
+        if !deleted.is_empty() {
+            sqlx::query(&format!("DELETE FROM {t} WHERE key_hash = ANY($1)"))
+                .bind(&deleted)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.failed("recording deletes", e))?;
+        }
+        if !cleared.is_empty() {
+            sqlx::query(&format!("UPDATE {t} SET fingerprint = '{CLEARED}', updated_at = now() WHERE key_hash = ANY($1)"))
+                .bind(&cleared)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.failed("recording clears", e))?;
+        }
+        tx.commit().await.map_err(|e| self.failed("recording a batch", e))
+    }
+
+    /// Forgets every row of the sync's table (`sluice reset`); a missing table is nothing to do.
+    pub async fn clear(&self, table: &str) -> Result<(), SourceError> {
+        let t = format!("{}.{}", quote(&self.schema), quote(table));
+        let sql = format!("DO $$ BEGIN IF to_regclass('{}') IS NOT NULL THEN DELETE FROM {t}; END IF; END $$", t.replace('\'', "''"));
+        sqlx::raw_sql(&sql).execute(&self.pool).await.map(|_| ()).map_err(|e| self.failed("resetting", e))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_plain_and_distinct() {
+        assert_eq!(table_name("contacts"), "contacts");
+        let (a, b) = (table_name("crm/contacts"), table_name("crm_contacts"));
+        assert!(a.starts_with("crm_contacts_") && b == "crm_contacts", "{a} {b}");
+        assert_ne!(table_name("Contacts"), table_name("contacts"));
+        assert!(table_name(&"x".repeat(200)).len() <= 49);
+    }
+
+    #[test]
+    fn wide_models_nest_their_arrays_under_the_argument_limit() {
+        let cols: Vec<String> = (0..250).map(|i| format!("c{i}")).collect();
+        let sql = json_array(&cols);
+        let calls = sql.matches("jsonb_build_array(").count();
+        assert_eq!(calls, 4, "{sql}");
+        for call in sql.split("jsonb_build_array(").skip(1) {
+            let args = call.split(')').next().unwrap_or("").split(", ").count();
+            assert!(args <= 100, "{args}");
+        }
+    }
+
+    #[test]
+    fn the_query_keeps_the_model_whole_and_quotes_names() {
+        let spec = DiffSpec {
+            table: "t".into(),
+            key_columns: vec!["id".into()],
+            fp_columns: vec!["odd\"name".into()],
+            salt: "abc".into(),
+            everything: false,
+            removals: true,
+        };
+        let sql = postgres_sql("SELECT 1 AS id -- a comment", &["id".into(), "odd\"name".into()], &spec, "sluice_state");
+        assert!(sql.contains("SELECT 1 AS id -- a comment\n) AS sluice_model"), "{sql}");
+        assert!(sql.contains("sluice_model.\"odd\"\"name\""), "{sql}");
+        assert!(sql.contains("FULL JOIN \"sluice_state\".\"t\""), "{sql}");
+        assert!(!sql.contains("OR TRUE"), "{sql}");
+    }
+}

@@ -1,0 +1,280 @@
+//! `diff = "warehouse"`: the diff runs in the source database against a table sluice keeps there
+//! (Postgres). Only changed rows leave the database; the table advances only for rows the
+//! destination accepted; removed rows are deleted or cleared once; duplicates fail the run with
+//! nothing sent; switching to it, a full resync and `sluice reset` re-send everything; `check`
+//! says what to GRANT; where it cannot work it is refused at the header's line.
+
+use crate::support;
+
+use serde_json::json;
+use sluice::engine::RunOptions;
+use sluice::state::RunStatus;
+use sqlx::Row;
+use support::{keys_of, sluice_cli, Env, SourceKind, StateKind};
+
+const HEADER: &str = "destination = \"hook\"\nprimary_key = \"id\"\ndiff = \"warehouse\"";
+const MAPPING: &str = "[mapping]\nid = \"id\"\nemail = \"email\"";
+
+/// A project over a Postgres schema of its own, sluice's tables in `<schema>_state` (dropped
+/// with it).
+async fn pg_env() -> Env {
+    let env = Env::new(SourceKind::Postgres, StateKind::Sqlite).await;
+    let path = env.root().join("sluice.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    let schema = state_schema(&env);
+    std::fs::write(&path, config.replace("[sources.wh]\n", &format!("[sources.wh]\nstate_schema = \"{schema}\"\n"))).unwrap();
+    env
+}
+
+fn state_schema(env: &Env) -> String {
+    format!("{}_state", env.pg_source.as_ref().expect("a Postgres source").name)
+}
+
+/// `people` with `n` rows, and a sync `people` over it diffing in the warehouse.
+async fn project(n: i64, header_extra: &str) -> Env {
+    let env = pg_env().await;
+    env.exec(&format!(
+        "CREATE TABLE people (id BIGINT PRIMARY KEY, email TEXT, note TEXT);
+         INSERT INTO people SELECT i, 'p' || i || '@x.com', 'n' FROM generate_series(1, {n}) i;"
+    ))
+    .await;
+    env.write_sync("people", &format!("{HEADER}\n{header_extra}\n{MAPPING}"), "SELECT id, email, note FROM people");
+    env
+}
+
+/// The rows of the sync's table in the source: (sluice_key, fingerprint).
+async fn table(env: &Env, name: &str) -> Vec<(String, String)> {
+    let pg = env.pg_source.as_ref().expect("a Postgres source");
+    let sql = format!("SELECT sluice_key, fingerprint FROM \"{}\".\"{name}\" ORDER BY sluice_key", state_schema(env));
+    sqlx::query(&sql).fetch_all(&pg.pool).await.unwrap_or_default().iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+#[tokio::test]
+async fn only_changed_rows_leave_the_database_and_the_table_follows_what_was_written() {
+    let env = project(1000, "mode = \"mirror\"").await;
+    let name = "people";
+
+    let first = env.run(name).await;
+    assert_eq!(
+        (first.status, first.rows_read, first.counts.added, first.written),
+        (RunStatus::Success, 1000, 1000, 1000),
+        "{:?}",
+        first.error
+    );
+    assert_eq!(first.warehouse_rows, Some(1000));
+    assert_eq!(table(&env, name).await.len(), 1000, "every written row is recorded in the source");
+    env.sink.take();
+
+    let idle = env.run(name).await;
+    assert_eq!((idle.rows_read, idle.counts.unchanged, idle.written, idle.warehouse_rows), (1000, 1000, 0, Some(0)), "{:?}", idle.error);
+    assert!(env.sink.rows().is_empty());
+
+    // 10 changed, 5 added, 3 removed; a column the mapping does not read changes too, which
+    // changes nothing sent.
+    env.exec(
+        "UPDATE people SET email = 'new' || id || '@x.com' WHERE id <= 10;
+         UPDATE people SET note = 'touched' WHERE id BETWEEN 11 AND 500;
+         INSERT INTO people SELECT i, 'p' || i || '@x.com', 'n' FROM generate_series(1001, 1005) i;
+         DELETE FROM people WHERE id IN (998, 999, 1000);",
+    )
+    .await;
+    let next = env.run(name).await;
+    assert_eq!(
+        (next.counts.added, next.counts.changed, next.counts.removed, next.counts.unchanged, next.rows_read),
+        (5, 10, 3, 987, 1002),
+        "{:?}",
+        next.error
+    );
+    assert_eq!(next.warehouse_rows, Some(18), "only the changed rows left the database");
+    let sent = env.sink.take();
+    assert_eq!(sent.iter().filter(|r| r.op == "upsert").count(), 15);
+    let mut deleted: Vec<String> = sent.iter().filter(|r| r.op == "delete").map(|r| r.key.to_string()).collect();
+    deleted.sort();
+    assert_eq!(deleted, vec![json!({"id": 1000}).to_string(), json!({"id": 998}).to_string(), json!({"id": 999}).to_string()]);
+    let rows = table(&env, name).await;
+    assert_eq!(rows.len(), 1002);
+    assert!(rows.iter().all(|(k, _)| k != "[998]"), "deleted rows leave the table");
+    assert!(env.run(name).await.warehouse_rows == Some(0), "and then all is quiet");
+}
+
+#[tokio::test]
+async fn rejected_rows_are_not_recorded_and_come_back() {
+    let env = project(20, "").await;
+    let name = "people";
+    env.sink.reject(json!({"id": 7}));
+    let first = env.run(name).await;
+    assert_eq!((first.written, first.rejected), (19, 1), "{:?}", first.error);
+    assert!(!table(&env, name).await.iter().any(|(k, _)| k == "[7]"), "a rejected row is not recorded as held");
+    env.sink.clear_rejects();
+    env.sink.take();
+    let retry = env.run_with(name, RunOptions { retry_rejected: true, ..Default::default() }).await;
+    assert_eq!((retry.warehouse_rows, retry.written), (Some(1), 1), "only the rejected row comes back: {:?}", retry.error);
+    assert_eq!(keys_of(&env.sink.take()), vec![json!({"id": 7}).to_string()]);
+    assert_eq!(table(&env, name).await.len(), 20);
+}
+
+#[tokio::test]
+async fn duplicate_keys_fail_the_run_with_nothing_sent() {
+    let env = project(5, "").await;
+    let name = "people";
+    assert_eq!(env.run(name).await.written, 5);
+    env.sink.take();
+    // An exact copy of a row: unchanged against the table, still a duplicate.
+    env.exec("ALTER TABLE people DROP CONSTRAINT people_pkey; INSERT INTO people SELECT * FROM people WHERE id = 3;").await;
+    let run = env.run(name).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let error = run.error.clone().unwrap_or_default();
+    assert!(error.contains("duplicate primary key") && error.contains("id=3"), "{error}");
+    assert!(env.sink.rows().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn switching_to_it_a_full_resync_and_a_reset_resend_every_row() {
+    let env = pg_env().await;
+    let name = "people";
+    env.exec("CREATE TABLE people (id BIGINT, email TEXT); INSERT INTO people SELECT i, 'p' || i FROM generate_series(1, 30) i;").await;
+    let local = "destination = \"hook\"\nprimary_key = \"id\"";
+    env.write_sync(name, local, "SELECT id, email FROM people");
+    assert_eq!(env.run(name).await.written, 30);
+    env.write_sync(name, &format!("{local}\ndiff = \"warehouse\""), "SELECT id, email FROM people");
+    let plan = env.plan(name).await;
+    assert!(plan.config_changed && plan.warnings.iter().any(|w| w.contains("`diff` changed")), "{:?}", plan.warnings);
+    assert_eq!(plan.to_send.upsert, 30);
+    assert!(plan.warehouse_rows.is_some(), "the plan diffed in the source");
+    assert_eq!(env.run(name).await.written, 30, "switching is a full resync");
+    assert_eq!(env.run(name).await.written, 0);
+    let full = env.run_with(name, RunOptions { full_resync: true, ..Default::default() }).await;
+    assert_eq!((full.written, full.warehouse_rows), (30, Some(30)), "{:?}", full.error);
+    let out = sluice_cli(env.root(), &["reset", name], &[]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(table(&env, name).await.is_empty(), "a reset empties the sync's table in the source");
+    assert_eq!(env.run(name).await.written, 30, "and every row is sent again");
+}
+
+#[tokio::test]
+async fn removed_rows_are_cleared_once() {
+    let env = project(4, "on_remove = \"clear\"").await;
+    let name = "people";
+    assert_eq!(env.run(name).await.written, 4);
+    env.exec("DELETE FROM people WHERE id = 2").await;
+    env.sink.take();
+    let run = env.run(name).await;
+    assert_eq!((run.counts.removed, run.to_send.clear, run.written), (1, 1, 1), "{:?}", run.error);
+    assert_eq!(env.sink.take().iter().map(|r| r.op.as_str()).collect::<Vec<_>>(), ["clear"]);
+    assert!(table(&env, name).await.contains(&("[2]".to_string(), "cleared".to_string())), "kept, marked cleared");
+    let again = env.run(name).await;
+    assert_eq!((again.to_send.clear, again.written), (0, 0), "cleared once");
+    env.exec("INSERT INTO people VALUES (2, 'back@x.com', 'n')").await;
+    let back = env.run(name).await;
+    assert_eq!((back.counts.changed, back.written), (1, 1), "a cleared row that comes back is written again");
+}
+
+#[tokio::test]
+async fn it_is_refused_where_it_cannot_work_at_the_headers_line() {
+    let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
+    env.exec("CREATE TABLE t AS SELECT 1 AS id, now() AS at").await;
+    env.write_sync("on_duckdb", "destination = \"hook\"\nprimary_key = \"id\"\ndiff = \"warehouse\"", "SELECT id FROM t");
+    let run = env.run("on_duckdb").await;
+    assert!(
+        run.error.as_deref().unwrap_or("").contains("syncs/on_duckdb.sql:4: diff = \"warehouse\" needs a Postgres source"),
+        "{:?}",
+        run.error
+    );
+
+    let pg = pg_env().await;
+    pg.exec("CREATE TABLE t (id INT, at TIMESTAMPTZ, sluice_key TEXT)").await;
+    pg.write_sync(
+        "with_cursor",
+        "destination = \"hook\"\nprimary_key = \"id\"\ncursor = \"at\"\ndiff = \"warehouse\"",
+        "SELECT id, at FROM t",
+    );
+    let run = pg.run("with_cursor").await;
+    assert!(
+        run.error.as_deref().unwrap_or("").contains("with_cursor.sql:5: diff = \"warehouse\" does not go with `cursor`"),
+        "{:?}",
+        run.error
+    );
+    pg.write_sync("clash", "destination = \"hook\"\nprimary_key = \"id\"\ndiff = \"warehouse\"", "SELECT id, sluice_key FROM t");
+    let run = pg.run("clash").await;
+    assert!(run.error.as_deref().unwrap_or("").contains("column `sluice_key`"), "{:?}", run.error);
+    let out = sluice_cli(pg.root(), &["check"], &[]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("does not go with `cursor`"), "check says so too: {text}");
+}
+
+#[tokio::test]
+async fn check_names_the_grants_a_role_lacks() {
+    let env = Env::new(SourceKind::Postgres, StateKind::Sqlite).await;
+    let pg = env.pg_source.as_ref().unwrap();
+    let role = format!("sluice_ro_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let schema = format!("{}_state", pg.name);
+    env.exec(&format!(
+        "CREATE TABLE people (id INT, email TEXT);
+         CREATE ROLE {role} LOGIN;
+         GRANT USAGE ON SCHEMA {0} TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA {0} TO {role};",
+        pg.name
+    ))
+    .await;
+    // The role's URL: the test server trusts local connections.
+    let mut url = reqwest::Url::parse(&pg.url()).unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(None).unwrap();
+    let url = url.to_string();
+    let config = std::fs::read_to_string(env.root().join("sluice.toml")).unwrap();
+    let config = config.replace(&pg.url(), &url).replace("[sources.wh]\n", &format!("[sources.wh]\nstate_schema = \"{schema}\"\n"));
+    std::fs::write(env.root().join("sluice.toml"), config).unwrap();
+    env.write_sync("people", "destination = \"hook\"\nprimary_key = \"id\"\ndiff = \"warehouse\"", "SELECT id, email FROM people");
+    let out = sluice_cli(env.root(), &["check"], &[]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("syncs/people.sql:4:") && text.contains(&format!("GRANT CREATE ON DATABASE")), "{text}");
+
+    env.exec(&format!("CREATE SCHEMA {schema}; GRANT USAGE ON SCHEMA {schema} TO {role};")).await;
+    let out = sluice_cli(env.root(), &["check"], &[]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains(&format!("GRANT USAGE, CREATE ON SCHEMA \"{schema}\" TO \"{role}\";")), "{text}");
+
+    env.exec(&format!("GRANT CREATE ON SCHEMA {schema} TO {role};")).await;
+    let out = sluice_cli(env.root(), &["check"], &[]).await;
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let run = env.run("people").await;
+    assert_eq!(run.status, RunStatus::Success, "the role keeps its table: {:?}", run.error);
+    env.exec(&format!("DROP SCHEMA {schema} CASCADE; DROP OWNED BY {role}; DROP ROLE {role};")).await;
+}
+
+/// The commit rule holds with the table in the source: killed at random moments, a run loses
+/// nothing, the table never claims a row the destination did not get, and a kill re-sends at
+/// most the batches in flight. The seed is printed; `SLUICE_CRASH_SEED=n` replays it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkills_lose_nothing_and_resend_only_batches_in_flight() {
+    const ROWS: usize = 20_000;
+    const BATCH: usize = 500;
+    const KILLS: usize = 8;
+    let env =
+        Env::with_sink_settings(SourceKind::Postgres, StateKind::Sqlite, &format!("max_batch_rows = {BATCH}\nmax_in_flight = 4")).await;
+    let path = env.root().join("sluice.toml");
+    let schema = state_schema(&env);
+    let config = std::fs::read_to_string(&path).unwrap().replace("[sources.wh]\n", &format!("[sources.wh]\nstate_schema = \"{schema}\"\n"));
+    std::fs::write(&path, config).unwrap();
+    env.exec(&format!("CREATE TABLE t AS SELECT i::bigint AS id, 'v' || i AS v FROM generate_series(1, {ROWS}) i")).await;
+    env.write_sync("big", HEADER, "SELECT id, v FROM t");
+    // 40 batches of 150 ms, 4 at a time: about 1.5 s of sending for the kills to land in.
+    env.sink.slow(std::time::Duration::from_millis(150));
+    let distinct = |rows: &[support::SinkRow]| rows.iter().map(|r| r.key.to_string()).collect::<std::collections::HashSet<_>>().len();
+    let in_flight = sluice::engine::batches_in_flight(4) * BATCH;
+    let mut rng = fastrand::Rng::with_seed(support::faults::seed("SLUICE_CRASH_SEED"));
+    let mut midway = 0;
+    for kill in 1..=KILLS {
+        crate::crash::interrupt(&env, &mut rng, "KILL").await;
+        let (seen, recorded) = (distinct(&env.sink.rows()), table(&env, "big").await.len());
+        assert!(recorded <= seen && seen - recorded <= in_flight, "kill {kill}: {seen} distinct rows received, {recorded} in the table");
+        midway += usize::from(recorded < ROWS && seen > 0);
+    }
+    assert!(midway > 0, "no kill landed while rows were being sent");
+    let last = env.run("big").await;
+    assert_eq!(last.status, RunStatus::Success, "{:?}", last.error);
+    let received = env.sink.rows();
+    assert_eq!((distinct(&received), table(&env, "big").await.len()), (ROWS, ROWS), "every row reached the destination, once recorded");
+    assert!(received.len() - ROWS <= KILLS * in_flight, "{} rows sent twice", received.len() - ROWS);
+    assert_eq!(env.run("big").await.to_send.total(), 0, "the table agrees with the destination");
+}
