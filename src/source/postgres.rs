@@ -333,6 +333,8 @@ impl PostgresSource {
             None => sql,
             Some(spec) => {
                 let sql = warehouse::postgres_sql(&sql, &names, spec, &self.state.schema);
+                // The query itself, for people timing it on the database (scripts/bench_warehouse.py).
+                tracing::debug!(source = %self.name, sql = %sql, "warehouse diff query");
                 decs.extend([Dec::Text, Dec::Text, Dec::I64, Dec::Text, Dec::Text, Dec::Text]);
                 names.extend(warehouse::EXTRA.iter().map(|e| e.to_string()));
                 sql

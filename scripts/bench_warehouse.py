@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""The diff in the warehouse against the diff in sluice, at size (issue #30): a Postgres model
+of --rows rows, 1% of it changed before each measured run, synced to a webhook that answers
+after --latency ms. For each of `diff = "warehouse"` and `diff = "local"`: the first run (every
+row sent), then --runs measured runs, paired A B A B by farm-bench (wall seconds and the sluice
+process's peak memory); and the database's own time for the warehouse diff's query alone (the
+query sluice logs at -vv, run by psql in the same settings). Not run by CI. Standard library,
+psql and farm-bench.
+
+    scripts/bench --warehouse                     # builds release, then runs this
+    python3 scripts/bench_warehouse.py --sluice target/release/sluice --rows 10000000 [--runs 3]
+        [--only warehouse] [--keep DIR]
+
+Postgres: $SLUICE_BENCH_PG (default postgres://postgres@127.0.0.1:5432/postgres); the database
+sluice_bench_wh is created there and dropped afterwards.
+"""
+
+import argparse
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+PG = os.environ.get("SLUICE_BENCH_PG", "postgres://postgres@127.0.0.1:5432/postgres")
+DB = "sluice_bench_wh"
+
+
+def db_url(database: str) -> str:
+    parts = urllib.parse.urlsplit(PG)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + database))
+
+
+def psql(database: str, sql: str, quiet: bool = True) -> str:
+    args = ["psql", db_url(database), "-v", "ON_ERROR_STOP=1", "-X", "-At", "-c", sql]
+    out = subprocess.run(args, check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+class Sink:
+    """A webhook destination that takes every batch after `latency_ms`, keeping nothing."""
+
+    def __init__(self, latency_ms: float):
+        delay = latency_ms / 1000.0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                time.sleep(delay)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+MODEL = """SELECT b.id, b.email,
+       CASE WHEN b.id % 100 = 0 THEN b.plan + t.n ELSE b.plan END AS plan
+FROM big b CROSS JOIN tick t"""
+
+
+def project(root: str, sink_url: str) -> None:
+    os.makedirs(os.path.join(root, "syncs"), exist_ok=True)
+    with open(os.path.join(root, "sluice.toml"), "w") as f:
+        f.write(
+            f'[state]\nurl = "sqlite://.sluice/state.db"\n\n[sources.pg]\nkind = "postgres"\nurl = "{db_url(DB)}"\n\n'
+            f'[destinations.hook]\nkind = "webhook"\nurl = "{sink_url}"\nmax_batch_rows = 1000\nmax_in_flight = 16\n'
+        )
+    for diff in ("warehouse", "local"):
+        with open(os.path.join(root, "syncs", f"big_{diff}.sql"), "w") as f:
+            f.write(f'/* sluice\nsource = "pg"\ndestination = "hook"\nprimary_key = "id"\ndiff = "{diff}"\n*/\n{MODEL}\n')
+
+
+def farm(args: list, timeout: int) -> str:
+    out = subprocess.run(["farm-bench", "--timeout", str(timeout), *args], capture_output=True, text=True)
+    return out.stdout + out.stderr
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sluice", required=True)
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--latency", type=float, default=20.0, help="the webhook's answer time, ms")
+    ap.add_argument("--only", choices=["warehouse", "local"])
+    ap.add_argument("--keep", help="keep the project in this directory")
+    a = ap.parse_args()
+    sluice = os.path.abspath(a.sluice)
+    root = a.keep or tempfile.mkdtemp(prefix="sluice-bench-wh-")
+    sink = Sink(a.latency)
+    project(root, sink.url)
+    print(f"# {a.rows:,} rows, 1% changed per run, webhook answering after {a.latency:g} ms; project {root}", flush=True)
+    psql("postgres", f"DROP DATABASE IF EXISTS {DB}")
+    psql("postgres", f"CREATE DATABASE {DB}")
+    try:
+        started = time.time()
+        psql(DB, "CREATE TABLE tick (n int); INSERT INTO tick VALUES (0);")
+        psql(DB, f"CREATE TABLE big AS SELECT i::bigint AS id, md5(i::text) || '@example.com' AS email, (i % 7)::int AS plan "
+                 f"FROM generate_series(1, {a.rows}) i; ALTER TABLE big ADD PRIMARY KEY (id);")
+        psql(DB, "VACUUM ANALYZE big")
+        print(f"generated in {time.time() - started:.1f} s", flush=True)
+        tick = f"psql {db_url(DB)} -X -q -c 'UPDATE tick SET n = n + 1'"
+        cmd = lambda diff: ["sh", "-c", f"{tick} && exec {sluice} run big_{diff} --project {root} >> {root}/runs.log 2>&1"]
+        kinds = [a.only] if a.only else ["warehouse", "local"]
+        for diff in kinds:
+            print(f"\n## first run, diff = {diff} (every row sent)", flush=True)
+            print(farm(["-n", "1", "--warmup", "0", "--", *cmd(diff)], 3600), flush=True)
+        print("\n## measured runs (1% changed each)", flush=True)
+        if len(kinds) == 2:
+            vs = " ".join(cmd("local")[:2]) + " '" + cmd("local")[2].replace("'", "'\\''") + "'"
+            print(farm(["-n", str(a.runs), "--warmup", "0", "--vs", vs, "--", *cmd("warehouse")], 3600), flush=True)
+        else:
+            print(farm(["-n", str(a.runs), "--warmup", "0", "--", *cmd(kinds[0])], 3600), flush=True)
+        if "warehouse" in kinds:
+            # The query sluice runs, as it logs it, timed on the database alone.
+            log = subprocess.run([sluice, "plan", "big_warehouse", "--project", root, "-vv"], capture_output=True, text=True).stderr
+            m = re.search(r'sql=(WITH sluice_m.*?sluice_m AS z ON FALSE)', log, re.S)
+            if not m:
+                print("could not find the diff query in the -vv log", file=sys.stderr)
+            else:
+                sql = m.group(1)
+                path = os.path.join(root, "diff.sql")
+                with open(path, "w") as f:
+                    f.write("BEGIN READ ONLY;\nSET LOCAL TimeZone = 'UTC';\nSET LOCAL extra_float_digits = 1;\n"
+                            f"SET LOCAL IntervalStyle = 'iso_8601';\n{sql};\nROLLBACK;\n")
+                print("\n## the warehouse diff's query alone, on the database (psql, output discarded)", flush=True)
+                print(farm(["-n", str(a.runs), "--warmup", "0", "--", "sh", "-c",
+                            f"psql {db_url(DB)} -X -q -o /dev/null -f {path}"], 3600), flush=True)
+        print(f"\nsluice_state table: {psql(DB, 'SELECT count(*) FROM sluice_state.big_warehouse')} rows, "
+              f"{psql(DB, 'SELECT pg_size_pretty(pg_total_relation_size(' + chr(39) + 'sluice_state.big_warehouse' + chr(39) + '))')}")
+    finally:
+        psql("postgres", f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        if not a.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
