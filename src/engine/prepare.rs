@@ -116,7 +116,7 @@ impl Engine {
              as the database's or the schema's owner, run: {}",
             sync.file.path.display(),
             sync.file.diff.line,
-            state.schema,
+            state.schema(),
             sync.source,
             missing.join(" ")
         )))
@@ -151,8 +151,8 @@ fn warehouse_state<'e>(sync: &SyncSpec, source: Option<&'e Source>) -> Result<Op
     }
     source.warehouse().map(Some).ok_or_else(|| {
         at(format!(
-            "diff = \"warehouse\" needs a Postgres source, and `{}` is not one (DuckDB and MariaDB are not supported yet): \
-             remove `diff` to diff in sluice",
+            "diff = \"warehouse\" needs a Postgres or MariaDB/MySQL source, and `{}` is neither (DuckDB is not supported \
+             yet): remove `diff` to diff in sluice",
             sync.source
         ))
     })

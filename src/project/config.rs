@@ -359,6 +359,11 @@ pub struct MysqlSourceConfig {
     /// Connections to the server at most. Default: one per run the daemon may have going at once
     /// (`[daemon] max_concurrent_runs`), plus one.
     pub max_connections: Option<u32>,
+    /// The database sluice keeps its tables in for syncs with `diff = "warehouse"` (one per
+    /// sync); created when missing. Models never write: these tables are written on
+    /// connections of their own.
+    #[schemars(extend("default" = "sluice_state"))]
+    pub state_schema: Option<String>,
 }
 
 /// A destination's settings stay an untyped table here: each destination kind parses its own

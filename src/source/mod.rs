@@ -253,10 +253,12 @@ impl Source {
         }
     }
 
-    /// sluice's tables in the source, for `diff = "warehouse"`: Postgres only, so far.
+    /// sluice's tables in the source, for `diff = "warehouse"`: Postgres and MariaDB/MySQL.
     pub fn warehouse(&self) -> Option<&warehouse::WarehouseState> {
         match self {
             Source::Postgres(s) => Some(s.warehouse()),
+            Source::Mysql(s) => Some(s.warehouse()),
+            #[cfg(feature = "duckdb")]
             _ => None,
         }
     }
@@ -272,7 +274,9 @@ impl Source {
     ) -> Result<ModelStream, SourceError> {
         match self {
             Source::Postgres(s) => s.stream(sql, None, timeout, Some(spec)).await,
-            _ => Err(SourceError::Query("diff = \"warehouse\" needs a Postgres source".into())),
+            Source::Mysql(s) => s.stream(sql, None, timeout, Some(spec)).await,
+            #[cfg(feature = "duckdb")]
+            _ => Err(SourceError::Query("diff = \"warehouse\" needs a Postgres or MariaDB/MySQL source".into())),
         }
     }
 
@@ -297,7 +301,7 @@ impl Source {
             #[cfg(feature = "duckdb")]
             Source::DuckDb(s) => s.stream(sql, after, timeout).await,
             Source::Postgres(s) => s.stream(sql, after, timeout, None).await,
-            Source::Mysql(s) => s.stream(sql, after, timeout).await,
+            Source::Mysql(s) => s.stream(sql, after, timeout, None).await,
             #[cfg(feature = "duckdb")]
             Source::Command(s) => s.stream(sql, after, timeout).await,
             #[cfg(feature = "duckdb")]

@@ -30,6 +30,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{Column as _, Executor, Row as _, TypeInfo};
 use tokio::sync::mpsc;
 
+use super::warehouse::{self, DiffSpec, WarehouseState};
 use super::{After, Chunk, Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
 use crate::project::config::MysqlSourceConfig;
 use crate::value::{normalize_decimal, Value, ValueType};
@@ -41,6 +42,8 @@ pub struct MysqlSource {
     options: Box<MySqlConnectOptions>,
     /// `host:port`: what errors show of the URL (never the password).
     shown: String,
+    /// sluice's own tables here, for syncs with `diff = "warehouse"` (connected when used).
+    state: WarehouseState,
 }
 
 /// How to decode one column.
@@ -250,7 +253,9 @@ impl MysqlSource {
             // Every connection reads only, whatever runs on it (`describe` included).
             .after_connect(|conn, _| Box::pin(async move { conn.execute("SET SESSION TRANSACTION READ ONLY").await.map(|_| ()) }))
             .connect_lazy_with(options.clone());
-        Ok(MysqlSource { name: name.to_string(), pool, options: Box::new(options), shown })
+        let schema = config.state_schema.as_deref().unwrap_or(warehouse::DEFAULT_SCHEMA);
+        let state = WarehouseState::Mysql(warehouse::MysqlState::new(options.clone(), schema));
+        Ok(MysqlSource { name: name.to_string(), pool, options: Box::new(options), shown, state })
     }
 
     /// Before the pool's first connection, one direct attempt: a refused or unknown host fails
@@ -303,6 +308,10 @@ impl MysqlSource {
         Ok(self.columns(sql).await?.0)
     }
 
+    pub fn warehouse(&self) -> &WarehouseState {
+        &self.state
+    }
+
     /// The wire marks text with a binary collation (`utf8mb4_bin`, MariaDB's JSON) as binary,
     /// like BLOBs; only the column's character set tells them apart, and sqlx does not pass it
     /// on. So for the columns that look binary, one more statement asks the server with
@@ -329,11 +338,29 @@ impl MysqlSource {
     /// Runs the model in a `READ ONLY` transaction with a consistent snapshot, rolled back at
     /// the end. `timeout` is the server's own statement limit (MariaDB's `max_statement_time`,
     /// MySQL's `max_execution_time`).
-    pub async fn stream(&self, sql: &str, after: Option<&After>, timeout: Option<std::time::Duration>) -> Result<ModelStream, SourceError> {
-        let (columns, decs) = self.columns(sql).await?;
-        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    ///
+    /// With `diff`, the rows are the warehouse diff's (`warehouse::mysql::sql`): each carries
+    /// the [`warehouse::EXTRA`] columns after the model's (`columns` names the model's only).
+    pub async fn stream(
+        &self,
+        sql: &str,
+        after: Option<&After>,
+        timeout: Option<std::time::Duration>,
+        diff: Option<&DiffSpec>,
+    ) -> Result<ModelStream, SourceError> {
+        let (columns, mut decs) = self.columns(sql).await?;
+        let mut names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
         let param = after.map(|a| cursor_param(a, &columns, &decs)).transpose()?;
-        let sql = wrap(sql, after);
+        let sql = match diff {
+            None => wrap(sql, after),
+            Some(spec) => {
+                let sql = warehouse::mysql_sql(sql, &names, spec, self.state.schema());
+                tracing::debug!(source = %self.name, sql = %sql, "warehouse diff query");
+                decs.extend([Dec::Text, Dec::Text, Dec::Int, Dec::Text, Dec::Text, Dec::Text]);
+                names.extend(warehouse::EXTRA.iter().map(|e| e.to_string()));
+                sql
+            }
+        };
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let pool = self.pool.clone();
         let source_name = self.name.clone();

@@ -243,7 +243,10 @@ impl PostgresSource {
             config.url.expose_secret().parse().map_err(|_| connect_err("`url` is not a valid postgres:// URL".into()))?;
         // Each model runs in a READ ONLY transaction of its own (`stream`); the session default
         // is read-only too, for whatever else runs on these connections (`describe`).
-        let state = WarehouseState::postgres(options.clone(), config.state_schema.as_deref().unwrap_or(warehouse::DEFAULT_SCHEMA));
+        let state = WarehouseState::Postgres(warehouse::PgState::new(
+            options.clone(),
+            config.state_schema.as_deref().unwrap_or(warehouse::DEFAULT_SCHEMA),
+        ));
         let options = options.application_name("sluice").options([("default_transaction_read_only", "on")]);
         let shown = format!("{}:{}", options.get_host(), options.get_port());
         // A run holds a connection while it streams, and `describe` takes one for a moment.
@@ -314,7 +317,7 @@ impl PostgresSource {
     /// connection. Prepared, so the server takes exactly one statement. `timeout` is the
     /// transaction's `statement_timeout`.
     ///
-    /// With `diff`, the rows are the warehouse diff's (`warehouse::postgres_sql`): each carries
+    /// With `diff`, the rows are the warehouse diff's (`warehouse::postgres::sql`): each carries
     /// the [`warehouse::EXTRA`] columns after the model's (`columns` names the model's only).
     pub async fn stream(
         &self,
@@ -332,7 +335,7 @@ impl PostgresSource {
         let sql = match diff {
             None => sql,
             Some(spec) => {
-                let sql = warehouse::postgres_sql(&sql, &names, spec, &self.state.schema);
+                let sql = warehouse::postgres_sql(&sql, &names, spec, self.state.schema());
                 // The query itself, for people timing it on the database (scripts/bench_warehouse.py).
                 tracing::debug!(source = %self.name, sql = %sql, "warehouse diff query");
                 decs.extend([Dec::Text, Dec::Text, Dec::I64, Dec::Text, Dec::Text, Dec::Text]);

@@ -176,7 +176,7 @@ async fn it_is_refused_where_it_cannot_work_at_the_headers_line() {
     env.write_sync("on_duckdb", "destination = \"hook\"\nprimary_key = \"id\"\ndiff = \"warehouse\"", "SELECT id FROM t");
     let run = env.run("on_duckdb").await;
     assert!(
-        run.error.as_deref().unwrap_or("").contains("syncs/on_duckdb.sql:4: diff = \"warehouse\" needs a Postgres source"),
+        run.error.as_deref().unwrap_or("").contains("syncs/on_duckdb.sql:4: diff = \"warehouse\" needs a Postgres or MariaDB/MySQL source"),
         "{:?}",
         run.error
     );
@@ -277,4 +277,58 @@ async fn sigkills_lose_nothing_and_resend_only_batches_in_flight() {
     assert_eq!((distinct(&received), table(&env, "big").await.len()), (ROWS, ROWS), "every row reached the destination, once recorded");
     assert!(received.len() - ROWS <= KILLS * in_flight, "{} rows sent twice", received.len() - ROWS);
     assert_eq!(env.run("big").await.to_send.total(), 0, "the table agrees with the destination");
+}
+
+/// The same on MariaDB: no FULL JOIN there, a database for sluice's tables, the model still
+/// read on a read-only session.
+#[tokio::test]
+async fn on_mariadb_only_changed_rows_leave_the_database() {
+    let env = Env::new(SourceKind::Mysql, StateKind::Sqlite).await;
+    let db = env.my_source.as_ref().expect("a MariaDB source");
+    let state = format!("{}_state", db.schema);
+    let path = env.root().join("sluice.toml");
+    let config = std::fs::read_to_string(&path).unwrap().replace("[sources.wh]\n", &format!("[sources.wh]\nstate_schema = \"{state}\"\n"));
+    std::fs::write(&path, config).unwrap();
+    env.exec(
+        "CREATE TABLE people (id BIGINT PRIMARY KEY, email VARCHAR(64), note VARCHAR(16), seen DATETIME(3));
+         INSERT INTO people WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 300)
+             SELECT i, CONCAT('p', i, '@x.com'), 'n', '2026-01-01 00:00:00.250' FROM s;",
+    )
+    .await;
+    env.write_sync(
+        "people",
+        &format!("{HEADER}\nmode = \"mirror\"\n{MAPPING}\nseen = \"seen\""),
+        "SELECT id, email, note, seen FROM people",
+    );
+    let checked = sluice_cli(env.root(), &["check"], &[]).await;
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
+    let first = env.run("people").await;
+    assert_eq!((first.status, first.written, first.warehouse_rows), (RunStatus::Success, 300, Some(300)), "{:?}", first.error);
+    env.sink.take();
+    let idle = env.run("people").await;
+    assert_eq!((idle.rows_read, idle.counts.unchanged, idle.warehouse_rows), (300, 300, Some(0)), "{:?}", idle.error);
+    env.exec(
+        "UPDATE people SET email = CONCAT('new', id) WHERE id <= 4;
+         UPDATE people SET note = 'touched' WHERE id > 100;
+         INSERT INTO people VALUES (301, 'a@x.com', 'n', NULL), (302, 'b@x.com', 'n', NULL);
+         DELETE FROM people WHERE id = 300;",
+    )
+    .await;
+    let next = env.run("people").await;
+    assert_eq!(
+        (next.counts.added, next.counts.changed, next.counts.removed, next.counts.unchanged, next.warehouse_rows),
+        (2, 4, 1, 295, Some(7)),
+        "{:?}",
+        next.error
+    );
+    let sent = env.sink.take();
+    assert_eq!(sent.iter().filter(|r| r.op == "upsert").count(), 6);
+    assert_eq!(sent.iter().filter(|r| r.op == "delete").map(|r| r.key.to_string()).collect::<Vec<_>>(), [json!({"id": 300}).to_string()]);
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {state}.people")).fetch_one(&db.pool).await.unwrap();
+    assert_eq!(rows, 301);
+    // Duplicates fail the run before anything is sent.
+    env.exec("ALTER TABLE people DROP PRIMARY KEY; INSERT INTO people SELECT * FROM people WHERE id = 5;").await;
+    let dup = env.run("people").await;
+    assert!(dup.error.as_deref().unwrap_or("").contains("id=5"), "{:?}", dup.error);
+    assert!(env.sink.rows().is_empty());
 }

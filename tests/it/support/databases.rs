@@ -130,6 +130,10 @@ impl Drop for DestDb {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
                 let pool = AnyPoolOptions::new().max_connections(1).connect(&url).await.ok()?;
+                // With it, the database a `diff = "warehouse"` test keeps sluice's tables in.
+                if dialect == Dialect::Mysql {
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {schema}_state")).execute(&pool).await.ok()?;
+                }
                 let drop = match dialect {
                     Dialect::Postgres => format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
                     Dialect::Mysql => format!("DROP DATABASE IF EXISTS {schema}"),

@@ -1,72 +1,18 @@
-//! The diff in the source database (`diff = "warehouse"`), for models too big to diff in
-//! sluice's memory. sluice keeps, in a schema of its own in the source database, one table per
-//! sync: the rows the destination holds, as (`sluice_key`, `key_hash`, `fingerprint`). A run
-//! asks the database for the model joined with that table, and only the added, changed and
-//! removed rows leave the database; the engine sends them as ever, and after each batch the
-//! destination accepted (and the state store recorded), `WarehouseState::commit` records it
-//! here, in a transaction of the source's.
-//!
-//! The key and fingerprint are computed in SQL, over a canonical text of the values (stable
-//! across runs for the same data; it need not match sluice's own fingerprints, which are
-//! never compared with these). Postgres: session `TimeZone` UTC, `extra_float_digits` 1,
-//! `IntervalStyle` iso_8601, then
+//! The warehouse diff on Postgres. Canonical text: session `TimeZone` UTC,
+//! `extra_float_digits` 1, `IntervalStyle` iso_8601 (`POSTGRES_SETTINGS`, set for the diff's
+//! transaction), then
 //!
 //! - `sluice_key  = jsonb_build_array(k1, k2, ...)::text`
 //! - `fingerprint = md5(jsonb_build_array('<configuration fingerprint>', c1, c2, ...)::text)`
 //!
-//! over the key columns and the columns the mapping reads (every column when a template reads
-//! them). The configuration fingerprint is in it, so a changed definition changes every row.
-//! Written rows get their fingerprint; written deletes lose their row; cleared records keep it
-//! with the fingerprint `cleared`.
-
-use std::fmt::Write as _;
+//! One statement: the model with its keys, fingerprints and key counts, `FULL JOIN` the sync's
+//! table, then one row with the model's count.
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row as _;
 
-use super::SourceError;
-
-/// The columns a warehouse diff adds after the model's, in this order.
-pub const EXTRA: [&str; 6] = ["sluice_key", "sluice_fp", "sluice_n", "sluice_hash", "sluice_was", "sluice_change"];
-pub const KEY: usize = 0;
-pub const FP: usize = 1;
-pub const N: usize = 2;
-pub const HASH: usize = 3;
-pub const WAS: usize = 4;
-pub const CHANGE: usize = 5;
-
-/// The stored fingerprint of a record cleared after its row left the model.
-pub const CLEARED: &str = "cleared";
-
-/// The default schema sluice keeps its tables in.
-pub const DEFAULT_SCHEMA: &str = "sluice_state";
-
-/// What a run asks of the warehouse.
-#[derive(Clone, Debug)]
-pub struct DiffSpec {
-    /// The sync's table, unquoted (see [`table_name`]).
-    pub table: String,
-    pub key_columns: Vec<String>,
-    /// The columns the fingerprint covers.
-    pub fp_columns: Vec<String>,
-    /// The configuration fingerprint (hex), mixed into every row's.
-    pub salt: String,
-    /// Every row comes back, changed or not (`--full-resync`).
-    pub everything: bool,
-    /// Rows the table holds that left the model come back too.
-    pub removals: bool,
-}
-
-/// The table of a sync: its name in lower case letters, digits and `_`, with a short hash of
-/// the name when that changed anything (so `a/b` and `a_b` do not share one).
-pub fn table_name(sync: &str) -> String {
-    let plain: String = sync.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
-    let mut name: String = plain.chars().take(40).collect();
-    if name != sync {
-        let _ = write!(name, "_{:08x}", xxhash_rust::xxh3::xxh3_64(sync.as_bytes()) as u32);
-    }
-    name
-}
+use super::{Applied, DiffSpec, CLEARED};
+use crate::source::SourceError;
 
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -86,7 +32,7 @@ fn json_array(exprs: &[String]) -> String {
 /// `columns`: the model's columns, then [`EXTRA`], one row per added, changed, duplicate
 /// (`sluice_n` > 1) and, with `removals`, removed row (its model columns NULL), and last one
 /// row whose `sluice_change` is `total` and `sluice_n` the model's row count.
-pub fn postgres_sql(model: &str, columns: &[String], spec: &DiffSpec, schema: &str) -> String {
+pub fn sql(model: &str, columns: &[String], spec: &DiffSpec, schema: &str) -> String {
     let col = |c: &str| format!("sluice_model.{}", quote(c));
     let key = json_array(&spec.key_columns.iter().map(|c| col(c)).collect::<Vec<_>>());
     let mut fp_parts = vec![format!("'{}'::text", spec.salt.replace('\'', "''"))];
@@ -118,30 +64,20 @@ pub fn postgres_sql(model: &str, columns: &[String], spec: &DiffSpec, schema: &s
 pub const POSTGRES_SETTINGS: [&str; 3] =
     ["SET LOCAL TimeZone = 'UTC'", "SET LOCAL extra_float_digits = 1", "SET LOCAL IntervalStyle = 'iso_8601'"];
 
-/// One written row, as the warehouse table records it.
-pub enum Applied<'a> {
-    /// Written: the destination holds the row as fingerprinted.
-    Holds { key: &'a str, key_hash: String, fingerprint: &'a str },
-    /// Deleted from the destination.
-    Deleted { key_hash: String },
-    /// Cleared in the destination (kept, fields emptied).
-    Cleared { key_hash: String },
-}
-
 /// The tables sluice keeps in a Postgres source: a connection pool of its own, which may write
 /// (the models' connections cannot), used for these tables only.
-pub struct WarehouseState {
+pub struct PgState {
     pool: PgPool,
     pub schema: String,
 }
 
-impl WarehouseState {
-    pub fn postgres(options: sqlx::postgres::PgConnectOptions, schema: &str) -> WarehouseState {
+impl PgState {
+    pub fn new(options: sqlx::postgres::PgConnectOptions, schema: &str) -> PgState {
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(std::time::Duration::from_secs(15))
             .connect_lazy_with(options.application_name("sluice-state"));
-        WarehouseState { pool, schema: schema.to_string() }
+        PgState { pool, schema: schema.to_string() }
     }
 
     fn failed(&self, what: &str, e: sqlx::Error) -> SourceError {
@@ -265,24 +201,11 @@ impl WarehouseState {
         let sql = format!("DO $$ BEGIN IF to_regclass('{}') IS NOT NULL THEN DELETE FROM {t}; END IF; END $$", t.replace('\'', "''"));
         sqlx::raw_sql(&sql).execute(&self.pool).await.map(|_| ()).map_err(|e| self.failed("resetting", e))
     }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn table_names_are_plain_and_distinct() {
-        assert_eq!(table_name("contacts"), "contacts");
-        let (a, b) = (table_name("crm/contacts"), table_name("crm_contacts"));
-        assert!(a.starts_with("crm_contacts_") && b == "crm_contacts", "{a} {b}");
-        assert_ne!(table_name("Contacts"), table_name("contacts"));
-        assert!(table_name(&"x".repeat(200)).len() <= 49);
-    }
 
     #[test]
     fn wide_models_nest_their_arrays_under_the_argument_limit() {
@@ -306,7 +229,7 @@ mod tests {
             everything: false,
             removals: true,
         };
-        let sql = postgres_sql("SELECT 1 AS id -- a comment", &["id".into(), "odd\"name".into()], &spec, "sluice_state");
+        let sql = sql("SELECT 1 AS id -- a comment", &["id".into(), "odd\"name".into()], &spec, "sluice_state");
         assert!(sql.contains("SELECT 1 AS id -- a comment\n) AS sluice_model"), "{sql}");
         assert!(sql.contains("sluice_model.\"odd\"\"name\""), "{sql}");
         assert!(sql.contains("FULL JOIN \"sluice_state\".\"t\""), "{sql}");

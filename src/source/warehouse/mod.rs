@@ -1,0 +1,145 @@
+//! The diff in the source database (`diff = "warehouse"`), for models too big to diff in
+//! sluice's memory. sluice keeps, in a schema of its own in the source database, one table per
+//! sync: the rows the destination holds, as (`sluice_key`, `key_hash`, `fingerprint`). A run
+//! asks the database for the model joined with that table, and only the added, changed and
+//! removed rows leave the database; the engine sends them as ever, and after each batch the
+//! destination accepted (and the state store recorded), `WarehouseState::commit` records it
+//! here, in a transaction of the source's.
+//!
+//! The key and fingerprint are computed in SQL, over a canonical text of the values (stable
+//! across runs for the same data; it need not match sluice's own fingerprints, which are
+//! never compared with these), over the key columns and the columns the mapping reads (every
+//! column when a template reads them). The configuration fingerprint is in it, so a changed
+//! definition changes every row. Each database's form is in its file: `postgres`, `mysql`.
+//! Written rows get their fingerprint; written deletes lose their row; cleared records keep it
+//! with the fingerprint `cleared`.
+
+mod mysql;
+mod postgres;
+
+use std::fmt::Write as _;
+
+use super::SourceError;
+pub use mysql::{sql as mysql_sql, MysqlState};
+pub use postgres::{sql as postgres_sql, PgState, POSTGRES_SETTINGS};
+
+/// The columns a warehouse diff adds after the model's, in this order.
+pub const EXTRA: [&str; 6] = ["sluice_key", "sluice_fp", "sluice_n", "sluice_hash", "sluice_was", "sluice_change"];
+pub const KEY: usize = 0;
+pub const FP: usize = 1;
+pub const N: usize = 2;
+pub const HASH: usize = 3;
+pub const WAS: usize = 4;
+pub const CHANGE: usize = 5;
+
+/// The stored fingerprint of a record cleared after its row left the model.
+pub const CLEARED: &str = "cleared";
+
+/// The default schema sluice keeps its tables in.
+pub const DEFAULT_SCHEMA: &str = "sluice_state";
+
+/// What a run asks of the warehouse.
+#[derive(Clone, Debug)]
+pub struct DiffSpec {
+    /// The sync's table, unquoted (see [`table_name`]).
+    pub table: String,
+    pub key_columns: Vec<String>,
+    /// The columns the fingerprint covers.
+    pub fp_columns: Vec<String>,
+    /// The configuration fingerprint (hex), mixed into every row's.
+    pub salt: String,
+    /// Every row comes back, changed or not (`--full-resync`).
+    pub everything: bool,
+    /// Rows the table holds that left the model come back too.
+    pub removals: bool,
+}
+
+/// The table of a sync: its name in lower case letters, digits and `_`, with a short hash of
+/// the name when that changed anything (so `a/b` and `a_b` do not share one).
+pub fn table_name(sync: &str) -> String {
+    let plain: String = sync.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    let mut name: String = plain.chars().take(40).collect();
+    if name != sync {
+        let _ = write!(name, "_{:08x}", xxhash_rust::xxh3::xxh3_64(sync.as_bytes()) as u32);
+    }
+    name
+}
+
+/// One written row, as the warehouse table records it.
+pub enum Applied<'a> {
+    /// Written: the destination holds the row as fingerprinted.
+    Holds { key: &'a str, key_hash: String, fingerprint: &'a str },
+    /// Deleted from the destination.
+    Deleted { key_hash: String },
+    /// Cleared in the destination (kept, fields emptied).
+    Cleared { key_hash: String },
+}
+
+/// sluice's tables in a source database: the sync tables in `state_schema`, on connections of
+/// their own that may write (the models' connections cannot), used for these tables only.
+pub enum WarehouseState {
+    Postgres(PgState),
+    Mysql(MysqlState),
+}
+
+impl WarehouseState {
+    pub fn schema(&self) -> &str {
+        match self {
+            WarehouseState::Postgres(s) => &s.schema,
+            WarehouseState::Mysql(s) => &s.schema,
+        }
+    }
+
+    /// What the role lacks to keep the sync's table, as the GRANTs that would give it; empty
+    /// when it has it all.
+    pub async fn missing_grants(&self, table: &str) -> Result<Vec<String>, SourceError> {
+        match self {
+            WarehouseState::Postgres(s) => s.missing_grants(table).await,
+            WarehouseState::Mysql(s) => s.missing_grants(table).await,
+        }
+    }
+
+    /// Creates the schema and the sync's table when missing.
+    pub async fn ensure(&self, table: &str) -> Result<(), SourceError> {
+        match self {
+            WarehouseState::Postgres(s) => s.ensure(table).await,
+            WarehouseState::Mysql(s) => s.ensure(table).await,
+        }
+    }
+
+    /// Records one committed batch's written rows, in one transaction.
+    pub async fn commit(&self, table: &str, rows: &[Applied<'_>]) -> Result<(), SourceError> {
+        match self {
+            WarehouseState::Postgres(s) => s.commit(table, rows).await,
+            WarehouseState::Mysql(s) => s.commit(table, rows).await,
+        }
+    }
+
+    /// Forgets every row of the sync's table (`sluice reset`); a missing table is nothing to do.
+    pub async fn clear(&self, table: &str) -> Result<(), SourceError> {
+        match self {
+            WarehouseState::Postgres(s) => s.clear(table).await,
+            WarehouseState::Mysql(s) => s.clear(table).await,
+        }
+    }
+}
+
+/// The columns of a diff's rows that are the model's, NULL: `prefix.col` for each, quoted by
+/// `quote`, each followed by a comma.
+pub(super) fn null_columns(columns: &[String], prefix: &str, quote: impl Fn(&str) -> String) -> String {
+    columns.iter().map(|c| format!("{prefix}.{}, ", quote(c))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_plain_and_distinct() {
+        assert_eq!(table_name("contacts"), "contacts");
+        let (a, b) = (table_name("crm/contacts"), table_name("crm_contacts"));
+        assert!(a.starts_with("crm_contacts_") && b == "crm_contacts", "{a} {b}");
+        assert_ne!(table_name("Contacts"), table_name("contacts"));
+        assert!(table_name(&"x".repeat(200)).len() <= 49);
+    }
+}
