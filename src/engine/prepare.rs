@@ -95,7 +95,7 @@ impl Engine {
         };
         report.cursor = cursor.as_ref().map(|c| c.report.clone());
         let cursor_in_model = stream.is_none();
-        let warehouse = self.warehouse_of(sync, &source).await?;
+        let warehouse = self.warehouse_of(sync, &source, opts.dry_run).await?;
         Ok(Prepared { destination, caps, source, cursor_in_model, identity, meta, config_fp, moved, holds, held_since, cursor, warehouse })
     }
 
@@ -122,14 +122,17 @@ impl Engine {
         )))
     }
 
-    /// For `diff = "warehouse"`: the source's tables, the sync's created when missing.
-    async fn warehouse_of<'e>(&self, sync: &SyncSpec, source: &Held<'e>) -> Result<Option<&'e WarehouseState>, RunError> {
+    /// For `diff = "warehouse"`: the source's tables, the sync's created when missing (not by
+    /// a plan, which writes nothing).
+    async fn warehouse_of<'e>(&self, sync: &SyncSpec, source: &Held<'e>, plan: bool) -> Result<Option<&'e WarehouseState>, RunError> {
         let shared = match source {
             Held::Shared(shared) => Some(*shared),
             Held::Own { .. } => None,
         };
         let Some(state) = warehouse_state(sync, shared)? else { return Ok(None) };
-        state.ensure(&crate::source::warehouse::table_name(sync.name())).await?;
+        if !plan {
+            state.ensure(&crate::source::warehouse::table_name(sync.name())).await?;
+        }
         Ok(Some(state))
     }
 }

@@ -75,7 +75,13 @@ impl Engine {
                         crate::source::warehouse::EXTRA.join(", ")
                     )));
                 }
-                Some(warehouse::spec(sync, &shape, &names, &prepared.config_fp, opts.full_resync))
+                // A real run created the sync's table; a plan, which writes nothing, may find none.
+                let table = crate::source::warehouse::table_name(name);
+                let exists = match (opts.dry_run, prepared.warehouse) {
+                    (true, Some(state)) => state.exists(&table).await?,
+                    _ => true,
+                };
+                Some(warehouse::spec(sync, &shape, &names, &prepared.config_fp, opts.full_resync, exists))
             }
         };
         let stopped = || RunError::Cancelled("stopped on request while reading the model; nothing was sent".into());

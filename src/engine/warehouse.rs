@@ -42,7 +42,7 @@ pub struct WarehouseRow {
 }
 
 /// What the run asks the source for.
-pub(super) fn spec(sync: &SyncSpec, shape: &Shape, columns: &[String], salt: &str, everything: bool) -> DiffSpec {
+pub(super) fn spec(sync: &SyncSpec, shape: &Shape, columns: &[String], salt: &str, everything: bool, table_exists: bool) -> DiffSpec {
     // Templates may read any column: then every column counts, as it may change what is sent.
     let fp_columns = match shape.computed() {
         true => columns.to_vec(),
@@ -55,6 +55,8 @@ pub(super) fn spec(sync: &SyncSpec, shape: &Shape, columns: &[String], salt: &st
         salt: salt.to_string(),
         everything,
         removals: sync.file.on_remove != OnRemove::Ignore,
+        changes: sync.file.mode != crate::project::Mode::Insert,
+        table_exists,
     }
 }
 

@@ -141,6 +141,10 @@ async fn switching_to_it_a_full_resync_and_a_reset_resend_every_row() {
     assert!(plan.config_changed && plan.warnings.iter().any(|w| w.contains("`diff` changed")), "{:?}", plan.warnings);
     assert_eq!(plan.to_send.upsert, 30);
     assert!(plan.warehouse_rows.is_some(), "the plan diffed in the source");
+    let pg = env.pg_source.as_ref().unwrap();
+    let created: bool =
+        sqlx::query_scalar(&format!("SELECT to_regclass('{}.people') IS NOT NULL", state_schema(&env))).fetch_one(&pg.pool).await.unwrap();
+    assert!(!created, "a plan writes nothing, not even the sync's table");
     assert_eq!(env.run(name).await.written, 30, "switching is a full resync");
     assert_eq!(env.run(name).await.written, 0);
     let full = env.run_with(name, RunOptions { full_resync: true, ..Default::default() }).await;
@@ -149,6 +153,20 @@ async fn switching_to_it_a_full_resync_and_a_reset_resend_every_row() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(table(&env, name).await.is_empty(), "a reset empties the sync's table in the source");
     assert_eq!(env.run(name).await.written, 30, "and every row is sent again");
+}
+
+#[tokio::test]
+async fn in_insert_mode_changed_rows_stay_in_the_database() {
+    let env = project(10, "mode = \"insert\"").await;
+    assert_eq!(env.run("people").await.written, 10);
+    env.exec("UPDATE people SET email = 'changed' WHERE id = 1; INSERT INTO people VALUES (11, 'p11@x.com', 'n');").await;
+    let run = env.run("people").await;
+    assert_eq!(
+        (run.counts.added, run.written, run.warehouse_rows),
+        (1, 1, Some(1)),
+        "insert mode never sends a change: it does not come out"
+    );
+    assert_eq!(env.run("people").await.warehouse_rows, Some(0));
 }
 
 #[tokio::test]

@@ -52,6 +52,26 @@ pub struct DiffSpec {
     pub everything: bool,
     /// Rows the table holds that left the model come back too.
     pub removals: bool,
+    /// Changed rows come back too (not in insert mode, which never sends them: they would
+    /// come back every run).
+    pub changes: bool,
+    /// The sync's table exists. A plan does not create it (a plan writes nothing): without it,
+    /// every row is added.
+    pub table_exists: bool,
+}
+
+impl DiffSpec {
+    /// The condition on a model row `m` joined with the table's row `s` for it to come back.
+    fn wanted(&self) -> String {
+        let mut when = vec!["s.sluice_key IS NULL", "m.sluice_n > 1"];
+        if self.changes {
+            when.push("s.fingerprint <> m.sluice_fp");
+        }
+        if self.everything {
+            when.push("TRUE");
+        }
+        when.join(" OR ")
+    }
 }
 
 /// The table of a sync: its name in lower case letters, digits and `_`, with a short hash of
@@ -96,6 +116,14 @@ impl WarehouseState {
         match self {
             WarehouseState::Postgres(s) => s.missing_grants(table).await,
             WarehouseState::Mysql(s) => s.missing_grants(table).await,
+        }
+    }
+
+    /// Whether the sync's table exists.
+    pub async fn exists(&self, table: &str) -> Result<bool, SourceError> {
+        match self {
+            WarehouseState::Postgres(s) => s.exists(table).await,
+            WarehouseState::Mysql(s) => s.exists(table).await,
         }
     }
 

@@ -25,8 +25,13 @@ pub fn sql(model: &str, columns: &[String], spec: &DiffSpec, schema: &str) -> St
     let mut fp_parts = vec![format!("'{}'", spec.salt.replace('\'', "''").replace('\\', "\\\\"))];
     fp_parts.extend(spec.fp_columns.iter().map(|c| col(c)));
     let fp = format!("MD5(JSON_ARRAY({}))", fp_parts.join(", "));
-    let table = format!("{}.{}", quote(schema), quote(&spec.table));
-    let everything = if spec.everything { " OR TRUE" } else { "" };
+    let table = match spec.table_exists {
+        true => format!("{}.{}", quote(schema), quote(&spec.table)),
+        false => "(SELECT CAST(NULL AS CHAR(32)) AS sluice_key, CAST(NULL AS CHAR(32)) AS key_hash, \
+                  CAST(NULL AS CHAR(32)) AS fingerprint FROM (SELECT 1) AS e WHERE FALSE)"
+            .to_string(),
+    };
+    let wanted = spec.wanted();
     let removed = match spec.removals {
         false => String::new(),
         true => format!(
@@ -44,7 +49,7 @@ pub fn sql(model: &str, columns: &[String], spec: &DiffSpec, schema: &str) -> St
          SELECT m.*, s.key_hash AS sluice_hash, s.fingerprint AS sluice_was,\n\
          CASE WHEN s.sluice_key IS NULL THEN 'added' ELSE 'changed' END AS sluice_change\n\
          FROM sluice_m AS m LEFT JOIN {table} AS s ON s.sluice_key = m.sluice_key\n\
-         WHERE s.sluice_key IS NULL OR s.fingerprint <> m.sluice_fp OR m.sluice_n > 1{everything}\n\
+         WHERE {wanted}\n\
          {removed}\
          UNION ALL\n\
          SELECT {}NULL, NULL, (SELECT COUNT(*) FROM sluice_m), NULL, NULL, 'total'\n\
@@ -81,6 +86,16 @@ impl MysqlState {
                 quote(&self.schema)
             )]),
         }
+    }
+
+    pub async fn exists(&self, table: &str) -> Result<bool, SourceError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?")
+            .bind(&self.schema)
+            .bind(table)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.failed("looking for the sync's table", e))?;
+        Ok(found.is_some())
     }
 
     pub async fn ensure(&self, table: &str) -> Result<(), SourceError> {
@@ -140,13 +155,7 @@ impl MysqlState {
     }
 
     pub async fn clear(&self, table: &str) -> Result<(), SourceError> {
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?")
-            .bind(&self.schema)
-            .bind(table)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.failed("resetting", e))?;
-        if exists.is_some() {
+        if self.exists(table).await? {
             sqlx::query(&format!("DELETE FROM {}.{}", quote(&self.schema), quote(table)))
                 .execute(&self.pool)
                 .await
@@ -169,6 +178,8 @@ mod tests {
             salt: "abc".into(),
             everything: false,
             removals: true,
+            changes: true,
+            table_exists: true,
         };
         let sql = sql("SELECT 1 AS id -- a comment", &["id".into(), "odd`name".into()], &spec, "sluice_state");
         assert!(sql.contains("SELECT 1 AS id -- a comment\n) AS sluice_model"), "{sql}");

@@ -38,9 +38,12 @@ pub fn sql(model: &str, columns: &[String], spec: &DiffSpec, schema: &str) -> St
     let mut fp_parts = vec![format!("'{}'::text", spec.salt.replace('\'', "''"))];
     fp_parts.extend(spec.fp_columns.iter().map(|c| col(c)));
     let fp = format!("md5({}::text)", json_array(&fp_parts));
-    let table = format!("{}.{}", quote(schema), quote(&spec.table));
+    let table = match spec.table_exists {
+        true => format!("{}.{}", quote(schema), quote(&spec.table)),
+        false => "(SELECT NULL::text AS sluice_key, NULL::text AS key_hash, NULL::text AS fingerprint WHERE FALSE)".to_string(),
+    };
     let join = if spec.removals { "FULL JOIN" } else { "LEFT JOIN" };
-    let everything = if spec.everything { " OR TRUE" } else { "" };
+    let wanted = spec.wanted();
     let nulls: Vec<String> = columns.iter().map(|c| format!("z.{}", quote(c))).collect();
     format!(
         "WITH sluice_m AS (\n\
@@ -50,7 +53,7 @@ pub fn sql(model: &str, columns: &[String], spec: &DiffSpec, schema: &str) -> St
          SELECT m.*, s.key_hash AS sluice_hash, s.fingerprint AS sluice_was,\n\
          CASE WHEN m.sluice_key IS NULL THEN 'removed' WHEN s.sluice_key IS NULL THEN 'added' ELSE 'changed' END AS sluice_change\n\
          FROM sluice_m AS m {join} {table} AS s ON s.sluice_key = m.sluice_key\n\
-         WHERE m.sluice_key IS NULL OR s.sluice_key IS NULL OR s.fingerprint <> m.sluice_fp OR m.sluice_n > 1{everything}\n\
+         WHERE m.sluice_key IS NULL OR {wanted}\n\
          )\n\
          SELECT * FROM sluice_d\n\
          UNION ALL\n\
@@ -118,6 +121,15 @@ impl PgState {
             grants.push(format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{} TO {user_q};", quote(table)));
         }
         Ok(grants)
+    }
+
+    pub async fn exists(&self, table: &str) -> Result<bool, SourceError> {
+        sqlx::query_scalar::<_, bool>("SELECT to_regclass(quote_ident($1) || '.' || quote_ident($2)) IS NOT NULL")
+            .bind(&self.schema)
+            .bind(table)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.failed("looking for the sync's table", e))
     }
 
     /// Creates the schema and the sync's table when missing.
@@ -228,11 +240,16 @@ mod tests {
             salt: "abc".into(),
             everything: false,
             removals: true,
+            changes: true,
+            table_exists: true,
         };
-        let sql = sql("SELECT 1 AS id -- a comment", &["id".into(), "odd\"name".into()], &spec, "sluice_state");
+        let sql_of = |spec: DiffSpec| sql("SELECT 1 AS id -- a comment", &["id".into(), "odd\"name".into()], &spec, "sluice_state");
+        let sql = sql_of(spec.clone());
         assert!(sql.contains("SELECT 1 AS id -- a comment\n) AS sluice_model"), "{sql}");
         assert!(sql.contains("sluice_model.\"odd\"\"name\""), "{sql}");
         assert!(sql.contains("FULL JOIN \"sluice_state\".\"t\""), "{sql}");
-        assert!(!sql.contains("OR TRUE"), "{sql}");
+        assert!(!sql.contains("OR TRUE") && sql.contains("s.fingerprint <> m.sluice_fp"), "{sql}");
+        let insert = sql_of(DiffSpec { changes: false, table_exists: false, ..spec });
+        assert!(!insert.contains("s.fingerprint <> m.sluice_fp") && !insert.contains("\"sluice_state\".\"t\""), "{insert}");
     }
 }
