@@ -134,8 +134,8 @@ def main() -> int:
                 sql = m.group(1)
                 path = os.path.join(root, "diff.sql")
                 with open(path, "w") as f:
-                    f.write("BEGIN READ ONLY;\nSET LOCAL TimeZone = 'UTC';\nSET LOCAL extra_float_digits = 1;\n"
-                            f"SET LOCAL IntervalStyle = 'iso_8601';\n{sql};\nROLLBACK;\n")
+                    f.write("BEGIN READ ONLY;\nSET LOCAL TimeZone = 'UTC';\nSET LOCAL extra_float_digits = 2;\n"
+                            f"{sql};\nROLLBACK;\n")
                 print("\n## the warehouse diff's query alone, on the database (psql, output discarded)", flush=True)
                 print(farm(["-n", str(a.runs), "--warmup", "0", "--", "sh", "-c",
                             f"psql {db_url(DB)} -X -q -o /dev/null -f {path}"], 3600), flush=True)

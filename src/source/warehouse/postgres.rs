@@ -1,6 +1,7 @@
-//! The warehouse diff on Postgres. Canonical text: session `TimeZone` UTC,
-//! `extra_float_digits` 1, `IntervalStyle` iso_8601 (`POSTGRES_SETTINGS`, set for the diff's
-//! transaction), then
+//! The warehouse diff on Postgres. Canonical text: session `TimeZone` UTC and
+//! `extra_float_digits` 2 (`POSTGRES_SETTINGS`, set for the diff's transaction: what sqlx sets
+//! on every connection, so the model sees the session it sees with the local diff, pinned
+//! against a URL's `options`), then
 //!
 //! - `sluice_key  = jsonb_build_array(k1, k2, ...)::text`
 //! - `fingerprint = md5(jsonb_build_array('<configuration fingerprint>', c1, c2, ...)::text)`
@@ -64,8 +65,7 @@ pub fn sql(model: &str, columns: &[String], spec: &DiffSpec, schema: &str) -> St
 }
 
 /// The session settings the canonical text depends on, for the diff's transaction.
-pub const POSTGRES_SETTINGS: [&str; 3] =
-    ["SET LOCAL TimeZone = 'UTC'", "SET LOCAL extra_float_digits = 1", "SET LOCAL IntervalStyle = 'iso_8601'"];
+pub const POSTGRES_SETTINGS: [&str; 2] = ["SET LOCAL TimeZone = 'UTC'", "SET LOCAL extra_float_digits = 2"];
 
 /// The tables sluice keeps in a Postgres source: a connection pool of its own, which may write
 /// (the models' connections cannot), used for these tables only.
