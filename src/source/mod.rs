@@ -104,6 +104,45 @@ pub struct ModelStream {
     pub(crate) _stop: Option<StopOnDrop>,
 }
 
+/// Decodes a database's rows into chunks on `tx` as they arrive (`decode(row, i)`: column `i`
+/// of `names`). Returns whether every row went out: `false` when an error was sent in their
+/// place, or the receiver is gone.
+pub(crate) async fn chunk_rows<R>(
+    mut rows: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    names: &[String],
+    decode: impl Fn(&R, usize) -> Result<Value, String>,
+    failed: impl FnOnce(sqlx::Error) -> SourceError,
+    tx: &mpsc::Sender<Result<Chunk, SourceError>>,
+) -> bool {
+    use futures_util::TryStreamExt;
+    let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
+    loop {
+        let row = match rows.try_next().await {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(e) => {
+                let _ = tx.send(Err(failed(e))).await;
+                return false;
+            }
+        };
+        let mut out = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            match decode(&row, i) {
+                Ok(v) => out.push(v),
+                Err(message) => {
+                    let _ = tx.send(Err(SourceError::Decode { column: name.clone(), message })).await;
+                    return false;
+                }
+            }
+        }
+        chunk.push(out);
+        if chunk.len() == CHUNK_ROWS && tx.send(Ok(Chunk::Rows(std::mem::take(&mut chunk)))).await.is_err() {
+            return false;
+        }
+    }
+    chunk.is_empty() || tx.send(Ok(Chunk::Rows(chunk))).await.is_ok()
+}
+
 /// Runs a stop action when dropped.
 pub(crate) struct StopOnDrop(pub Box<dyn FnOnce() + Send>);
 

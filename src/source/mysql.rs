@@ -20,7 +20,6 @@
 
 use bigdecimal::BigDecimal;
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
-use futures_util::TryStreamExt;
 use secrecy::ExposeSecret;
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::keywords::Keyword;
@@ -31,7 +30,7 @@ use sqlx::{Column as _, Executor, Row as _, TypeInfo};
 use tokio::sync::mpsc;
 
 use super::warehouse::{self, DiffSpec, WarehouseState};
-use super::{After, Chunk, Column, ModelStream, Row, SourceError, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
+use super::{chunk_rows, After, Column, ModelStream, SourceError, CHUNKS_IN_FLIGHT};
 use crate::project::config::MysqlSourceConfig;
 use crate::value::{normalize_decimal, Value, ValueType};
 
@@ -408,36 +407,11 @@ impl MysqlSource {
                 Some(Param::Date(v)) => query.bind(v),
                 Some(Param::Timestamp(v)) => query.bind(v),
             };
-            let mut rows = query.fetch(&mut *txn);
-            let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
-            loop {
-                let row = match rows.try_next().await {
-                    Ok(Some(row)) => row,
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = tx.send(Err(failed(e, source_name))).await;
-                        return;
-                    }
-                };
-                let mut out = Vec::with_capacity(decs.len());
-                for (i, dec) in decs.iter().enumerate() {
-                    match decode(&row, i, *dec) {
-                        Ok(v) => out.push(v),
-                        Err(message) => {
-                            let _ = tx.send(Err(SourceError::Decode { column: names[i].clone(), message })).await;
-                            return;
-                        }
-                    }
-                }
-                chunk.push(out);
-                if chunk.len() == CHUNK_ROWS && tx.send(Ok(Chunk::Rows(std::mem::take(&mut chunk)))).await.is_err() {
-                    return;
-                }
+            let rows = query.fetch(&mut *txn);
+            let decode = |row: &_, i: usize| decode(row, i, decs[i]);
+            if !chunk_rows(rows, &names, decode, |e| failed(e, source_name), &tx).await {
+                return;
             }
-            if !chunk.is_empty() {
-                let _ = tx.send(Ok(Chunk::Rows(chunk))).await;
-            }
-            drop(rows);
             let _ = txn.rollback().await;
         });
         Ok(ModelStream { columns, rows: rx, _stop: None })
