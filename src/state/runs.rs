@@ -209,38 +209,6 @@ impl Store {
         Ok(rows.iter().map(run_from).collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// The newest `limit` runs of each of `syncs`, newest first (the console's Syncs page): one
-    /// statement per hundred syncs, each of its parts one sync's newest runs read by the index,
-    /// so its cost does not grow with the history kept.
-    pub async fn recent_runs(&self, syncs: &[&str], limit: i64) -> Result<std::collections::HashMap<String, Vec<RunRecord>>, StateError> {
-        let mut out: std::collections::HashMap<String, Vec<RunRecord>> = std::collections::HashMap::new();
-        for chunk in syncs.chunks(100) {
-            let parts: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "SELECT * FROM (SELECT {RUN_COLUMNS} FROM runs WHERE sync = ${} ORDER BY started_at DESC, id DESC LIMIT ${}) AS r{i}",
-                        2 * i + 1,
-                        2 * i + 2
-                    )
-                })
-                .collect();
-            let sql = parts.join(" UNION ALL ");
-            let mut query = sqlx::query(&sql);
-            for sync in chunk {
-                query = query.bind(*sync).bind(limit);
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                let run = run_from(&row)?;
-                out.entry(run.sync.clone()).or_default().push(run);
-            }
-        }
-        // (A compound statement keeps no order of its own.)
-        for runs in out.values_mut() {
-            runs.sort_by(|a, b| (&b.started_at, &b.id).cmp(&(&a.started_at, &a.id)));
-        }
-        Ok(out)
-    }
-
     pub async fn count_runs(&self, sync: &str) -> Result<i64, StateError> {
         let row = sqlx::query("SELECT COUNT(*) FROM runs WHERE sync = $1").bind(sync).fetch_one(&self.pool).await?;
         Ok(row.try_get(0)?)

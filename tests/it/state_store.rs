@@ -377,35 +377,3 @@ async fn a_batch_committed_while_a_fold_runs_is_not_lost() {
     store.close().await;
 }
 
-/// The console's Syncs page reads every sync's newest runs in a statement per hundred syncs:
-/// each sync gets its own newest, newest first, however many syncs and runs there are.
-async fn recent_runs_are_each_syncs_newest(url: &str, root: &std::path::Path) {
-    let store = Store::open(url, root).await.unwrap();
-    let raw = raw_pool(url, root).await;
-    let names: Vec<String> = (0..150).map(|i| format!("s{i:03}")).collect();
-    for (i, name) in names.iter().enumerate() {
-        // Sync i has i % 5 runs, at minutes 0, 1, ...: two of them at the same minute, the id breaking the tie.
-        for r in 0..(i % 5) {
-            let minute = r.min(2);
-            sqlx::query("INSERT INTO runs (id, sync, started_at, status) VALUES ($1, $2, $3, 'success')")
-                .bind(format!("{name}-{r}"))
-                .bind(name)
-                .bind(format!("2026-12-07T10:{minute:02}:00.000Z"))
-                .execute(&raw)
-                .await
-                .unwrap();
-        }
-    }
-    let asked: Vec<&str> = names.iter().map(String::as_str).chain(["never-ran"]).collect();
-    let recent = store.recent_runs(&asked, 3).await.unwrap();
-    for (i, name) in names.iter().enumerate() {
-        let ids: Vec<String> = recent.get(name).map(|runs| runs.iter().map(|r| r.id.clone()).collect()).unwrap_or_default();
-        let expected: Vec<String> = (0..(i % 5)).rev().take(3).map(|r| format!("{name}-{r}")).collect();
-        assert_eq!(ids, expected, "{name}");
-    }
-    assert!(!recent.contains_key("never-ran"));
-    raw.close().await;
-    store.close().await;
-}
-
-on_both_stores!(sqlite_recent_runs, postgres_recent_runs, recent_runs_are_each_syncs_newest);
