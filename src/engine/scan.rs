@@ -81,7 +81,7 @@ impl Engine {
                     (true, Some(state)) => state.exists(&table).await?,
                     _ => true,
                 };
-                Some(warehouse::spec(sync, &shape, &names, &prepared.config_fp, opts.full_resync, exists))
+                Some(warehouse::spec(sync, &shape, &columns, &prepared.config_fp, opts.full_resync, exists))
             }
         };
         let stopped = || RunError::Cancelled("stopped on request while reading the model; nothing was sent".into());

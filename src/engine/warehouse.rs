@@ -19,8 +19,8 @@ use crate::destinations::Op;
 use crate::diff::{Change, Counts, Duplicate};
 use crate::project::{OnRemove, SyncSpec};
 use crate::source::warehouse::{self, Applied, DiffSpec, CHANGE, CLEARED, FP, HASH, KEY, N, WAS};
-use crate::source::{Chunk, SourceError};
-use crate::value::{Hash128, Value};
+use crate::source::{Chunk, Column, SourceError};
+use crate::value::{Hash128, Value, ValueType};
 
 /// What the rows that came back say besides the model's rows.
 #[derive(Debug, Default)]
@@ -42,7 +42,24 @@ pub struct WarehouseRow {
 }
 
 /// What the run asks the source for.
-pub(super) fn spec(sync: &SyncSpec, shape: &Shape, columns: &[String], salt: &str, everything: bool, table_exists: bool) -> DiffSpec {
+pub(super) fn spec(sync: &SyncSpec, shape: &Shape, described: &[Column], salt: &str, everything: bool, table_exists: bool) -> DiffSpec {
+    // Plain scalar types sort in every database; JSON, arrays and the source's odd types may not.
+    let sortable_keys = shape.key_idx.iter().all(|&i| {
+        matches!(
+            described[i].value_type,
+            ValueType::Bool
+                | ValueType::Int
+                | ValueType::Float
+                | ValueType::Decimal { .. }
+                | ValueType::Text
+                | ValueType::Bytes
+                | ValueType::Date
+                | ValueType::Time
+                | ValueType::Timestamp
+                | ValueType::Uuid
+        )
+    });
+    let columns: Vec<String> = described.iter().map(|c| c.name.clone()).collect();
     // Templates may read any column: then every column counts, as it may change what is sent.
     let fp_columns = match shape.computed() {
         true => columns.to_vec(),
@@ -57,6 +74,7 @@ pub(super) fn spec(sync: &SyncSpec, shape: &Shape, columns: &[String], salt: &st
         removals: sync.file.on_remove != OnRemove::Ignore,
         changes: sync.file.mode != crate::project::Mode::Insert,
         table_exists,
+        sortable_keys,
     }
 }
 
@@ -73,12 +91,12 @@ fn hash_of(hex: &str) -> Result<Hash128, RunError> {
     })
 }
 
+/// The model's chunks as the source sends them.
+type Chunks = mpsc::Receiver<Result<Chunk, SourceError>>;
+
 /// Takes the removed rows and the count out of the source's chunks; the model rows go on (with
 /// their extra columns: `classify` and `row` read them). `width`: the model's column count.
-pub(super) fn split(
-    mut rows: mpsc::Receiver<Result<Chunk, SourceError>>,
-    width: usize,
-) -> (mpsc::Receiver<Result<Chunk, SourceError>>, JoinHandle<Result<Aside, RunError>>) {
+pub(super) fn split(mut rows: Chunks, width: usize) -> (Chunks, JoinHandle<Result<Aside, RunError>>) {
     let (tx, rx) = mpsc::channel(crate::source::CHUNKS_IN_FLIGHT);
     let task = tokio::spawn(async move {
         let mut aside = Aside::default();

@@ -376,4 +376,3 @@ async fn a_batch_committed_while_a_fold_runs_is_not_lost() {
     raw.close().await;
     store.close().await;
 }
-

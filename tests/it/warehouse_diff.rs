@@ -245,7 +245,7 @@ async fn check_names_the_grants_a_role_lacks() {
     let out = sluice_cli(env.root(), &["check"], &[]).await;
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("syncs/people.sql:4:") && text.contains(&format!("GRANT CREATE ON DATABASE")), "{text}");
+    assert!(text.contains("syncs/people.sql:4:") && text.contains("GRANT CREATE ON DATABASE"), "{text}");
 
     env.exec(&format!("CREATE SCHEMA {schema}; GRANT USAGE ON SCHEMA {schema} TO {role};")).await;
     let out = sluice_cli(env.root(), &["check"], &[]).await;

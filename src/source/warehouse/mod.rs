@@ -58,6 +58,9 @@ pub struct DiffSpec {
     /// The sync's table exists. A plan does not create it (a plan writes nothing): without it,
     /// every row is added.
     pub table_exists: bool,
+    /// Every key column has a type the database can sort (duplicates are counted by them;
+    /// else by the key's text).
+    pub sortable_keys: bool,
 }
 
 impl DiffSpec {

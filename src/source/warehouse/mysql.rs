@@ -180,6 +180,7 @@ mod tests {
             removals: true,
             changes: true,
             table_exists: true,
+            sortable_keys: true,
         };
         let sql = sql("SELECT 1 AS id -- a comment", &["id".into(), "odd`name".into()], &spec, "sluice_state");
         assert!(sql.contains("SELECT 1 AS id -- a comment\n) AS sluice_model"), "{sql}");
