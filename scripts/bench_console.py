@@ -6,6 +6,9 @@ given `sluice daemon`, signs in, fetches each page --requests times and prints t
 
     scripts/bench --console                  # builds release, then runs this
     python3 scripts/bench_console.py --sluice target/release/sluice [--requests 50] [--keep DIR]
+
+VV=1 starts the daemon with -vv: with --keep, DIR/daemon.log then has each Syncs view's phases
+(state store reads, summaries, rendering) in ms.
 """
 
 import argparse
@@ -41,7 +44,7 @@ def project(root, syncs):
 
 def start(sluice, root):
     log = open(os.path.join(root, "daemon.log"), "w")
-    child = subprocess.Popen([sluice, "daemon", "--project", root], stdout=subprocess.DEVNULL, stderr=log)
+    child = subprocess.Popen([sluice, "daemon", "--project", root] + (["-vv"] if os.environ.get("VV") else []), stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.time() + 60
     while time.time() < deadline:
         text = open(os.path.join(root, "daemon.log")).read()

@@ -75,7 +75,9 @@ fn templates() -> &'static Environment<'static> {
 
 /// A rendered page with the console's headers; `Server-Timing` says how long the server took.
 fn render(status: StatusCode, template: &str, context: serde_json::Value, started: Instant) -> Response {
+    let rendering = Instant::now();
     let body = templates().get_template(template).and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&context))));
+    tracing::debug!(template, render_ms = rendering.elapsed().as_secs_f64() * 1e3, "console: page rendered");
     let (status, body) = match body {
         Ok(body) => (status, body),
         Err(e) => {
