@@ -8,7 +8,7 @@ given `sluice daemon`, signs in, fetches each page --requests times and prints t
     python3 scripts/bench_console.py --sluice target/release/sluice [--requests 50] [--keep DIR]
 
 VV=1 starts the daemon with -vv: with --keep, DIR/daemon.log then has each Syncs view's phases
-(state store reads, summaries, rendering) in ms.
+(the run reads, all its data gathered, rendering) in ms.
 """
 
 import argparse

@@ -31,6 +31,17 @@ async fn stored_hashes(env: &Env) -> Vec<(Vec<u8>, Vec<u8>)> {
     rows.iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
+/// Syncs every row of `table` (three of them) once: the rows sent, sorted, as `key fields`
+/// text, and the key hashes and fingerprints stored.
+async fn sync_all(env: &Env, table: &str, source: SourceKind) -> (Vec<String>, Vec<(Vec<u8>, Vec<u8>)>) {
+    env.write_sync(table, HEADER, &format!("SELECT * FROM {table}"));
+    let run = env.run(table).await;
+    assert_eq!(run.written, 3, "{source:?}: {:?} {:?}", run.error, run.warnings);
+    let mut rows: Vec<String> = env.sink.rows().iter().map(|r| format!("{} {}", r.key, r.fields)).collect();
+    rows.sort();
+    (rows, stored_hashes(env).await)
+}
+
 #[tokio::test]
 async fn duckdb_and_postgres_agree_on_values_and_fingerprints() {
     let mut payloads = Vec::new();
@@ -53,13 +64,9 @@ async fn duckdb_and_postgres_agree_on_values_and_fingerprints() {
         env.exec(&rows).await;
         // A NULL key column must not break the comparison: give row 2 a label.
         env.exec("UPDATE typed SET label = 'nulls' WHERE id = 2").await;
-        env.write_sync("typed", HEADER, "SELECT * FROM typed");
-        let run = env.run("typed").await;
-        assert_eq!(run.written, 3, "{source:?}: {:?} {:?}", run.error, run.warnings);
-        let mut rows: Vec<String> = env.sink.rows().iter().map(|r| format!("{} {}", r.key, r.fields)).collect();
-        rows.sort();
-        payloads.push(rows);
-        hashes.push(stored_hashes(&env).await);
+        let (sent, stored) = sync_all(&env, "typed", source).await;
+        payloads.push(sent);
+        hashes.push(stored);
     }
     assert_eq!(payloads[0], payloads[1], "DuckDB and Postgres rows differ on the wire");
     assert_eq!(hashes[0], hashes[1], "DuckDB and Postgres give different key hashes or fingerprints");
@@ -119,13 +126,9 @@ async fn mariadb_agrees_with_duckdb_and_postgres_on_the_types_they_share() {
         };
         env.exec(&table).await;
         env.exec(&ROWS.replace("{tstz1}", tstz1).replace("{tstz3}", tstz3).replace("{raw1}", raw1).replace("{raw3}", raw3)).await;
-        env.write_sync("shared", HEADER, "SELECT * FROM shared");
-        let run = env.run("shared").await;
-        assert_eq!(run.written, 3, "{source:?}: {:?} {:?}", run.error, run.warnings);
-        let mut rows: Vec<String> = env.sink.rows().iter().map(|r| format!("{} {}", r.key, r.fields)).collect();
-        rows.sort();
-        payloads.push(rows);
-        hashes.push(stored_hashes(&env).await);
+        let (sent, stored) = sync_all(&env, "shared", source).await;
+        payloads.push(sent);
+        hashes.push(stored);
     }
     assert_eq!(payloads[0], payloads[1], "DuckDB and Postgres rows differ on the wire");
     assert_eq!(payloads[0], payloads[2], "DuckDB and MariaDB rows differ on the wire");

@@ -98,6 +98,33 @@ pub enum Applied<'a> {
     Cleared { key_hash: String },
 }
 
+/// A committed batch by what the sync's table does with each row: (key, key hash, fingerprint)
+/// to hold, key hashes to delete, key hashes to mark cleared.
+pub(super) struct Sorted<'a> {
+    pub holds: Vec<(&'a str, &'a str, &'a str)>,
+    pub deleted: Vec<&'a str>,
+    pub cleared: Vec<&'a str>,
+}
+
+impl<'a> Sorted<'a> {
+    pub fn of(rows: &'a [Applied<'a>]) -> Sorted<'a> {
+        let mut sorted = Sorted { holds: Vec::new(), deleted: Vec::new(), cleared: Vec::new() };
+        for row in rows {
+            match row {
+                Applied::Holds { key, key_hash, fingerprint } => sorted.holds.push((key, key_hash, fingerprint)),
+                Applied::Deleted { key_hash } => sorted.deleted.push(key_hash),
+                Applied::Cleared { key_hash } => sorted.cleared.push(key_hash),
+            }
+        }
+        sorted
+    }
+}
+
+/// What a failed statement on sluice's tables says: where, what it was doing, and what to do.
+pub(super) fn failed(place: &str, what: &str, e: sqlx::Error) -> SourceError {
+    SourceError::Query(format!("sluice's table in {place} ({what}): {e} (`sluice check` names the privileges diff = \"warehouse\" needs)"))
+}
+
 /// sluice's tables in a source database: the sync tables in `state_schema`, on connections of
 /// their own that may write (the models' connections cannot), used for these tables only.
 pub enum WarehouseState {
@@ -159,6 +186,22 @@ impl WarehouseState {
 /// `quote`, each followed by a comma.
 pub(super) fn null_columns(columns: &[String], prefix: &str, quote: impl Fn(&str) -> String) -> String {
     columns.iter().map(|c| format!("{prefix}.{}, ", quote(c))).collect()
+}
+
+/// The spec the dialects' unit tests build their queries from.
+#[cfg(test)]
+pub(super) fn sample_spec() -> DiffSpec {
+    DiffSpec {
+        table: "t".into(),
+        key_columns: vec!["id".into()],
+        fp_columns: Vec::new(),
+        salt: "abc".into(),
+        everything: false,
+        removals: true,
+        changes: true,
+        table_exists: true,
+        sortable_keys: true,
+    }
 }
 
 #[cfg(test)]

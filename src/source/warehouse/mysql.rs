@@ -10,7 +10,7 @@
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 
-use super::{null_columns, Applied, DiffSpec, CLEARED};
+use super::{null_columns, Applied, DiffSpec, Sorted, CLEARED};
 use crate::source::SourceError;
 
 fn quote(name: &str) -> String {
@@ -72,7 +72,7 @@ impl MysqlState {
     }
 
     fn failed(&self, what: &str, e: sqlx::Error) -> SourceError {
-        SourceError::Query(format!("sluice's table in database `{}` ({what}): {e}", self.schema))
+        super::failed(&format!("database `{}`", self.schema), what, e)
     }
 
     /// MariaDB and MySQL resolve privileges through wildcards, roles and hosts: rather than
@@ -117,33 +117,25 @@ impl MysqlState {
     pub async fn commit(&self, table: &str, rows: &[Applied<'_>]) -> Result<(), SourceError> {
         let t = format!("{}.{}", quote(&self.schema), quote(table));
         let mut tx = self.pool.begin().await.map_err(|e| self.failed("recording a batch", e))?;
-        let holds: Vec<_> = rows
-            .iter()
-            .filter_map(|r| if let Applied::Holds { key, key_hash, fingerprint } = r { Some((key, key_hash, fingerprint)) } else { None })
-            .collect();
-        for chunk in holds.chunks(1000) {
+        let sorted = Sorted::of(rows);
+        for chunk in sorted.holds.chunks(1000) {
             let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
                 "INSERT INTO {t} (sluice_key, key_hash, fingerprint) VALUES {values} \
                  ON DUPLICATE KEY UPDATE key_hash = VALUES(key_hash), fingerprint = VALUES(fingerprint), updated_at = CURRENT_TIMESTAMP(6)"
             );
             let mut q = sqlx::query(&sql);
-            for (key, key_hash, fingerprint) in chunk {
-                q = q.bind(**key).bind(key_hash.as_str()).bind(**fingerprint);
+            for &(key, key_hash, fingerprint) in chunk {
+                q = q.bind(key).bind(key_hash).bind(fingerprint);
             }
             q.execute(&mut *tx).await.map_err(|e| self.failed("recording a batch", e))?;
         }
-        let deleted: Vec<&str> =
-            rows.iter().filter_map(|r| if let Applied::Deleted { key_hash } = r { Some(key_hash.as_str()) } else { None }).collect();
-        let cleared: Vec<&str> =
-            rows.iter().filter_map(|r| if let Applied::Cleared { key_hash } = r { Some(key_hash.as_str()) } else { None }).collect();
-        for (hashes, what) in [(&deleted, "DELETE FROM"), (&cleared, "UPDATE")] {
+        for (hashes, statement) in [
+            (&sorted.deleted, format!("DELETE FROM {t}")),
+            (&sorted.cleared, format!("UPDATE {t} SET fingerprint = '{CLEARED}', updated_at = CURRENT_TIMESTAMP(6)")),
+        ] {
             for chunk in hashes.chunks(1000) {
-                let list = vec!["?"; chunk.len()].join(", ");
-                let sql = match what {
-                    "DELETE FROM" => format!("DELETE FROM {t} WHERE key_hash IN ({list})"),
-                    _ => format!("UPDATE {t} SET fingerprint = '{CLEARED}', updated_at = CURRENT_TIMESTAMP(6) WHERE key_hash IN ({list})"),
-                };
+                let sql = format!("{statement} WHERE key_hash IN ({})", vec!["?"; chunk.len()].join(", "));
                 let mut q = sqlx::query(&sql);
                 for h in chunk {
                     q = q.bind(*h);
@@ -171,17 +163,7 @@ mod tests {
 
     #[test]
     fn the_query_lists_removed_rows_without_a_full_join() {
-        let spec = DiffSpec {
-            table: "t".into(),
-            key_columns: vec!["id".into()],
-            fp_columns: vec!["odd`name".into()],
-            salt: "abc".into(),
-            everything: false,
-            removals: true,
-            changes: true,
-            table_exists: true,
-            sortable_keys: true,
-        };
+        let spec = DiffSpec { fp_columns: vec!["odd`name".into()], ..super::super::sample_spec() };
         let sql = sql("SELECT 1 AS id -- a comment", &["id".into(), "odd`name".into()], &spec, "sluice_state");
         assert!(sql.contains("SELECT 1 AS id -- a comment\n) AS sluice_model"), "{sql}");
         assert!(sql.contains("sluice_model.`odd``name`"), "{sql}");

@@ -16,7 +16,7 @@
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row as _;
 
-use super::{Applied, DiffSpec, CLEARED};
+use super::{Applied, DiffSpec, Sorted, CLEARED};
 use crate::source::SourceError;
 
 fn quote(name: &str) -> String {
@@ -91,7 +91,7 @@ impl PgState {
     }
 
     fn failed(&self, what: &str, e: sqlx::Error) -> SourceError {
-        SourceError::Query(format!("sluice's table in schema `{}` ({what}): {e}", self.schema))
+        super::failed(&format!("schema `{}`", self.schema), what, e)
     }
 
     /// What the role lacks to keep the sync's table, as the GRANTs that would give it; empty
@@ -170,21 +170,10 @@ impl PgState {
     /// Records one committed batch's written rows, in one transaction.
     pub async fn commit(&self, table: &str, rows: &[Applied<'_>]) -> Result<(), SourceError> {
         let t = format!("{}.{}", quote(&self.schema), quote(table));
-        let (mut keys, mut hashes, mut fps) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut deleted, mut cleared) = (Vec::new(), Vec::new());
-        for row in rows {
-            match row {
-                Applied::Holds { key, key_hash, fingerprint } => {
-                    keys.push(*key);
-                    hashes.push(key_hash.as_str());
-                    fps.push(*fingerprint);
-                }
-                Applied::Deleted { key_hash } => deleted.push(key_hash.as_str()),
-                Applied::Cleared { key_hash } => cleared.push(key_hash.as_str()),
-            }
-        }
+        let sorted = Sorted::of(rows);
         let mut tx = self.pool.begin().await.map_err(|e| self.failed("recording a batch", e))?;
-        if !keys.is_empty() {
+        if !sorted.holds.is_empty() {
+            let (keys, (hashes, fps)): (Vec<&str>, (Vec<&str>, Vec<&str>)) = sorted.holds.iter().map(|&(k, h, f)| (k, (h, f))).unzip();
             let sql = format!(
                 "INSERT INTO {t} (sluice_key, key_hash, fingerprint) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) \
                  ON CONFLICT (sluice_key) DO UPDATE SET key_hash = excluded.key_hash, fingerprint = excluded.fingerprint, updated_at = now()"
@@ -197,19 +186,13 @@ impl PgState {
                 .await
                 .map_err(|e| self.failed("recording a batch", e))?;
         }
-        if !deleted.is_empty() {
-            sqlx::query(&format!("DELETE FROM {t} WHERE key_hash = ANY($1)"))
-                .bind(&deleted)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.failed("recording deletes", e))?;
-        }
-        if !cleared.is_empty() {
-            sqlx::query(&format!("UPDATE {t} SET fingerprint = '{CLEARED}', updated_at = now() WHERE key_hash = ANY($1)"))
-                .bind(&cleared)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.failed("recording clears", e))?;
+        for (hashes, sql) in [
+            (&sorted.deleted, format!("DELETE FROM {t} WHERE key_hash = ANY($1)")),
+            (&sorted.cleared, format!("UPDATE {t} SET fingerprint = '{CLEARED}', updated_at = now() WHERE key_hash = ANY($1)")),
+        ] {
+            if !hashes.is_empty() {
+                sqlx::query(&sql).bind(hashes).execute(&mut *tx).await.map_err(|e| self.failed("recording removals", e))?;
+            }
         }
         tx.commit().await.map_err(|e| self.failed("recording a batch", e))
     }
@@ -240,17 +223,7 @@ mod tests {
 
     #[test]
     fn the_query_keeps_the_model_whole_and_quotes_names() {
-        let spec = DiffSpec {
-            table: "t".into(),
-            key_columns: vec!["id".into()],
-            fp_columns: vec!["odd\"name".into()],
-            salt: "abc".into(),
-            everything: false,
-            removals: true,
-            changes: true,
-            table_exists: true,
-            sortable_keys: true,
-        };
+        let spec = DiffSpec { fp_columns: vec!["odd\"name".into()], ..super::super::sample_spec() };
         let sql_of = |spec: DiffSpec| sql("SELECT 1 AS id -- a comment", &["id".into(), "odd\"name".into()], &spec, "sluice_state");
         let sql = sql_of(spec.clone());
         assert!(sql.contains("SELECT 1 AS id -- a comment\n) AS sluice_model"), "{sql}");
