@@ -9,10 +9,13 @@ psql and farm-bench.
 
     scripts/bench --warehouse                     # builds release, then runs this
     python3 scripts/bench_warehouse.py --sluice target/release/sluice --rows 10000000 [--runs 3]
-        [--only warehouse] [--keep DIR]
+        [--only warehouse] [--keep DIR] [--source duckdb [--memory-limit 256MB]]
 
 Postgres: $SLUICE_BENCH_PG (default postgres://postgres@127.0.0.1:5432/postgres); the database
-sluice_bench_wh is created there and dropped afterwards.
+sluice_bench_wh is created there and dropped afterwards. DuckDB: an in-memory source whose model
+generates the rows (`range`) and reads the changing column from tick.csv, which each measured
+run rewrites first; the join runs in sluice's process, under the source's `memory_limit`; "the
+query alone" is then a plan (the same query, nothing sent).
 """
 
 import argparse
@@ -72,16 +75,32 @@ MODEL = """SELECT b.id, b.email,
 FROM big b CROSS JOIN tick t"""
 
 
-def project(root: str, sink_url: str) -> None:
+def duck_model(rows: int) -> str:
+    return f"""SELECT b.id, b.email,
+       CASE WHEN b.id % 100 = 0 THEN b.plan + t.n ELSE b.plan END AS plan
+FROM (SELECT i AS id, md5(i::VARCHAR) || '@example.com' AS email, (i % 7)::BIGINT AS plan
+      FROM range(1, {rows + 1}) r(i)) b
+CROSS JOIN read_csv('tick.csv', columns = {{'n': 'BIGINT'}}, header = true) t"""
+
+
+def project(root: str, sink_url: str, source: str, rows: int, memory_limit: str) -> None:
     os.makedirs(os.path.join(root, "syncs"), exist_ok=True)
+    if source == "duckdb":
+        table = f'kind = "duckdb"\nmemory_limit = "{memory_limit}"'
+        model = duck_model(rows)
+        with open(os.path.join(root, "tick.csv"), "w") as f:
+            f.write("n\n0\n")
+    else:
+        table = f'kind = "postgres"\nurl = "{db_url(DB)}"'
+        model = MODEL
     with open(os.path.join(root, "sluice.toml"), "w") as f:
         f.write(
-            f'[state]\nurl = "sqlite://.sluice/state.db"\n\n[sources.pg]\nkind = "postgres"\nurl = "{db_url(DB)}"\n\n'
+            f'[state]\nurl = "sqlite://.sluice/state.db"\n\n[sources.pg]\n{table}\n\n'
             f'[destinations.hook]\nkind = "webhook"\nurl = "{sink_url}"\nmax_batch_rows = 1000\nmax_in_flight = 16\n'
         )
     for diff in ("warehouse", "local"):
         with open(os.path.join(root, "syncs", f"big_{diff}.sql"), "w") as f:
-            f.write(f'/* sluice\nsource = "pg"\ndestination = "hook"\nprimary_key = "id"\ndiff = "{diff}"\n*/\n{MODEL}\n')
+            f.write(f'/* sluice\nsource = "pg"\ndestination = "hook"\nprimary_key = "id"\ndiff = "{diff}"\n*/\n{model}\n')
 
 
 def farm(args: list, timeout: int) -> str:
@@ -97,12 +116,17 @@ def main() -> int:
     ap.add_argument("--latency", type=float, default=20.0, help="the webhook's answer time, ms")
     ap.add_argument("--only", choices=["warehouse", "local"])
     ap.add_argument("--keep", help="keep the project in this directory")
+    ap.add_argument("--source", choices=["postgres", "duckdb"], default="postgres")
+    ap.add_argument("--memory-limit", default="256MB", help="the DuckDB source's memory_limit")
     a = ap.parse_args()
     sluice = os.path.abspath(a.sluice)
     root = a.keep or tempfile.mkdtemp(prefix="sluice-bench-wh-")
     sink = Sink(a.latency)
-    project(root, sink.url)
-    print(f"# {a.rows:,} rows, 1% changed per run, webhook answering after {a.latency:g} ms; project {root}", flush=True)
+    project(root, sink.url, a.source, a.rows, a.memory_limit)
+    print(f"# {a.rows:,} rows from {a.source}, 1% changed per run, webhook answering after {a.latency:g} ms; project {root}",
+          flush=True)
+    if a.source == "duckdb":
+        return duckdb_bench(a, sluice, root)
     psql("postgres", f"DROP DATABASE IF EXISTS {DB}")
     psql("postgres", f"CREATE DATABASE {DB}")
     try:
@@ -143,6 +167,33 @@ def main() -> int:
               f"{psql(DB, 'SELECT pg_size_pretty(pg_total_relation_size(' + chr(39) + 'sluice_state.big_warehouse' + chr(39) + '))')}")
     finally:
         psql("postgres", f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        if not a.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def duckdb_bench(a, sluice: str, root: str) -> int:
+    try:
+        tick = f"printf 'n\\n%s\\n' $(date +%s%N) > {root}/tick.csv"
+        cmd = lambda diff: ["sh", "-c", f"{tick} && exec {sluice} run big_{diff} --project {root} >> {root}/runs.log 2>&1"]
+        kinds = [a.only] if a.only else ["warehouse", "local"]
+        for diff in kinds:
+            print(f"\n## first run, diff = {diff} (every row sent)", flush=True)
+            print(farm(["-n", "1", "--warmup", "0", "--", *cmd(diff)], 3600), flush=True)
+        print("\n## measured runs (1% changed each)", flush=True)
+        if len(kinds) == 2:
+            vs = " ".join(cmd("local")[:2]) + " '" + cmd("local")[2].replace("'", "'\\''") + "'"
+            print(farm(["-n", str(a.runs), "--warmup", "0", "--vs", vs, "--", *cmd("warehouse")], 3600), flush=True)
+        else:
+            print(farm(["-n", str(a.runs), "--warmup", "0", "--", *cmd(kinds[0])], 3600), flush=True)
+        if "warehouse" in kinds:
+            print("\n## the warehouse diff's query alone: a plan (the same query in sluice's process, nothing sent)", flush=True)
+            plan = ["sh", "-c", f"{tick} && exec {sluice} plan big_warehouse --project {root} > /dev/null 2>&1"]
+            print(farm(["-n", str(a.runs), "--warmup", "0", "--", *plan], 3600), flush=True)
+        state = os.path.join(root, ".sluice", "warehouse", "pg", "big_warehouse.duckdb")
+        if os.path.exists(state):
+            print(f"\nsync's DuckDB file: {os.path.getsize(state) / 2**20:.1f} MiB")
+    finally:
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -155,7 +155,8 @@ impl Engine {
             .iter()
             .map(|(name, cfg)| {
                 let runs = project.config.daemon.max_concurrent_runs;
-                (name.clone(), Source::new(name, cfg, &project.root, runs).map_err(|e| e.to_string()))
+                let local = project.config.state.local_dir(&project.root);
+                (name.clone(), Source::new(name, cfg, &project.root, &local, runs).map_err(|e| e.to_string()))
             })
             .collect();
         Ok(Engine {

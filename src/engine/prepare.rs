@@ -154,8 +154,8 @@ fn warehouse_state<'e>(sync: &SyncSpec, source: Option<&'e Source>) -> Result<Op
     }
     source.warehouse().map(Some).ok_or_else(|| {
         at(format!(
-            "diff = \"warehouse\" needs a Postgres or MariaDB/MySQL source, and `{}` is neither (DuckDB is not supported \
-             yet): remove `diff` to diff in sluice",
+            "diff = \"warehouse\" needs a Postgres, MariaDB/MySQL or DuckDB source, and `{}` is a command source: \
+             remove `diff` to diff in sluice",
             sync.source
         ))
     })

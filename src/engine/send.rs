@@ -147,7 +147,16 @@ impl Send<'_> {
         sent
     }
 
-    async fn commit_all(&self, mut rx: mpsc::Receiver<Answered>) -> Result<(), RunError> {
+    async fn commit_all(&self, rx: mpsc::Receiver<Answered>) -> Result<(), RunError> {
+        let result = self.commit_each(rx).await;
+        // A DuckDB source's file stays open for writing from the first commit to here.
+        if let Some((state, table)) = &self.warehouse {
+            state.release(table).await;
+        }
+        result
+    }
+
+    async fn commit_each(&self, mut rx: mpsc::Receiver<Answered>) -> Result<(), RunError> {
         let (mut commits, mut busy) = (0u64, Duration::ZERO);
         while let Some(first) = rx.recv().await {
             let mut group = vec![first];

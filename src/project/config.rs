@@ -330,6 +330,17 @@ pub struct DuckdbSourceConfig {
     /// model reads nothing else, and writes no file at all.
     #[serde(default)]
     pub allowed_directories: Vec<PathBuf>,
+    /// How much memory DuckDB may use for a model's query (DuckDB's `memory_limit`: "512MB",
+    /// "2GB"); past it DuckDB spills to disk, in `state_directory`'s `tmp`. DuckDB's own
+    /// default is 80% of the machine's memory. The query runs inside sluice's process, so this
+    /// bounds most of a run's memory with `diff = "warehouse"`.
+    pub memory_limit: Option<String>,
+    /// The directory sluice keeps this source's own files in: for syncs with
+    /// `diff = "warehouse"`, one DuckDB file per sync (the keys and fingerprints of the rows
+    /// the destination holds; the database file itself is only ever opened read-only), and
+    /// DuckDB's spill files. Relative to the project.
+    #[schemars(extend("default" = ".sluice/warehouse/<source name>"))]
+    pub state_directory: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

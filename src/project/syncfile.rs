@@ -223,7 +223,7 @@ struct Header {
     /// Where the diff runs: `local` (in sluice, against the state store; the source only
     /// reads) or `warehouse` (in the source database, against a table sluice keeps in its
     /// `state_schema`: for models too big for sluice's memory; Postgres and MariaDB/MySQL
-    /// sources).
+    /// sources; DuckDB sources keep it in files of sluice's own, in `state_directory`).
     #[schemars(with = "Option<DiffMode>", extend("default" = "local"))]
     diff: Option<Spanned<DiffMode>>,
     /// Daemon: `on_event` also runs the sync when events arrive on its stream (`source =

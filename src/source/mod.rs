@@ -252,13 +252,14 @@ pub enum Source {
 
 impl Source {
     /// `runs`: how many runs may read from it at once (a Postgres pool is sized to them).
-    pub fn new(name: &str, config: &SourceConfig, root: &Path, runs: usize) -> Result<Source, SourceError> {
+    /// `local_dir`: sluice's local directory (`StateConfig::local_dir`).
+    pub fn new(name: &str, config: &SourceConfig, root: &Path, local_dir: &Path, runs: usize) -> Result<Source, SourceError> {
         Ok(match config {
             #[cfg(feature = "duckdb")]
-            SourceConfig::Duckdb(c) => Source::DuckDb(duckdb::DuckDbSource::new(name, c, root)),
+            SourceConfig::Duckdb(c) => Source::DuckDb(duckdb::DuckDbSource::new(name, c, root, local_dir)),
             #[cfg(not(feature = "duckdb"))]
             SourceConfig::Duckdb(_) => {
-                let _ = root;
+                let _ = (root, local_dir);
                 return Err(SourceError::Connect {
                     source_name: name.to_string(),
                     message: "this sluice was built without DuckDB (the `duckdb` feature): use a build with default features".into(),
@@ -292,11 +293,14 @@ impl Source {
         }
     }
 
-    /// sluice's tables in the source, for `diff = "warehouse"`: Postgres and MariaDB/MySQL.
+    /// sluice's tables in the source, for `diff = "warehouse"`: Postgres, MariaDB/MySQL and
+    /// DuckDB (files of sluice's own beside it).
     pub fn warehouse(&self) -> Option<&warehouse::WarehouseState> {
         match self {
             Source::Postgres(s) => Some(s.warehouse()),
             Source::Mysql(s) => Some(s.warehouse()),
+            #[cfg(feature = "duckdb")]
+            Source::DuckDb(s) => Some(s.warehouse()),
             #[cfg(feature = "duckdb")]
             _ => None,
         }
@@ -315,7 +319,9 @@ impl Source {
             Source::Postgres(s) => s.stream(sql, None, timeout, Some(spec)).await,
             Source::Mysql(s) => s.stream(sql, None, timeout, Some(spec)).await,
             #[cfg(feature = "duckdb")]
-            _ => Err(SourceError::Query("diff = \"warehouse\" needs a Postgres or MariaDB/MySQL source".into())),
+            Source::DuckDb(s) => s.stream_diff(sql, spec, timeout).await,
+            #[cfg(feature = "duckdb")]
+            _ => Err(SourceError::Query("diff = \"warehouse\" needs a Postgres, MariaDB/MySQL or DuckDB source".into())),
         }
     }
 

@@ -1,5 +1,5 @@
 //! `diff = "warehouse"`: the diff runs in the source database against a table sluice keeps there
-//! (Postgres). Only changed rows leave the database; the table advances only for rows the
+//! (Postgres, MariaDB; DuckDB: a file of sluice's own beside it). Only changed rows leave the database; the table advances only for rows the
 //! destination accepted; removed rows are deleted or cleared once; duplicates fail the run with
 //! nothing sent; switching to it, a full resync and `sluice reset` re-send everything; `check`
 //! says what to GRANT; where it cannot work it is refused at the header's line.
@@ -190,11 +190,18 @@ async fn removed_rows_are_cleared_once() {
 #[tokio::test]
 async fn it_is_refused_where_it_cannot_work_at_the_headers_line() {
     let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
-    env.exec("CREATE TABLE t AS SELECT 1 AS id, now() AS at").await;
-    env.write_sync("on_duckdb", "destination = \"hook\"\nprimary_key = \"id\"\ndiff = \"warehouse\"", "SELECT id FROM t");
-    let run = env.run("on_duckdb").await;
+    env.append_config("\n[sources.program]\nkind = \"command\"\ncommand = [\"echo\", \"{\\\"id\\\": 1}\"]\n");
+    env.write_sync(
+        "on_command",
+        "source = \"program\"\ndestination = \"hook\"\nprimary_key = \"id\"\ndiff = \"warehouse\"",
+        "SELECT id FROM input",
+    );
+    let run = env.run("on_command").await;
     assert!(
-        run.error.as_deref().unwrap_or("").contains("syncs/on_duckdb.sql:4: diff = \"warehouse\" needs a Postgres or MariaDB/MySQL source"),
+        run.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("syncs/on_command.sql:5: diff = \"warehouse\" needs a Postgres, MariaDB/MySQL or DuckDB source"),
         "{:?}",
         run.error
     );
@@ -265,16 +272,31 @@ async fn check_names_the_grants_a_role_lacks() {
 /// most the batches in flight. The seed is printed; `SLUICE_CRASH_SEED=n` replays it.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkills_lose_nothing_and_resend_only_batches_in_flight() {
+    sigkills_on(SourceKind::Postgres).await;
+}
+
+/// The same on DuckDB, whose table is a file of sluice's: a kill may land in a commit or in the
+/// next run's fold of what the last one staged.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_duckdb_sigkills_lose_nothing_and_resend_only_batches_in_flight() {
+    sigkills_on(SourceKind::DuckDb).await;
+}
+
+async fn sigkills_on(kind: SourceKind) {
     const ROWS: usize = 20_000;
     const BATCH: usize = 500;
     const KILLS: usize = 8;
-    let env =
-        Env::with_sink_settings(SourceKind::Postgres, StateKind::Sqlite, &format!("max_batch_rows = {BATCH}\nmax_in_flight = 4")).await;
-    let path = env.root().join("sluice.toml");
-    let schema = state_schema(&env);
-    let config = std::fs::read_to_string(&path).unwrap().replace("[sources.wh]\n", &format!("[sources.wh]\nstate_schema = \"{schema}\"\n"));
-    std::fs::write(&path, config).unwrap();
-    env.exec(&format!("CREATE TABLE t AS SELECT i::bigint AS id, 'v' || i AS v FROM generate_series(1, {ROWS}) i")).await;
+    let env = Env::with_sink_settings(kind, StateKind::Sqlite, &format!("max_batch_rows = {BATCH}\nmax_in_flight = 4")).await;
+    if kind == SourceKind::Postgres {
+        let path = env.root().join("sluice.toml");
+        let schema = state_schema(&env);
+        let config =
+            std::fs::read_to_string(&path).unwrap().replace("[sources.wh]\n", &format!("[sources.wh]\nstate_schema = \"{schema}\"\n"));
+        std::fs::write(&path, config).unwrap();
+        env.exec(&format!("CREATE TABLE t AS SELECT i::bigint AS id, 'v' || i AS v FROM generate_series(1, {ROWS}) i")).await;
+    } else {
+        env.exec(&format!("CREATE TABLE t AS SELECT i::BIGINT AS id, 'v' || i AS v FROM range(1, {}) r(i)", ROWS + 1)).await;
+    }
     env.write_sync("big", HEADER, "SELECT id, v FROM t");
     // 40 batches of 150 ms, 4 at a time: about 1.5 s of sending for the kills to land in.
     env.sink.slow(std::time::Duration::from_millis(150));
@@ -284,7 +306,7 @@ async fn sigkills_lose_nothing_and_resend_only_batches_in_flight() {
     let mut midway = 0;
     for kill in 1..=KILLS {
         crate::crash::interrupt(&env, &mut rng, "KILL").await;
-        let (seen, recorded) = (distinct(&env.sink.rows()), table(&env, "big").await.len());
+        let (seen, recorded) = (distinct(&env.sink.rows()), recorded(&env, "big").await);
         assert!(recorded <= seen && seen - recorded <= in_flight, "kill {kill}: {seen} distinct rows received, {recorded} in the table");
         midway += usize::from(recorded < ROWS && seen > 0);
     }
@@ -292,9 +314,127 @@ async fn sigkills_lose_nothing_and_resend_only_batches_in_flight() {
     let last = env.run("big").await;
     assert_eq!(last.status, RunStatus::Success, "{:?}", last.error);
     let received = env.sink.rows();
-    assert_eq!((distinct(&received), table(&env, "big").await.len()), (ROWS, ROWS), "every row reached the destination, once recorded");
+    assert_eq!((distinct(&received), recorded(&env, "big").await), (ROWS, ROWS), "every row reached the destination, once recorded");
     assert!(received.len() - ROWS <= KILLS * in_flight, "{} rows sent twice", received.len() - ROWS);
     assert_eq!(env.run("big").await.to_send.total(), 0, "the table agrees with the destination");
+}
+
+/// How many rows sluice's table for sync `name` says the destination holds.
+async fn recorded(env: &Env, name: &str) -> usize {
+    match env.source {
+        SourceKind::DuckDb => duck_table(env, name).await.len(),
+        _ => table(env, name).await.len(),
+    }
+}
+
+/// The rows a DuckDB source's file for sync `name` records (the folded rows and what the last
+/// run staged, as the next run folds them): (key hash, fingerprint or "cleared").
+async fn duck_table(env: &Env, name: &str) -> Vec<(String, String)> {
+    let path = env.root().join(".sluice/warehouse/wh").join(format!("{name}.duckdb"));
+    if !path.exists() {
+        return Vec::new();
+    }
+    tokio::task::spawn_blocking(move || {
+        let config = duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly).unwrap();
+        let conn = duckdb::Connection::open_with_flags(&path, config).expect("open the sync's file");
+        let sql = "WITH folded AS (
+                       SELECT lpad(lower(hex(key_hash)), 32, '0') AS h, COALESCE(fingerprint::VARCHAR, 'cleared') AS f, 0 AS seq, 'hold' AS op FROM sluice_rows
+                       UNION ALL SELECT key_hash, COALESCE(fingerprint, 'cleared'), seq, op FROM sluice_staged)
+                   SELECT h, CASE op WHEN 'clear' THEN 'cleared' ELSE f END FROM folded
+                   QUALIFY row_number() OVER (PARTITION BY h ORDER BY seq DESC) = 1 AND op <> 'delete' ORDER BY h";
+        let mut stmt = conn.prepare(sql).expect("read the sync's file");
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).expect("rows");
+        rows.map(|r| r.expect("a row")).collect()
+    })
+    .await
+    .expect("duckdb task")
+}
+
+/// On DuckDB: the source file stays read-only (sluice's table is a file of its own under
+/// `.sluice/warehouse/<source>/`), the join runs in sluice's process, and the behaviours hold:
+/// only changed rows leave, plans write nothing, cleared and deleted records, reset, duplicates.
+#[tokio::test]
+async fn on_duckdb_only_changed_rows_leave_the_database() {
+    let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
+    let path = env.root().join("sluice.toml");
+    let config = std::fs::read_to_string(&path).unwrap().replace("[sources.wh]\n", "[sources.wh]\nmemory_limit = \"256MB\"\n");
+    std::fs::write(&path, config).unwrap();
+    env.exec(
+        "CREATE TABLE people AS SELECT i::BIGINT AS id, 'p' || i || '@x.com' AS email, 'n' AS note,
+             (TIMESTAMP '2026-01-01 00:00:00.25' + to_seconds(i))::TIMESTAMPTZ AS seen, i / 3.0 AS score
+         FROM range(1, 301) r(i);",
+    )
+    .await;
+    env.write_sync(
+        "people",
+        &format!("{HEADER}\nmode = \"mirror\"\n{MAPPING}\nseen = \"seen\"\nscore = \"score\""),
+        "SELECT * FROM people",
+    );
+    let file = env.root().join(".sluice/warehouse/wh/people.duckdb");
+    let checked = sluice_cli(env.root(), &["check"], &[]).await;
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
+    assert!(file.exists(), "check creates the sync's file, as a first run would");
+
+    let first = env.run("people").await;
+    assert_eq!((first.status, first.written, first.warehouse_rows), (RunStatus::Success, 300, Some(300)), "{:?}", first.error);
+    assert_eq!(duck_table(&env, "people").await.len(), 300);
+    env.sink.take();
+    let idle = env.run("people").await;
+    assert_eq!((idle.rows_read, idle.counts.unchanged, idle.warehouse_rows), (300, 300, Some(0)), "{:?}", idle.error);
+
+    env.exec(
+        "UPDATE people SET email = 'new' || id WHERE id <= 4;
+         UPDATE people SET note = 'touched' WHERE id > 100;
+         INSERT INTO people VALUES (301, 'a@x.com', 'n', NULL, 1), (302, 'b@x.com', 'n', NULL, 2);
+         DELETE FROM people WHERE id = 300;",
+    )
+    .await;
+    // A plan sees the same changes and writes nothing: a new sync's plan creates no file.
+    let plan = env.plan("people").await;
+    assert_eq!((plan.to_send.upsert, plan.to_send.delete), (6, 1), "{:?}", plan.error);
+    env.write_sync("fresh", &format!("{HEADER}\n{MAPPING}"), "SELECT * FROM people");
+    let fresh = env.plan("fresh").await;
+    assert_eq!((fresh.counts.added, fresh.status), (301, RunStatus::Success), "{:?}", fresh.error);
+    assert!(!env.root().join(".sluice/warehouse/wh/fresh.duckdb").exists(), "a plan creates nothing");
+
+    let next = env.run("people").await;
+    assert_eq!(
+        (next.counts.added, next.counts.changed, next.counts.removed, next.counts.unchanged, next.warehouse_rows),
+        (2, 4, 1, 295, Some(7)),
+        "{:?}",
+        next.error
+    );
+    let sent = env.sink.take();
+    assert_eq!(sent.iter().filter(|r| r.op == "upsert").count(), 6);
+    assert_eq!(sent.iter().filter(|r| r.op == "delete").map(|r| r.key.to_string()).collect::<Vec<_>>(), [json!({"id": 300}).to_string()]);
+    assert_eq!(duck_table(&env, "people").await.len(), 301);
+    assert_eq!(env.run("people").await.warehouse_rows, Some(0), "and then all is quiet");
+
+    // The source file holds only what the test put there: sluice never wrote to it.
+    let source = env.root().join("warehouse.duckdb");
+    let tables: Vec<String> = tokio::task::spawn_blocking(move || {
+        let conn = duckdb::Connection::open(&source).unwrap();
+        let mut stmt = conn.prepare("SELECT table_name FROM information_schema.tables ORDER BY 1").unwrap();
+        let names = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap().map(|r| r.unwrap()).collect();
+        names
+    })
+    .await
+    .unwrap();
+    assert_eq!(tables, ["people"]);
+
+    // `sluice reset` empties the sync's file: every row is sent again.
+    let out = sluice_cli(env.root(), &["reset", "people"], &[]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(duck_table(&env, "people").await.is_empty());
+    let again = env.run("people").await;
+    assert_eq!((again.counts.added, again.written), (301, 301), "{:?}", again.error);
+
+    // Duplicates fail the run before anything is sent.
+    env.sink.take();
+    env.exec("INSERT INTO people SELECT * FROM people WHERE id = 5;").await;
+    let dup = env.run("people").await;
+    assert!(dup.error.as_deref().unwrap_or("").contains("id=5"), "{:?}", dup.error);
+    assert!(env.sink.rows().is_empty());
 }
 
 /// The same on MariaDB: no FULL JOIN there, a database for sluice's tables, the model still

@@ -281,8 +281,12 @@ mod tests {
         (TIMESTAMP '2024-01-01' + to_milliseconds(i))::TIMESTAMP_MS AS ts_ms, (TIMESTAMP '2024-01-01' + to_microseconds(i))::TIMESTAMP_NS AS ts_ns";
 
     async fn chunks(sql: &str) -> Vec<Chunk> {
-        let source =
-            DuckDbSource::new("wh", &DuckdbSourceConfig { path: None, allowed_directories: Vec::new() }, std::path::Path::new("."));
+        let source = DuckDbSource::new(
+            "wh",
+            &DuckdbSourceConfig { path: None, allowed_directories: Vec::new(), memory_limit: None, state_directory: None },
+            std::path::Path::new("."),
+            std::path::Path::new(".sluice"),
+        );
         let mut stream = source.stream(sql, None, None).await.expect("the query runs");
         let mut chunks = Vec::new();
         while let Some(chunk) = stream.rows.recv().await {

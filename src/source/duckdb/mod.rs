@@ -13,6 +13,7 @@ use duckdb::types::{TimeUnit, Value as D};
 use duckdb::{AccessMode, Config, Connection};
 use tokio::sync::{mpsc, oneshot};
 
+use super::warehouse::{self, DiffSpec, DuckState, WarehouseState};
 use super::{After, Chunk, Column, ModelStream, Row, SourceError, StopOnDrop, CHUNKS_IN_FLIGHT, CHUNK_ROWS};
 use crate::project::config::DuckdbSourceConfig;
 use crate::value::{normalize_decimal, Value, ValueType};
@@ -27,6 +28,12 @@ pub struct DuckDbSource {
     readable: Vec<PathBuf>,
     /// SQL run on each new connection before it is locked down (a command source's `input`).
     prelude: Option<String>,
+    /// DuckDB's `memory_limit`, when the config sets one.
+    memory_limit: Option<String>,
+    /// sluice's own files for this source (`diff = "warehouse"`, spill files).
+    state: WarehouseState,
+    /// Where DuckDB spills: `tmp` in the state directory.
+    temp_directory: PathBuf,
 }
 
 /// How to read one result column: DuckDB hands UUID and JSON over as text, so the logical
@@ -42,7 +49,9 @@ enum Kind {
 }
 
 impl DuckDbSource {
-    pub fn new(name: &str, config: &DuckdbSourceConfig, root: &Path) -> Self {
+    /// `local_dir`: sluice's local directory (`StateConfig::local_dir`), under which the
+    /// source's own files go unless it says where.
+    pub fn new(name: &str, config: &DuckdbSourceConfig, root: &Path, local_dir: &Path) -> Self {
         let mut readable = vec![root.to_path_buf()];
         readable.extend(config.allowed_directories.iter().map(|d| root.join(d)));
         // DuckDB checks a relative path (`read_csv('data/x.csv')`) against the process's
@@ -57,25 +66,53 @@ impl DuckDbSource {
                 readable.push(cwd);
             }
         }
+        let state_dir = match &config.state_directory {
+            Some(dir) => root.join(dir),
+            None => local_dir.join("warehouse").join(name),
+        };
         DuckDbSource {
             name: name.to_string(),
             path: config.path.as_ref().map(|p| root.join(p)),
             root: root.to_path_buf(),
             readable,
             prelude: None,
+            memory_limit: config.memory_limit.clone(),
+            temp_directory: state_dir.join("tmp"),
+            state: WarehouseState::Duckdb(DuckState::new(state_dir)),
         }
     }
 
     /// An in-memory database where `prelude` (SQL: a view over files a program wrote) runs
     /// before the connection is locked down; models read under `readable` only.
     pub fn in_memory(name: &str, root: &Path, readable: Vec<PathBuf>, prelude: String) -> Self {
-        DuckDbSource { name: name.to_string(), path: None, root: root.to_path_buf(), readable, prelude: Some(prelude) }
+        let state_dir = root.join(".sluice").join("warehouse").join(name);
+        DuckDbSource {
+            name: name.to_string(),
+            path: None,
+            root: root.to_path_buf(),
+            readable,
+            prelude: Some(prelude),
+            memory_limit: None,
+            temp_directory: state_dir.join("tmp"),
+            state: WarehouseState::Duckdb(DuckState::new(state_dir)),
+        }
+    }
+
+    /// sluice's own files for this source, for `diff = "warehouse"`.
+    pub fn warehouse(&self) -> &WarehouseState {
+        &self.state
     }
 
     /// A connection that only reads: the database file read-only, no extension installed or
     /// loaded at run time, no network, no file written, files read only under `readable`. The
     /// configuration is then locked, so a model cannot change any of it.
     fn connect(&self) -> Result<Connection, SourceError> {
+        self.connect_with("")
+    }
+
+    /// [`connect`](Self::connect), running `before_lock` (SQL of sluice's: the warehouse diff's
+    /// attach and settings) before the connection is locked down.
+    fn connect_with(&self, before_lock: &str) -> Result<Connection, SourceError> {
         let connect_err = |e: duckdb::Error| SourceError::Connect { source_name: self.name.clone(), message: e.to_string() };
         let config = Config::default()
             .with("autoinstall_known_extensions", "false")
@@ -100,6 +137,9 @@ impl DuckDbSource {
         if let Some(prelude) = &self.prelude {
             conn.execute_batch(prelude).map_err(|e| SourceError::Query(e.to_string()))?;
         }
+        if !before_lock.is_empty() {
+            conn.execute_batch(before_lock).map_err(|e| SourceError::Query(e.to_string()))?;
+        }
         let quoted = |p: &Path| {
             format!("'{}'", std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string().replace('\'', "''"))
         };
@@ -107,9 +147,14 @@ impl DuckDbSource {
         // Relative file paths in models (read_csv('data/x.csv')) resolve against the project.
         // The allowed directories must be set before external access is switched off, and
         // the lock comes last (DuckDB refuses every later SET but the search path).
+        let memory = match &self.memory_limit {
+            Some(limit) => format!("SET memory_limit = {};", warehouse::duckdb_literal(limit)),
+            None => String::new(),
+        };
         conn.execute_batch(&format!(
-            "SET file_search_path = {root}; SET allowed_directories = [{dirs}]; SET enable_external_access = false; \
-             SET lock_configuration = true;",
+            "{memory} SET temp_directory = {temp}; SET file_search_path = {root}; SET allowed_directories = [{dirs}]; \
+             SET enable_external_access = false; SET lock_configuration = true;",
+            temp = warehouse::duckdb_literal(&self.temp_directory.display().to_string()),
             root = quoted(&self.root),
             dirs = dirs.join(", ")
         ))
@@ -128,6 +173,34 @@ impl DuckDbSource {
         })
         .await
         .map_err(|e| SourceError::Query(format!("the DuckDB worker stopped: {e}")))?
+    }
+
+    /// The model's rows diffed against the sync's DuckDB file (`warehouse::duckdb`): the file
+    /// attached read-only before the connection is locked down, the rows read one by one (only
+    /// the changed rows come), each with the [`warehouse::EXTRA`] columns after the model's.
+    pub async fn stream_diff(&self, sql: &str, spec: &DiffSpec, timeout: Option<std::time::Duration>) -> Result<ModelStream, SourceError> {
+        let names: Vec<String> = self.describe(sql).await?.into_iter().map(|c| c.name).collect();
+        let width = names.len();
+        let diff = warehouse::duckdb_sql(sql, &names, spec);
+        tracing::debug!(source = %self.name, sql = %diff, "warehouse diff query");
+        let WarehouseState::Duckdb(state) = &self.state else {
+            return Err(SourceError::Query("a DuckDB source without its DuckDB state (a bug)".into()));
+        };
+        let before = match spec.table_exists {
+            true => warehouse::duckdb_attach(&state.file(&spec.table)),
+            false => String::new(),
+        };
+        // Another sluice process (the daemon's run, beside a plan) may be writing the file.
+        let started = std::time::Instant::now();
+        let conn = loop {
+            match self.connect_with(&before) {
+                Err(SourceError::Query(m)) if m.contains("Could not set lock on file") && started.elapsed().as_secs() < 30 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => break other?,
+            }
+        };
+        self.read(conn, diff, Vec::new(), timeout, Some(width)).await
     }
 
     pub async fn stream(&self, sql: &str, after: Option<&After>, timeout: Option<std::time::Duration>) -> Result<ModelStream, SourceError> {
@@ -152,6 +225,20 @@ impl DuckDbSource {
                 (a.wrap(sql, "?"), vec![param])
             }
         };
+        self.read(conn, sql, params, timeout, None).await
+    }
+
+    /// Runs `sql` (one SELECT) on `conn` and streams its rows. `diff_width`: the rows are a
+    /// warehouse diff's, the model's columns this many (the rest are sluice's); they are read
+    /// row by row, as the engine takes them aside by their class.
+    async fn read(
+        &self,
+        conn: Connection,
+        sql: String,
+        params: Vec<D>,
+        timeout: Option<std::time::Duration>,
+        diff_width: Option<usize>,
+    ) -> Result<ModelStream, SourceError> {
         let (cols_tx, cols_rx) = oneshot::channel();
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         // The query stops when the stream is dropped (a run cancelled, or past its deadline)
@@ -190,9 +277,11 @@ impl DuckDbSource {
                 let kinds: Vec<Kind> = cols.iter().map(|(_, k)| *k).collect();
                 let names: Vec<String> = cols.iter().map(|(c, _)| c.name.clone()).collect();
                 if let Some(t) = cols_tx.take() {
-                    let _ = t.send(Ok(cols.into_iter().map(|(c, _)| c).collect::<Vec<_>>()));
+                    let width = diff_width.unwrap_or(cols.len()).min(cols.len());
+                    let _ = t.send(Ok(cols.into_iter().take(width).map(|(c, _)| c).collect::<Vec<_>>()));
                 }
-                if let Some(plan) = columnar::plan(&stmt.schema(), &kinds) {
+                let plan = if diff_width.is_some() { None } else { columnar::plan(&stmt.schema(), &kinds) };
+                if let Some(plan) = plan {
                     // Each Arrow chunk (2,048 rows) goes to the run as it is: cells are converted
                     // there, and only for the rows that changed.
                     let names: Arc<[String]> = names.into();
@@ -245,6 +334,10 @@ impl DuckDbSource {
                     }
                 }
             }
+            // The database closes before the channel does: a run that saw the end of a warehouse
+            // diff opens the attached file for writing next.
+            drop(conn);
+            drop(tx);
         });
         match cols_rx.await {
             Ok(Ok(columns)) => Ok(ModelStream { columns, rows: rx, _stop: Some(stop) }),

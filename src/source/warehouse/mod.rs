@@ -10,15 +10,20 @@
 //! across runs for the same data; it need not match sluice's own fingerprints, which are
 //! never compared with these), over the key columns and the columns the mapping reads (every
 //! column when a template reads them). The configuration fingerprint is in it, so a changed
-//! definition changes every row. Each database's form is in its file: `postgres`, `mysql`.
+//! definition changes every row. Each database's form is in its file: `postgres`, `mysql`,
+//! `duckdb` (whose tables are in files of sluice's own: a DuckDB source is opened read-only).
 //! Written rows get their fingerprint; written deletes lose their row; cleared records keep it
 //! with the fingerprint `cleared`.
 
+#[cfg(feature = "duckdb")]
+mod duckdb;
 mod mysql;
 mod postgres;
 
 use std::fmt::Write as _;
 
+#[cfg(feature = "duckdb")]
+pub use self::duckdb::{attach as duckdb_attach, busy as duckdb_busy, literal as duckdb_literal, sql as duckdb_sql, DuckState};
 use super::SourceError;
 pub use mysql::{sql as mysql_sql, MysqlState};
 pub use postgres::{sql as postgres_sql, PgState, POSTGRES_SETTINGS};
@@ -130,6 +135,8 @@ pub(super) fn failed(place: &str, what: &str, e: sqlx::Error) -> SourceError {
 pub enum WarehouseState {
     Postgres(PgState),
     Mysql(MysqlState),
+    #[cfg(feature = "duckdb")]
+    Duckdb(DuckState),
 }
 
 impl WarehouseState {
@@ -137,6 +144,8 @@ impl WarehouseState {
         match self {
             WarehouseState::Postgres(s) => &s.schema,
             WarehouseState::Mysql(s) => &s.schema,
+            #[cfg(feature = "duckdb")]
+            WarehouseState::Duckdb(s) => &s.schema,
         }
     }
 
@@ -146,6 +155,8 @@ impl WarehouseState {
         match self {
             WarehouseState::Postgres(s) => s.missing_grants(table).await,
             WarehouseState::Mysql(s) => s.missing_grants(table).await,
+            #[cfg(feature = "duckdb")]
+            WarehouseState::Duckdb(s) => s.missing_grants(table).await,
         }
     }
 
@@ -154,6 +165,8 @@ impl WarehouseState {
         match self {
             WarehouseState::Postgres(s) => s.exists(table).await,
             WarehouseState::Mysql(s) => s.exists(table).await,
+            #[cfg(feature = "duckdb")]
+            WarehouseState::Duckdb(s) => s.exists(table).await,
         }
     }
 
@@ -162,6 +175,8 @@ impl WarehouseState {
         match self {
             WarehouseState::Postgres(s) => s.ensure(table).await,
             WarehouseState::Mysql(s) => s.ensure(table).await,
+            #[cfg(feature = "duckdb")]
+            WarehouseState::Duckdb(s) => s.ensure(table).await,
         }
     }
 
@@ -170,7 +185,18 @@ impl WarehouseState {
         match self {
             WarehouseState::Postgres(s) => s.commit(table, rows).await,
             WarehouseState::Mysql(s) => s.commit(table, rows).await,
+            #[cfg(feature = "duckdb")]
+            WarehouseState::Duckdb(s) => s.commit(table, rows).await,
         }
+    }
+
+    /// The run is done committing: lets go of what it held open (a DuckDB file's write lock).
+    pub async fn release(&self, table: &str) {
+        #[cfg(feature = "duckdb")]
+        if let WarehouseState::Duckdb(s) = self {
+            s.release(table).await;
+        }
+        let _ = table;
     }
 
     /// Forgets every row of the sync's table (`sluice reset`); a missing table is nothing to do.
@@ -178,6 +204,8 @@ impl WarehouseState {
         match self {
             WarehouseState::Postgres(s) => s.clear(table).await,
             WarehouseState::Mysql(s) => s.clear(table).await,
+            #[cfg(feature = "duckdb")]
+            WarehouseState::Duckdb(s) => s.clear(table).await,
         }
     }
 }

@@ -1,0 +1,337 @@
+//! The warehouse diff on DuckDB. A DuckDB source is opened read-only (another process, dbt or
+//! a notebook, may hold its write lock), so sluice keeps its tables in DuckDB files of its own:
+//! one per sync, in the source's `state_directory` (default `.sluice/warehouse/<source>/`).
+//! A run attaches the sync's file read-only to the model's connection before it is locked
+//! down, and the join runs in sluice's process (the source's `memory_limit` bounds it; DuckDB
+//! spills the rest to `temp_directory`).
+//!
+//! Canonical text (sluice's DuckDB has no ICU extension, and loads none: a TIMESTAMPTZ's text
+//! is always in UTC, whatever the machine's zone):
+//!
+//! - `sluice_key  = md5_number(json_array(k1, k2, ...)::VARCHAR)` (a 128-bit number: a fixed
+//!   16 bytes to join on, whatever the key)
+//! - `fingerprint = md5_number(json_array('<configuration fingerprint>', c1, c2, ...)::VARCHAR)`
+//!
+//! Both travel to the engine as hex text (`hex()`: a 128-bit number's decimal text is a long
+//! division per digit, 60 times slower over a whole model); the key hash sluice computed as its
+//! 32 hex digits.
+//!
+//! Written rows are appended to `sluice_staged` (one DuckDB transaction per committed batch)
+//! and folded into `sluice_rows` when the next run starts (`ensure`): `sluice_rows` has no
+//! index to keep up (a DuckDB index must fit in memory), and the fold is one hash join over it
+//! per run instead of one per batch. A record cleared in the destination keeps its row with a
+//! NULL fingerprint.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use duckdb::{params, Config, Connection};
+
+use super::{Applied, DiffSpec, CLEARED};
+use crate::source::SourceError;
+
+/// The name the sync's file is attached as on the model's connection.
+pub const ATTACHED: &str = "sluice_state";
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A string literal.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The diff query over `model` (a single SELECT, checked by the source), whose columns are
+/// `columns`; the same rows as Postgres' (`super::postgres::sql`). With `spec.table_exists`,
+/// the sync's file is attached as [`ATTACHED`].
+pub fn sql(model: &str, columns: &[String], spec: &DiffSpec) -> String {
+    let col = |c: &str| format!("sluice_model.{}", quote(c));
+    let key = format!("md5_number(json_array({})::VARCHAR)", spec.key_columns.iter().map(|c| col(c)).collect::<Vec<_>>().join(", "));
+    let mut fp_parts = vec![literal(&spec.salt)];
+    fp_parts.extend(spec.fp_columns.iter().map(|c| col(c)));
+    let fp = format!("md5_number(json_array({})::VARCHAR)", fp_parts.join(", "));
+    let table = match spec.table_exists {
+        true => format!("{ATTACHED}.sluice_rows"),
+        false => "(SELECT NULL::UHUGEINT AS sluice_key, NULL::UHUGEINT AS key_hash, NULL::UHUGEINT AS fingerprint WHERE FALSE)".into(),
+    };
+    let join = if spec.removals { "FULL JOIN" } else { "LEFT JOIN" };
+    // A cleared record (NULL fingerprint) whose row is back in the model is changed.
+    let mut when = vec!["s.sluice_key IS NULL", "m.sluice_n > 1"];
+    if spec.changes {
+        when.push("s.fingerprint IS DISTINCT FROM m.sluice_fp");
+    }
+    if spec.everything {
+        when.push("TRUE");
+    }
+    let nulls: String = columns.iter().map(|c| format!("z.{}, ", quote(c))).collect();
+    // Materialised: the model runs once, for the join and for its count.
+    format!(
+        "WITH sluice_m AS MATERIALIZED (\n\
+         SELECT *, COUNT(*) OVER (PARTITION BY sluice_key) AS sluice_n FROM (\n\
+         SELECT sluice_model.*, {key} AS sluice_key, {fp} AS sluice_fp\n\
+         FROM (\n{model}\n) AS sluice_model\n\
+         ))\n\
+         SELECT m.* REPLACE (hex(m.sluice_key) AS sluice_key, hex(m.sluice_fp) AS sluice_fp),\n\
+         lpad(lower(hex(s.key_hash)), 32, '0') AS sluice_hash,\n\
+         CASE WHEN s.sluice_key IS NOT NULL AND s.fingerprint IS NULL THEN '{CLEARED}' ELSE hex(s.fingerprint) END AS sluice_was,\n\
+         CASE WHEN m.sluice_key IS NULL THEN 'removed' WHEN s.sluice_key IS NULL THEN 'added' ELSE 'changed' END AS sluice_change\n\
+         FROM sluice_m AS m {join} {table} AS s ON s.sluice_key = m.sluice_key\n\
+         WHERE m.sluice_key IS NULL OR {}\n\
+         UNION ALL\n\
+         SELECT {nulls}NULL, NULL, (SELECT COUNT(*) FROM sluice_m), NULL, NULL, 'total'\n\
+         FROM (SELECT 1) AS sluice_one LEFT JOIN sluice_m AS z ON FALSE",
+        when.join(" OR ")
+    )
+}
+
+/// sluice's DuckDB files for one source: a directory, a file per sync. A run's commits go
+/// through one read-write connection, kept open from its first commit to `release`.
+pub struct DuckState {
+    files: Arc<Files>,
+    /// The directory, as messages name it.
+    pub schema: String,
+}
+
+/// The directory and the connections open in it (shared with blocking threads).
+struct Files {
+    dir: PathBuf,
+    schema: String,
+    open: Mutex<HashMap<String, Connection>>,
+}
+
+/// How long an open waits for another sluice process (a `plan` beside the daemon's run) to let
+/// go of a sync's file.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+impl Files {
+    fn file(&self, table: &str) -> PathBuf {
+        self.dir.join(format!("{table}.duckdb"))
+    }
+
+    fn failed(&self, what: &str, e: impl std::fmt::Display) -> SourceError {
+        SourceError::Query(format!(
+            "sluice's DuckDB file in {} ({what}): {e} (the directory must be writable by the user sluice runs as; \
+             the source's `state_directory` says where it is)",
+            self.schema
+        ))
+    }
+
+    /// A read-write connection to the sync's file (created when missing), waiting while
+    /// another process holds it.
+    fn connect(&self, table: &str) -> Result<Connection, SourceError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.failed("creating the directory", e))?;
+        let path = self.file(table);
+        let started = Instant::now();
+        loop {
+            let config = Config::default()
+                .with("autoinstall_known_extensions", "false")
+                .and_then(|c| c.with("autoload_known_extensions", "false"))
+                .map_err(|e| self.failed("opening", e))?;
+            match Connection::open_with_flags(&path, config) {
+                Ok(conn) => return Ok(conn),
+                Err(e) if busy(&e) && started.elapsed() < LOCK_WAIT => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => return Err(self.failed(&format!("opening {}", path.display()), e)),
+            }
+        }
+    }
+}
+
+impl DuckState {
+    pub fn new(dir: PathBuf) -> DuckState {
+        let schema = dir.display().to_string();
+        DuckState { files: Arc::new(Files { dir, schema: schema.clone(), open: Mutex::new(HashMap::new()) }), schema }
+    }
+
+    /// The sync's file.
+    pub fn file(&self, table: &str) -> PathBuf {
+        self.files.file(table)
+    }
+
+    /// Runs `work` on the sync's read-write connection (opened when not open yet), on a
+    /// blocking thread; the connection stays open for the run's next commit.
+    async fn with<T: Send + 'static>(
+        &self,
+        table: &str,
+        what: &'static str,
+        work: impl FnOnce(&Connection) -> Result<T, duckdb::Error> + Send + 'static,
+    ) -> Result<T, SourceError> {
+        let (files, table) = (self.files.clone(), table.to_string());
+        tokio::task::spawn_blocking(move || {
+            let taken = files.open.lock().ok().and_then(|mut open| open.remove(&table));
+            let conn = match taken {
+                Some(conn) => conn,
+                None => files.connect(&table)?,
+            };
+            let result = work(&conn).map_err(|e| files.failed(what, e));
+            if let Ok(mut open) = files.open.lock() {
+                open.insert(table, conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| self.files.failed(what, e))?
+    }
+
+    /// Closes the sync's connection, if open (DuckDB checkpoints the file as it closes).
+    pub async fn release(&self, table: &str) {
+        let taken = self.files.open.lock().ok().and_then(|mut open| open.remove(table));
+        if let Some(conn) = taken {
+            let _ = tokio::task::spawn_blocking(move || drop(conn)).await;
+        }
+    }
+
+    /// Whether the sync's file exists (a plan, which writes nothing, may find none).
+    pub async fn exists(&self, table: &str) -> Result<bool, SourceError> {
+        Ok(self.file(table).exists())
+    }
+
+    /// Creates the sync's file and tables when missing, folds what the last run staged, and
+    /// closes the file (the scan attaches it read-only next).
+    pub async fn ensure(&self, table: &str) -> Result<(), SourceError> {
+        let result = self
+            .with(table, "creating the sync's tables, folding the last run's rows", |conn| {
+                conn.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS sluice_rows (sluice_key UHUGEINT NOT NULL, key_hash UHUGEINT NOT NULL, fingerprint UHUGEINT);
+                     CREATE TABLE IF NOT EXISTS sluice_staged (seq BIGINT NOT NULL, op VARCHAR NOT NULL, sluice_key VARCHAR, \
+                         key_hash VARCHAR NOT NULL, fingerprint VARCHAR);",
+                )?;
+                fold(conn)
+            })
+            .await;
+        self.release(table).await;
+        result
+    }
+
+    /// What `check` asks: the directory and the file must be writable. Creates what a first run
+    /// would; an error names what failed.
+    pub async fn missing_grants(&self, table: &str) -> Result<Vec<String>, SourceError> {
+        self.ensure(table).await.map(|()| Vec::new())
+    }
+
+    /// Stages one committed batch's written rows. One appender flush is one transaction: the
+    /// batch is staged whole or not at all.
+    pub async fn commit(&self, table: &str, rows: &[Applied<'_>]) -> Result<(), SourceError> {
+        let staged: Vec<(&'static str, Option<String>, String, Option<String>)> = rows
+            .iter()
+            .map(|row| match row {
+                Applied::Holds { key, key_hash, fingerprint } => {
+                    ("hold", Some(key.to_string()), key_hash.clone(), Some(fingerprint.to_string()))
+                }
+                Applied::Deleted { key_hash } => ("delete", None, key_hash.clone(), None),
+                Applied::Cleared { key_hash } => ("clear", None, key_hash.clone(), None),
+            })
+            .collect();
+        self.with(table, "recording a batch", move |conn| {
+            let next: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM sluice_staged", [], |r| r.get(0))?;
+            let mut appender = conn.appender("sluice_staged")?;
+            for (i, (op, key, key_hash, fingerprint)) in staged.iter().enumerate() {
+                appender.append_row(params![next + i as i64, op, key, key_hash, fingerprint])?;
+            }
+            appender.flush()
+        })
+        .await
+    }
+
+    /// Forgets every row of the sync's file (`sluice reset`); no file is nothing to do.
+    pub async fn clear(&self, table: &str) -> Result<(), SourceError> {
+        if !self.file(table).exists() {
+            return Ok(());
+        }
+        let result = self
+            .with(table, "resetting", |conn| conn.execute_batch("BEGIN; DELETE FROM sluice_rows; DELETE FROM sluice_staged; COMMIT;"))
+            .await;
+        self.release(table).await;
+        result
+    }
+}
+
+/// Whether DuckDB refused to open a file because another process holds its lock.
+pub fn busy(e: &duckdb::Error) -> bool {
+    e.to_string().contains("Could not set lock on file")
+}
+
+/// Folds the staged rows into `sluice_rows`, in order: a key staged with a hold or a delete
+/// takes its last hold, unless a delete came after it; a clear after it (or alone) keeps the
+/// row with a NULL fingerprint.
+fn fold(conn: &Connection) -> Result<(), duckdb::Error> {
+    let staged: i64 = conn.query_row("SELECT COUNT(*) FROM sluice_staged", [], |r| r.get(0))?;
+    if staged == 0 {
+        return Ok(());
+    }
+    let last = |ops: &str| {
+        format!(
+            "(SELECT op, ('0x' || sluice_key)::UHUGEINT AS sluice_key, ('0x' || key_hash)::UHUGEINT AS key_hash, \
+             ('0x' || fingerprint)::UHUGEINT AS fingerprint FROM sluice_staged WHERE op IN ({ops}) \
+             QUALIFY row_number() OVER (PARTITION BY key_hash ORDER BY seq DESC) = 1)"
+        )
+    };
+    let (any, held) = (last("'hold', 'delete', 'clear'"), last("'hold'"));
+    conn.execute_batch(&format!(
+        "BEGIN;
+         DELETE FROM sluice_rows WHERE key_hash IN (SELECT ('0x' || key_hash)::UHUGEINT FROM sluice_staged WHERE op <> 'clear');
+         INSERT INTO sluice_rows
+             SELECT h.sluice_key, h.key_hash, CASE WHEN l.op = 'clear' THEN NULL ELSE h.fingerprint END
+             FROM {held} AS h JOIN {any} AS l ON l.key_hash = h.key_hash WHERE l.op <> 'delete';
+         UPDATE sluice_rows SET fingerprint = NULL WHERE key_hash IN (SELECT key_hash FROM {any} WHERE op = 'clear');
+         DELETE FROM sluice_staged;
+         COMMIT;"
+    ))
+}
+
+/// The statement that attaches the sync's file to a model's connection (before it is locked).
+pub fn attach(file: &Path) -> String {
+    format!("ATTACH {} AS {ATTACHED} (READ_ONLY);", literal(&file.display().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_keeps_the_model_whole_and_quotes_names() {
+        let spec = DiffSpec { fp_columns: vec!["odd\"name".into()], ..super::super::sample_spec() };
+        let sql = sql("SELECT 1 AS id -- a comment", &["id".into(), "odd\"name".into()], &spec);
+        assert!(sql.contains("SELECT 1 AS id -- a comment\n) AS sluice_model"), "{sql}");
+        assert!(sql.contains("sluice_model.\"odd\"\"name\""), "{sql}");
+        assert!(sql.contains(&format!("FULL JOIN {ATTACHED}.sluice_rows")), "{sql}");
+    }
+
+    /// A key hash goes in as sluice's 32 hex digits and comes back the same (leading zeros
+    /// too); the fold applies holds, a clear after a hold, and deletes.
+    #[test]
+    fn key_hashes_round_trip_and_the_fold_keeps_the_last_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = DuckState::new(dir.path().to_path_buf());
+        let conn = state.files.connect("t").unwrap();
+        conn.execute_batch(
+            "CREATE TABLE sluice_rows (sluice_key UHUGEINT NOT NULL, key_hash UHUGEINT NOT NULL, fingerprint UHUGEINT);
+             CREATE TABLE sluice_staged (seq BIGINT NOT NULL, op VARCHAR NOT NULL, sluice_key VARCHAR, key_hash VARCHAR NOT NULL, fingerprint VARCHAR);
+             INSERT INTO sluice_rows VALUES (1, 9, 1);",
+        )
+        .unwrap();
+        let (small, big) = (format!("{:032x}", 7u128), format!("{:032x}", u128::MAX - 1));
+        let key: String = conn.query_row("SELECT hex(md5_number(json_array(1, 'a')::VARCHAR))", [], |r| r.get(0)).unwrap();
+        let mut app = conn.appender("sluice_staged").unwrap();
+        app.append_row(params![1, "hold", key, small, "1B"]).unwrap();
+        app.append_row(params![2, "hold", "5", big, "1C"]).unwrap();
+        app.append_row(params![3, "clear", None::<String>, big, None::<String>]).unwrap();
+        app.append_row(params![4, "delete", None::<String>, format!("{:032x}", 9u128), None::<String>]).unwrap();
+        app.flush().unwrap();
+        drop(app);
+        fold(&conn).unwrap();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT lpad(lower(hex(key_hash)), 32, '0'), hex(sluice_key), \
+                 CASE WHEN fingerprint IS NULL THEN '{CLEARED}' ELSE hex(fingerprint) END FROM sluice_rows ORDER BY key_hash"
+            ))
+            .unwrap();
+        let rows: Vec<(String, String, String)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+        assert_eq!(rows, vec![(small, key, "1B".to_string()), (big, "5".to_string(), CLEARED.to_string())]);
+        let staged: i64 = conn.query_row("SELECT COUNT(*) FROM sluice_staged", [], |r| r.get(0)).unwrap();
+        assert_eq!(staged, 0);
+    }
+}
