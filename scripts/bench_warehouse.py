@@ -108,6 +108,22 @@ def farm(args: list, timeout: int) -> str:
     return out.stdout + out.stderr
 
 
+def runs(a, cmd) -> list:
+    """The first run of each kind of diff, then the measured runs (A B A B when both); returns
+    the kinds run. `cmd(diff)`: the command of one run."""
+    kinds = [a.only] if a.only else ["warehouse", "local"]
+    for diff in kinds:
+        print(f"\n## first run, diff = {diff} (every row sent)", flush=True)
+        print(farm(["-n", "1", "--warmup", "0", "--", *cmd(diff)], 3600), flush=True)
+    print("\n## measured runs (1% changed each)", flush=True)
+    if len(kinds) == 2:
+        vs = " ".join(cmd("local")[:2]) + " '" + cmd("local")[2].replace("'", "'\\''") + "'"
+        print(farm(["-n", str(a.runs), "--warmup", "0", "--vs", vs, "--", *cmd("warehouse")], 3600), flush=True)
+    else:
+        print(farm(["-n", str(a.runs), "--warmup", "0", "--", *cmd(kinds[0])], 3600), flush=True)
+    return kinds
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
@@ -138,16 +154,7 @@ def main() -> int:
         print(f"generated in {time.time() - started:.1f} s", flush=True)
         tick = f"psql {db_url(DB)} -X -q -c 'UPDATE tick SET n = n + 1'"
         cmd = lambda diff: ["sh", "-c", f"{tick} && exec {sluice} run big_{diff} --project {root} >> {root}/runs.log 2>&1"]
-        kinds = [a.only] if a.only else ["warehouse", "local"]
-        for diff in kinds:
-            print(f"\n## first run, diff = {diff} (every row sent)", flush=True)
-            print(farm(["-n", "1", "--warmup", "0", "--", *cmd(diff)], 3600), flush=True)
-        print("\n## measured runs (1% changed each)", flush=True)
-        if len(kinds) == 2:
-            vs = " ".join(cmd("local")[:2]) + " '" + cmd("local")[2].replace("'", "'\\''") + "'"
-            print(farm(["-n", str(a.runs), "--warmup", "0", "--vs", vs, "--", *cmd("warehouse")], 3600), flush=True)
-        else:
-            print(farm(["-n", str(a.runs), "--warmup", "0", "--", *cmd(kinds[0])], 3600), flush=True)
+        kinds = runs(a, cmd)
         if "warehouse" in kinds:
             # The query sluice runs, as it logs it, timed on the database alone.
             log = subprocess.run([sluice, "plan", "big_warehouse", "--project", root, "-vv"], capture_output=True, text=True).stderr
@@ -176,16 +183,7 @@ def duckdb_bench(a, sluice: str, root: str) -> int:
     try:
         tick = f"printf 'n\\n%s\\n' $(date +%s%N) > {root}/tick.csv"
         cmd = lambda diff: ["sh", "-c", f"{tick} && exec {sluice} run big_{diff} --project {root} >> {root}/runs.log 2>&1"]
-        kinds = [a.only] if a.only else ["warehouse", "local"]
-        for diff in kinds:
-            print(f"\n## first run, diff = {diff} (every row sent)", flush=True)
-            print(farm(["-n", "1", "--warmup", "0", "--", *cmd(diff)], 3600), flush=True)
-        print("\n## measured runs (1% changed each)", flush=True)
-        if len(kinds) == 2:
-            vs = " ".join(cmd("local")[:2]) + " '" + cmd("local")[2].replace("'", "'\\''") + "'"
-            print(farm(["-n", str(a.runs), "--warmup", "0", "--vs", vs, "--", *cmd("warehouse")], 3600), flush=True)
-        else:
-            print(farm(["-n", str(a.runs), "--warmup", "0", "--", *cmd(kinds[0])], 3600), flush=True)
+        kinds = runs(a, cmd)
         if "warehouse" in kinds:
             print("\n## the warehouse diff's query alone: a plan (the same query in sluice's process, nothing sent)", flush=True)
             plan = ["sh", "-c", f"{tick} && exec {sluice} plan big_warehouse --project {root} > /dev/null 2>&1"]

@@ -338,7 +338,8 @@ pub struct DuckdbSourceConfig {
     /// The directory sluice keeps this source's own files in: for syncs with
     /// `diff = "warehouse"`, one DuckDB file per sync (the keys and fingerprints of the rows
     /// the destination holds; the database file itself is only ever opened read-only), and
-    /// DuckDB's spill files. Relative to the project.
+    /// DuckDB's spill files. Relative to the project. Default: `warehouse/<source name>` in
+    /// sluice's local directory (`.sluice`, or the SQLite state store's directory).
     #[schemars(extend("default" = ".sluice/warehouse/<source name>"))]
     pub state_directory: Option<PathBuf>,
 }
