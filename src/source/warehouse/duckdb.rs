@@ -99,7 +99,14 @@ pub struct DuckState {
 struct Files {
     dir: PathBuf,
     schema: String,
-    open: Mutex<HashMap<String, Connection>>,
+    open: Mutex<HashMap<String, Open>>,
+}
+
+/// A sync's file open for writing.
+struct Open {
+    conn: Connection,
+    /// The next staged row's `seq`, once read (not per batch: a scan of the staged rows).
+    next_seq: Option<i64>,
 }
 
 /// How long an open waits for another sluice process (a `plan` beside the daemon's run) to let
@@ -156,18 +163,18 @@ impl DuckState {
         &self,
         table: &str,
         what: &'static str,
-        work: impl FnOnce(&Connection) -> Result<T, duckdb::Error> + Send + 'static,
+        work: impl FnOnce(&mut Open) -> Result<T, duckdb::Error> + Send + 'static,
     ) -> Result<T, SourceError> {
         let (files, table) = (self.files.clone(), table.to_string());
         tokio::task::spawn_blocking(move || {
             let taken = files.open.lock().ok().and_then(|mut open| open.remove(&table));
-            let conn = match taken {
-                Some(conn) => conn,
-                None => files.connect(&table)?,
+            let mut open = match taken {
+                Some(open) => open,
+                None => Open { conn: files.connect(&table)?, next_seq: None },
             };
-            let result = work(&conn).map_err(|e| files.failed(what, e));
-            if let Ok(mut open) = files.open.lock() {
-                open.insert(table, conn);
+            let result = work(&mut open).map_err(|e| files.failed(what, e));
+            if let Ok(mut all) = files.open.lock() {
+                all.insert(table, open);
             }
             result
         })
@@ -178,8 +185,8 @@ impl DuckState {
     /// Closes the sync's connection, if open (DuckDB checkpoints the file as it closes).
     pub async fn release(&self, table: &str) {
         let taken = self.files.open.lock().ok().and_then(|mut open| open.remove(table));
-        if let Some(conn) = taken {
-            let _ = tokio::task::spawn_blocking(move || drop(conn)).await;
+        if let Some(open) = taken {
+            let _ = tokio::task::spawn_blocking(move || drop(open)).await;
         }
     }
 
@@ -192,13 +199,13 @@ impl DuckState {
     /// closes the file (the scan attaches it read-only next).
     pub async fn ensure(&self, table: &str) -> Result<(), SourceError> {
         let result = self
-            .with(table, "creating the sync's tables, folding the last run's rows", |conn| {
-                conn.execute_batch(
+            .with(table, "creating the sync's tables, folding the last run's rows", |open| {
+                open.conn.execute_batch(
                     "CREATE TABLE IF NOT EXISTS sluice_rows (sluice_key UHUGEINT NOT NULL, key_hash UHUGEINT NOT NULL, fingerprint UHUGEINT);
                      CREATE TABLE IF NOT EXISTS sluice_staged (seq BIGINT NOT NULL, op VARCHAR NOT NULL, sluice_key VARCHAR, \
                          key_hash VARCHAR NOT NULL, fingerprint VARCHAR);",
                 )?;
-                fold(conn)
+                fold(&open.conn)
             })
             .await;
         self.release(table).await;
@@ -224,13 +231,18 @@ impl DuckState {
                 Applied::Cleared { key_hash } => ("clear", None, key_hash.clone(), None),
             })
             .collect();
-        self.with(table, "recording a batch", move |conn| {
-            let next: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM sluice_staged", [], |r| r.get(0))?;
-            let mut appender = conn.appender("sluice_staged")?;
+        self.with(table, "recording a batch", move |open| {
+            let next = match open.next_seq {
+                Some(next) => next,
+                None => open.conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM sluice_staged", [], |r| r.get(0))?,
+            };
+            let mut appender = open.conn.appender("sluice_staged")?;
             for (i, (op, key, key_hash, fingerprint)) in staged.iter().enumerate() {
                 appender.append_row(params![next + i as i64, op, key, key_hash, fingerprint])?;
             }
-            appender.flush()
+            appender.flush()?;
+            open.next_seq = Some(next + staged.len() as i64);
+            Ok(())
         })
         .await
     }
@@ -241,7 +253,7 @@ impl DuckState {
             return Ok(());
         }
         let result = self
-            .with(table, "resetting", |conn| conn.execute_batch("BEGIN; DELETE FROM sluice_rows; DELETE FROM sluice_staged; COMMIT;"))
+            .with(table, "resetting", |open| open.conn.execute_batch("BEGIN; DELETE FROM sluice_rows; DELETE FROM sluice_staged; COMMIT;"))
             .await;
         self.release(table).await;
         result
