@@ -18,6 +18,8 @@
 //! Times: sqlx sets the session `time_zone` to `+00:00`, so TIMESTAMP values (stored in UTC)
 //! arrive in UTC; DATETIME has no zone and, like Postgres' `timestamp`, is taken as UTC.
 
+use std::sync::{Arc, OnceLock};
+
 use bigdecimal::BigDecimal;
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use secrecy::ExposeSecret;
@@ -43,6 +45,8 @@ pub struct MysqlSource {
     shown: String,
     /// sluice's own tables here, for syncs with `diff = "warehouse"` (connected when used).
     state: WarehouseState,
+    /// The server's family, asked once (`SELECT VERSION()`) by the first run.
+    flavour: Arc<OnceLock<Flavour>>,
 }
 
 /// How to decode one column.
@@ -254,7 +258,7 @@ impl MysqlSource {
             .connect_lazy_with(options.clone());
         let schema = config.state_schema.as_deref().unwrap_or(warehouse::DEFAULT_SCHEMA);
         let state = WarehouseState::Mysql(warehouse::MysqlState::new(options.clone(), schema));
-        Ok(MysqlSource { name: name.to_string(), pool, options: Box::new(options), shown, state })
+        Ok(MysqlSource { name: name.to_string(), pool, options: Box::new(options), shown, state, flavour: Arc::default() })
     }
 
     /// Before the pool's first connection, one direct attempt: a refused or unknown host fails
@@ -362,6 +366,7 @@ impl MysqlSource {
         };
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let pool = self.pool.clone();
+        let flavour = self.flavour.clone();
         let source_name = self.name.clone();
         let shown_timeout = timeout.map(|t| humantime::format_duration(t).to_string());
         let failed = move |e: sqlx::Error, source_name: String| match e {
@@ -383,8 +388,14 @@ impl MysqlSource {
             };
             // The limit is per session: set on every run (0 is none), so a pooled connection
             // never keeps another sync's.
-            let version = sqlx::query_scalar::<_, String>("SELECT VERSION()").fetch_one(&mut *txn).await;
-            let limit = match version.map(|v| Flavour::of(&v)) {
+            let known = match flavour.get() {
+                Some(known) => Ok(*known),
+                None => sqlx::query_scalar::<_, String>("SELECT VERSION()")
+                    .fetch_one(&mut *txn)
+                    .await
+                    .map(|v| *flavour.get_or_init(|| Flavour::of(&v))),
+            };
+            let limit = match known {
                 Ok(Flavour::MariaDb) => format!("SET SESSION max_statement_time = {}", timeout.map_or(0.0, |t| t.as_secs_f64())),
                 Ok(Flavour::Mysql) => {
                     format!("SET SESSION max_execution_time = {}", timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128)))
@@ -431,6 +442,7 @@ fn timed_out(db: &dyn sqlx::error::DatabaseError) -> bool {
 }
 
 /// The server's family: the statement time limit has a different name in each.
+#[derive(Clone, Copy)]
 enum Flavour {
     MariaDb,
     Mysql,

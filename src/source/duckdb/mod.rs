@@ -194,7 +194,7 @@ impl DuckDbSource {
         let started = std::time::Instant::now();
         let conn = loop {
             match self.connect_with(&before) {
-                Err(SourceError::Query(m)) if m.contains("Could not set lock on file") && started.elapsed().as_secs() < 30 => {
+                Err(SourceError::Query(m)) if warehouse::duckdb_busy(&m) && started.elapsed() < warehouse::LOCK_WAIT => {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
                 other => break other?,

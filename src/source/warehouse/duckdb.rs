@@ -111,7 +111,7 @@ struct Open {
 
 /// How long an open waits for another sluice process (a `plan` beside the daemon's run) to let
 /// go of a sync's file.
-const LOCK_WAIT: Duration = Duration::from_secs(30);
+pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 impl Files {
     fn file(&self, table: &str) -> PathBuf {
@@ -139,7 +139,15 @@ impl Files {
                 .map_err(|e| self.failed("opening", e))?;
             match Connection::open_with_flags(&path, config) {
                 Ok(conn) => return Ok(conn),
-                Err(e) if busy(&e) && started.elapsed() < LOCK_WAIT => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) if busy(&e.to_string()) && started.elapsed() < LOCK_WAIT => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) if busy(&e.to_string()) => {
+                    return Err(SourceError::Query(format!(
+                        "{} is held by another sluice process (a run of this sync, or a `plan` or `check` of it, started \
+                         elsewhere) and was not let go within {}s: try again when it ends",
+                        path.display(),
+                        LOCK_WAIT.as_secs()
+                    )))
+                }
                 Err(e) => return Err(self.failed(&format!("opening {}", path.display()), e)),
             }
         }
@@ -260,9 +268,10 @@ impl DuckState {
     }
 }
 
-/// Whether DuckDB refused to open a file because another process holds its lock.
-pub fn busy(e: &duckdb::Error) -> bool {
-    e.to_string().contains("Could not set lock on file")
+/// Whether DuckDB refused to open a file because another process holds its lock (DuckDB's
+/// message, as an error's text).
+pub fn busy(error: &str) -> bool {
+    error.contains("Could not set lock on file")
 }
 
 /// Folds the staged rows into `sluice_rows`, in order: a key staged with a hold or a delete
