@@ -78,7 +78,7 @@ impl DuckDbSource {
             prelude: None,
             memory_limit: config.memory_limit.clone(),
             temp_directory: state_dir.join("tmp"),
-            state: WarehouseState::Duckdb(DuckState::new(state_dir)),
+            state: WarehouseState::Duckdb(DuckState::new(state_dir, config.memory_limit.clone())),
         }
     }
 
@@ -94,7 +94,7 @@ impl DuckDbSource {
             prelude: Some(prelude),
             memory_limit: None,
             temp_directory: state_dir.join("tmp"),
-            state: WarehouseState::Duckdb(DuckState::new(state_dir)),
+            state: WarehouseState::Duckdb(DuckState::new(state_dir, None)),
         }
     }
 

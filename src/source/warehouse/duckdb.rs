@@ -99,6 +99,9 @@ pub struct DuckState {
 struct Files {
     dir: PathBuf,
     schema: String,
+    /// The source's `memory_limit`, for these files too: DuckDB's buffer pool keeps the pages a
+    /// run writes (10M staged rows: about 800 MB) up to its limit, 80% of RAM when unset.
+    memory_limit: Option<String>,
     open: Mutex<HashMap<String, Open>>,
 }
 
@@ -133,10 +136,15 @@ impl Files {
         let path = self.file(table);
         let started = Instant::now();
         loop {
-            let config = Config::default()
+            let tmp = self.dir.join("tmp");
+            let mut config = Config::default()
                 .with("autoinstall_known_extensions", "false")
                 .and_then(|c| c.with("autoload_known_extensions", "false"))
-                .map_err(|e| self.failed("opening", e))?;
+                .and_then(|c| c.with("temp_directory", &tmp.to_string_lossy()));
+            if let Some(limit) = &self.memory_limit {
+                config = config.and_then(|c| c.with("memory_limit", limit));
+            }
+            let config = config.map_err(|e| self.failed("opening", e))?;
             match Connection::open_with_flags(&path, config) {
                 Ok(conn) => return Ok(conn),
                 Err(e) if busy(&e.to_string()) && started.elapsed() < LOCK_WAIT => std::thread::sleep(Duration::from_millis(100)),
@@ -155,9 +163,9 @@ impl Files {
 }
 
 impl DuckState {
-    pub fn new(dir: PathBuf) -> DuckState {
+    pub fn new(dir: PathBuf, memory_limit: Option<String>) -> DuckState {
         let schema = dir.display().to_string();
-        DuckState { files: Arc::new(Files { dir, schema: schema.clone(), open: Mutex::new(HashMap::new()) }), schema }
+        DuckState { files: Arc::new(Files { dir, schema: schema.clone(), memory_limit, open: Mutex::new(HashMap::new()) }), schema }
     }
 
     /// The sync's file.
@@ -325,7 +333,7 @@ mod tests {
     #[test]
     fn key_hashes_round_trip_and_the_fold_keeps_the_last_row() {
         let dir = tempfile::tempdir().unwrap();
-        let state = DuckState::new(dir.path().to_path_buf());
+        let state = DuckState::new(dir.path().to_path_buf(), Some("64MB".into()));
         let conn = state.files.connect("t").unwrap();
         conn.execute_batch(
             "CREATE TABLE sluice_rows (sluice_key UHUGEINT NOT NULL, key_hash UHUGEINT NOT NULL, fingerprint UHUGEINT);
