@@ -32,6 +32,10 @@ pub struct Cli {
     /// Project directory (holding sluice.toml and syncs/).
     #[arg(long, global = true, env = "SLUICE_PROJECT", default_value = ".")]
     pub project: PathBuf,
+    /// The environment: an `[env.NAME]` of sluice.toml laid over the rest (default: its
+    /// `environment`, if set).
+    #[arg(long, global = true, env = "SLUICE_ENV")]
+    pub env: Option<String>,
     /// Print one JSON document instead of text (check, plan, run, status, failures, log).
     #[arg(long, global = true)]
     pub json: bool,
@@ -164,7 +168,9 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
         }
         Command::Reset { names } => reset(&cli, names).await,
         Command::Log { name, key, since, limit } => log::log(&cli, name, key.as_deref(), since.as_deref(), *limit).await,
-        Command::Daemon => crate::daemon::run(&cli.project, cancel).await.map(|_| EXIT_OK).map_err(|e| fail(EXIT_INVALID, e)),
+        Command::Daemon => {
+            crate::daemon::run(&cli.project, cli.env.as_deref(), cancel).await.map(|_| EXIT_OK).map_err(|e| fail(EXIT_INVALID, e))
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -176,7 +182,7 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
 }
 
 fn load(cli: &Cli) -> Result<Project, Failure> {
-    Ok(Project::load(&cli.project)?)
+    Ok(Project::load_in(&cli.project, cli.env.as_deref())?)
 }
 
 async fn open_engine(project: &Project) -> Result<Engine, Failure> {
@@ -222,6 +228,9 @@ async fn check(cli: &Cli) -> Result<u8, Failure> {
         });
     }
     let ok = results.iter().all(|r| r.ok);
+    if let (Some(env), false) = (&project.config.active_env, cli.json) {
+        output::say!("environment: {env}");
+    }
     output::check(&results, cli.json);
     Ok(if ok { EXIT_OK } else { EXIT_INVALID })
 }
@@ -249,13 +258,27 @@ async fn run(cli: &Cli, names: &[String], mut opts: RunOptions) -> Result<u8, Fa
         opts.progress = Some(output::progress_line());
     }
     let (syncs, invalid) = selected(&project, names, cli.json)?;
+    // Each sync after those it names in `after` (of the ones selected).
+    let syncs = project.in_order(syncs);
     let engine = open_engine(&project).await?;
-    let mut reports = Vec::new();
+    let mut reports: Vec<SyncReport> = Vec::new();
     for sync in syncs {
         if opts.cancel.is_cancelled() {
             break;
         }
-        let report = engine.run(sync, &opts).await;
+        // A sync after one that did not get through in this command is skipped (recorded, alerted);
+        // one whose dependency was not selected runs: the person named it. A plan plans them all.
+        let held_up = sync.file.after.value.iter().find_map(|before| {
+            let r = reports.iter().find(|r| r.sync == *before)?;
+            (!r.outcome().got_through()).then(|| {
+                let (how, why) = ended_as(r);
+                format!("it runs after `{before}`, which {how} in this command{why}")
+            })
+        });
+        let report = match held_up {
+            Some(why) if !opts.dry_run => engine.skip(sync, why, &opts.started_by).await,
+            _ => engine.run(sync, &opts).await,
+        };
         if live {
             output::clear_progress();
         }
@@ -267,6 +290,7 @@ async fn run(cli: &Cli, names: &[String], mut opts: RunOptions) -> Result<u8, Fa
     engine.store.close().await;
     if cli.json {
         output::json(&serde_json::json!({
+            "environment": project.config.active_env,
             "syncs": reports,
             "invalid": project.invalid.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
         }));
@@ -279,6 +303,18 @@ async fn run(cli: &Cli, names: &[String], mut opts: RunOptions) -> Result<u8, Fa
     } else {
         EXIT_OK
     })
+}
+
+/// How a run that held up the syncs after it ended, in words, and its error (`: ...`) if
+/// that says more.
+fn ended_as(r: &SyncReport) -> (&'static str, String) {
+    let why = r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+    match r.outcome() {
+        crate::engine::Outcome::Busy => ("was running elsewhere", why),
+        crate::engine::Outcome::Skipped => ("was skipped", String::new()),
+        crate::engine::Outcome::Interrupted => ("was interrupted", String::new()),
+        _ => ("failed", why),
+    }
 }
 
 fn db_error(e: crate::state::StateError) -> Failure {

@@ -141,10 +141,16 @@ fn status_word(s: RunStatus, dry_run: bool) -> &'static str {
         RunStatus::Failed => "FAILED",
         RunStatus::Interrupted => "interrupted",
         RunStatus::Running => "running",
+        RunStatus::Skipped => "SKIPPED",
     }
 }
 
 pub fn report(r: &SyncReport) {
+    if r.status == RunStatus::Skipped {
+        // It never ran: no counts to show, only why.
+        say!("{:<7} {}: {}", status_word(r.status, r.dry_run), r.sync, r.error.as_deref().unwrap_or("not run"));
+        return;
+    }
     let c = &r.counts;
     let mut line = format!(
         "{:<7} {}: {} row(s): {} added, {} changed, {} unchanged, {} removed",

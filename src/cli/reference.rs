@@ -42,8 +42,13 @@ pub fn markdown() -> String {
     names.sort_by_key(|n| SECTIONS.iter().position(|s| s == n).unwrap_or(SECTIONS.len()));
     for name in names {
         let field = &properties[name];
+        let scalar = strip_null(field).get("type").and_then(J::as_str).is_some_and(|t| t != "object");
         match name.as_str() {
             "destinations" => destinations_section(&mut out, field),
+            // A key of its own at the top of the file, not a table.
+            _ if scalar => {
+                out.push_str(&format!("\n### `{name}` (top level, {})\n\n{}\n", kind_of(field, root), paragraph(description(field))))
+            }
             _ => section(&mut out, name, field, root),
         }
     }

@@ -18,7 +18,7 @@ pub mod signature;
 mod streams;
 mod systemd;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,7 +115,7 @@ fn jitter_offset(sync: &str, jitter_secs: u64) -> Duration {
 /// run while the daemon was down (or never ran).
 async fn missed(generation: &Generation, now: DateTime<Utc>) -> Vec<String> {
     let mut due = Vec::new();
-    for sync in &generation.project.syncs {
+    for sync in generation.project.in_order(generation.project.syncs.iter().collect()) {
         let Schedule::Cron(cron) = &sync.file.schedule else { continue };
         if !sync.file.catch_up {
             continue;
@@ -155,6 +155,8 @@ fn log_invalid(generation: &Generation) {
 /// The loop's state: the current configuration, its pending jobs, the runs in flight.
 struct Daemon {
     root: std::path::PathBuf,
+    /// The environment (`--env`) every reload loads again.
+    env: Option<String>,
     generation: Arc<Generation>,
     pending: Pending,
     runs: Runs,
@@ -163,6 +165,8 @@ struct Daemon {
     cancel: CancellationToken,
     /// Syncs waiting to run on their stream's events.
     triggers: Triggers,
+    /// Syncs due to run while a sync in their `after` runs here: started when it ends.
+    waiting: BTreeSet<String>,
 }
 
 impl Daemon {
@@ -195,7 +199,7 @@ impl Daemon {
     /// Re-reads the project. An invalid one is refused and the running configuration kept.
     async fn reload(&mut self) -> Result<(), String> {
         self.notifier.reloading();
-        let loaded = match Generation::load(&self.root, self.generation.id + 1).await {
+        let loaded = match Generation::load(&self.root, self.env.as_deref(), self.generation.id + 1).await {
             // The API token may have changed (or been removed: then the generated one).
             Ok(next) => http::api_token(&next.project).map(|(token, _)| (next, token)),
             Err(e) => Err(e),
@@ -228,7 +232,40 @@ impl Daemon {
         let runs = &self.runs;
         let due = self.triggers.take_due(|s| runs.is_running(s));
         for name in due {
-            self.runs.start_by(&self.generation, &name, &self.cancel, Asked::default(), "events on its stream");
+            self.start_after(&name, "events on its stream");
+        }
+    }
+
+    /// Starts a run the daemon decided on (schedule, catch-up, events, a chain), unless a
+    /// sync in its `after` runs here now: then it waits for that run's end (`ended`). Whether
+    /// they got through is the run's first question (`Asked::check_after`).
+    fn start_after(&mut self, name: &str, by: &'static str) {
+        let generation = self.generation.clone();
+        let Some(sync) = generation.project.syncs.iter().find(|s| s.name() == name) else { return };
+        if let Some(before) = sync.file.after.value.iter().find(|d| self.runs.is_running(d)) {
+            if self.waiting.insert(name.to_string()) {
+                tracing::info!(sync = name, after = %before, "waiting for `{before}` to end: this sync runs after it");
+            }
+            return;
+        }
+        self.waiting.remove(name);
+        self.runs.start_by(&generation, name, &self.cancel, Asked::by_daemon(), by);
+    }
+
+    /// After a run of `name` ended: the syncs that follow it (`after` it, no schedule of
+    /// their own) are due when it ran here; any sync that waited for it may go now.
+    fn ended(&mut self, name: &str, ran: bool) {
+        let generation = self.generation.clone();
+        if ran {
+            for follower in generation.project.dependants(name) {
+                if follower.file.schedule == Schedule::Manual && follower.file.trigger == crate::project::Trigger::Schedule {
+                    self.waiting.insert(follower.name().to_string());
+                }
+            }
+        }
+        let waiting: Vec<String> = self.waiting.iter().cloned().collect();
+        for name in waiting {
+            self.start_after(&name, "the syncs it runs after");
         }
     }
 
@@ -261,8 +298,8 @@ impl Daemon {
     }
 }
 
-pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
-    let generation = Arc::new(Generation::load(root, 1).await?);
+pub async fn run(root: &Path, env: Option<&str>, cancel: CancellationToken) -> Result<(), String> {
+    let generation = Arc::new(Generation::load(root, env, 1).await?);
     log_invalid(&generation);
     let daemon_config = &generation.project.config.daemon;
     let scheduler = JobScheduler::new().await.map_err(|e| format!("cannot start the scheduler: {e}"))?;
@@ -285,6 +322,7 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
     });
     let mut d = Daemon {
         root: root.to_path_buf(),
+        env: env.map(str::to_string),
         runs: Runs::new(daemon_config.max_concurrent_runs, live),
         generation,
         pending: Pending { scheduler, jobs: HashMap::new(), due: HashMap::new(), ticks },
@@ -292,6 +330,7 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
         shared,
         cancel: cancel.clone(),
         triggers: Triggers::default(),
+        waiting: BTreeSet::new(),
     };
     d.schedule_all().await;
     // Published before the endpoint answers: its first answer already has every next run.
@@ -315,13 +354,15 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
             );
         }
     }
+    // In `after` order, so a sync that waits for another one due too waits for its run.
     for name in missed(&d.generation, Utc::now()).await {
         tracing::info!(sync = %name, "a scheduled run was missed while the daemon was down: running it now");
-        d.runs.start(&d.generation, &name, &cancel);
+        d.start_after(&name, "the daemon's schedule");
     }
     // What arrived while the daemon was down is sent now.
     d.triggers.arm_all(&d.generation);
-    tracing::info!(project = %root.display(), timezone = %d.generation.tz, "daemon started: {}", status_line(&d.generation, &d.runs));
+    let environment = d.generation.project.config.active_env.as_deref().unwrap_or("-");
+    tracing::info!(project = %root.display(), environment, timezone = %d.generation.tz, "daemon started: {}", status_line(&d.generation, &d.runs));
     d.notifier.ready(&status_line(&d.generation, &d.runs));
     d.publish();
 
@@ -341,12 +382,13 @@ pub async fn run(root: &Path, cancel: CancellationToken) -> Result<(), String> {
                 d.pending.due.remove(&tick.sync);
                 let generation = d.generation.clone();
                 d.pending.schedule(&generation, &tick.sync, tick.due).await;
-                d.runs.start(&d.generation, &tick.sync, &cancel);
+                d.start_after(&tick.sync, "the daemon's schedule");
                 d.publish();
             }
             Some(done) = d.runs.next(), if d.runs.in_flight() > 0 => {
                 log_done(&done);
                 d.triggers.ended(&d.generation, &done.sync, matches!(done.ended, Ended::Busy(_)));
+                d.ended(&done.sync, matches!(done.ended, Ended::Ran(_)));
                 let stream = d.generation.project.syncs.iter().find(|s| s.name() == done.sync).and_then(|s| crate::project::stream_of(&s.source));
                 if let Some(stream) = stream {
                     d.sweep(Some(stream));

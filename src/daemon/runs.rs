@@ -25,8 +25,8 @@ pub struct Generation {
 }
 
 impl Generation {
-    pub async fn load(root: &std::path::Path, id: u64) -> Result<Generation, String> {
-        let project = Project::load(root).map_err(|e| e.to_string())?;
+    pub async fn load(root: &std::path::Path, env: Option<&str>, id: u64) -> Result<Generation, String> {
+        let project = Project::load_in(root, env).map_err(|e| e.to_string())?;
         let tz = project.config.daemon.tz()?;
         let engine = Engine::open(&project).await.map_err(|e| e.to_string())?;
         Ok(Generation { id, project, engine, tz })
@@ -52,13 +52,23 @@ pub struct Live {
 /// Per sync running here, its [`Live`] progress; shared with the HTTP endpoint.
 pub type LiveRuns = Arc<std::sync::Mutex<HashMap<String, Live>>>;
 
-/// What a person asked of a run they started (the API, the console).
+/// What was asked of a run: by a person (the API, the console), or by the daemon itself.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Asked {
     /// Past the delete guard.
     pub allow_deletes: bool,
     /// Rows rejected before are sent again even if unchanged (`sluice retry`).
     pub retry_rejected: bool,
+    /// The run goes only if the syncs in its `after` got through, else it is recorded as
+    /// skipped (`engine::sequence`). The daemon's own starts ask; a person naming a sync does not.
+    pub check_after: bool,
+}
+
+impl Asked {
+    /// A run the daemon starts by itself (schedule, catch-up, events, the syncs it runs after).
+    pub fn by_daemon() -> Asked {
+        Asked { check_after: true, ..Default::default() }
+    }
 }
 
 pub struct Done {
@@ -109,11 +119,6 @@ impl Runs {
     /// The runs going on: when each started, and its `max_run_time`.
     pub fn started(&self) -> HashMap<String, (std::time::Instant, Duration)> {
         self.running.clone()
-    }
-
-    /// Starts a scheduled run of `name` unless one is going; `false` when the tick is skipped.
-    pub fn start(&mut self, generation: &Arc<Generation>, name: &str, cancel: &CancellationToken) -> bool {
-        self.start_by(generation, name, cancel, Asked::default(), "the daemon's schedule")
     }
 
     /// Starts a run of `name` unless one is going, saying who asked (named to anyone who finds
@@ -233,6 +238,11 @@ async fn run_one(
         None => None,
     };
     let _permit = limit.acquire_owned().await;
+    if asked.check_after && !sync.file.after.value.is_empty() {
+        if let crate::engine::Gate::Skip(why) = generation.engine.gate(sync).await {
+            return Ended::Ran(Box::new(generation.engine.skip(sync, why, started_by).await));
+        }
+    }
     // The engine takes the sync's lock: a replica or a person running it by hand holds it.
     let opts = RunOptions {
         cancel: cancel.clone(),
@@ -243,7 +253,7 @@ async fn run_one(
         ..Default::default()
     };
     let report = generation.engine.run(sync, &opts).await;
-    if report.outcome() == crate::engine::Outcome::Skipped {
+    if report.outcome() == crate::engine::Outcome::Busy {
         return Ended::Busy(report.error.unwrap_or_default());
     }
     Ended::Ran(Box::new(report))
@@ -258,7 +268,9 @@ pub fn log_done(done: &Done) {
                 crate::metrics::global().run_deadline_exceeded.get_or_create(&crate::metrics::SyncLabel { sync: done.sync.clone() }).inc();
             }
             let c = &r.counts;
-            if r.failed() {
+            if r.outcome() == crate::engine::Outcome::Skipped {
+                tracing::warn!(sync = %done.sync, run_id = %r.run_id, why = r.error.as_deref().unwrap_or(""), "run skipped");
+            } else if r.failed() {
                 tracing::error!(sync = %done.sync, run_id = %r.run_id, error = r.error.as_deref().unwrap_or(""), duration_ms = r.duration_ms, "run failed");
             } else {
                 tracing::info!(

@@ -1,5 +1,6 @@
 //! Alerts (`[alerts]` in sluice.toml): after each real run, a message to a Slack, webhook or
-//! command destination when the sync failed, recovered, or had rows rejected.
+//! command destination when the sync failed, recovered, had rows rejected, or was skipped
+//! because a sync it runs after did not get through.
 //!
 //! [`decide`] is pure: from what the store remembers of the sync and the run's report, it picks
 //! the alerts to send and the memory to keep. A sync that keeps failing alerts once per
@@ -61,6 +62,19 @@ pub fn decide(config: &AlertsConfig, before: &AlertState, report: &SyncReport, d
         }
         return alerts;
     }
+    if report.status == RunStatus::Skipped {
+        if wanted(AlertEvent::Skipped) && due(&before.skipped_alerted_at) {
+            let why = report.error.as_deref().unwrap_or("a sync it runs after did not get through");
+            let hint = format!(
+                "it runs when the syncs in its `after` get through again; `sluice status` shows their runs. While they keep failing, \
+                 this alert repeats at most every {}.",
+                humantime::format_duration(config.alert_interval)
+            );
+            let text = format!(":fast_forward: sluice sync `{sync}` did not run: {why}\n{hint}");
+            alerts.push(Alert { event: AlertEvent::Skipped, text, hint });
+        }
+        return alerts;
+    }
     if before.failing && wanted(AlertEvent::Recovery) {
         let hint = String::new();
         let text = format!(":white_check_mark: sluice sync `{sync}` recovered: the run finished, {} row(s) written", report.written);
@@ -88,6 +102,9 @@ pub fn remember(config: &AlertsConfig, before: &AlertState, report: &SyncReport,
     let stamp = || Some(now.to_rfc3339());
     let failing = if report.status == RunStatus::Failed {
         before.failing || sent.contains(&AlertEvent::Failure) || !config.on.contains(&AlertEvent::Failure)
+    } else if report.status == RunStatus::Skipped {
+        // It did not run: it neither failed nor recovered.
+        before.failing
     } else {
         before.failing && config.on.contains(&AlertEvent::Recovery) && !sent.contains(&AlertEvent::Recovery)
     };
@@ -95,6 +112,7 @@ pub fn remember(config: &AlertsConfig, before: &AlertState, report: &SyncReport,
         failing,
         failure_alerted_at: if sent.contains(&AlertEvent::Failure) { stamp() } else { before.failure_alerted_at.clone() },
         rejected_alerted_at: if sent.contains(&AlertEvent::RejectedRows) { stamp() } else { before.rejected_alerted_at.clone() },
+        skipped_alerted_at: if sent.contains(&AlertEvent::Skipped) { stamp() } else { before.skipped_alerted_at.clone() },
     }
 }
 
@@ -198,6 +216,23 @@ mod tests {
         let flapped = remember(&cfg, &after, &failed, &[], t1);
         assert!(!flapped.failing);
         assert!(decide(&cfg, &flapped, &ok, "ops", t1).is_empty());
+    }
+
+    #[test]
+    fn a_skipped_run_alerts_once_per_interval_and_neither_fails_nor_recovers() {
+        let cfg = config(vec![AlertEvent::Failure, AlertEvent::Recovery, AlertEvent::Skipped]);
+        let t0: DateTime<Utc> = "2026-11-25T10:00:00Z".parse().unwrap();
+        let mut skipped = report(RunStatus::Skipped, 0);
+        skipped.error = Some("it runs after `accounts`, whose latest run failed".into());
+        let told = AlertState { failing: true, ..Default::default() };
+        let first = decide(&cfg, &told, &skipped, "ops", t0);
+        assert_eq!(first.iter().map(|a| a.event).collect::<Vec<_>>(), [AlertEvent::Skipped], "no recovery: it did not run");
+        assert!(first[0].text.contains("`churn` did not run: it runs after `accounts`"), "{}", first[0].text);
+        let state = remember(&cfg, &told, &skipped, &[AlertEvent::Skipped], t0);
+        assert!(state.failing, "still failing as far as people know");
+        assert!(decide(&cfg, &state, &skipped, "ops", t0 + chrono::Duration::minutes(30)).is_empty());
+        assert_eq!(decide(&cfg, &state, &skipped, "ops", t0 + chrono::Duration::minutes(61)).len(), 1);
+        assert!(decide(&config(vec![AlertEvent::Failure]), &AlertState::default(), &skipped, "ops", t0).is_empty(), "not asked for");
     }
 
     #[test]

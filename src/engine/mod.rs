@@ -18,6 +18,7 @@ mod report;
 mod retry;
 mod scan;
 mod send;
+mod sequence;
 mod shape;
 mod spool;
 mod stream;
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub use cursor::CursorReport;
 pub use report::{exit, OpCounts, Outcome, Sample, Sending, SyncReport};
 pub use send::in_flight_bound as batches_in_flight;
+pub use sequence::Gate;
 pub use shape::{check_capabilities, config_fingerprint, Shape};
 
 use crate::destinations::{self, Destination, DestinationError, Op};

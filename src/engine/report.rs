@@ -55,7 +55,10 @@ pub enum Outcome {
     Failed,
     /// Stopped on request (Ctrl-C, SIGTERM): what was answered is committed.
     Interrupted,
-    /// Never started: another run of the sync holds it.
+    /// Never started: another run of the sync holds it. Not in the run history.
+    Busy,
+    /// Never ran: a sync it runs after (`after`) did not get through. In the run history, with
+    /// the reason; alerts (`skipped`).
     Skipped,
 }
 
@@ -73,7 +76,7 @@ impl Outcome {
     pub fn exit_code(self) -> u8 {
         match self {
             Outcome::Success | Outcome::Partial => exit::OK,
-            Outcome::Failed | Outcome::Skipped => exit::SYNC_FAILED,
+            Outcome::Failed | Outcome::Busy | Outcome::Skipped => exit::SYNC_FAILED,
             Outcome::Interrupted => exit::INTERRUPTED,
         }
     }
@@ -89,9 +92,10 @@ impl Outcome {
     }
 
     /// Whether the run says something of the sync's health, so alerts (failure, recovery,
-    /// rejected rows) may follow: not when it was stopped on request or never started.
+    /// rejected rows, skipped) may follow: not when it was stopped on request or another run
+    /// held the sync.
     pub fn alerts(self) -> bool {
-        matches!(self, Outcome::Success | Outcome::Partial | Outcome::Failed)
+        matches!(self, Outcome::Success | Outcome::Partial | Outcome::Failed | Outcome::Skipped)
     }
 
     /// The `result` label of `sluice_runs_total`.
@@ -101,6 +105,7 @@ impl Outcome {
             Outcome::Partial => "partial",
             Outcome::Failed => "failed",
             Outcome::Interrupted => "interrupted",
+            Outcome::Busy => "busy",
             Outcome::Skipped => "skipped",
         }
     }
@@ -257,7 +262,8 @@ impl SyncReport {
     /// How the run ended (see [`Outcome`]).
     pub fn outcome(&self) -> Outcome {
         match self.status {
-            _ if self.busy => Outcome::Skipped,
+            _ if self.busy => Outcome::Busy,
+            RunStatus::Skipped => Outcome::Skipped,
             RunStatus::Success | RunStatus::Running => Outcome::Success,
             RunStatus::Partial => Outcome::Partial,
             RunStatus::Failed => Outcome::Failed,

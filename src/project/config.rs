@@ -43,6 +43,18 @@ pub struct ProjectConfig {
     /// read them with `source = "stream:NAME"` (README, "Streams").
     #[serde(default)]
     pub streams: IndexMap<String, super::stream_config::StreamConfig>,
+    /// The environment used when neither `--env` nor `SLUICE_ENV` names one: one of the
+    /// `[env.NAME]` tables. Left out: the config as written, unless one is named.
+    pub environment: Option<String>,
+    /// Environments by name (`[env.prod]`), chosen with `--env NAME`: the `state`,
+    /// `sources.NAME` and `destinations.NAME` tables an environment gives replace the base's of
+    /// that name whole, or are added (README, "Environments").
+    #[serde(default)]
+    pub env: IndexMap<String, super::environments::EnvOverlay>,
+    /// The environment in effect, once loaded (`--env`, else `environment`).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub active_env: Option<String>,
 }
 
 /// `[alerts]`: a message when a sync fails, recovers or has rows rejected (`alerts` module).
@@ -69,6 +81,8 @@ pub enum AlertEvent {
     Recovery,
     /// A run finished with rows the destination rejected.
     RejectedRows,
+    /// A run did not happen: a sync it runs after (`after`) did not get through.
+    Skipped,
 }
 
 impl AlertEvent {
@@ -77,6 +91,7 @@ impl AlertEvent {
             AlertEvent::Failure => "failure",
             AlertEvent::Recovery => "recovery",
             AlertEvent::RejectedRows => "rejected_rows",
+            AlertEvent::Skipped => "skipped",
         }
     }
 }
@@ -85,7 +100,7 @@ impl AlertEvent {
 pub const ALERT_KINDS: [&str; 3] = ["slack", "webhook", "command"];
 
 fn default_alert_on() -> Vec<AlertEvent> {
-    vec![AlertEvent::Failure, AlertEvent::Recovery]
+    vec![AlertEvent::Failure, AlertEvent::Recovery, AlertEvent::Skipped]
 }
 
 fn default_alert_interval() -> std::time::Duration {
@@ -424,36 +439,59 @@ fn warn_if_world_readable(path: &Path, what: &str) {
 }
 
 /// Reads, merges, interpolates and types the project config.
-pub fn load(root: &Path) -> Result<ProjectConfig, ProjectError> {
+/// Reads sluice.toml in `env` (`--env`; `None`: the config's `environment`, if any).
+pub fn load(root: &Path, env: Option<&str>) -> Result<ProjectConfig, ProjectError> {
     let path = root.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         ProjectError::file(&path, format!("cannot read the project config: {e}"))
             .with_hint(Some("run `sluice init DIR` to create a project, or pass --project DIR".into()))
     })?;
-    parse(root, &path, &text)
+    parse_in(root, &path, &text, env)
+}
+
+/// [`load`] on text already read, in the default environment.
+pub fn parse(root: &Path, path: &Path, text: &str) -> Result<ProjectConfig, ProjectError> {
+    parse_in(root, path, text, None)
 }
 
 /// [`load`] on text already read: `path` names the file in messages, `root` anchors relative
 /// paths (`*_file` secrets). Never panics, whatever the text (fuzzed: `fuzz/`).
-pub fn parse(root: &Path, path: &Path, text: &str) -> Result<ProjectConfig, ProjectError> {
+pub fn parse_in(root: &Path, path: &Path, text: &str, env: Option<&str>) -> Result<ProjectConfig, ProjectError> {
     if let Some(key) = literal_secret(text) {
         warn_if_world_readable(path, &format!("the project config (it sets `{key}` literally)"));
     }
     // Syntax first, on the raw text, so errors carry the real line.
-    if let Err(e) = toml::from_str::<toml::Table>(text) {
-        let line = e.span().map(|s| line_at(text, s.start)).unwrap_or(1);
-        return Err(ProjectError::at(path, line, format!("invalid TOML: {}", e.message().trim())));
-    }
+    let raw = match toml::from_str::<toml::Table>(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let line = e.span().map(|s| line_at(text, s.start)).unwrap_or(1);
+            return Err(ProjectError::at(path, line, format!("invalid TOML: {}", e.message().trim())));
+        }
+    };
     let merged: toml::Table = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(config::Environment::with_prefix("SLUICE").prefix_separator("__").separator("__"))
         .build()
         .and_then(|c| c.try_deserialize())
         .map_err(|e| ProjectError::file(path, format!("cannot merge config and SLUICE__* environment: {e}")))?;
+    // The chosen environment's overlay first, then `${VAR}`s: only its variables must be set.
+    // The overlays as written (the merge may drop an empty `[env.dev]`).
+    let mut merged = merged;
+    match raw.get("env") {
+        Some(envs) => merged.insert("env".into(), envs.clone()),
+        None => merged.remove("env"),
+    };
+    let overlays = merged.get("env").cloned();
+    let active_env = super::environments::apply(&mut merged, env, path, text)?;
     let mut value = toml::Value::Table(merged);
     resolve_strings(&mut value, &mut Vec::new(), root)
         .map_err(|m| ProjectError::file(path, m.message).with_line(line_of_key(text, &m.key_path)))?;
+    // Every overlay, as written, for its shape (unknown keys) only.
+    if let (Some(overlays), Some(table)) = (overlays, value.as_table_mut()) {
+        table.insert("env".into(), overlays);
+    }
     ProjectConfig::deserialize(value)
+        .map(|config| ProjectConfig { active_env, ..config })
         .map_err(|e| {
             let message = e.message().trim().to_string();
             let unknown = unknown_field(&message);

@@ -3,9 +3,11 @@
 //! Loading never fails because of one bad sync file: invalid syncs are collected in
 //! [`Project::invalid`] so the others can still run (and `check` can list every problem).
 
+pub mod after;
 pub mod config;
 pub mod cron;
 pub mod duration_setting;
+pub mod environments;
 pub mod mapping;
 pub mod schema;
 pub mod stream_config;
@@ -108,9 +110,15 @@ impl Project {
             .collect()
     }
 
-    /// Loads the project. Err only when `sluice.toml` itself is unusable.
+    /// Loads the project in its default environment. Err only when `sluice.toml` itself is
+    /// unusable.
     pub fn load(root: &Path) -> Result<Project, ProjectError> {
-        let config = config::load(root)?;
+        Self::load_in(root, None)
+    }
+
+    /// Loads the project in environment `env` (`--env`; `None`: sluice.toml's `environment`).
+    pub fn load_in(root: &Path, env: Option<&str>) -> Result<Project, ProjectError> {
+        let config = config::load(root, env)?;
         let mut files = Vec::new();
         collect_sql_files(&root.join(SYNCS_DIR), &mut files);
         files.sort();
@@ -136,7 +144,9 @@ impl Project {
                 Err(e) => invalid.push(e),
             }
         }
-        Ok(Project { root: root.to_path_buf(), config, syncs, invalid })
+        let mut project = Project { root: root.to_path_buf(), config, syncs, invalid };
+        project.check_after();
+        Ok(project)
     }
 
     /// The syncs named (all when `names` is empty); unknown names are an error with a suggestion.

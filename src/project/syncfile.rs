@@ -118,6 +118,8 @@ pub struct SyncFile {
     pub nulls: Nulls,
     /// What starts a run in the daemon besides `schedule`: events arriving on its stream.
     pub trigger: Trigger,
+    /// The syncs this one runs after (`project::after`), as written; line 0 when left out.
+    pub after: Located<Vec<String>>,
 }
 
 /// What starts a sync's runs in the daemon, besides its `schedule`.
@@ -235,6 +237,13 @@ struct Header {
     /// a burst of events is sent by one run.
     #[schemars(with = "Option<super::schema::DurationText>", extend("default" = super::duration_setting::text(DEFAULT_DEBOUNCE)))]
     debounce: Option<Spanned<String>>,
+    /// Syncs this one runs after: a name or a list (`["accounts", "owners"]`). In the daemon it
+    /// runs only when each of their latest runs got through (success or partial), else its run
+    /// is recorded as skipped with the reason; while one of them runs, it waits. With no
+    /// `schedule` of its own it runs each time they have all got through. `sluice run` runs
+    /// syncs in this order and skips the dependants of one that failed.
+    #[schemars(with = "Option<KeySpec>")]
+    after: Option<Spanned<KeySpec>>,
 }
 
 const DEFAULT_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -451,12 +460,27 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
     if let (Trigger::Schedule, Some(d)) = (&trigger, &header.debounce) {
         return Err(err(line_of(d.span()), "`debounce` applies to trigger = \"on_event\" only".into()));
     }
+    let after = match &header.after {
+        None => Located { value: Vec::new(), line: 0 },
+        Some(a) => {
+            let names = match a.get_ref() {
+                KeySpec::One(n) => vec![n.clone()],
+                KeySpec::Many(ns) => ns.clone(),
+            };
+            let line = line_of(a.span());
+            if names.iter().any(|n| n.trim().is_empty()) {
+                return Err(err(line, "`after` names an empty sync: name the syncs this one runs after, e.g. [\"accounts\"]".into()));
+            }
+            Located { value: names, line }
+        }
+    };
     let diff = match &header.diff {
         None => Located { value: DiffMode::Local, line: 0 },
         Some(d) => Located { value: *d.get_ref(), line: line_of(d.span()) },
     };
     Ok(SyncFile {
         diff,
+        after,
         trigger,
         on_remove,
         nulls: header.nulls.unwrap_or(DEFAULT_NULLS),

@@ -21,6 +21,7 @@ pub struct AlertState {
     /// RFC 3339 times of the last alert of each kind, if one was sent.
     pub failure_alerted_at: Option<String>,
     pub rejected_alerted_at: Option<String>,
+    pub skipped_alerted_at: Option<String>,
 }
 
 impl Store {
@@ -50,29 +51,36 @@ impl Store {
     }
 
     pub async fn alert_state(&self, sync: &str) -> Result<AlertState, StateError> {
-        let row = sqlx::query("SELECT failing, failure_alerted_at, rejected_alerted_at FROM sync_alerts WHERE sync = $1")
-            .bind(sync)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT failing, failure_alerted_at, rejected_alerted_at, skipped_alerted_at FROM sync_alerts WHERE sync = $1")
+                .bind(sync)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(match row {
             None => AlertState::default(),
             Some(r) => {
                 let r: AnyRow = r;
-                AlertState { failing: r.try_get::<i64, _>(0)? != 0, failure_alerted_at: r.try_get(1)?, rejected_alerted_at: r.try_get(2)? }
+                AlertState {
+                    failing: r.try_get::<i64, _>(0)? != 0,
+                    failure_alerted_at: r.try_get(1)?,
+                    rejected_alerted_at: r.try_get(2)?,
+                    skipped_alerted_at: r.try_get(3)?,
+                }
             }
         })
     }
 
     pub async fn set_alert_state(&self, sync: &str, state: &AlertState) -> Result<(), StateError> {
         sqlx::query(
-            "INSERT INTO sync_alerts (sync, failing, failure_alerted_at, rejected_alerted_at) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO sync_alerts (sync, failing, failure_alerted_at, rejected_alerted_at, skipped_alerted_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (sync) DO UPDATE SET failing = excluded.failing, failure_alerted_at = excluded.failure_alerted_at, \
-             rejected_alerted_at = excluded.rejected_alerted_at",
+             rejected_alerted_at = excluded.rejected_alerted_at, skipped_alerted_at = excluded.skipped_alerted_at",
         )
         .bind(sync)
         .bind(state.failing as i64)
         .bind(state.failure_alerted_at.clone())
         .bind(state.rejected_alerted_at.clone())
+        .bind(state.skipped_alerted_at.clone())
         .execute(&self.pool)
         .await?;
         Ok(())

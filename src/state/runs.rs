@@ -19,6 +19,8 @@ pub enum RunStatus {
     Failed,
     /// The process died while the run was going (found on the next run).
     Interrupted,
+    /// Never ran: a sync it runs after (`after`) did not get through. `error` says which.
+    Skipped,
 }
 
 impl RunStatus {
@@ -29,6 +31,7 @@ impl RunStatus {
             RunStatus::Partial => "partial",
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Skipped => "skipped",
         }
     }
     fn parse(s: &str) -> RunStatus {
@@ -37,6 +40,7 @@ impl RunStatus {
             "partial" => RunStatus::Partial,
             "failed" => RunStatus::Failed,
             "interrupted" => RunStatus::Interrupted,
+            "skipped" => RunStatus::Skipped,
             _ => RunStatus::Running,
         }
     }
@@ -170,7 +174,30 @@ impl Store {
         Ok(())
     }
 
-    /// The latest `limit` runs of `sync`, newest first.
+    /// Records a run that never ran (`RunStatus::Skipped`): started and finished now, with
+    /// the reason in `error`. Touches no other run: it takes no lock.
+    pub async fn record_skipped(&self, run: &RunRecord) -> Result<(), StateError> {
+        let at = now();
+        sqlx::query(
+            "INSERT INTO runs (id, sync, started_at, finished_at, status, full_resync, error) VALUES ($1, $2, $3, $3, 'skipped', 0, $4)",
+        )
+        .bind(&run.id)
+        .bind(&run.sync)
+        .bind(&at)
+        .bind(run.error.clone())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest run of `sync` that ended (whatever its status), if any.
+    pub async fn latest_ended_run(&self, sync: &str) -> Result<Option<RunRecord>, StateError> {
+        let sql =
+            format!("SELECT {RUN_COLUMNS} FROM runs WHERE sync = $1 AND status <> 'running' ORDER BY started_at DESC, id DESC LIMIT 1");
+        let row = sqlx::query(&sql).bind(sync).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(run_from).transpose()?)
+    }
+
     /// Rejected rows with the fingerprint of the version rejected and when: the engine holds them
     /// back while they stay unchanged.
     pub async fn rejected_holds(&self, sync: &str) -> Result<FxHashMap<Hash128, (Hash128, String)>, StateError> {
