@@ -41,6 +41,9 @@ use systemd::Notifier;
 /// after each run of a sync over it.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
+/// How often the daemon looks for scheduled runs that are late (`late` alerts).
+const LATE_EVERY: Duration = Duration::from_secs(10);
+
 /// A scheduled run came due.
 struct Tick {
     generation: u64,
@@ -167,6 +170,8 @@ struct Daemon {
     triggers: Triggers,
     /// Syncs due to run while a sync in their `after` runs here: started when it ends.
     waiting: BTreeSet<String>,
+    /// A late check is going (`check_late`).
+    late_check: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Daemon {
@@ -269,6 +274,48 @@ impl Daemon {
         }
     }
 
+    /// Looks, in the background, for scheduled runs a whole interval late whose syncs alert
+    /// `late`: due since this configuration loaded, no run of the sync started since.
+    fn check_late(&self) {
+        let generation = self.generation.clone();
+        let Some(alerts) = &generation.project.config.alerts else { return };
+        if self.late_check.swap(true, Ordering::AcqRel) {
+            return; // the last check is still going
+        }
+        let now = Utc::now();
+        let mut due = Vec::new();
+        for sync in &generation.project.syncs {
+            let Schedule::Cron(cron) = &sync.file.schedule else { continue };
+            let rules = alerts.for_sync(sync.file.alerts.as_ref().map(|a| &a.value));
+            if !rules.on.contains(&crate::project::config::AlertEvent::Late) {
+                continue;
+            }
+            let offset = jitter_offset(sync.name(), sync.file.jitter_secs);
+            if let Some(at) = schedule::overdue(cron, generation.tz, now, offset).filter(|at| *at >= generation.loaded_at) {
+                due.push((sync.name().to_string(), at));
+            }
+        }
+        let busy = self.late_check.clone();
+        tokio::spawn(async move {
+            for (name, at) in due {
+                let Some(sync) = generation.project.syncs.iter().find(|s| s.name() == name) else { continue };
+                let last = generation.engine.store.last_start(&name).await.ok().flatten();
+                let last = last.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc));
+                if last.is_some_and(|t| t >= at) {
+                    continue;
+                }
+                match generation.engine.alert_late(sync, at).await {
+                    Ok(true) => {
+                        tracing::warn!(sync = %name, due = %at, "a scheduled run is late (not started an interval after it was due): alerted")
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(sync = %name, error = %e, "could not send the late alert"),
+                }
+            }
+            busy.store(false, Ordering::Release);
+        });
+    }
+
     /// Sweeps `streams` (none: every stream) in the background: the loop never waits on the store.
     fn sweep(&self, stream: Option<&str>) {
         let generation = self.generation.clone();
@@ -331,6 +378,7 @@ pub async fn run(root: &Path, env: Option<&str>, cancel: CancellationToken) -> R
         cancel: cancel.clone(),
         triggers: Triggers::default(),
         waiting: BTreeSet::new(),
+        late_check: Arc::default(),
     };
     d.schedule_all().await;
     // Published before the endpoint answers: its first answer already has every next run.
@@ -371,6 +419,7 @@ pub async fn run(root: &Path, env: Option<&str>, cancel: CancellationToken) -> R
     let mut watchdog = d.notifier.watchdog_every.map(tokio::time::interval);
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut sweeps = tokio::time::interval(SWEEP_EVERY);
+    let mut late = tokio::time::interval(LATE_EVERY);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -404,6 +453,7 @@ pub async fn run(root: &Path, env: Option<&str>, cancel: CancellationToken) -> R
                 d.publish();
             }
             _ = sweeps.tick() => d.sweep(None),
+            _ = late.tick() => d.check_late(),
             Some(request) = control_rx.recv() => match request {
                 Control::Run { name, asked, by, reply } => {
                     let _ = reply.send(d.trigger(&name, asked, by));

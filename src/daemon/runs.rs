@@ -22,6 +22,8 @@ pub struct Generation {
     pub project: Project,
     pub engine: Engine,
     pub tz: Tz,
+    /// When it was loaded: a run due before is not this configuration's to call late.
+    pub loaded_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Generation {
@@ -29,7 +31,7 @@ impl Generation {
         let project = Project::load_in(root, env).map_err(|e| e.to_string())?;
         let tz = project.config.daemon.tz()?;
         let engine = Engine::open(&project).await.map_err(|e| e.to_string())?;
-        Ok(Generation { id, project, engine, tz })
+        Ok(Generation { id, project, engine, tz, loaded_at: chrono::Utc::now() })
     }
 }
 

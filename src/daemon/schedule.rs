@@ -20,6 +20,16 @@ pub fn previous_at_or_before(cron: &str, tz: Tz, at: DateTime<Utc>) -> Option<Da
     cron.find_previous_occurrence(&at.with_timezone(&tz), true).ok().map(|t| t.with_timezone(&Utc))
 }
 
+/// The due time whose run should have started by now and may not have: the one before the
+/// latest, once a whole interval (the gap to the latest) plus the sync's jitter `offset` has
+/// passed since it. `None` for a schedule with fewer than two past times.
+pub fn overdue(cron: &str, tz: Tz, now: DateTime<Utc>, offset: std::time::Duration) -> Option<DateTime<Utc>> {
+    let latest = previous_at_or_before(cron, tz, now)?;
+    let before = previous_at_or_before(cron, tz, latest - chrono::Duration::seconds(1))?;
+    let offset = chrono::Duration::from_std(offset).ok()?;
+    (now >= latest + offset).then_some(before)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -27,6 +37,17 @@ mod tests {
 
     fn utc(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_run_is_overdue_once_the_next_one_is_due() {
+        let hourly = "0 0 * * * *";
+        let due = overdue(hourly, chrono_tz::UTC, utc("2026-12-07T10:30:00Z"), std::time::Duration::ZERO);
+        assert_eq!(due, Some(utc("2026-12-07T09:00:00Z")), "the 09:00 run should have started by 10:00");
+        let jittered = overdue(hourly, chrono_tz::UTC, utc("2026-12-07T10:00:30Z"), std::time::Duration::from_secs(60));
+        assert_eq!(jittered, None, "10:01 is when the jittered 10:00 run starts: 09:00's is not late yet");
+        let jittered = overdue(hourly, chrono_tz::UTC, utc("2026-12-07T10:01:00Z"), std::time::Duration::from_secs(60));
+        assert_eq!(jittered, Some(utc("2026-12-07T09:00:00Z")));
     }
 
     #[test]

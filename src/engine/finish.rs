@@ -6,7 +6,9 @@
 use super::alerts;
 use super::prepare::Prepared;
 use super::{Engine, RunError, SyncReport};
+use crate::project::config::{AlertEvent, AlertsConfig};
 use crate::project::SyncSpec;
+use crate::state::RunStatus;
 
 impl Engine {
     /// After the last batch: the definition and destination the run sent under, so the next run
@@ -46,28 +48,31 @@ impl Engine {
     }
 
     pub(super) async fn alert(&self, sync: &SyncSpec, report: &mut SyncReport) {
-        let Some(config) = &self.alerts else { return };
+        let Some(project) = &self.alerts else { return };
         // Stopped on request: the run says nothing of the sync's health, so no alert (a
         // shutdown is not a failure) and nothing to remember.
         if !report.outcome().alerts() {
             return;
         }
+        let config = project.for_sync(sync.file.alerts.as_ref().map(|a| &a.value));
         let before = match self.store.alert_state(sync.name()).await {
             Ok(state) => state,
             Err(e) => return report.warn(format!("alerts: {e}")),
         };
+        let history = if config.on.contains(&AlertEvent::RowCounts) {
+            match self.store.runs_through(sync.name(), config.deviation_runs.into(), &report.run_id).await {
+                Ok(runs) => runs,
+                Err(e) => return report.warn(format!("alerts: {e}")),
+            }
+        } else {
+            Vec::new()
+        };
         let now = chrono::Utc::now();
-        let due = alerts::decide(config, &before, report, &sync.destination, now);
+        let due = alerts::decide(&config, &before, report, &history, &sync.destination, now);
+        let subject = alerts::Subject::of(report);
         let mut sent = Vec::new();
         for alert in &due {
-            let result = match self.destination(&config.destination) {
-                Ok(destination) => {
-                    let kind = self.kinds.get(&config.destination).map(String::as_str).unwrap_or("");
-                    alerts::send(destination.as_ref(), kind, report, alert).await
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            match result {
+            match self.send_alert(&config, &subject, alert).await {
                 Ok(()) => {
                     sent.push(alert.event);
                     report.alerts.push(super::report::SentAlert {
@@ -75,22 +80,58 @@ impl Engine {
                         destination: config.destination.clone(),
                     });
                 }
-                Err(e) => {
-                    tracing::warn!(sync = %sync.name(), event = alert.event.as_str(), error = %e, "could not send an alert");
-                    report.warn(format!(
-                        "could not send the {} alert to destination `{}`: {e} (the next run tries again)",
-                        alert.event.as_str(),
-                        config.destination
-                    ));
-                }
+                Err(e) => report.warn(format!(
+                    "could not send the {} alert to destination `{}`: {e} (the next run tries again)",
+                    alert.event.as_str(),
+                    config.destination
+                )),
             }
         }
-        let after = alerts::remember(config, &before, report, &sent, now);
+        let after = alerts::remember(&config, &before, report.status, &sent, now);
         if after != before {
             if let Err(e) = self.store.set_alert_state(sync.name(), &after).await {
                 report.warn(format!("alerts: {e}"));
             }
         }
+    }
+
+    /// The `late` alert for `sync`, whose run due at `due` has not started (the daemon's
+    /// check): sent unless told within `alert_interval`. Whether it went out.
+    pub async fn alert_late(&self, sync: &SyncSpec, due: chrono::DateTime<chrono::Utc>) -> Result<bool, String> {
+        let Some(project) = &self.alerts else { return Ok(false) };
+        let config = project.for_sync(sync.file.alerts.as_ref().map(|a| &a.value));
+        let before = self.store.alert_state(sync.name()).await.map_err(|e| e.to_string())?;
+        let now = chrono::Utc::now();
+        let Some(alert) = alerts::late(&config, &before, sync.name(), due, now) else { return Ok(false) };
+        let subject = alerts::Subject {
+            sync: sync.name().to_string(),
+            // One alert row per due time: a destination keyed by (run_id, event) keeps each.
+            run_id: format!("due-{}", due.to_rfc3339()),
+            status: "late".into(),
+            error: Some(format!("the run due at {} has not started", due.to_rfc3339())),
+            rows_read: 0,
+            written: 0,
+            rejected: 0,
+            pending: 0,
+        };
+        self.send_alert(&config, &subject, &alert).await?;
+        let after = alerts::remember(&config, &before, RunStatus::Running, &[alert.event], now);
+        self.store.set_alert_state(sync.name(), &after).await.map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
+    async fn send_alert(&self, config: &AlertsConfig, subject: &alerts::Subject, alert: &alerts::Alert) -> Result<(), String> {
+        let result = match self.destination(&config.destination) {
+            Ok(destination) => {
+                let kind = self.kinds.get(&config.destination).map(String::as_str).unwrap_or("");
+                alerts::send(destination.as_ref(), kind, subject, alert).await
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(sync = %subject.sync, event = alert.event.as_str(), error = %e, "could not send an alert");
+        }
+        result
     }
 }
 

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+pub use super::alert_config::{AlertEvent, AlertsConfig, ALERT_KINDS};
 use super::{did_you_mean, ProjectError};
 use crate::project::syncfile::unknown_field;
 
@@ -55,56 +56,6 @@ pub struct ProjectConfig {
     #[serde(skip)]
     #[schemars(skip)]
     pub active_env: Option<String>,
-}
-
-/// `[alerts]`: a message when a sync fails, recovers or has rows rejected (`alerts` module).
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AlertsConfig {
-    /// The destination alerts go to: a `slack`, `webhook` or `command` destination.
-    pub destination: String,
-    /// The events that send an alert.
-    #[serde(default = "default_alert_on")]
-    pub on: Vec<AlertEvent>,
-    /// While a sync keeps failing (or rejecting rows), at most one alert of a kind per this long.
-    #[serde(default = "default_alert_interval", with = "crate::project::duration_setting")]
-    #[schemars(with = "super::schema::DurationText")]
-    pub alert_interval: std::time::Duration,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertEvent {
-    /// A run failed.
-    Failure,
-    /// A run finished after one or more failed runs.
-    Recovery,
-    /// A run finished with rows the destination rejected.
-    RejectedRows,
-    /// A run did not happen: a sync it runs after (`after`) did not get through.
-    Skipped,
-}
-
-impl AlertEvent {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertEvent::Failure => "failure",
-            AlertEvent::Recovery => "recovery",
-            AlertEvent::RejectedRows => "rejected_rows",
-            AlertEvent::Skipped => "skipped",
-        }
-    }
-}
-
-/// The destination kinds that can carry alerts: they take any fields.
-pub const ALERT_KINDS: [&str; 3] = ["slack", "webhook", "command"];
-
-fn default_alert_on() -> Vec<AlertEvent> {
-    vec![AlertEvent::Failure, AlertEvent::Recovery, AlertEvent::Skipped]
-}
-
-fn default_alert_interval() -> std::time::Duration {
-    std::time::Duration::from_secs(3600)
 }
 
 /// `[retry]`: what happens to rows a destination rejected.
@@ -524,6 +475,9 @@ pub fn parse_in(root: &Path, path: &Path, text: &str, env: Option<&str>) -> Resu
 /// `[alerts] destination` must name a destination that can carry alerts.
 fn check_alerts(config: ProjectConfig, path: &Path, text: &str) -> Result<ProjectConfig, ProjectError> {
     let Some(alerts) = &config.alerts else { return Ok(config) };
+    alerts.check().map_err(|(key, m)| {
+        ProjectError::file(path, format!("[alerts] {m}")).with_line(line_of_key(text, &["alerts".to_string(), key.to_string()]))
+    })?;
     let line = line_of_key(text, &["alerts".to_string(), "destination".to_string()]);
     match config.destinations.get(&alerts.destination) {
         None => Err(ProjectError::file(

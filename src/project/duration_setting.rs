@@ -16,6 +16,29 @@ pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&text(*d))
 }
 
+/// An optional duration: `#[serde(default, with = "crate::project::duration_setting::option")]`.
+pub mod option {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => humantime::parse_duration(&s)
+                .map(Some)
+                .map_err(|e| serde::de::Error::custom(format!("invalid duration `{s}`: {e} (use e.g. \"30s\")"))),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&super::text(*d)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// `d` in the largest unit that holds it whole: "90d", "6h", "20s", "500ms".
 pub fn text(d: Duration) -> String {
     let secs = d.as_secs();

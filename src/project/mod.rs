@@ -4,6 +4,7 @@
 //! [`Project::invalid`] so the others can still run (and `check` can list every problem).
 
 pub mod after;
+pub mod alert_config;
 pub mod config;
 pub mod cron;
 pub mod duration_setting;
@@ -196,6 +197,17 @@ fn resolve(config: &ProjectConfig, file: SyncFile) -> Result<SyncSpec, ProjectEr
         ));
     }
     let destination = pick(&file, file.destination.as_ref(), config.destinations.keys(), "destination", "destinations")?;
+    if let Some(own) = &file.alerts {
+        let at = |m: &str| Err(ProjectError::at(&file.path, own.line, m.to_string()));
+        match &config.alerts {
+            None => return at("this sync's [alerts] has nothing to send them with: sluice.toml has no [alerts] (its `destination`)"),
+            Some(project) => {
+                if let Err((_, m)) = project.for_sync(Some(&own.value)).check() {
+                    return at(&format!("[alerts] {m}"));
+                }
+            }
+        }
+    }
     Ok(SyncSpec { file, source, destination })
 }
 

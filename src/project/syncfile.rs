@@ -120,6 +120,8 @@ pub struct SyncFile {
     pub trigger: Trigger,
     /// The syncs this one runs after (`project::after`), as written; line 0 when left out.
     pub after: Located<Vec<String>>,
+    /// The sync's own alert events and thresholds, over `[alerts]` in sluice.toml, with the line.
+    pub alerts: Option<Located<super::alert_config::SyncAlerts>>,
 }
 
 /// What starts a sync's runs in the daemon, besides its `schedule`.
@@ -244,6 +246,11 @@ struct Header {
     /// syncs in this order and skips the dependants of one that failed.
     #[schemars(with = "Option<KeySpec>")]
     after: Option<Spanned<KeySpec>>,
+    /// This sync's alerts: `on` (its events, instead of `[alerts] on`) and any threshold of
+    /// `[alerts]` in sluice.toml (`rejected_share_pct`, `deviation_pct`, `deviation_runs`,
+    /// `deviation_min_rows`, `max_duration`), each replacing the project's for this sync.
+    #[schemars(with = "Option<super::alert_config::SyncAlerts>")]
+    alerts: Option<Spanned<super::alert_config::SyncAlerts>>,
 }
 
 const DEFAULT_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -474,6 +481,14 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
             Located { value: names, line }
         }
     };
+    let alerts = match &header.alerts {
+        None => None,
+        Some(a) => {
+            let line = line_of(a.span());
+            a.get_ref().check().map_err(|(_, m)| err(line, format!("[alerts] {m}")))?;
+            Some(Located { value: a.get_ref().clone(), line })
+        }
+    };
     let diff = match &header.diff {
         None => Located { value: DiffMode::Local, line: 0 },
         Some(d) => Located { value: *d.get_ref(), line: line_of(d.span()) },
@@ -481,6 +496,7 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
     Ok(SyncFile {
         diff,
         after,
+        alerts,
         trigger,
         on_remove,
         nulls: header.nulls.unwrap_or(DEFAULT_NULLS),

@@ -18,10 +18,15 @@ pub struct StoredCursor {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AlertState {
     pub failing: bool,
-    /// RFC 3339 times of the last alert of each kind, if one was sent.
-    pub failure_alerted_at: Option<String>,
-    pub rejected_alerted_at: Option<String>,
-    pub skipped_alerted_at: Option<String>,
+    /// RFC 3339 time of the last alert of each kind sent, by event name (`failure`, `late`...).
+    pub alerted_at: std::collections::BTreeMap<String, String>,
+}
+
+impl AlertState {
+    /// When an alert of `event` was last sent, if ever.
+    pub fn last(&self, event: &str) -> Option<&str> {
+        self.alerted_at.get(event).map(String::as_str)
+    }
 }
 
 impl Store {
@@ -51,38 +56,42 @@ impl Store {
     }
 
     pub async fn alert_state(&self, sync: &str) -> Result<AlertState, StateError> {
-        let row =
-            sqlx::query("SELECT failing, failure_alerted_at, rejected_alerted_at, skipped_alerted_at FROM sync_alerts WHERE sync = $1")
-                .bind(sync)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(match row {
-            None => AlertState::default(),
+        let failing = sqlx::query("SELECT failing FROM sync_alerts WHERE sync = $1").bind(sync).fetch_optional(&self.pool).await?;
+        let failing = match failing {
             Some(r) => {
                 let r: AnyRow = r;
-                AlertState {
-                    failing: r.try_get::<i64, _>(0)? != 0,
-                    failure_alerted_at: r.try_get(1)?,
-                    rejected_alerted_at: r.try_get(2)?,
-                    skipped_alerted_at: r.try_get(3)?,
-                }
+                r.try_get::<i64, _>(0)? != 0
             }
-        })
+            None => false,
+        };
+        let rows = sqlx::query("SELECT event, alerted_at FROM alert_times WHERE sync = $1").bind(sync).fetch_all(&self.pool).await?;
+        let mut alerted_at = std::collections::BTreeMap::new();
+        for r in rows {
+            alerted_at.insert(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?);
+        }
+        Ok(AlertState { failing, alerted_at })
     }
 
+    /// Stores `state` whole, in one transaction.
     pub async fn set_alert_state(&self, sync: &str, state: &AlertState) -> Result<(), StateError> {
-        sqlx::query(
-            "INSERT INTO sync_alerts (sync, failing, failure_alerted_at, rejected_alerted_at, skipped_alerted_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (sync) DO UPDATE SET failing = excluded.failing, failure_alerted_at = excluded.failure_alerted_at, \
-             rejected_alerted_at = excluded.rejected_alerted_at, skipped_alerted_at = excluded.skipped_alerted_at",
-        )
-        .bind(sync)
-        .bind(state.failing as i64)
-        .bind(state.failure_alerted_at.clone())
-        .bind(state.rejected_alerted_at.clone())
-        .bind(state.skipped_alerted_at.clone())
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO sync_alerts (sync, failing) VALUES ($1, $2) ON CONFLICT (sync) DO UPDATE SET failing = excluded.failing")
+            .bind(sync)
+            .bind(state.failing as i64)
+            .execute(&mut *tx)
+            .await?;
+        for (event, at) in &state.alerted_at {
+            sqlx::query(
+                "INSERT INTO alert_times (sync, event, alerted_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (sync, event) DO UPDATE SET alerted_at = excluded.alerted_at",
+            )
+            .bind(sync)
+            .bind(event)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -190,6 +190,23 @@ impl Store {
         Ok(())
     }
 
+    /// Up to `limit` runs of `sync` that got through (success or partial), newest first, but
+    /// run `except` (the run asking).
+    pub async fn runs_through(&self, sync: &str, limit: i64, except: &str) -> Result<Vec<RunRecord>, StateError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE sync = $1 AND status IN ('success', 'partial') AND id <> $2 \
+             ORDER BY started_at DESC, id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(&sql).bind(sync).bind(except).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(run_from).collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// When the newest run of `sync` started, whatever became of it (running included).
+    pub async fn last_start(&self, sync: &str) -> Result<Option<String>, StateError> {
+        let row = sqlx::query("SELECT MAX(started_at) FROM runs WHERE sync = $1").bind(sync).fetch_one(&self.pool).await?;
+        Ok(row.try_get::<Option<String>, _>(0)?)
+    }
+
     /// The newest run of `sync` that ended (whatever its status), if any.
     pub async fn latest_ended_run(&self, sync: &str) -> Result<Option<RunRecord>, StateError> {
         let sql =

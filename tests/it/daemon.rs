@@ -379,3 +379,27 @@ async fn a_run_past_its_max_run_time_is_stopped_and_counted() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0, "{}", daemon.logs());
 }
+
+#[tokio::test]
+async fn a_scheduled_run_that_does_not_start_is_alerted_late() {
+    let env = project(StateKind::Sqlite, "").await;
+    let alerts = support::Sink::start().await;
+    env.add_destination("pager", &format!("kind = \"webhook\"\nurl = \"{}\"", alerts.url));
+    env.append_config("\n[alerts]\ndestination = \"pager\"\non = [\"late\"]\n");
+    env.write_sync("ticker", &sync_header(EVERY_SECOND, ""), "SELECT id, v FROM t");
+    // The first run hangs on its first request: the ticks after it are skipped, nothing starts.
+    env.sink.hold_from(0);
+    let mut daemon = Daemon::start(env.root(), &[]);
+    eventually(Duration::from_secs(40), "a late alert", || async { !alerts.rows().is_empty() }).await;
+    let row = &alerts.rows()[0];
+    assert_eq!(
+        (row.fields["event"].as_str(), row.fields["sync"].as_str(), row.fields["status"].as_str()),
+        (Some("late"), Some("ticker"), Some("late"))
+    );
+    assert!(row.fields["text"].as_str().unwrap().contains("has not started"), "{}", row.fields["text"]);
+    assert!(daemon.logs().contains("a scheduled run is late"), "{}", daemon.logs());
+    env.sink.release();
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).await, 0, "{}", daemon.logs());
+    assert_eq!(alerts.rows().len(), 1, "once per alert_interval");
+}
