@@ -71,6 +71,9 @@ pub enum Command {
         /// Plan as if `run --full-resync`.
         #[arg(long)]
         full_resync: bool,
+        /// Also the syncs over dbt models: `tag:NAME`, or `dbt:MODEL` (MODEL or a model downstream of it).
+        #[arg(long)]
+        select: Vec<String>,
     },
     /// Run syncs once: send added, changed (and in mirror mode, removed) rows.
     Run {
@@ -82,6 +85,10 @@ pub enum Command {
         /// Let mirror runs remove more rows than the delete guard allows (or all, for an empty model).
         #[arg(long)]
         allow_deletes: bool,
+        /// Also the syncs over dbt models: `tag:NAME`, or `dbt:MODEL` (MODEL or a model downstream
+        /// of it); for a run right after `dbt build`.
+        #[arg(long)]
+        select: Vec<String>,
     },
     /// Recent runs per sync: when, result, counts, errors, pending rows.
     Status {
@@ -146,11 +153,11 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
     let result = match &cli.command {
         Command::Init { dir } => init::init(dir),
         Command::Check => check(&cli).await,
-        Command::Plan { names, samples, full_resync } => {
+        Command::Plan { names, samples, full_resync, select } => {
             let opts = RunOptions { dry_run: true, samples: *samples, full_resync: *full_resync, cancel, ..Default::default() };
-            run(&cli, names, opts).await
+            run(&cli, names, select, opts).await
         }
-        Command::Run { names, full_resync, allow_deletes } => {
+        Command::Run { names, full_resync, allow_deletes, select } => {
             let opts = RunOptions {
                 full_resync: *full_resync,
                 allow_deletes: *allow_deletes,
@@ -158,13 +165,13 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
                 started_by: "`sluice run`".into(),
                 ..Default::default()
             };
-            run(&cli, names, opts).await
+            run(&cli, names, select, opts).await
         }
         Command::Status { names, runs } => status(&cli, names, *runs).await,
         Command::Failures { names, limit } => failures(&cli, names, *limit).await,
         Command::Retry { names } => {
             let opts = RunOptions { retry_rejected: true, cancel, started_by: "`sluice retry`".into(), ..Default::default() };
-            run(&cli, names, opts).await
+            run(&cli, names, &[], opts).await
         }
         Command::Reset { names } => reset(&cli, names).await,
         Command::Log { name, key, since, limit } => log::log(&cli, name, key.as_deref(), since.as_deref(), *limit).await,
@@ -251,13 +258,27 @@ async fn check_one(engine: &Engine, sync: &SyncSpec) -> Result<String, String> {
     Ok(format!("{} -> {} ({}, {} column(s), {} field(s))", sync.source, sync.destination, mode.as_str(), columns.len(), shape.fields.len()))
 }
 
-async fn run(cli: &Cli, names: &[String], mut opts: RunOptions) -> Result<u8, Failure> {
+async fn run(cli: &Cli, names: &[String], select: &[String], mut opts: RunOptions) -> Result<u8, Failure> {
     let project = load(cli)?;
     let live = !cli.json && std::io::stderr().is_terminal();
     if live {
         opts.progress = Some(output::progress_line());
     }
-    let (syncs, invalid) = selected(&project, names, cli.json)?;
+    let (syncs, invalid) = if select.is_empty() {
+        selected(&project, names, cli.json)?
+    } else {
+        // Named syncs and the ones the selectors pick; not "all" when no name is given.
+        let mut chosen = if names.is_empty() { Vec::new() } else { selected(&project, names, cli.json)?.0 };
+        for sync in project.select_dbt(select).map_err(|m| fail(EXIT_INVALID, m))? {
+            if !chosen.iter().any(|c| c.name() == sync.name()) {
+                chosen.push(sync);
+            }
+        }
+        if chosen.is_empty() && !cli.json {
+            output::say!("no sync reads a dbt model that --select {} picks: nothing to do", select.join(" --select "));
+        }
+        (chosen, false)
+    };
     // Each sync after those it names in `after` (of the ones selected).
     let syncs = project.in_order(syncs);
     let engine = open_engine(&project).await?;

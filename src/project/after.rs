@@ -145,12 +145,12 @@ mod tests {
         for (name, after) in files {
             let text = format!("/* sluice\nprimary_key = \"id\"\n{after}\n*/\nSELECT 1 AS id");
             match syncfile::parse(Path::new(&format!("syncs/{name}.sql")), &text) {
-                Ok(file) => syncs.push(SyncSpec { file, source: "w".into(), destination: "d".into() }),
+                Ok(file) => syncs.push(SyncSpec { file, source: "w".into(), destination: "d".into(), dbt_models: Vec::new() }),
                 Err(e) => invalid.push(e),
             }
         }
         let config = toml::from_str("").expect("an empty sluice.toml");
-        let mut p = Project { root: ".".into(), config, syncs, invalid };
+        let mut p = Project { root: ".".into(), config, syncs, invalid, dbt: None };
         p.check_after();
         p
     }

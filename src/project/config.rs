@@ -52,10 +52,23 @@ pub struct ProjectConfig {
     /// that name whole, or are added (README, "Environments").
     #[serde(default)]
     pub env: IndexMap<String, super::environments::EnvOverlay>,
+    /// A dbt project whose models syncs read with `{{ ref('model') }}` (README, "dbt").
+    pub dbt: Option<DbtConfig>,
     /// The environment in effect, once loaded (`--env`, else `environment`).
     #[serde(skip)]
     #[schemars(skip)]
     pub active_env: Option<String>,
+}
+
+/// `[dbt]`: where dbt wrote what it built.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DbtConfig {
+    /// The dbt project's `target/manifest.json`, relative to this project: `{{ ref('x') }}` in a
+    /// model becomes the relation dbt built for model `x` (give each environment its own, as
+    /// dbt's targets build into their own schemas).
+    #[schemars(with = "String")]
+    pub manifest: PathBuf,
 }
 
 /// `[retry]`: what happens to rows a destination rejected.

@@ -1,7 +1,7 @@
 //! Environments: `[env.NAME]` overlays in sluice.toml, chosen with `--env NAME` (or
 //! `SLUICE_ENV`), else the config's `environment`, as dbt's targets are.
 //!
-//! An overlay holds `state`, `sources.X` and `destinations.X` tables; each one it gives replaces
+//! An overlay holds `state`, `dbt`, `sources.X` and `destinations.X` tables; each one it gives replaces
 //! the base's table of that name whole (a source that is DuckDB in dev and Postgres in prod shares
 //! no settings), and names the base lacks are added. Applied to the raw table before `${VAR}`s
 //! are resolved, so another environment's variables need not be set.
@@ -29,6 +29,9 @@ pub struct EnvOverlay {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, super::schema::AnyTable>")]
     pub destinations: IndexMap<String, toml::Table>,
+    /// This environment's `[dbt]` (the manifest of the dbt target it reads).
+    #[schemars(with = "Option<super::schema::AnyTable>")]
+    pub dbt: Option<toml::Table>,
 }
 
 /// Takes `env` out of `table` and lays the chosen environment's overlay over it: `chosen`, else
@@ -69,8 +72,10 @@ pub fn apply(table: &mut toml::Table, chosen: Option<&str>, path: &Path, text: &
     let overlay: EnvOverlay = overlay.clone().try_into().map_err(|e: toml::de::Error| {
         ProjectError::file(path, format!("invalid [env.{name}]: {}", e.message().trim())).with_line(line(&format!("[env.{name}")))
     })?;
-    if let Some(state) = overlay.state {
-        table.insert("state".into(), toml::Value::Table(state));
+    for (section, replacement) in [("state", overlay.state), ("dbt", overlay.dbt)] {
+        if let Some(replacement) = replacement {
+            table.insert(section.into(), toml::Value::Table(replacement));
+        }
     }
     for (section, entries) in [("sources", overlay.sources), ("destinations", overlay.destinations)] {
         let base = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));

@@ -7,6 +7,7 @@ pub mod after;
 pub mod alert_config;
 pub mod config;
 pub mod cron;
+pub mod dbt;
 pub mod duration_setting;
 pub mod environments;
 pub mod mapping;
@@ -83,6 +84,8 @@ pub struct SyncSpec {
     pub file: SyncFile,
     pub source: String,
     pub destination: String,
+    /// The dbt models its model reads (`{{ ref(...) }}`), by unique id.
+    pub dbt_models: Vec<String>,
 }
 
 impl SyncSpec {
@@ -97,6 +100,8 @@ pub struct Project {
     pub syncs: Vec<SyncSpec>,
     /// Sync files that failed to parse or resolve; reported, never run.
     pub invalid: Vec<ProjectError>,
+    /// The dbt manifest (`[dbt] manifest`), when set and readable.
+    pub dbt: Option<dbt::Manifest>,
 }
 
 impl Project {
@@ -145,9 +150,60 @@ impl Project {
                 Err(e) => invalid.push(e),
             }
         }
-        let mut project = Project { root: root.to_path_buf(), config, syncs, invalid };
+        let mut project = Project { root: root.to_path_buf(), config, syncs, invalid, dbt: None };
+        project.resolve_refs();
         project.check_after();
         Ok(project)
+    }
+
+    /// Reads `[dbt] manifest` and puts the relation dbt built in place of each `{{ ref(...) }}`;
+    /// a sync whose refs cannot be resolved is invalid, at the ref's line.
+    fn resolve_refs(&mut self) {
+        let manifest = self.config.dbt.as_ref().map(|d| dbt::Manifest::load(&self.root.join(&d.manifest)));
+        let mut kept = Vec::new();
+        for mut sync in std::mem::take(&mut self.syncs) {
+            if !dbt::uses_ref(&sync.file.model) {
+                kept.push(sync);
+                continue;
+            }
+            let line = |offset: usize| sync.file.model_line + sync.file.model[..offset.min(sync.file.model.len())].matches('\n').count();
+            let resolved = match &manifest {
+                None => Err((0, "the model uses `{{ ref(...) }}` but sluice.toml has no [dbt] manifest: add `[dbt]` with `manifest = \"path/to/target/manifest.json\"`".to_string())),
+                Some(Err(e)) => Err((0, e.clone())),
+                Some(Ok(m)) => m.resolve(&sync.file.model),
+            };
+            match resolved {
+                Ok((model, ids)) => {
+                    sync.file.model = model;
+                    sync.dbt_models = ids;
+                    kept.push(sync);
+                }
+                Err((offset, message)) => self.invalid.push(ProjectError::at(&sync.file.path, line(offset), message)),
+            }
+        }
+        self.syncs = kept;
+        self.dbt = manifest.and_then(Result::ok);
+    }
+
+    /// The syncs a `--select` picks: `tag:NAME` (over a dbt model tagged NAME) or `dbt:MODEL`
+    /// (over MODEL or a model downstream of it), in project order.
+    pub fn select_dbt(&self, selectors: &[String]) -> Result<Vec<&SyncSpec>, String> {
+        let mut models = std::collections::BTreeSet::new();
+        for selector in selectors {
+            let Some(manifest) = &self.dbt else {
+                return Err(format!("--select {selector} reads the dbt manifest: set `[dbt] manifest` in sluice.toml (and run dbt first)"));
+            };
+            if let Some(tag) = selector.strip_prefix("tag:") {
+                models.extend(manifest.tagged(tag));
+            } else if let Some(model) = selector.strip_prefix("dbt:") {
+                let below =
+                    manifest.downstream(model).ok_or_else(|| format!("--select {selector}: the dbt manifest has no model `{model}`"))?;
+                models.extend(below);
+            } else {
+                return Err(format!("--select {selector}: use `tag:NAME` (syncs over dbt models with that tag) or `dbt:MODEL` (syncs over MODEL or a model downstream of it); name syncs without --select"));
+            }
+        }
+        Ok(self.syncs.iter().filter(|s| s.dbt_models.iter().any(|m| models.contains(m))).collect())
     }
 
     /// The syncs named (all when `names` is empty); unknown names are an error with a suggestion.
@@ -208,7 +264,7 @@ fn resolve(config: &ProjectConfig, file: SyncFile) -> Result<SyncSpec, ProjectEr
             }
         }
     }
-    Ok(SyncSpec { file, source, destination })
+    Ok(SyncSpec { file, source, destination, dbt_models: Vec::new() })
 }
 
 /// `source = "stream:NAME"`: a `[streams.NAME]`, read by a sync that never removes what it sent

@@ -22,6 +22,7 @@ mod custom_destination;
 mod daemon;
 mod daemon_api;
 mod database;
+mod dbt;
 mod delete_guard;
 mod destination_identity;
 mod durability;
