@@ -274,10 +274,18 @@ async fn run(cli: &Cli, names: &[String], select: &[String], mut opts: RunOption
                 chosen.push(sync);
             }
         }
-        if chosen.is_empty() && !cli.json {
+        // An invalid sync may be one a selector would pick (a ref that no longer resolves): say so
+        // and fail, as a run of every sync does.
+        let invalid = !project.invalid.is_empty();
+        if invalid && !cli.json {
+            for e in &project.invalid {
+                output::tell!("invalid sync: {e}");
+            }
+        }
+        if chosen.is_empty() && !invalid && !cli.json {
             output::say!("no sync reads a dbt model that --select {} picks: nothing to do", select.join(" --select "));
         }
-        (chosen, false)
+        (chosen, invalid)
     };
     // Each sync after those it names in `after` (of the ones selected).
     let syncs = project.in_order(syncs);

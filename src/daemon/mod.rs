@@ -18,7 +18,7 @@ pub mod signature;
 mod streams;
 mod systemd;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,8 +168,9 @@ struct Daemon {
     cancel: CancellationToken,
     /// Syncs waiting to run on their stream's events.
     triggers: Triggers,
-    /// Syncs due to run while a sync in their `after` runs here: started when it ends.
-    waiting: BTreeSet<String>,
+    /// Syncs due to run while syncs in their `after` (or, for a follower, itself) run here:
+    /// each with the runs it waits for; started when they have all ended.
+    waiting: BTreeMap<String, BTreeSet<String>>,
     /// A late check is going (`check_late`).
     late_check: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -242,35 +243,57 @@ impl Daemon {
     }
 
     /// Starts a run the daemon decided on (schedule, catch-up, events, a chain), unless a
-    /// sync in its `after` runs here now: then it waits for that run's end (`ended`). Whether
+    /// sync in its `after` runs here now: then it waits for those runs to end (`ended`), and
+    /// only those, so upstream runs that keep overlapping cannot hold it off for ever. Whether
     /// they got through is the run's first question (`Asked::check_after`).
     fn start_after(&mut self, name: &str, by: &'static str) {
         let generation = self.generation.clone();
         let Some(sync) = generation.project.syncs.iter().find(|s| s.name() == name) else { return };
-        if let Some(before) = sync.file.after.value.iter().find(|d| self.runs.is_running(d)) {
-            if self.waiting.insert(name.to_string()) {
-                tracing::info!(sync = name, after = %before, "waiting for `{before}` to end: this sync runs after it");
-            }
+        let running: BTreeSet<String> = sync.file.after.value.iter().filter(|d| self.runs.is_running(d)).cloned().collect();
+        if !running.is_empty() {
+            let shown = running.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ");
+            tracing::info!(sync = name, "waiting for {shown} to end: this sync runs after it");
+            self.waiting.entry(name.to_string()).or_default().extend(running);
             return;
         }
-        self.waiting.remove(name);
         self.runs.start_by(&generation, name, &self.cancel, Asked::by_daemon(), by);
     }
 
-    /// After a run of `name` ended: the syncs that follow it (`after` it, no schedule of
-    /// their own) are due when it ran here; any sync that waited for it may go now.
+    /// After a run of `name` ended: the syncs that waited for it go once nothing else they wait
+    /// for runs; the syncs that follow it (`after` it, no schedule of their own) are due when it
+    /// ran here, and one still running from before runs again when it ends.
     fn ended(&mut self, name: &str, ran: bool) {
         let generation = self.generation.clone();
+        let mut released = Vec::new();
+        self.waiting.retain(|sync, waits_for| {
+            waits_for.remove(name);
+            let defined = generation.project.syncs.iter().any(|s| s.name() == sync);
+            if defined && waits_for.is_empty() {
+                released.push(sync.clone());
+            }
+            defined && !waits_for.is_empty()
+        });
+        // Released: what they waited for has ended; a run that started since is not waited for.
+        for sync in &released {
+            self.runs.start_by(&generation, sync, &self.cancel, Asked::by_daemon(), "the syncs it runs after");
+        }
+        let mut due = Vec::new();
         if ran {
             for follower in generation.project.dependants(name) {
-                if follower.file.schedule == Schedule::Manual && follower.file.trigger == crate::project::Trigger::Schedule {
-                    self.waiting.insert(follower.name().to_string());
+                let follows = follower.file.schedule == Schedule::Manual && follower.file.trigger == crate::project::Trigger::Schedule;
+                if !follows || released.iter().any(|d| d == follower.name()) {
+                    continue;
+                }
+                if self.runs.is_running(follower.name()) {
+                    // Its run read before this one ended: one more when it ends.
+                    self.waiting.entry(follower.name().to_string()).or_default().insert(follower.name().to_string());
+                } else {
+                    due.push(follower.name().to_string());
                 }
             }
         }
-        let waiting: Vec<String> = self.waiting.iter().cloned().collect();
-        for name in waiting {
-            self.start_after(&name, "the syncs it runs after");
+        for sync in due {
+            self.start_after(&sync, "the syncs it runs after");
         }
     }
 
@@ -377,7 +400,7 @@ pub async fn run(root: &Path, env: Option<&str>, cancel: CancellationToken) -> R
         shared,
         cancel: cancel.clone(),
         triggers: Triggers::default(),
-        waiting: BTreeSet::new(),
+        waiting: BTreeMap::new(),
         late_check: Arc::default(),
     };
     d.schedule_all().await;

@@ -227,7 +227,7 @@ pub fn remember(config: &AlertsConfig, before: &AlertState, status: RunStatus, s
     };
     let mut alerted_at = before.alerted_at.clone();
     for event in sent.iter().filter(|e| **e != AlertEvent::Recovery) {
-        alerted_at.insert(event.as_str().to_string(), now.to_rfc3339());
+        alerted_at.insert(event.as_str().to_string(), crate::state::stamp(now));
     }
     AlertState { failing, alerted_at }
 }

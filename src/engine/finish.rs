@@ -8,7 +8,6 @@ use super::prepare::Prepared;
 use super::{Engine, RunError, SyncReport};
 use crate::project::config::{AlertEvent, AlertsConfig};
 use crate::project::SyncSpec;
-use crate::state::RunStatus;
 
 impl Engine {
     /// After the last batch: the definition and destination the run sent under, so the next run
@@ -88,8 +87,11 @@ impl Engine {
             }
         }
         let after = alerts::remember(&config, &before, report.status, &sent, now);
-        if after != before {
-            if let Err(e) = self.store.set_alert_state(sync.name(), &after).await {
+        let failing = (after.failing != before.failing).then_some(after.failing);
+        let times: Vec<(&str, String)> =
+            sent.iter().filter_map(|e| after.last(e.as_str()).map(|at| (e.as_str(), at.to_string()))).collect();
+        if failing.is_some() || !times.is_empty() {
+            if let Err(e) = self.store.record_alerts(sync.name(), failing, &times).await {
                 report.warn(format!("alerts: {e}"));
             }
         }
@@ -103,6 +105,15 @@ impl Engine {
         let before = self.store.alert_state(sync.name()).await.map_err(|e| e.to_string())?;
         let now = chrono::Utc::now();
         let Some(alert) = alerts::late(&config, &before, sync.name(), due, now) else { return Ok(false) };
+        // Claimed in the store first: a replica checking at the same moment does not send it too.
+        let cutoff = chrono::Duration::from_std(config.alert_interval)
+            .ok()
+            .and_then(|interval| now.checked_sub_signed(interval))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let (at, cutoff) = (crate::state::stamp(now), crate::state::stamp(cutoff));
+        if !self.store.claim_alert(sync.name(), alert.event.as_str(), &at, &cutoff).await.map_err(|e| e.to_string())? {
+            return Ok(false);
+        }
         let subject = alerts::Subject {
             sync: sync.name().to_string(),
             // One alert row per due time: a destination keyed by (run_id, event) keeps each.
@@ -114,9 +125,11 @@ impl Engine {
             rejected: 0,
             pending: 0,
         };
-        self.send_alert(&config, &subject, &alert).await?;
-        let after = alerts::remember(&config, &before, RunStatus::Running, &[alert.event], now);
-        self.store.set_alert_state(sync.name(), &after).await.map_err(|e| e.to_string())?;
+        if let Err(e) = self.send_alert(&config, &subject, &alert).await {
+            // Not sent, so not remembered: the next check tries again.
+            let _ = self.store.unclaim_alert(sync.name(), alert.event.as_str(), before.last(alert.event.as_str())).await;
+            return Err(e);
+        }
         Ok(true)
     }
 

@@ -6,7 +6,9 @@
 //! or partial: rows rejected one by one do not hold up the next sync). Anything else (failed,
 //! interrupted, itself skipped, or no run yet) skips it: a run recorded with status `skipped`
 //! and the reason, alerted like a run (`skipped`). Whoever starts the run decides whether to
-//! ask: the daemon's schedule, events and chains do; a person naming the sync does not.
+//! ask: the daemon's schedule, events and chains do; a person naming the sync does not. A run of
+//! the sync waited for that is going on in another process is not waited for: the latest run
+//! that *ended* decides (the daemon waits only for runs in its own process).
 
 use super::{Engine, RunOptions, SyncReport};
 use crate::project::SyncSpec;

@@ -107,24 +107,39 @@ impl Project {
         false
     }
 
-    /// `syncs` ordered so that each comes after the syncs of the selection it names in `after`;
-    /// otherwise in the order given (file order). The project has no cycles (`check_after`).
+    /// `syncs` ordered so that each comes after every sync of the selection it waits for,
+    /// directly or through syncs left out of it (`c` after `b` after `a`: `a` before `c`);
+    /// otherwise in the order given. The project has no cycles (`check_after`).
     pub fn in_order<'p>(&self, syncs: Vec<&'p SyncSpec>) -> Vec<&'p SyncSpec> {
-        let selected: HashSet<&str> = syncs.iter().map(|s| s.name()).collect();
-        let mut placed: HashSet<&str> = HashSet::new();
         let mut left = syncs;
-        let mut ordered = Vec::with_capacity(left.len());
+        let mut ordered: Vec<&'p SyncSpec> = Vec::with_capacity(left.len());
         while !left.is_empty() {
             let ready = left
                 .iter()
-                .position(|s| s.file.after.value.iter().all(|d| !selected.contains(d.as_str()) || placed.contains(d.as_str())))
+                .position(|s| !left.iter().any(|other| other.name() != s.name() && self.waits_for(s.name(), other.name())))
                 // Unreachable without a cycle; never loop forever on one.
                 .unwrap_or(0);
-            let sync = left.remove(ready);
-            placed.insert(sync.name());
-            ordered.push(sync);
+            ordered.push(left.remove(ready));
         }
         ordered
+    }
+
+    /// Whether `sync` runs after `other`, through any chain of `after`s.
+    fn waits_for(&self, sync: &str, other: &str) -> bool {
+        let mut seen = HashSet::new();
+        let mut stack = vec![sync.to_string()];
+        while let Some(at) = stack.pop() {
+            let Some(s) = self.syncs.iter().find(|s| s.name() == at) else { continue };
+            for next in &s.file.after.value {
+                if next == other {
+                    return true;
+                }
+                if seen.insert(next.clone()) {
+                    stack.push(next.clone());
+                }
+            }
+        }
+        false
     }
 
     /// The syncs that name `name` in their `after`.
@@ -150,7 +165,7 @@ mod tests {
             }
         }
         let config = toml::from_str("").expect("an empty sluice.toml");
-        let mut p = Project { root: ".".into(), config, syncs, invalid, dbt: None };
+        let mut p = Project { root: ".".into(), config, syncs, invalid, dbt: None, dbt_error: None };
         p.check_after();
         p
     }
@@ -178,6 +193,9 @@ mod tests {
         // A selection without a dependency keeps its own order.
         let some: Vec<&SyncSpec> = p.syncs.iter().filter(|s| s.name() != "accounts").collect();
         assert_eq!(names(&p.in_order(some)), ["owners", "contacts", "deals", "unrelated"]);
+        // Through a sync left out: deals waits for accounts by way of contacts.
+        let some: Vec<&SyncSpec> = p.syncs.iter().filter(|s| ["deals", "accounts"].contains(&s.name())).collect();
+        assert_eq!(names(&p.in_order(some)), ["accounts", "deals"]);
         assert_eq!(p.dependants("contacts").map(SyncSpec::name).collect::<Vec<_>>(), ["deals"]);
     }
 

@@ -143,23 +143,52 @@ impl Manifest {
 
 /// Whether `model` refers to dbt at all (a manifest is needed).
 pub fn uses_ref(model: &str) -> bool {
-    model.contains("{{")
+    !openers(model).is_empty()
 }
 
-/// Every `{{ ref(...) }}` in `model`, in order; any other `{{ ... }}` is an error: sluice renders
-/// no other Jinja.
+/// Byte offsets of each `{{` that opens a `ref(` in SQL code: not in a string, a quoted name or
+/// a comment (`'Hi {{ first_name }}'` is data, `-- {{ ref('old') }}` a comment). Any other `{{`
+/// (a Postgres array literal, a template the model returns) is left as it is.
+fn openers(model: &str) -> Vec<usize> {
+    let bytes = model.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &model[i..];
+        let skip = if rest.starts_with("--") {
+            rest.find('\n').unwrap_or(rest.len())
+        } else if rest.starts_with("/*") {
+            rest.find("*/").map(|e| e + 2).unwrap_or(rest.len())
+        } else if bytes[i] == b'\'' || bytes[i] == b'"' {
+            // A doubled quote inside is the quote itself: the scan resumes after it either way.
+            rest[1..].find(bytes[i] as char).map(|e| e + 2).unwrap_or(rest.len())
+        } else if rest.starts_with("{{") {
+            if rest[2..].trim_start().strip_prefix("ref").is_some_and(|r| r.trim_start().starts_with('(')) {
+                out.push(i);
+            }
+            2
+        } else {
+            // To the next byte that may start something (all ASCII), past this character whole.
+            let n = rest.chars().next().map_or(1, char::len_utf8);
+            rest[n..].find(['-', '/', '\'', '"', '{']).map(|e| e + n).unwrap_or(rest.len())
+        };
+        i += skip;
+    }
+    out
+}
+
+/// Every `{{ ref(...) }}` in the model's SQL code, in order.
 pub fn refs(model: &str) -> Result<Vec<Ref>, (usize, String)> {
     let mut out = Vec::new();
-    let mut from = 0;
-    while let Some(open) = model[from..].find("{{").map(|i| from + i) {
-        let close = model[open..].find("}}").map(|i| open + i + 2).ok_or((open, "a `{{` is never closed with `}}`".to_string()))?;
+    for open in openers(model) {
+        let close = model[open..].find("}}").map(|i| open + i + 2).ok_or((open, "a `{{ ref(` is never closed with `}}`".to_string()))?;
         let inner = model[open + 2..close - 2].trim();
         let args = inner
             .strip_prefix("ref")
             .map(str::trim_start)
             .and_then(|a| a.strip_prefix('('))
             .and_then(|a| a.trim_end().strip_suffix(')'))
-            .ok_or((open, format!("`{{{{ {inner} }}}}`: sluice reads only `{{{{ ref('model') }}}}` from dbt (no other Jinja)")))?;
+            .ok_or((open, format!("`{{{{ {inner} }}}}`: write `{{{{ ref('model') }}}}`")))?;
         let names = args
             .split(',')
             .map(|a| {
@@ -176,9 +205,13 @@ pub fn refs(model: &str) -> Result<Vec<Ref>, (usize, String)> {
             _ => unreachable!("checked above"),
         };
         out.push(Ref { start: open, end: close, package, model: model_name });
-        from = close;
     }
     Ok(out)
+}
+
+/// Where the first ref is, for an error about refs as a whole.
+pub fn first_ref(model: &str) -> usize {
+    openers(model).first().copied().unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -219,9 +252,24 @@ mod tests {
         assert_eq!(at, 14);
         assert!(e.contains("no model of that name (did you mean `customers`?)"), "{e}");
         assert!(m.resolve("SELECT * FROM {{ ref('scratch') }}").unwrap_err().1.contains("ephemeral"));
-        assert!(m.resolve("SELECT {{ var('x') }}").unwrap_err().1.contains("only `{{ ref('model') }}`"));
         assert!(m.resolve("SELECT * FROM {{ ref(customers) }}").unwrap_err().1.contains("names quoted"));
         assert!(m.resolve("SELECT * FROM {{ ref('customers')").unwrap_err().1.contains("never closed"));
+    }
+
+    #[test]
+    fn braces_in_strings_comments_and_other_jinja_are_left_alone() {
+        let m = manifest();
+        for sql in [
+            "SELECT id, 'Hi {{ first_name }}' AS greeting FROM users",
+            "SELECT '{{1,2},{3,4}}'::int[] AS a -- {{ ref('old') }}",
+            "SELECT 1 /* {{ ref('gone') }} */, \"{{ ref('x') }}\" FROM t",
+            "SELECT '{{ var(''x'') }}', 'it''s {{ ref(''q'') }}' FROM é",
+        ] {
+            assert!(!uses_ref(sql), "{sql}");
+            assert_eq!(m.resolve(sql).unwrap().0, sql);
+        }
+        let (sql, _) = m.resolve("SELECT 'é {{ ref(''no'') }}', c.* FROM {{ ref('customers') }} c").unwrap();
+        assert_eq!(sql, "SELECT 'é {{ ref(''no'') }}', c.* FROM \"dev\".\"main\".\"customers\" c");
     }
 
     #[test]

@@ -37,7 +37,15 @@ pub struct EnvOverlay {
 /// Takes `env` out of `table` and lays the chosen environment's overlay over it: `chosen`, else
 /// the table's `environment`, else none. Returns the environment in effect.
 pub fn apply(table: &mut toml::Table, chosen: Option<&str>, path: &Path, text: &str) -> Result<Option<String>, ProjectError> {
-    let line = |key: &str| text.lines().position(|l| l.trim_start().starts_with(key)).map(|i| i + 1);
+    // The first line assigning `key` (`key =`, `key.x =`) or opening its table (`[key]`, `[key.x]`).
+    let line = |key: &str| {
+        text.lines()
+            .position(|l| {
+                let l = l.trim_start().trim_start_matches('[').trim_start();
+                l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with(['=', '.', ']']))
+            })
+            .map(|i| i + 1)
+    };
     let envs = match table.remove("env") {
         None => toml::Table::new(),
         Some(toml::Value::Table(t)) => t,
@@ -70,7 +78,14 @@ pub fn apply(table: &mut toml::Table, chosen: Option<&str>, path: &Path, text: &
         .with_hint(Some(hint)));
     };
     let overlay: EnvOverlay = overlay.clone().try_into().map_err(|e: toml::de::Error| {
-        ProjectError::file(path, format!("invalid [env.{name}]: {}", e.message().trim())).with_line(line(&format!("[env.{name}")))
+        // serde's "invalid type" quotes the value, which may be a secret written in the file.
+        let message = e.message().trim();
+        let message = if message.starts_with("unknown field") {
+            message.to_string()
+        } else {
+            "an environment holds tables only: `state`, `dbt`, `sources.NAME`, `destinations.NAME`".to_string()
+        };
+        ProjectError::file(path, format!("invalid [env.{name}]: {message}")).with_line(line(&format!("env.{name}")))
     })?;
     for (section, replacement) in [("state", overlay.state), ("dbt", overlay.dbt)] {
         if let Some(replacement) = replacement {
@@ -126,7 +141,9 @@ mod tests {
         assert!(e.contains("did you mean `prod`?"), "{e}");
         let e = applied("environment = \"qa\"\n[env.dev]\n", None).unwrap_err();
         assert!(e.starts_with("sluice.toml:1: `environment` names environment `qa`"), "{e}");
-        let e = applied("[env.prod.daemon]\nlisten = \"off\"\n", Some("prod")).unwrap_err();
-        assert!(e.contains("invalid [env.prod]: unknown field `daemon`"), "{e}");
+        let e = applied("[env.production]\n[env.prod.daemon]\nlisten = \"off\"\n", Some("prod")).unwrap_err();
+        assert!(e.starts_with("sluice.toml:2: invalid [env.prod]: unknown field `daemon`"), "{e}");
+        let e = applied("[env.prod]\nstate = \"postgres://u:hunter2@db/x\"\n", Some("prod")).unwrap_err();
+        assert!(e.contains("holds tables only") && !e.contains("hunter2"), "{e}");
     }
 }

@@ -100,8 +100,10 @@ pub struct Project {
     pub syncs: Vec<SyncSpec>,
     /// Sync files that failed to parse or resolve; reported, never run.
     pub invalid: Vec<ProjectError>,
-    /// The dbt manifest (`[dbt] manifest`), when set and readable.
+    /// The dbt manifest (`[dbt] manifest`), when set and readable...
     pub dbt: Option<dbt::Manifest>,
+    /// ...or why it could not be read.
+    pub dbt_error: Option<String>,
 }
 
 impl Project {
@@ -150,7 +152,7 @@ impl Project {
                 Err(e) => invalid.push(e),
             }
         }
-        let mut project = Project { root: root.to_path_buf(), config, syncs, invalid, dbt: None };
+        let mut project = Project { root: root.to_path_buf(), config, syncs, invalid, dbt: None, dbt_error: None };
         project.resolve_refs();
         project.check_after();
         Ok(project)
@@ -167,9 +169,10 @@ impl Project {
                 continue;
             }
             let line = |offset: usize| sync.file.model_line + sync.file.model[..offset.min(sync.file.model.len())].matches('\n').count();
+            let first = dbt::first_ref(&sync.file.model);
             let resolved = match &manifest {
-                None => Err((0, "the model uses `{{ ref(...) }}` but sluice.toml has no [dbt] manifest: add `[dbt]` with `manifest = \"path/to/target/manifest.json\"`".to_string())),
-                Some(Err(e)) => Err((0, e.clone())),
+                None => Err((first, "the model uses `{{ ref(...) }}` but sluice.toml has no [dbt] manifest: add `[dbt]` with `manifest = \"path/to/target/manifest.json\"`".to_string())),
+                Some(Err(e)) => Err((first, e.clone())),
                 Some(Ok(m)) => m.resolve(&sync.file.model),
             };
             match resolved {
@@ -182,7 +185,11 @@ impl Project {
             }
         }
         self.syncs = kept;
-        self.dbt = manifest.and_then(Result::ok);
+        match manifest {
+            Some(Ok(m)) => self.dbt = Some(m),
+            Some(Err(e)) => self.dbt_error = Some(e),
+            None => {}
+        }
     }
 
     /// The syncs a `--select` picks: `tag:NAME` (over a dbt model tagged NAME) or `dbt:MODEL`
@@ -191,7 +198,10 @@ impl Project {
         let mut models = std::collections::BTreeSet::new();
         for selector in selectors {
             let Some(manifest) = &self.dbt else {
-                return Err(format!("--select {selector} reads the dbt manifest: set `[dbt] manifest` in sluice.toml (and run dbt first)"));
+                return Err(match &self.dbt_error {
+                    Some(e) => format!("--select {selector}: {e}"),
+                    None => format!("--select {selector} reads the dbt manifest: set `[dbt] manifest` in sluice.toml"),
+                });
             };
             if let Some(tag) = selector.strip_prefix("tag:") {
                 models.extend(manifest.tagged(tag));

@@ -72,26 +72,61 @@ impl Store {
         Ok(AlertState { failing, alerted_at })
     }
 
-    /// Stores `state` whole, in one transaction.
-    pub async fn set_alert_state(&self, sync: &str, state: &AlertState) -> Result<(), StateError> {
+    /// Records what a run's alerts changed, and only that: `failing` when it changed, the time of
+    /// each alert sent. Two writers (a run's end, the daemon's late check) never undo each other.
+    pub async fn record_alerts(&self, sync: &str, failing: Option<bool>, sent: &[(&str, String)]) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO sync_alerts (sync, failing) VALUES ($1, $2) ON CONFLICT (sync) DO UPDATE SET failing = excluded.failing")
+        if let Some(failing) = failing {
+            sqlx::query(
+                "INSERT INTO sync_alerts (sync, failing) VALUES ($1, $2) ON CONFLICT (sync) DO UPDATE SET failing = excluded.failing",
+            )
             .bind(sync)
-            .bind(state.failing as i64)
+            .bind(failing as i64)
             .execute(&mut *tx)
             .await?;
-        for (event, at) in &state.alerted_at {
+        }
+        for (event, at) in sent {
             sqlx::query(
                 "INSERT INTO alert_times (sync, event, alerted_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (sync, event) DO UPDATE SET alerted_at = excluded.alerted_at",
             )
             .bind(sync)
-            .bind(event)
+            .bind(*event)
             .bind(at)
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Claims the sending of `event` for `sync` at `at`, unless one was sent after `cutoff`
+    /// (both `stamp`s): one statement, so of two processes checking at once one sends.
+    pub async fn claim_alert(&self, sync: &str, event: &str, at: &str, cutoff: &str) -> Result<bool, StateError> {
+        let claimed = sqlx::query(
+            "INSERT INTO alert_times (sync, event, alerted_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (sync, event) DO UPDATE SET alerted_at = excluded.alerted_at WHERE alert_times.alerted_at < $4 \
+             RETURNING event",
+        )
+        .bind(sync)
+        .bind(event)
+        .bind(at)
+        .bind(cutoff)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claimed.is_some())
+    }
+
+    /// Gives back a claim whose alert could not be sent: the time before it, or none.
+    pub async fn unclaim_alert(&self, sync: &str, event: &str, before: Option<&str>) -> Result<(), StateError> {
+        match before {
+            Some(at) => {
+                sqlx::query("UPDATE alert_times SET alerted_at = $1 WHERE sync = $2 AND event = $3").bind(at).bind(sync).bind(event)
+            }
+            None => sqlx::query("DELETE FROM alert_times WHERE sync = $1 AND event = $2").bind(sync).bind(event),
+        }
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

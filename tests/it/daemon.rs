@@ -397,7 +397,8 @@ async fn a_scheduled_run_that_does_not_start_is_alerted_late() {
         (Some("late"), Some("ticker"), Some("late"))
     );
     assert!(row.fields["text"].as_str().unwrap().contains("has not started"), "{}", row.fields["text"]);
-    assert!(daemon.logs().contains("a scheduled run is late"), "{}", daemon.logs());
+    // The log line follows the alert's answer.
+    eventually(Duration::from_secs(10), "the late alert logged", || async { daemon.logs().contains("a scheduled run is late") }).await;
     env.sink.release();
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)).await, 0, "{}", daemon.logs());

@@ -78,6 +78,13 @@ async fn refs_read_what_dbt_built_and_select_picks_syncs_by_tag_and_lineage() {
     assert!(out.status.success(), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["syncs"][0]["rows_read"], 5, "prod.customers' rows");
+
+    // A model dbt renamed away: the selector cannot tell whether it would have picked the sync,
+    // so the run says so and exits 2 rather than "nothing to do".
+    env.write_sync("crm_leads", header, "SELECT id FROM {{ ref('leads') }}");
+    let out = sluice_cli(env.root(), &["run", "--select", "tag:crm"], &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("invalid sync: syncs/crm_leads.sql:5: `ref('leads')`"), "{}", text(&out));
 }
 
 #[tokio::test]
@@ -85,13 +92,16 @@ async fn an_unknown_ref_or_a_missing_manifest_fails_check_at_its_line() {
     let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
     let header = "destination = \"hook\"\nprimary_key = \"id\"";
     env.write_sync("crm", header, "SELECT id\nFROM {{ ref('custmers') }}");
+    // Braces in data are data: no dbt needed.
+    env.write_sync("greeting", header, "SELECT 1 AS id, 'Hi {{ first_name }}' AS greeting -- {{ ref('x') }}");
     let out = sluice_cli(env.root(), &["check"], &[]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out).contains("syncs/crm.sql:5: the model uses `{{ ref(...) }}` but sluice.toml has no [dbt] manifest"),
+        text(&out).contains("syncs/crm.sql:6: the model uses `{{ ref(...) }}` but sluice.toml has no [dbt] manifest"),
         "{}",
         text(&out)
     );
+    assert!(text(&out).lines().any(|l| l.starts_with("ok") && l.contains("greeting")), "{}", text(&out));
 
     std::fs::create_dir_all(env.root().join("target")).unwrap();
     std::fs::write(env.root().join("target/manifest.json"), manifest("main")).unwrap();
