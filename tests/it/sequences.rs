@@ -154,3 +154,28 @@ async fn the_daemon_runs_a_sync_only_after_what_it_waits_for_got_through() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(WAIT).await, 0, "{}", daemon.logs());
 }
+
+#[tokio::test]
+async fn a_follower_still_running_when_its_sync_ends_again_runs_once_more() {
+    let env = project(StateKind::Sqlite, "").await;
+    env.exec("CREATE TABLE acc AS SELECT i AS id, i AS v FROM range(1, 11) r(i)").await;
+    env.write_sync("accounts", &sync_header("manual", ""), "SELECT id, v FROM acc");
+    env.write_sync("contacts", &sync_header("manual", "after = \"accounts\""), "SELECT id, v FROM t");
+    let mut daemon = Daemon::start(env.root(), &[]);
+    let base = daemon.base_url().await;
+    let token = api_token(&env);
+    let http = reqwest::Client::new();
+    let run_accounts = || http.post(format!("{base}/api/syncs/accounts/run")).bearer_auth(&token).send();
+    // Request 0 is accounts' batch, request 1 contacts': held, so contacts is still running when
+    // accounts' second run (nothing changed: no request) ends.
+    env.sink.hold_one(1);
+    assert_eq!(run_accounts().await.unwrap().status(), 202);
+    eventually(WAIT, "contacts holding", || async { env.sink.requests() >= 2 }).await;
+    assert_eq!(run_accounts().await.unwrap().status(), 202);
+    eventually(WAIT, "accounts' second run", || async { completed(&env, "accounts").await == 2 }).await;
+    assert_eq!(completed(&env, "contacts").await, 0, "still held");
+    env.sink.release();
+    eventually(WAIT, "contacts ran again after its own run", || async { completed(&env, "contacts").await == 2 }).await;
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(WAIT).await, 0, "{}", daemon.logs());
+}
