@@ -52,6 +52,9 @@ async fn cli_commands_beside_a_daemon_run_send_nothing(state: StateKind) {
     assert_eq!(env.sink.requests(), 1, "nothing but the daemon's batch reached the destination");
     env.sink.release();
     eventually(WAIT, "the daemon's run ends", || async { completed(&env, "people").await == 1 }).await;
+    // Recorded is not yet over: the run keeps the sync's lock through its alerts and report, and
+    // lets go before the daemon logs its end.
+    eventually(WAIT, "the daemon logs the run's end", || async { daemon.logs().contains("run finished") }).await;
     let history = runs(&env, "people").await;
     assert_eq!(history.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["success"], "no run was marked interrupted");
     delivered_once(&env);
