@@ -202,9 +202,20 @@ async fn open_engine(project: &Project) -> Result<Engine, Failure> {
 
 /// The syncs a command works on. Naming an invalid sync is an error; without names, invalid
 /// syncs are reported and the others go ahead.
-fn selected<'p>(project: &'p Project, names: &[String], json: bool) -> Result<(Vec<&'p SyncSpec>, bool), Failure> {
-    let syncs = project.select(names).map_err(|m| fail(EXIT_INVALID, m))?;
-    let invalid = names.is_empty() && !project.invalid.is_empty();
+/// `select` (`--select`) adds the syncs over those dbt models, and without names means those only;
+/// an invalid sync may then be one a selector would pick (a ref that no longer resolves), so it
+/// is reported and fails the command too.
+fn selected<'p>(project: &'p Project, names: &[String], select: &[String], json: bool) -> Result<(Vec<&'p SyncSpec>, bool), Failure> {
+    let mut syncs =
+        if names.is_empty() && !select.is_empty() { Vec::new() } else { project.select(names).map_err(|m| fail(EXIT_INVALID, m))? };
+    if !select.is_empty() {
+        for sync in project.select_dbt(select).map_err(|m| fail(EXIT_INVALID, m))? {
+            if !syncs.iter().any(|c| c.name() == sync.name()) {
+                syncs.push(sync);
+            }
+        }
+    }
+    let invalid = (names.is_empty() || !select.is_empty()) && !project.invalid.is_empty();
     if invalid && !json {
         for e in &project.invalid {
             output::tell!("invalid sync: {e}");
@@ -264,29 +275,10 @@ async fn run(cli: &Cli, names: &[String], select: &[String], mut opts: RunOption
     if live {
         opts.progress = Some(output::progress_line());
     }
-    let (syncs, invalid) = if select.is_empty() {
-        selected(&project, names, cli.json)?
-    } else {
-        // Named syncs and the ones the selectors pick; not "all" when no name is given.
-        let mut chosen = if names.is_empty() { Vec::new() } else { selected(&project, names, cli.json)?.0 };
-        for sync in project.select_dbt(select).map_err(|m| fail(EXIT_INVALID, m))? {
-            if !chosen.iter().any(|c| c.name() == sync.name()) {
-                chosen.push(sync);
-            }
-        }
-        // An invalid sync may be one a selector would pick (a ref that no longer resolves): say so
-        // and fail, as a run of every sync does.
-        let invalid = !project.invalid.is_empty();
-        if invalid && !cli.json {
-            for e in &project.invalid {
-                output::tell!("invalid sync: {e}");
-            }
-        }
-        if chosen.is_empty() && !invalid && !cli.json {
-            output::say!("no sync reads a dbt model that --select {} picks: nothing to do", select.join(" --select "));
-        }
-        (chosen, invalid)
-    };
+    let (syncs, invalid) = selected(&project, names, select, cli.json)?;
+    if !select.is_empty() && syncs.is_empty() && !invalid && !cli.json {
+        output::say!("no sync reads a dbt model that --select {} picks: nothing to do", select.join(" --select "));
+    }
     // Each sync after those it names in `after` (of the ones selected).
     let syncs = project.in_order(syncs);
     let engine = open_engine(&project).await?;
@@ -359,7 +351,7 @@ async fn failed_rows(engine: &Engine, sync: &str, limit: i64) -> Result<output::
 
 async fn status(cli: &Cli, names: &[String], runs: i64) -> Result<u8, Failure> {
     let project = load(cli)?;
-    let (syncs, _) = selected(&project, names, cli.json)?;
+    let (syncs, _) = selected(&project, names, &[], cli.json)?;
     let engine = open_engine(&project).await?;
     let mut rows = Vec::new();
     for sync in syncs {
@@ -380,7 +372,7 @@ async fn status(cli: &Cli, names: &[String], runs: i64) -> Result<u8, Failure> {
 
 async fn failures(cli: &Cli, names: &[String], limit: i64) -> Result<u8, Failure> {
     let project = load(cli)?;
-    let (syncs, _) = selected(&project, names, cli.json)?;
+    let (syncs, _) = selected(&project, names, &[], cli.json)?;
     let engine = open_engine(&project).await?;
     let mut rows = Vec::new();
     for sync in syncs {

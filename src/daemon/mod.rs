@@ -309,7 +309,7 @@ impl Daemon {
         let mut due = Vec::new();
         for sync in &generation.project.syncs {
             let Schedule::Cron(cron) = &sync.file.schedule else { continue };
-            let rules = alerts.for_sync(sync.file.alerts.as_ref().map(|a| &a.value));
+            let rules = alerts.for_sync(&sync.file);
             if !rules.on.contains(&crate::project::config::AlertEvent::Late) {
                 continue;
             }

@@ -53,7 +53,7 @@ impl Engine {
         if !report.outcome().alerts() {
             return;
         }
-        let config = project.for_sync(sync.file.alerts.as_ref().map(|a| &a.value));
+        let config = project.for_sync(&sync.file);
         let before = match self.store.alert_state(sync.name()).await {
             Ok(state) => state,
             Err(e) => return report.warn(format!("alerts: {e}")),
@@ -101,7 +101,7 @@ impl Engine {
     /// check): sent unless told within `alert_interval`. Whether it went out.
     pub async fn alert_late(&self, sync: &SyncSpec, due: chrono::DateTime<chrono::Utc>) -> Result<bool, String> {
         let Some(project) = &self.alerts else { return Ok(false) };
-        let config = project.for_sync(sync.file.alerts.as_ref().map(|a| &a.value));
+        let config = project.for_sync(&sync.file);
         let before = self.store.alert_state(sync.name()).await.map_err(|e| e.to_string())?;
         let now = chrono::Utc::now();
         let Some(alert) = alerts::late(&config, &before, sync.name(), due, now) else { return Ok(false) };

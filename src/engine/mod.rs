@@ -268,17 +268,23 @@ impl Engine {
         }
         self.alert(sync, &mut report).await;
         self.prune_changes(sync, &mut report).await;
-        // Last, so it holds the alerts and warnings: the report the console's run page shows.
-        // Pretty, in the report's own field order: the page shows it as kept.
-        match serde_json::to_string_pretty(&report) {
+        // Last, so it holds the alerts and warnings.
+        self.keep_report(&report).await;
+        report
+    }
+
+    /// Keeps a finished run's report beside its row: the console's run page shows it. Pretty,
+    /// in the report's own field order: the page shows it as kept.
+    pub(crate) async fn keep_report(&self, report: &SyncReport) {
+        let (sync, run_id) = (&report.sync, &report.run_id);
+        match serde_json::to_string_pretty(report) {
             Ok(json) => {
-                if let Err(e) = self.store.set_run_report(&run_id, &json).await {
-                    tracing::warn!(sync = %sync.name(), run_id = %run_id, error = %e, "could not keep the run's report");
+                if let Err(e) = self.store.set_run_report(run_id, &json).await {
+                    tracing::warn!(%sync, %run_id, error = %e, "could not keep the run's report");
                 }
             }
-            Err(e) => tracing::warn!(sync = %sync.name(), error = %e, "could not encode the run's report"),
+            Err(e) => tracing::warn!(%sync, error = %e, "could not encode the run's report"),
         }
-        report
     }
 
     /// Forgets what the destination holds for `name` (`sluice reset`), under the sync's lock:

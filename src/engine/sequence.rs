@@ -48,11 +48,7 @@ impl Engine {
             return report;
         }
         self.alert(sync, &mut report).await;
-        if let Ok(json) = serde_json::to_string_pretty(&report) {
-            if let Err(e) = self.store.set_run_report(&report.run_id, &json).await {
-                tracing::warn!(sync = %sync.name(), error = %e, "could not keep the skipped run's report");
-            }
-        }
+        self.keep_report(&report).await;
         report
     }
 }

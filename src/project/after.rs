@@ -8,7 +8,7 @@
 //! [`Project::dependants`] answers who waits for a sync (the daemon starts them when it ends).
 //! Pure: what the runs said is the engine's (`engine::sequence`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::{did_you_mean, syncfile, Project, ProjectError, SyncSpec};
 
@@ -111,41 +111,44 @@ impl Project {
     /// directly or through syncs left out of it (`c` after `b` after `a`: `a` before `c`);
     /// otherwise in the order given. The project has no cycles (`check_after`).
     pub fn in_order<'p>(&self, syncs: Vec<&'p SyncSpec>) -> Vec<&'p SyncSpec> {
-        let mut left = syncs;
-        let mut ordered: Vec<&'p SyncSpec> = Vec::with_capacity(left.len());
-        while !left.is_empty() {
-            let ready = left
-                .iter()
-                .position(|s| !left.iter().any(|other| other.name() != s.name() && self.waits_for(s.name(), other.name())))
-                // Unreachable without a cycle; never loop forever on one.
-                .unwrap_or(0);
-            ordered.push(left.remove(ready));
+        // Most projects have no `after`: then the order given is the order (and start-up with
+        // hundreds of syncs pays nothing).
+        if syncs.iter().all(|s| s.file.after.value.is_empty()) {
+            return syncs;
+        }
+        let by_name: HashMap<&str, &SyncSpec> = self.syncs.iter().map(|s| (s.name(), s)).collect();
+        let upstream: Vec<HashSet<&str>> = syncs.iter().map(|s| upstream(s, &by_name)).collect();
+        let mut placed = vec![false; syncs.len()];
+        let mut ordered = Vec::with_capacity(syncs.len());
+        while ordered.len() < syncs.len() {
+            let waits = |i: usize| (0..syncs.len()).any(|j| j != i && !placed[j] && upstream[i].contains(syncs[j].name()));
+            let unplaced = (0..syncs.len()).filter(|&i| !placed[i]);
+            // Without a cycle some sync is ready; never loop forever on one.
+            let ready = unplaced.clone().find(|&i| !waits(i)).or_else(|| unplaced.clone().next()).unwrap_or(0);
+            placed[ready] = true;
+            ordered.push(syncs[ready]);
         }
         ordered
-    }
-
-    /// Whether `sync` runs after `other`, through any chain of `after`s.
-    fn waits_for(&self, sync: &str, other: &str) -> bool {
-        let mut seen = HashSet::new();
-        let mut stack = vec![sync.to_string()];
-        while let Some(at) = stack.pop() {
-            let Some(s) = self.syncs.iter().find(|s| s.name() == at) else { continue };
-            for next in &s.file.after.value {
-                if next == other {
-                    return true;
-                }
-                if seen.insert(next.clone()) {
-                    stack.push(next.clone());
-                }
-            }
-        }
-        false
     }
 
     /// The syncs that name `name` in their `after`.
     pub fn dependants<'p>(&'p self, name: &'p str) -> impl Iterator<Item = &'p SyncSpec> + 'p {
         self.syncs.iter().filter(move |s| s.file.after.value.iter().any(|d| d == name))
     }
+}
+
+/// Every sync `sync` runs after, through any chain of `after`s.
+fn upstream<'a>(sync: &'a SyncSpec, by_name: &HashMap<&'a str, &'a SyncSpec>) -> HashSet<&'a str> {
+    let mut found = HashSet::new();
+    let mut stack = vec![sync];
+    while let Some(at) = stack.pop() {
+        for name in &at.file.after.value {
+            if found.insert(name.as_str()) {
+                stack.extend(by_name.get(name.as_str()));
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]

@@ -126,8 +126,8 @@ fn default_deviation_min_rows() -> u64 {
 
 impl AlertsConfig {
     /// The rules for one sync: its header's `[alerts]` over these.
-    pub fn for_sync(&self, own: Option<&SyncAlerts>) -> AlertsConfig {
-        let Some(own) = own else { return self.clone() };
+    pub fn for_sync(&self, sync: &super::SyncFile) -> AlertsConfig {
+        let Some(own) = sync.alerts.as_ref().map(|a| &a.value) else { return self.clone() };
         AlertsConfig {
             destination: self.destination.clone(),
             on: own.on.clone().unwrap_or_else(|| self.on.clone()),

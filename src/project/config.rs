@@ -441,18 +441,15 @@ pub fn parse_in(root: &Path, path: &Path, text: &str, env: Option<&str>) -> Resu
     // The chosen environment's overlay first, then `${VAR}`s: only its variables must be set.
     // The overlays as written (the merge may drop an empty `[env.dev]`).
     let mut merged = merged;
-    match raw.get("env") {
-        Some(envs) => merged.insert("env".into(), envs.clone()),
-        None => merged.remove("env"),
-    };
-    let overlays = merged.get("env").cloned();
-    let active_env = super::environments::apply(&mut merged, env, path, text)?;
+    merged.remove("env");
+    let overlays = raw.get("env");
+    let active_env = super::environments::apply(&mut merged, overlays, env, path, text)?;
     let mut value = toml::Value::Table(merged);
     resolve_strings(&mut value, &mut Vec::new(), root)
         .map_err(|m| ProjectError::file(path, m.message).with_line(line_of_key(text, &m.key_path)))?;
     // Every overlay, as written, for its shape (unknown keys) only.
     if let (Some(overlays), Some(table)) = (overlays, value.as_table_mut()) {
-        table.insert("env".into(), overlays);
+        table.insert("env".into(), overlays.clone());
     }
     ProjectConfig::deserialize(value)
         .map(|config| ProjectConfig { active_env, ..config })

@@ -83,10 +83,9 @@ impl Manifest {
         }
     }
 
-    /// `model` with every `{{ ref(...) }}` replaced by its relation, and the unique ids of the
-    /// models it reads; or the first bad reference, with its byte offset in `model`.
-    pub fn resolve(&self, model: &str) -> Result<(String, Vec<String>), (usize, String)> {
-        let refs = refs(model)?;
+    /// `model` with its `refs` (as [`refs`] found them) replaced by their relations, and the
+    /// unique ids of the models it reads; or the first bad reference, with its byte offset.
+    pub fn resolve(&self, model: &str, refs: &[Ref]) -> Result<(String, Vec<String>), (usize, String)> {
         let mut out = String::with_capacity(model.len());
         let mut ids = Vec::new();
         let mut at = 0;
@@ -139,11 +138,6 @@ impl Manifest {
             found.extend(more);
         }
     }
-}
-
-/// Whether `model` refers to dbt at all (a manifest is needed).
-pub fn uses_ref(model: &str) -> bool {
-    !openers(model).is_empty()
 }
 
 /// Byte offsets of each `{{` that opens a `ref(` in SQL code: not in a string, a quoted name or
@@ -209,11 +203,6 @@ pub fn refs(model: &str) -> Result<Vec<Ref>, (usize, String)> {
     Ok(out)
 }
 
-/// Where the first ref is, for an error about refs as a whole.
-pub fn first_ref(model: &str) -> usize {
-    openers(model).first().copied().unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,11 +225,15 @@ mod tests {
         .unwrap()
     }
 
+    fn resolved(m: &Manifest, model: &str) -> Result<(String, Vec<String>), (usize, String)> {
+        m.resolve(model, &refs(model)?)
+    }
+
     #[test]
     fn refs_become_the_relations_dbt_built() {
         let m = manifest();
         let (sql, ids) =
-            m.resolve("SELECT * FROM {{ ref('customers') }} c JOIN {{ref(\"shop\", \"stg_customers\")}} s USING (id)").unwrap();
+            resolved(&m, "SELECT * FROM {{ ref('customers') }} c JOIN {{ref(\"shop\", \"stg_customers\")}} s USING (id)").unwrap();
         assert_eq!(sql, "SELECT * FROM \"dev\".\"main\".\"customers\" c JOIN \"dev\".\"main\".\"stg_customers\" s USING (id)");
         assert_eq!(ids, ["model.shop.customers", "model.shop.stg_customers"]);
     }
@@ -248,12 +241,12 @@ mod tests {
     #[test]
     fn unknown_ephemeral_and_other_jinja_are_errors_with_their_offset() {
         let m = manifest();
-        let (at, e) = m.resolve("SELECT * FROM {{ ref('custmers') }}").unwrap_err();
+        let (at, e) = resolved(&m, "SELECT * FROM {{ ref('custmers') }}").unwrap_err();
         assert_eq!(at, 14);
         assert!(e.contains("no model of that name (did you mean `customers`?)"), "{e}");
-        assert!(m.resolve("SELECT * FROM {{ ref('scratch') }}").unwrap_err().1.contains("ephemeral"));
-        assert!(m.resolve("SELECT * FROM {{ ref(customers) }}").unwrap_err().1.contains("names quoted"));
-        assert!(m.resolve("SELECT * FROM {{ ref('customers')").unwrap_err().1.contains("never closed"));
+        assert!(resolved(&m, "SELECT * FROM {{ ref('scratch') }}").unwrap_err().1.contains("ephemeral"));
+        assert!(resolved(&m, "SELECT * FROM {{ ref(customers) }}").unwrap_err().1.contains("names quoted"));
+        assert!(resolved(&m, "SELECT * FROM {{ ref('customers')").unwrap_err().1.contains("never closed"));
     }
 
     #[test]
@@ -265,10 +258,10 @@ mod tests {
             "SELECT 1 /* {{ ref('gone') }} */, \"{{ ref('x') }}\" FROM t",
             "SELECT '{{ var(''x'') }}', 'it''s {{ ref(''q'') }}' FROM é",
         ] {
-            assert!(!uses_ref(sql), "{sql}");
-            assert_eq!(m.resolve(sql).unwrap().0, sql);
+            assert!(refs(sql).unwrap().is_empty(), "{sql}");
+            assert_eq!(resolved(&m, sql).unwrap().0, sql);
         }
-        let (sql, _) = m.resolve("SELECT 'é {{ ref(''no'') }}', c.* FROM {{ ref('customers') }} c").unwrap();
+        let (sql, _) = resolved(&m, "SELECT 'é {{ ref(''no'') }}', c.* FROM {{ ref('customers') }} c").unwrap();
         assert_eq!(sql, "SELECT 'é {{ ref(''no'') }}', c.* FROM \"dev\".\"main\".\"customers\" c");
     }
 

@@ -34,9 +34,16 @@ pub struct EnvOverlay {
     pub dbt: Option<toml::Table>,
 }
 
-/// Takes `env` out of `table` and lays the chosen environment's overlay over it: `chosen`, else
-/// the table's `environment`, else none. Returns the environment in effect.
-pub fn apply(table: &mut toml::Table, chosen: Option<&str>, path: &Path, text: &str) -> Result<Option<String>, ProjectError> {
+/// Lays the chosen environment's overlay of `envs` (sluice.toml's `env`, as written) over
+/// `table` (the rest of it): `chosen`, else the table's `environment`, else none. Returns the
+/// environment in effect.
+pub fn apply(
+    table: &mut toml::Table,
+    envs: Option<&toml::Value>,
+    chosen: Option<&str>,
+    path: &Path,
+    text: &str,
+) -> Result<Option<String>, ProjectError> {
     // The first line assigning `key` (`key =`, `key.x =`) or opening its table (`[key]`, `[key.x]`).
     let line = |key: &str| {
         text.lines()
@@ -46,8 +53,9 @@ pub fn apply(table: &mut toml::Table, chosen: Option<&str>, path: &Path, text: &
             })
             .map(|i| i + 1)
     };
-    let envs = match table.remove("env") {
-        None => toml::Table::new(),
+    let none = toml::Table::new();
+    let envs = match envs {
+        None => &none,
         Some(toml::Value::Table(t)) => t,
         Some(_) => {
             return Err(ProjectError::file(path, "`env` must be tables: [env.NAME] for each environment".into()).with_line(line("env")))
@@ -108,7 +116,8 @@ mod tests {
 
     fn applied(text: &str, chosen: Option<&str>) -> Result<(toml::Table, Option<String>), String> {
         let mut table: toml::Table = toml::from_str(text).unwrap();
-        let env = apply(&mut table, chosen, Path::new("sluice.toml"), text).map_err(|e| e.to_string())?;
+        let envs = table.remove("env");
+        let env = apply(&mut table, envs.as_ref(), chosen, Path::new("sluice.toml"), text).map_err(|e| e.to_string())?;
         Ok((table, env))
     }
 

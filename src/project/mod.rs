@@ -164,16 +164,18 @@ impl Project {
         let manifest = self.config.dbt.as_ref().map(|d| dbt::Manifest::load(&self.root.join(&d.manifest)));
         let mut kept = Vec::new();
         for mut sync in std::mem::take(&mut self.syncs) {
-            if !dbt::uses_ref(&sync.file.model) {
-                kept.push(sync);
-                continue;
-            }
             let line = |offset: usize| sync.file.model_line + sync.file.model[..offset.min(sync.file.model.len())].matches('\n').count();
-            let first = dbt::first_ref(&sync.file.model);
-            let resolved = match &manifest {
-                None => Err((first, "the model uses `{{ ref(...) }}` but sluice.toml has no [dbt] manifest: add `[dbt]` with `manifest = \"path/to/target/manifest.json\"`".to_string())),
-                Some(Err(e)) => Err((first, e.clone())),
-                Some(Ok(m)) => m.resolve(&sync.file.model),
+            let resolved = match dbt::refs(&sync.file.model) {
+                Ok(refs) if refs.is_empty() => {
+                    kept.push(sync);
+                    continue;
+                }
+                Err(e) => Err(e),
+                Ok(refs) => match &manifest {
+                    None => Err((refs[0].start, "the model uses `{{ ref(...) }}` but sluice.toml has no [dbt] manifest: add `[dbt]` with `manifest = \"path/to/target/manifest.json\"`".to_string())),
+                    Some(Err(e)) => Err((refs[0].start, e.clone())),
+                    Some(Ok(m)) => m.resolve(&sync.file.model, &refs),
+                },
             };
             match resolved {
                 Ok((model, ids)) => {
@@ -268,7 +270,7 @@ fn resolve(config: &ProjectConfig, file: SyncFile) -> Result<SyncSpec, ProjectEr
         match &config.alerts {
             None => return at("this sync's [alerts] has nothing to send them with: sluice.toml has no [alerts] (its `destination`)"),
             Some(project) => {
-                if let Err((_, m)) = project.for_sync(Some(&own.value)).check() {
+                if let Err((_, m)) = project.for_sync(&file).check() {
                     return at(&format!("[alerts] {m}"));
                 }
             }
