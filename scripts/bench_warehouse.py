@@ -2,10 +2,11 @@
 """The diff in the warehouse against the diff in sluice, at size (issue #30): a Postgres model
 of --rows rows, 1% of it changed before each measured run, synced to a webhook that answers
 after --latency ms. For each of `diff = "warehouse"` and `diff = "local"`: the first run (every
-row sent), then --runs measured runs, paired A B A B by farm-bench (wall seconds and the sluice
-process's peak memory); and the database's own time for the warehouse diff's query alone (the
-query sluice logs at -vv, run by psql in the same settings). Not run by CI. Standard library,
-psql and farm-bench.
+row sent), then --runs measured runs, paired A B A B, each timed by GNU time (wall and CPU
+seconds, the sluice process's peak memory; medians with min-max, and the A/B wall ratio of each
+pair); and the database's own time for the warehouse diff's query alone (the query sluice logs
+at -vv, run by psql in the same settings). A run that fails stops the benchmark with its output:
+a failed run's figures are not figures. Not run by CI. Standard library, psql and /usr/bin/time.
 
     scripts/bench --warehouse                     # builds release, then runs this
     python3 scripts/bench_warehouse.py --sluice target/release/sluice --rows 10000000 [--runs 3]
@@ -103,24 +104,47 @@ def project(root: str, sink_url: str, source: str, rows: int, memory_limit: str)
             f.write(f'/* sluice\nsource = "pg"\ndestination = "hook"\nprimary_key = "id"\ndiff = "{diff}"\n*/\n{model}\n')
 
 
-def farm(args: list, timeout: int) -> str:
-    out = subprocess.run(["farm-bench", "--timeout", str(timeout), *args], capture_output=True, text=True)
-    return out.stdout + out.stderr
+def timed(cmd: list, log: str) -> dict:
+    """One run under GNU time. A failed run stops the benchmark, showing what it printed (the
+    command appends its output to `log`)."""
+    out = subprocess.run(["/usr/bin/time", "-f", "TIMED %e %U %S %M", *cmd], capture_output=True, text=True)
+    m = re.search(r"TIMED ([\d.]+) ([\d.]+) ([\d.]+) (\d+)\s*$", out.stderr)
+    if out.returncode != 0 or not m:
+        tail = open(log).read()[-4000:] if os.path.exists(log) else ""
+        sys.exit(f"a run failed (exit {out.returncode}), so there are no figures: {' '.join(cmd)}\n{out.stdout}{out.stderr}{tail}")
+    return {"wall s": float(m[1]), "cpu s": float(m[2]) + float(m[3]), "peak MiB": int(m[4]) / 1024}
 
 
-def runs(a, cmd) -> list:
+def show(name: str, results: list) -> None:
+    for figure in ("wall s", "cpu s", "peak MiB"):
+        xs = sorted(r[figure] for r in results)
+        print(f"{name} {figure:<9} median {xs[len(xs) // 2]:10.1f}   min {xs[0]:10.1f}   max {xs[-1]:10.1f}   n {len(xs)}", flush=True)
+
+
+def measure(a, cmd, log: str, label: str = "") -> list:
+    """--runs runs of `cmd`, their figures shown."""
+    results = [timed(cmd, log) for _ in range(a.runs)]
+    show(label or "run", results)
+    return results
+
+
+def runs(a, cmd, log: str) -> list:
     """The first run of each kind of diff, then the measured runs (A B A B when both); returns
-    the kinds run. `cmd(diff)`: the command of one run."""
+    the kinds run. `cmd(diff)`: the command of one run, appending its output to `log`."""
     kinds = [a.only] if a.only else ["warehouse", "local"]
     for diff in kinds:
         print(f"\n## first run, diff = {diff} (every row sent)", flush=True)
-        print(farm(["-n", "1", "--warmup", "0", "--", *cmd(diff)], 3600), flush=True)
+        show(diff, [timed(cmd(diff), log)])
     print("\n## measured runs (1% changed each)", flush=True)
+    results = {diff: [] for diff in kinds}
+    for _ in range(a.runs):
+        for diff in kinds:
+            results[diff].append(timed(cmd(diff), log))
+    for diff in kinds:
+        show(diff, results[diff])
     if len(kinds) == 2:
-        vs = " ".join(cmd("local")[:2]) + " '" + cmd("local")[2].replace("'", "'\\''") + "'"
-        print(farm(["-n", str(a.runs), "--warmup", "0", "--vs", vs, "--", *cmd("warehouse")], 3600), flush=True)
-    else:
-        print(farm(["-n", str(a.runs), "--warmup", "0", "--", *cmd(kinds[0])], 3600), flush=True)
+        ratios = sorted(w["wall s"] / l["wall s"] for w, l in zip(results["warehouse"], results["local"]))
+        print(f"warehouse/local wall, pair by pair: median {ratios[len(ratios) // 2]:.2f} (min {ratios[0]:.2f}, max {ratios[-1]:.2f})")
     return kinds
 
 
@@ -153,8 +177,9 @@ def main() -> int:
         psql(DB, "VACUUM ANALYZE big")
         print(f"generated in {time.time() - started:.1f} s", flush=True)
         tick = f"psql {db_url(DB)} -X -q -c 'UPDATE tick SET n = n + 1'"
-        cmd = lambda diff: ["sh", "-c", f"{tick} && exec {sluice} run big_{diff} --project {root} >> {root}/runs.log 2>&1"]
-        kinds = runs(a, cmd)
+        log = f"{root}/runs.log"
+        cmd = lambda diff: ["sh", "-c", f"{tick} && exec {sluice} run big_{diff} --project {root} >> {log} 2>&1"]
+        kinds = runs(a, cmd, log)
         if "warehouse" in kinds:
             # The query sluice runs, as it logs it, timed on the database alone.
             log = subprocess.run([sluice, "plan", "big_warehouse", "--project", root, "-vv"], capture_output=True, text=True).stderr
@@ -168,8 +193,7 @@ def main() -> int:
                     f.write("BEGIN READ ONLY;\nSET LOCAL TimeZone = 'UTC';\nSET LOCAL extra_float_digits = 2;\n"
                             f"{sql};\nROLLBACK;\n")
                 print("\n## the warehouse diff's query alone, on the database (psql, output discarded)", flush=True)
-                print(farm(["-n", str(a.runs), "--warmup", "0", "--", "sh", "-c",
-                            f"psql {db_url(DB)} -X -q -o /dev/null -f {path}"], 3600), flush=True)
+                measure(a, ["sh", "-c", f"psql {db_url(DB)} -X -q -o /dev/null -f {path} >> {log} 2>&1"], log, "query")
         print(f"\nsluice_state table: {psql(DB, 'SELECT count(*) FROM sluice_state.big_warehouse')} rows, "
               f"{psql(DB, 'SELECT pg_size_pretty(pg_total_relation_size(' + chr(39) + 'sluice_state.big_warehouse' + chr(39) + '))')}")
     finally:
@@ -182,12 +206,13 @@ def main() -> int:
 def duckdb_bench(a, sluice: str, root: str) -> int:
     try:
         tick = f"printf 'n\\n%s\\n' $(date +%s%N) > {root}/tick.csv"
-        cmd = lambda diff: ["sh", "-c", f"{tick} && exec {sluice} run big_{diff} --project {root} >> {root}/runs.log 2>&1"]
-        kinds = runs(a, cmd)
+        log = f"{root}/runs.log"
+        cmd = lambda diff: ["sh", "-c", f"{tick} && exec {sluice} run big_{diff} --project {root} >> {log} 2>&1"]
+        kinds = runs(a, cmd, log)
         if "warehouse" in kinds:
             print("\n## the warehouse diff's query alone: a plan (the same query in sluice's process, nothing sent)", flush=True)
-            plan = ["sh", "-c", f"{tick} && exec {sluice} plan big_warehouse --project {root} > /dev/null 2>&1"]
-            print(farm(["-n", str(a.runs), "--warmup", "0", "--", *plan], 3600), flush=True)
+            plan = ["sh", "-c", f"{tick} && exec {sluice} plan big_warehouse --project {root} >> {log} 2>&1"]
+            measure(a, plan, log, "plan")
         state = os.path.join(root, ".sluice", "warehouse", "pg", "big_warehouse.duckdb")
         if os.path.exists(state):
             print(f"\nsync's DuckDB file: {os.path.getsize(state) / 2**20:.1f} MiB")

@@ -8,16 +8,40 @@ use std::time::Duration;
 /// How long the first connection may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a first connection failed.
+#[derive(Debug)]
+pub enum Unreachable {
+    /// The server answered and refused (a wrong password, an unknown database): its own words,
+    /// with its hint when it gave one. Asking "is the server up?" would mislead.
+    Refused(String),
+    /// No server answered (refused port, unknown host, TLS, timeout).
+    Down(String),
+}
+
+impl Unreachable {
+    /// The reason, and what to check: `setting` names where the address is (`the source's
+    /// `url``).
+    pub fn explain(&self, setting: &str) -> String {
+        match self {
+            Unreachable::Refused(why) => format!("{why} (the server refused: check the user, password and database in {setting})"),
+            Unreachable::Down(why) => format!("{why} (is the server up? check {setting})"),
+        }
+    }
+}
+
 /// Why `connect` fails, or `None` when it succeeds (the connection is closed again). Errors
 /// from sqlx name no password.
-pub async fn why_unreachable<C: sqlx::Connection>(connect: impl Future<Output = Result<C, sqlx::Error>>) -> Option<String> {
+pub async fn why_unreachable<C: sqlx::Connection>(connect: impl Future<Output = Result<C, sqlx::Error>>) -> Option<Unreachable> {
     match tokio::time::timeout(PROBE_TIMEOUT, connect).await {
         Ok(Ok(conn)) => {
             let _ = conn.close().await;
             None
         }
-        Ok(Err(sqlx::Error::Database(db))) => Some(db.message().to_string()),
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+        Ok(Err(sqlx::Error::Database(db))) => {
+            let hint = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|pg| pg.hint()).map(|h| format!(" (hint: {h})"));
+            Some(Unreachable::Refused(format!("{}{}", db.message(), hint.unwrap_or_default())))
+        }
+        Ok(Err(e)) => Some(Unreachable::Down(e.to_string())),
+        Err(_) => Some(Unreachable::Down(format!("no answer within {} s", PROBE_TIMEOUT.as_secs()))),
     }
 }

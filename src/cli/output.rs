@@ -168,18 +168,27 @@ pub fn report(r: &SyncReport) {
         .filter(|(_, n)| *n > 0)
         .map(|(op, n)| format!("{op} {n}"))
         .collect();
-    let ops = if ops.is_empty() { "nothing".to_string() } else { ops.join(", ") };
-    if r.dry_run {
-        line.push_str(&format!("; would send {ops}"));
-    } else {
-        line.push_str(&format!(
-            "; sent {ops} in {} batch(es): {} written, {} rejected, {} pending ({:.1}s)",
+    let answered = r.written + r.rejected + r.retryable;
+    // What was to be sent, and what was: a run stopped before its send (duplicate keys, the
+    // delete guard) says it sent nothing, not the counts it meant to send.
+    match (ops.is_empty(), r.dry_run, r.batches == 0 && answered == 0) {
+        (true, _, _) => line.push_str("; nothing to send"),
+        (false, true, _) => line.push_str(&format!("; would send {}", ops.join(", "))),
+        (false, false, true) => line.push_str(&format!("; to send {}, nothing sent", ops.join(", "))),
+        (false, false, false) => line.push_str(&format!(
+            "; to send {}; sent in {} batch(es): {} written, {} rejected, {} pending",
+            ops.join(", "),
             r.batches,
             r.written,
             r.rejected,
-            r.retryable,
-            r.duration_ms as f64 / 1000.0
-        ));
+            r.retryable
+        )),
+    }
+    if r.limited > 0 {
+        line.push_str(&format!("; {} left for the next run (--limit)", r.limited));
+    }
+    if !r.dry_run {
+        line.push_str(&format!(" ({:.1}s)", r.duration_ms as f64 / 1000.0));
         if let Some(p) = &r.sending {
             line.push_str(&format!(
                 "; {:.0} rows/s, {} request(s), up to {} of {} in flight",
@@ -210,8 +219,30 @@ pub fn report(r: &SyncReport) {
         say!("        ... and {} more warning(s)", r.warnings_dropped());
     }
     for sample in &r.samples {
-        let fields = sample.fields.as_ref().map(|f| format!(" {f}")).unwrap_or_default();
+        let fields = match (&sample.before, &sample.fields) {
+            (Some(before), Some(after)) => format!(" {}", field_changes(before, after)),
+            (None, Some(f)) => format!(" {f}"),
+            _ => String::new(),
+        };
         say!("        {:<8} {}{fields}", sample.change, sample.key);
+    }
+}
+
+/// A changed row's fields that differ from its last written values: `{email: "a" -> "b"}`.
+pub fn field_changes(before: &serde_json::Value, after: &serde_json::Value) -> String {
+    let Some(after) = after.as_object() else { return after.to_string() };
+    let null = serde_json::Value::Null;
+    let changed: Vec<String> = after
+        .iter()
+        .filter_map(|(field, new)| {
+            let old = before.get(field).unwrap_or(&null);
+            (old != new).then(|| format!("{field}: {old} -> {new}"))
+        })
+        .collect();
+    match changed.is_empty() {
+        // Same values, another fingerprint: the sync's definition changed (every row re-sent).
+        true => "{no field changed}".to_string(),
+        false => format!("{{{}}}", changed.join(", ")),
     }
 }
 
@@ -248,27 +279,80 @@ pub fn status(rows: &[StatusRow], as_json: bool) {
     }
 }
 
-/// A one-line progress display on stderr, redrawn at most ten times a second.
-pub fn progress_line() -> ProgressFn {
-    let last = Mutex::new(Instant::now() - Duration::from_secs(1));
-    ProgressFn(Arc::new(move |p: Progress<'_>| {
-        let Ok(mut last) = last.lock() else { return };
-        if last.elapsed() < Duration::from_millis(100) {
-            return;
-        }
-        *last = Instant::now();
-        let line = match p {
-            Progress::Scanning { sync, rows } => format!("{sync}: reading the model: {rows} rows"),
-            Progress::Sending { sync, sent, total } => format!("{sync}: sending: {sent}/{total} rows"),
+/// A progress bar per sync on stderr (a terminal): the rows read while the model is scanned,
+/// then the rows sent of the total, with the rate and what is left. indicatif redraws at most
+/// 20 times a second and draws nothing when stderr is not a terminal.
+pub fn progress_bars() -> (ProgressFn, Bars) {
+    let bars = Bars(Arc::new(Mutex::new(None)));
+    let shown = bars.clone();
+    let f = ProgressFn(Arc::new(move |p: Progress<'_>| {
+        let Ok(mut current) = shown.0.lock() else { return };
+        let (sync, sending) = match p {
+            Progress::Scanning { sync, .. } => (sync, false),
+            Progress::Sending { sync, .. } => (sync, true),
         };
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[2K{line}");
-        let _ = err.flush();
-    }))
+        // A new bar for each sync and phase: a spinner while the total is unknown, then a bar.
+        if current.as_ref().is_none_or(|(s, phase, _)| s != sync || *phase != sending) {
+            if let Some((_, _, bar)) = current.take() {
+                bar.finish_and_clear();
+            }
+            let bar = match sending {
+                false => indicatif::ProgressBar::new_spinner()
+                    .with_style(style("{spinner} {prefix}: reading the model: {human_pos} rows ({per_sec})")),
+                true => indicatif::ProgressBar::new(0)
+                    .with_style(style("{prefix}: sending [{bar:30}] {human_pos}/{human_len} rows ({per_sec}, {eta} left)")),
+            };
+            bar.set_prefix(sync.to_string());
+            *current = Some((sync.to_string(), sending, bar));
+        }
+        let Some((_, _, bar)) = current.as_ref() else { return };
+        match p {
+            Progress::Scanning { rows, .. } => bar.set_position(rows),
+            Progress::Sending { sent, total, .. } => {
+                bar.set_length(total);
+                bar.set_position(sent);
+            }
+        }
+    }));
+    (f, bars)
 }
 
-pub fn clear_progress() {
-    let mut err = std::io::stderr().lock();
-    let _ = write!(err, "\r\x1b[2K");
-    let _ = err.flush();
+fn style(template: &str) -> indicatif::ProgressStyle {
+    // The templates are constants: a bad one is a bug, shown plainly rather than a panic.
+    indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()).progress_chars("=> ")
+}
+
+/// The bar being drawn, cleared when its sync's report is printed.
+#[derive(Clone)]
+pub struct Bars(Arc<Mutex<Option<(String, bool, indicatif::ProgressBar)>>>);
+
+impl Bars {
+    pub fn clear(&self) {
+        if let Some((_, _, bar)) = self.0.lock().ok().and_then(|mut b| b.take()) {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Progress for machines (`--json`): JSON lines on stderr, the first of each phase, then at
+/// most one a second, and the last of a send (every row sent) always.
+pub fn progress_json() -> ProgressFn {
+    let last: Mutex<Option<(String, bool, Instant)>> = Mutex::new(None);
+    ProgressFn(Arc::new(move |p: Progress<'_>| {
+        let Ok(mut last) = last.lock() else { return };
+        let (sync, sending, done, line) = match p {
+            Progress::Scanning { sync, rows } => {
+                (sync, false, false, serde_json::json!({ "progress": "scanning", "sync": sync, "rows": rows }))
+            }
+            Progress::Sending { sync, sent, total } => {
+                (sync, true, sent >= total, serde_json::json!({ "progress": "sending", "sync": sync, "sent": sent, "total": total }))
+            }
+        };
+        let fresh = last.as_ref().is_none_or(|(s, phase, _)| s != sync || *phase != sending);
+        let due = last.as_ref().is_some_and(|(_, _, at)| at.elapsed() >= Duration::from_secs(1));
+        if fresh || due || done {
+            *last = Some((sync.to_string(), sending, Instant::now()));
+            err_line(format_args!("{line}"));
+        }
+    }))
 }

@@ -82,6 +82,11 @@ impl Pending {
         let job = Job::new_one_shot_async(wait, move |_, _| {
             let (tx, name) = (tx.clone(), name.clone());
             Box::pin(async move {
+                // The scheduler's clock ticks in whole steps and may fire up to one early: a run
+                // starts at its time, never before it.
+                if let Ok(early) = (fire - Utc::now()).to_std() {
+                    tokio::time::sleep(early).await;
+                }
                 let _ = tx.send(Tick { generation: id, sync: name, due });
             })
         });

@@ -436,14 +436,14 @@ pub fn build(name: &str, spec: &DestinationSpec, project_root: &Path) -> Result<
     match spec.kind.as_str() {
         "command" => Ok(Arc::new(command::CommandDestination::from_settings(name, &spec.settings, project_root).map_err(err)?)),
         "file" => Ok(Arc::new(file::FileDestination::from_settings(&spec.settings, project_root).map_err(err)?)),
-        "webhook" => Ok(Arc::new(webhook::WebhookDestination::from_settings(&spec.settings).map_err(err)?)),
-        "google_sheets" => Ok(Arc::new(google_sheets::SheetsDestination::from_settings(&spec.settings).map_err(err)?)),
-        "hubspot" => Ok(Arc::new(hubspot::HubSpotDestination::from_settings(&spec.settings).map_err(err)?)),
+        "webhook" => Ok(Arc::new(webhook::WebhookDestination::from_settings(name, &spec.settings).map_err(err)?)),
+        "google_sheets" => Ok(Arc::new(google_sheets::SheetsDestination::from_settings(name, &spec.settings).map_err(err)?)),
+        "hubspot" => Ok(Arc::new(hubspot::HubSpotDestination::from_settings(name, &spec.settings).map_err(err)?)),
         "postgres" => Ok(Arc::new(database::DatabaseDestination::from_settings(database::Dialect::Postgres, &spec.settings).map_err(err)?)),
         "mysql" => Ok(Arc::new(database::DatabaseDestination::from_settings(database::Dialect::Mysql, &spec.settings).map_err(err)?)),
-        "notion" => Ok(Arc::new(notion::NotionDestination::from_settings(&spec.settings).map_err(err)?)),
-        "salesforce" => Ok(Arc::new(salesforce::SalesforceDestination::from_settings(&spec.settings).map_err(err)?)),
-        "slack" => Ok(Arc::new(slack::SlackDestination::from_settings(&spec.settings).map_err(err)?)),
+        "notion" => Ok(Arc::new(notion::NotionDestination::from_settings(name, &spec.settings).map_err(err)?)),
+        "salesforce" => Ok(Arc::new(salesforce::SalesforceDestination::from_settings(name, &spec.settings).map_err(err)?)),
+        "slack" => Ok(Arc::new(slack::SlackDestination::from_settings(name, &spec.settings).map_err(err)?)),
         other => match registered(other) {
             Some(factory) => factory(name, &spec.settings, project_root).map_err(err),
             None => {

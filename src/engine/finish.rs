@@ -38,6 +38,13 @@ impl Engine {
             ));
             return Ok(());
         }
+        if report.limited > 0 {
+            report.warn(format!(
+                "{} change(s) were left for the next run by --limit, so the cursor stays where it was and the next run reads them again",
+                report.limited
+            ));
+            return Ok(());
+        }
         let text = next.value.to_text();
         self.store.set_cursor(name, &next).await?;
         if let Some(c) = report.cursor.as_mut() {

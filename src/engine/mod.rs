@@ -16,6 +16,7 @@ mod prepare;
 mod removals;
 mod report;
 mod retry;
+pub mod saved;
 mod scan;
 mod send;
 mod sequence;
@@ -23,6 +24,7 @@ mod shape;
 mod spool;
 mod stream;
 mod warehouse;
+mod writeback;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,6 +67,9 @@ pub enum RunError {
     /// The spool (the temporary file of rows to send) could not be written or read.
     #[error("the spool of rows to send: {0}")]
     Spool(String),
+    /// `sluice apply`: the run's changes are not the saved plan's; nothing was sent.
+    #[error("{0}")]
+    Drift(String),
     /// Stopped on request (Ctrl-C, SIGTERM, a daemon shutting down): not a failure.
     #[error("{0}")]
     Cancelled(String),
@@ -86,6 +91,8 @@ pub struct RunOptions {
     pub retry_rejected: bool,
     /// Sample rows to keep per change class (plan output).
     pub samples: usize,
+    /// Send at most this many changes (`--limit`): the rest wait for the next run.
+    pub limit: Option<u64>,
     /// Cancelled: finish the batch in flight, commit it, stop.
     pub cancel: CancellationToken,
     /// Told how a run advances (the CLI draws a progress line from it on a terminal).
@@ -93,6 +100,10 @@ pub struct RunOptions {
     /// Who starts the run (`sluice run`, `the daemon's schedule`): named to a run that finds
     /// the sync locked by this one.
     pub started_by: String,
+    /// A plan saved to a file (`sluice plan --out`): every change is recorded here.
+    pub record: Option<Arc<saved::Recorder>>,
+    /// `sluice apply`: the saved plan's changes; a run that finds others sends nothing.
+    pub expect: Option<Arc<saved::Expected>>,
 }
 
 /// Where a run is. Reported every chunk of rows read and every batch sent.
@@ -139,6 +150,10 @@ pub struct Engine {
     root: std::path::PathBuf,
     /// Syncs with `diff = "warehouse"`, and their sources: a reset empties their tables there.
     in_warehouse: HashMap<String, String>,
+    /// `[writeback]`: where the run history and the change log are copied after each run.
+    writeback: Option<crate::project::config::WritebackConfig>,
+    /// Its tables were found or made by this process (`writeback`).
+    writeback_ready: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -151,7 +166,7 @@ impl Engine {
             .map(|(name, spec)| (name.clone(), destinations::build(name, spec, &project.root).map_err(|e| e.to_string())))
             .collect();
         let kinds = project.config.destinations.iter().map(|(name, spec)| (name.clone(), spec.kind.clone())).collect();
-        let sources = project
+        let mut sources: HashMap<String, Result<Source, String>> = project
             .config
             .sources
             .iter()
@@ -161,8 +176,14 @@ impl Engine {
                 (name.clone(), Source::new(name, cfg, &project.root, &local, runs).map_err(|e| e.to_string()))
             })
             .collect();
+        let writeback = project.config.writeback.clone();
+        if let Some(Ok(source)) = writeback.as_ref().and_then(|w| sources.get_mut(&w.source)) {
+            source.read_log(writeback.as_ref().map(|w| w.schema.as_str()).unwrap_or_default());
+        }
         Ok(Engine {
             store,
+            writeback,
+            writeback_ready: Default::default(),
             destinations,
             kinds,
             sources,
@@ -267,6 +288,8 @@ impl Engine {
             report.fail(format!("could not record the run: {e}"));
         }
         self.alert(sync, &mut report).await;
+        // Before the pruning: what the change log drops is written first.
+        self.write_back(sync.name(), &mut report).await;
         self.prune_changes(sync, &mut report).await;
         // Last, so it holds the alerts and warnings.
         self.keep_report(&report).await;
@@ -319,8 +342,8 @@ impl Engine {
     ) -> Result<(), RunError> {
         let mut prepared = self.prepare(sync, opts, report).await?;
         let scanned = self.scan(sync, opts, run_id, &mut prepared, report).await?;
-        let scan::Scanned { shape, target, writer, diffed, spool, settled } = scanned;
-        let Some(removals) = self.removals(sync, opts, &prepared, diffed, settled, report).await? else { return Ok(()) };
+        let scan::Scanned { shape, target, writer, diffed, spool, settled, check } = scanned;
+        let Some(removals) = self.removals(sync, opts, &prepared, (diffed, settled, check), report).await? else { return Ok(()) };
         let (Some(mut writer), Some(lock)) = (writer, lock) else { return Ok(()) };
         let pieces = (&shape, &target, abort);
         self.send(sync, opts, run_id, lock, &prepared, pieces, writer.as_mut(), spool, &removals, report).await?;

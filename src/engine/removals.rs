@@ -4,8 +4,10 @@
 
 use super::guard;
 use super::prepare::Prepared;
+use super::saved::{self, Planned};
 use super::scan::Diffed;
 use super::{keys, Engine, RunError, RunOptions, SyncReport};
+use crate::destinations::Op;
 use crate::project::{OnRemove, SyncSpec};
 use crate::value::Hash128;
 
@@ -23,8 +25,7 @@ impl Engine {
         sync: &SyncSpec,
         opts: &RunOptions,
         prepared: &Prepared<'_>,
-        diffed: Diffed,
-        settled: Vec<Hash128>,
+        (diffed, settled, mut check): (Diffed, Vec<Hash128>, saved::Check),
         report: &mut SyncReport,
     ) -> Result<Option<Removals>, RunError> {
         let name = sync.name();
@@ -62,6 +63,15 @@ impl Engine {
             OnRemove::Clear => (Vec::new(), removed),
             OnRemove::Ignore => (Vec::new(), Vec::new()),
         };
+        let (mut deletes, mut clears) = (deletes, clears);
+        if let Some(limit) = opts.limit {
+            // What room `--limit` leaves after the rows to write; the removals past it wait.
+            let room = limit.saturating_sub(report.to_send.total()) as usize;
+            let before = deletes.len() + clears.len();
+            deletes.truncate(room);
+            clears.truncate(room - deletes.len());
+            report.limited += (before - deletes.len() - clears.len()) as u64;
+        }
         report.to_send.delete = deletes.len() as u64;
         report.to_send.clear = clears.len() as u64;
         if prepared.moved && report.config_changed {
@@ -72,6 +82,17 @@ impl Engine {
             ));
         } else if report.config_changed {
             report.warn("the sync's mode, key, mapping, target, destination or `diff` changed: every row is re-sent".into());
+        }
+        // `sluice apply`: exactly the saved plan's changes, or nothing at all.
+        if let Some(plan) = super::scan::expected(opts, name)? {
+            deletes.iter().for_each(|h| check.see(plan, *h, Op::Delete, None, false));
+            clears.iter().for_each(|h| check.see(plan, *h, Op::Clear, None, false));
+            if let Some(why) = check.drift(plan, name) {
+                return Err(RunError::Drift(why));
+            }
+        }
+        if let Some(recorder) = opts.record.as_ref().filter(|_| opts.dry_run) {
+            self.record_removals(name, recorder, &deletes, &clears).await?;
         }
         // The delete guard, before anything is sent: a run it stops sends nothing at all.
         let stored_rows = counts.changed + counts.unchanged + counts.removed;
@@ -94,6 +115,14 @@ impl Engine {
             let removals = if deletes.is_empty() { &clears } else { &deletes };
             let stored = self.store.lookup(name, &removals[..removals.len().min(opts.samples)]).await?;
             report.sample_removed(stored.values().map(|r| keys::display_key_json(&r.key_json)));
+            if sync.file.log_values {
+                // Changed rows as last written, where the change log still has their values.
+                let changed: Vec<String> = report.samples.iter().filter(|s| s.change == "changed").map(|s| s.key_text.clone()).collect();
+                let mut before = self.store.last_values(name, &changed).await?;
+                for sample in report.samples.iter_mut().filter(|s| s.change == "changed") {
+                    sample.before = before.remove(&sample.key_text);
+                }
+            }
             return Ok(None);
         }
         if report.held > 0 {
@@ -109,5 +138,29 @@ impl Engine {
             ));
         }
         Ok(Some(Removals { deletes, clears }))
+    }
+}
+
+impl Engine {
+    /// A saved plan's removals, with their keys from the state store (in chunks: a mirror may
+    /// remove many).
+    async fn record_removals(
+        &self,
+        name: &str,
+        recorder: &saved::Recorder,
+        deletes: &[Hash128],
+        clears: &[Hash128],
+    ) -> Result<(), RunError> {
+        for (op, hashes) in [(Op::Delete, deletes), (Op::Clear, clears)] {
+            for chunk in hashes.chunks(1_000) {
+                let stored = self.store.lookup(name, chunk).await?;
+                for h in chunk {
+                    let key = stored.get(h).map(|r| keys::plain_from_stored(&r.key_json)).unwrap_or_default();
+                    let planned = Planned { key, key_hash: *h, op, change: "removed".into(), fingerprint: None, after: None };
+                    recorder.push(name, &planned).map_err(RunError::Invalid)?;
+                }
+            }
+        }
+        Ok(())
     }
 }

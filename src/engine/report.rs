@@ -42,6 +42,12 @@ pub struct Sample {
     pub key: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<serde_json::Value>,
+    /// A changed row's fields as last written, where the change log has them (`log_values`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    /// The key as the change log stores it, to look `before` up.
+    #[serde(skip)]
+    pub key_text: String,
 }
 
 /// How a run ended, as everything after it reads it: the command's exit code, the run history,
@@ -161,6 +167,8 @@ pub struct SyncReport {
     pub restored: u64,
     /// Rows rejected before and unchanged since: not sent this run.
     pub held: u64,
+    /// Changes not sent because of `--limit`: the next run sends them.
+    pub limited: u64,
     pub to_send: OpCounts,
     pub written: u64,
     pub rejected: u64,
@@ -218,6 +226,7 @@ impl SyncReport {
             invalid_keys: 0,
             restored: 0,
             held: 0,
+            limited: 0,
             to_send: OpCounts::default(),
             written: 0,
             rejected: 0,
@@ -252,7 +261,7 @@ impl SyncReport {
                 self.status = RunStatus::Interrupted;
                 self.error = Some(why);
             }
-            Ending::Done if self.rejected + self.retryable + self.null_keys + self.invalid_keys + self.held > 0 => {
+            Ending::Done if self.rejected + self.retryable + self.null_keys + self.invalid_keys + self.held + self.limited > 0 => {
                 self.status = RunStatus::Partial
             }
             Ending::Done => self.status = RunStatus::Success,
@@ -292,14 +301,16 @@ impl SyncReport {
         if self.samples.iter().filter(|s| s.change == name).count() >= self.sample_limit {
             return;
         }
+        let key_text = crate::state::keys::plain_key_json(&shape.key_columns, key);
         let key = shape.key_columns.iter().cloned().zip(key.iter().map(Value::to_json)).collect();
         let fields = shape.fields.iter().cloned().zip(fields.iter().map(Value::to_json)).collect();
-        self.samples.push(Sample { change: name, key: serde_json::Value::Object(key), fields: Some(serde_json::Value::Object(fields)) });
+        let fields = Some(serde_json::Value::Object(fields));
+        self.samples.push(Sample { change: name, key: serde_json::Value::Object(key), fields, before: None, key_text });
     }
 
     pub fn sample_removed(&mut self, keys: impl Iterator<Item = serde_json::Value>) {
         for key in keys.take(self.sample_limit) {
-            self.samples.push(Sample { change: "removed", key, fields: None });
+            self.samples.push(Sample { change: "removed", key, fields: None, before: None, key_text: String::new() });
         }
     }
 

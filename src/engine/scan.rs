@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::hashing::{self, BadKey, Hashed};
 use super::prepare::Prepared;
+use super::saved::{self, Planned};
 use super::spool::{Spool, SpoolRow};
 use super::warehouse;
 use super::{keys, op_for, retry, Engine, Progress, RunError, RunOptions, Shape, SyncReport, DUPLICATES_SHOWN};
@@ -27,6 +28,8 @@ pub(super) struct Scanned {
     pub spool: Spool,
     /// Rows rejected once that the destination now holds as the model says: errors to forget.
     pub settled: Vec<Hash128>,
+    /// `sluice apply`: the changes found, against the saved plan's.
+    pub check: saved::Check,
 }
 
 impl Engine {
@@ -123,6 +126,8 @@ impl Engine {
         let mut spool = Spool::new().map_err(RunError::Spool)?;
         let mut duplicates = Duplicates::default();
         let mut settled: Vec<Hash128> = Vec::new();
+        let plan = expected(opts, name)?;
+        let mut check = saved::Check::default();
         // Per chunk: its rows hashed (on their own thread: `hashing`), then the chunk
         // classified in one call (its stored pairs are looked up together: see
         // `Differ::classify_chunk`), then each row acted on. Values are built only for rows to send.
@@ -236,7 +241,28 @@ impl Engine {
                 let key = key()?;
                 report.sample(change, &shape, &key, &fields);
                 if let Some(op) = op_for(sync.file.mode, change) {
+                    // `--limit`: the changes past it stay as they are in the state, so the next
+                    // run finds them changed still.
+                    if opts.limit.is_some_and(|limit| report.to_send.total() >= limit) {
+                        report.limited += 1;
+                        continue;
+                    }
                     report.to_send.add(op);
+                    if let Some(plan) = plan {
+                        check.see(plan, key_hash, op, Some(fingerprint), removed_by_hand);
+                    }
+                    if let Some(recorder) = &opts.record {
+                        let after = shape.fields.iter().cloned().zip(fields.iter().map(Value::to_json)).collect();
+                        let planned = Planned {
+                            key: keys::plain_key_json(&shape.key_columns, &key),
+                            key_hash,
+                            op,
+                            change: if change == Change::Added { "added" } else { "changed" }.into(),
+                            fingerprint: Some(fingerprint),
+                            after: Some(serde_json::Value::Object(after)),
+                        };
+                        recorder.push(name, &planned).map_err(RunError::Invalid)?;
+                    }
                     let warehouse = match &in_warehouse {
                         Some((width, _)) => Some(warehouse::row(&chunk, r, *width)?),
                         None => None,
@@ -269,7 +295,7 @@ impl Engine {
             }
             (None, None) => return Err(RunError::Invalid("a scan without a diff (a bug)".into())),
         };
-        Ok(Scanned { shape, target, writer, diffed, spool, settled })
+        Ok(Scanned { shape, target, writer, diffed, spool, settled, check })
     }
 }
 
@@ -280,6 +306,17 @@ pub(super) enum Diffed {
     Local(Differ),
     /// What came back besides the rows, and how many rows were added and changed.
     Warehouse { aside: warehouse::Aside, added: u64, changed: u64 },
+}
+
+/// The sync's part of the saved plan a run must match (`sluice apply`), if any.
+pub(super) fn expected<'o>(opts: &'o RunOptions, name: &str) -> Result<Option<&'o saved::SyncExpected>, RunError> {
+    match &opts.expect {
+        None => Ok(None),
+        Some(expect) => match expect.syncs.get(name) {
+            Some(plan) => Ok(Some(plan)),
+            None => Err(RunError::Invalid(format!("`{name}` is not in the saved plan: nothing of it is sent"))),
+        },
+    }
 }
 
 /// A model column the warehouse diff's own columns would clash with.

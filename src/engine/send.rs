@@ -283,6 +283,9 @@ impl Send<'_> {
                     lane.take_warnings().into_iter().for_each(|w| report.warn(w));
                     idle.push(lane);
                     let (batch, error) = self.tally(done, report);
+                    // Answered: the progress counts it (the last answer shows every row sent).
+                    let done = report.written + report.rejected + report.retryable;
+                    self.opts.progress(Progress::Sending { sync: self.name, sent: done, total: report.to_send.total() });
                     answered.push_back(batch);
                     if let (Some(error), None) = (error, &stop) {
                         stop = Some(RunError::Destination { name: self.destination.to_string(), error });

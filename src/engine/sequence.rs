@@ -48,6 +48,7 @@ impl Engine {
             return report;
         }
         self.alert(sync, &mut report).await;
+        self.write_back(sync.name(), &mut report).await;
         self.keep_report(&report).await;
         report
     }

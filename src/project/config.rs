@@ -38,6 +38,9 @@ pub struct ProjectConfig {
     /// What happens to rows a destination rejected.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// How `sluice run` (and `retry`, `apply`) end.
+    #[serde(default)]
+    pub run: RunConfig,
     /// A message when a sync fails, recovers or has rows rejected. No alerts without it.
     pub alerts: Option<AlertsConfig>,
     /// Inbound webhooks, by name: the daemon accepts events at `POST /hooks/NAME` and syncs
@@ -54,6 +57,9 @@ pub struct ProjectConfig {
     pub env: IndexMap<String, super::environments::EnvOverlay>,
     /// A dbt project whose models syncs read with `{{ ref('model') }}` (README, "dbt").
     pub dbt: Option<DbtConfig>,
+    /// The run history and the change log, also written to tables in a source database after
+    /// each run (docs/writeback.md).
+    pub writeback: Option<WritebackConfig>,
     /// The environment in effect, once loaded (`--env`, else `environment`).
     #[serde(skip)]
     #[schemars(skip)]
@@ -69,6 +75,34 @@ pub struct DbtConfig {
     /// dbt's targets build into their own schemas).
     #[schemars(with = "String")]
     pub manifest: PathBuf,
+}
+
+/// `[writeback]`: the run history and the change log, also written after each run to tables in
+/// one of the sources (Postgres, MariaDB/MySQL or DuckDB), for models to join with.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WritebackConfig {
+    /// The source whose database gets the tables (`sluice_runs`, `sluice_changes`).
+    pub source: String,
+    /// The schema (Postgres) or database (MariaDB/MySQL) they are in, created when missing;
+    /// DuckDB keeps them in a file of sluice's own, attached to the source's models as this name.
+    #[serde(default = "default_writeback_schema")]
+    pub schema: String,
+}
+
+fn default_writeback_schema() -> String {
+    "sluice_log".to_string()
+}
+
+/// `[run]`: how `sluice run` (and `retry`, `apply`) end.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Exit 1 when a destination rejected rows, for orchestrators that must stop there
+    /// (`--fail-on-rejected` sets it for one command). Off: rejected rows are kept, retried,
+    /// shown by `sluice failures`, and the command exits 0.
+    #[serde(default)]
+    pub fail_on_rejected: bool,
 }
 
 /// `[retry]`: what happens to rows a destination rejected.
@@ -480,6 +514,31 @@ pub fn parse_in(root: &Path, path: &Path, text: &str, env: Option<&str>) -> Resu
             ProjectError::file(path, format!("invalid config: {message}")).with_line(line).with_hint(hint)
         })
         .and_then(|config| check_alerts(config, path, text))
+        .and_then(|config| check_writeback(config, path, text))
+}
+
+/// `[writeback] source` must name a database source sluice can write tables to.
+fn check_writeback(config: ProjectConfig, path: &Path, text: &str) -> Result<ProjectConfig, ProjectError> {
+    let Some(writeback) = &config.writeback else { return Ok(config) };
+    let at = |key: &str, m: String| {
+        ProjectError::file(path, format!("[writeback] {m}")).with_line(line_of_key(text, &["writeback".to_string(), key.to_string()]))
+    };
+    let plain = |s: &str| !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plain(&writeback.schema) || writeback.schema.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(at(
+            "schema",
+            format!("schema `{}`: use letters, digits and `_` (at most 63, not starting with a digit)", writeback.schema),
+        ));
+    }
+    match config.sources.get(&writeback.source) {
+        None => Err(at("source", format!("source `{}` is not defined: add a [sources.{}] table", writeback.source, writeback.source))
+            .with_hint(did_you_mean(&writeback.source, config.sources.keys().map(String::as_str)).map(|s| format!("did you mean `{s}`?")))),
+        Some(SourceConfig::Command(_)) => Err(at(
+            "source",
+            format!("source `{}` is a command: the writeback goes to a postgres, mysql/mariadb or duckdb source", writeback.source),
+        )),
+        Some(_) => Ok(config),
+    }
 }
 
 /// `[alerts] destination` must name a destination that can carry alerts.
@@ -609,6 +668,22 @@ fn line_at(text: &str, offset: usize) -> usize {
 
 /// Best-effort line of `a.b.key` in the raw file: the key's line inside its table header, or
 /// the first line that assigns the last key. Used only to point errors at a line.
+/// Where a table of sluice.toml is (`[destinations.crm]`, or `crm = {...}` in `[destinations]`):
+/// `sluice.toml:LINE` (just `sluice.toml` when not found), for messages about what it configures.
+pub fn table_at(root: &Path, table: &[&str]) -> String {
+    let text = std::fs::read_to_string(root.join(CONFIG_FILE)).unwrap_or_default();
+    let header = format!("[{}]", table.join("."));
+    let line = text
+        .lines()
+        .position(|l| l.trim().replace(' ', "") == header)
+        .map(|i| i + 1)
+        .or_else(|| line_of_key(&text, &table.iter().map(|t| t.to_string()).collect::<Vec<_>>()));
+    match line {
+        Some(line) => format!("{CONFIG_FILE}:{line}"),
+        None => CONFIG_FILE.to_string(),
+    }
+}
+
 fn line_of_key(text: &str, key_path: &[String]) -> Option<usize> {
     let last = key_path.last()?;
     let section = key_path[..key_path.len() - 1].join(".");

@@ -90,7 +90,7 @@ impl Manifest {
         let mut ids = Vec::new();
         let mut at = 0;
         for r in refs {
-            let (id, node) = self.find(&r).map_err(|m| (r.start, m))?;
+            let (id, node) = self.find(r).map_err(|m| (r.start, m))?;
             let relation = node.relation_name.as_deref().ok_or_else(|| {
                 (
                     r.start,

@@ -70,12 +70,15 @@ impl std::error::Error for ProjectError {}
 
 /// The closest candidate to a misspelt name, if any is close enough to be a likely typo.
 pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    // Close by Jaro-Winkler (long names, shared prefixes), or a few edits away as cargo reckons
+    // it (short names: `cmr` for `crm` scores low on Jaro-Winkler).
+    let edits = (input.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(input, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c.to_string())
+        .map(|c| (strsim::jaro_winkler(input, c), strsim::damerau_levenshtein(input, c), c))
+        .filter(|(score, distance, _)| *score > 0.8 || *distance <= edits)
+        .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
+        .map(|(_, _, c)| c.to_string())
 }
 
 /// A sync whose references to the project config are resolved.

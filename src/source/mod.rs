@@ -293,6 +293,16 @@ impl Source {
         }
     }
 
+    /// `[writeback]` goes to this source: a DuckDB source's models see its file attached as
+    /// `schema` (Postgres and MariaDB models read the schema as any other).
+    pub fn read_log(&mut self, schema: &str) {
+        #[cfg(feature = "duckdb")]
+        if let Source::DuckDb(s) = self {
+            s.read_log(schema);
+        }
+        let _ = schema;
+    }
+
     /// sluice's tables in the source, for `diff = "warehouse"`: Postgres, MariaDB/MySQL and
     /// DuckDB (files of sluice's own beside it).
     pub fn warehouse(&self) -> Option<&warehouse::WarehouseState> {

@@ -271,7 +271,10 @@ impl MysqlSource {
         let Some(why) = crate::probe::why_unreachable(sqlx::mysql::MySqlConnection::connect_with(&self.options)).await else {
             return Ok(());
         };
-        Err(SourceError::Connect { source_name: self.name.clone(), message: format!("{}: {why} (check the source's `url`)", self.shown) })
+        Err(SourceError::Connect {
+            source_name: self.name.clone(),
+            message: format!("{}: {}", self.shown, why.explain("the source's `url`")),
+        })
     }
 
     fn map_err(&self, e: sqlx::Error) -> SourceError {

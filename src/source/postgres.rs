@@ -269,7 +269,7 @@ impl PostgresSource {
         };
         Err(SourceError::Connect {
             source_name: self.name.clone(),
-            message: format!("{}: {why} (is the server up? check the source's `url`)", self.shown),
+            message: format!("{}: {}", self.shown, why.explain("the source's `url`")),
         })
     }
 

@@ -2,6 +2,8 @@
 //! written in the batch's own transaction, so the log and the state never disagree. Read by
 //! `sluice log`; a plain table people may query (docs/change-log.md keeps it stable).
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -145,6 +147,33 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The fields last written for each of `keys` (plain key JSON, as logged), where the log has
+    /// them (`log_values`): a plan's "before" of a changed row.
+    pub async fn last_values(&self, sync: &str, keys: &[String]) -> Result<HashMap<String, serde_json::Value>, StateError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(500) {
+            let m = self.dialect;
+            let sql = format!(
+                "SELECT row_key, fields_json FROM sync_changes WHERE sync = {} AND outcome = 'written' AND fields_json IS NOT NULL \
+                 AND row_key IN ({}) ORDER BY id DESC",
+                m.nth(1),
+                m.in_list(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql).bind(sync);
+            for key in chunk {
+                q = q.bind(key);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                let (key, fields): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                // Newest first: the first seen of a key is its last write.
+                if let (false, Ok(fields)) = (found.contains_key(&key), serde_json::from_str(&fields)) {
+                    found.insert(key, fields);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Drops a sync's logged changes older than `before` (RFC 3339); returns how many.

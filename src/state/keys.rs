@@ -34,6 +34,14 @@ pub fn display_key_json(text: &str) -> serde_json::Value {
     }
 }
 
+/// The stored key as plain JSON text in key order (`{"id":42}`): the change log's form.
+pub fn plain_from_stored(text: &str) -> String {
+    match serde_json::from_str::<IndexMap<String, Value>>(text) {
+        Ok(map) => serde_json::to_string(&map.iter().map(|(k, v)| (k.as_str(), AsJson(v))).collect::<IndexMap<_, _>>()).unwrap_or_default(),
+        Err(_) => text.to_string(),
+    }
+}
+
 pub use crate::value::key_label;
 
 #[cfg(test)]

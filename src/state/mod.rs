@@ -19,6 +19,7 @@ mod marks;
 mod pages;
 mod runs;
 mod windows;
+mod writeback;
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,7 @@ pub use lock::{holder, SyncLock};
 pub use marks::{AlertState, StoredCursor};
 pub use pages::FOLD_MERGE_MAX;
 pub use runs::{RowError, RunRecord, RunStatus};
+pub use writeback::{LoggedChange, WritebackMark};
 
 use crate::destinations::{Op, RowOutcome};
 use crate::diff::Stored;
@@ -101,7 +103,7 @@ async fn reachable(url: &str) -> Result<(), StateError> {
     let Some(why) = crate::probe::why_unreachable(sqlx::AnyConnection::connect(url)).await else {
         return Ok(());
     };
-    Err(StateError::Config(format!("cannot reach the state database at {shown}: {why} (is it up? check [state] url)")))
+    Err(StateError::Config(format!("cannot reach the state database at {shown}: {}", why.explain("[state] url"))))
 }
 
 /// A sync's definition as its last run that got through saw it.
@@ -252,6 +254,14 @@ impl Dialect {
         match self {
             Dialect::Sqlite => format!("unhex({text})"),
             Dialect::Postgres => format!("decode({text}, 'hex')"),
+        }
+    }
+
+    /// The larger of two values: `GREATEST` in Postgres, the scalar `MAX` in SQLite.
+    fn greatest(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "GREATEST",
+            Dialect::Sqlite => "MAX",
         }
     }
 

@@ -79,10 +79,10 @@ pub struct RowError {
     pub last_seen: String,
 }
 
-const RUN_COLUMNS: &str = "id, sync, started_at, finished_at, status, full_resync, rows_read, added, changed, unchanged, \
+pub(super) const RUN_COLUMNS: &str = "id, sync, started_at, finished_at, status, full_resync, rows_read, added, changed, unchanged, \
                            removed, written, rejected, retryable, batches, error";
 
-fn run_from(row: &AnyRow) -> Result<RunRecord, sqlx::Error> {
+pub(super) fn run_from(row: &AnyRow) -> Result<RunRecord, sqlx::Error> {
     let status: String = row.try_get(4)?;
     Ok(RunRecord {
         id: row.try_get(0)?,

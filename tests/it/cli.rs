@@ -44,7 +44,7 @@ fn init_scaffolds_a_project_that_checks_plans_and_runs() {
     assert!(first["churn_risk"].as_f64().unwrap() >= 0.5, "{first}");
 
     // Nothing changed: nothing sent, and the text output says so.
-    sluice(&dir).arg("run").assert().success().stdout(predicate::str::contains("sent nothing"));
+    sluice(&dir).arg("run").assert().success().stdout(predicate::str::contains("nothing to send"));
     let status = sluice(&dir).args(["status", "--json"]).assert().success();
     let status = json_of(&status.get_output().stdout);
     assert_eq!(status["syncs"][0]["runs"][0]["status"], "success", "{status}");

@@ -202,7 +202,7 @@ async fn the_http_endpoint_serves_health_metrics_and_the_api() {
     let value = |name: &str| metrics.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
     assert_eq!(value("sluice_runs_total{sync=\"on_demand\",result=\"success\"}"), Some(1.0), "{text}");
     assert_eq!(value("sluice_rows_total{sync=\"on_demand\",op=\"written\"}"), Some(30.0));
-    assert_eq!(value("sluice_destination_http_requests_total{destination=\"webhook\",status=\"204\"}"), Some(1.0));
+    assert_eq!(value("sluice_destination_http_requests_total{destination=\"hook\",status=\"204\"}"), Some(1.0));
     assert!(value("sluice_next_run_timestamp_seconds{sync=\"yearly\"}").is_some_and(|t| t > 1.7e9));
     assert!(value("sluice_run_duration_seconds_count{sync=\"on_demand\"}") == Some(1.0));
     daemon.signal("TERM");
@@ -403,4 +403,22 @@ async fn a_scheduled_run_that_does_not_start_is_alerted_late() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)).await, 0, "{}", daemon.logs());
     assert_eq!(alerts.rows().len(), 1, "once per alert_interval");
+}
+
+/// A run starts at its scheduled second or after it, never before: a `*/5` sync's runs start
+/// in seconds 0 to 3 of each five (late by a busy machine's delay: under 4 s), never in second 4,
+/// where a scheduler that fires a few hundred milliseconds early started them.
+#[tokio::test]
+async fn scheduled_runs_start_at_their_second_never_before() {
+    let env = project(StateKind::Sqlite, "").await;
+    // (No catch-up: a sync that never ran would run at once when the daemon starts.)
+    env.write_sync("fives", &sync_header("*/5 * * * * *", "catch_up = false"), "SELECT id, v FROM t");
+    let mut daemon = Daemon::start(env.root(), &[]);
+    eventually(Duration::from_secs(40), "three scheduled runs", || async { runs(&env, "fives").await.len() >= 3 }).await;
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)).await, 0);
+    for (_, started, _) in runs(&env, "fives").await {
+        let at = chrono::DateTime::parse_from_rfc3339(&started).unwrap();
+        assert_ne!(chrono::Timelike::second(&at) % 5, 4, "a run of a */5 schedule started before its second: {started}");
+    }
 }

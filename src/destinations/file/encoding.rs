@@ -139,7 +139,8 @@ pub fn write_rows<'a>(
         Format::Jsonl => {
             let mut w = BufWriter::new(out);
             for row in rows {
-                let obj: serde_json::Map<String, J> = header.iter().cloned().zip(row.iter().cloned()).collect();
+                // In the mapping's order (serde_json's Map would sort the keys).
+                let obj: indexmap::IndexMap<&str, &J> = header.iter().map(String::as_str).zip(row.iter()).collect();
                 serde_json::to_writer(&mut w, &obj)?;
                 w.write_all(b"\n")?;
             }

@@ -108,6 +108,8 @@ enum Budget {
 
 pub struct SheetsClient {
     http: reqwest::Client,
+    /// The destination's name in sluice.toml: how `/metrics` labels its requests.
+    name: String,
     /// `{base_url}v4/spreadsheets`
     root: Url,
     spreadsheet_id: String,
@@ -119,7 +121,7 @@ pub struct SheetsClient {
 }
 
 impl SheetsClient {
-    pub fn new(config: &SheetsConfig, auth: Auth) -> Result<SheetsClient, String> {
+    pub fn new(name: &str, config: &SheetsConfig, auth: Auth) -> Result<SheetsClient, String> {
         let mut base = Url::parse(&config.base_url).map_err(|e| format!("`base_url` is not a valid URL: {e}"))?;
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -140,7 +142,16 @@ impl SheetsClient {
         };
         let (reads, writes) =
             (pace("google_sheets:reads", config.read_requests_per_minute), pace("google_sheets:writes", config.write_requests_per_minute));
-        Ok(SheetsClient { http, root, spreadsheet_id: config.spreadsheet_id.clone(), auth, reads, writes, value_input: config.value_input })
+        Ok(SheetsClient {
+            http,
+            name: name.to_string(),
+            root,
+            spreadsheet_id: config.spreadsheet_id.clone(),
+            auth,
+            reads,
+            writes,
+            value_input: config.value_input,
+        })
     }
 
     /// The write quota writes wait for.
@@ -230,7 +241,7 @@ impl SheetsClient {
             if let Some(body) = &body {
                 request = request.json(body);
             }
-            let answer = http::send(request, "google_sheets", &what, "base_url").await?;
+            let answer = http::send(request, &self.name, &what, "base_url").await?;
             if answer.status == StatusCode::UNAUTHORIZED && !refreshed {
                 // The token was revoked or expired early: get a new one and try once more.
                 token = self.auth.refresh().await?;

@@ -43,14 +43,14 @@ pub struct SheetsDestination {
 }
 
 impl SheetsDestination {
-    pub fn from_settings(settings: &toml::Table) -> Result<Self, String> {
+    pub fn from_settings(name: &str, settings: &toml::Table) -> Result<Self, String> {
         let (mut config, requests) = crate::destinations::requests::parse::<SheetsConfig>(settings, &config::REQUESTS)?;
         config.requests = requests;
         let credentials = config.credentials.as_ref().ok_or(
             "no credentials: set `credentials_file` to the path of the service account's JSON key, or `credentials_json` to its contents",
         )?;
         let auth = Auth::new(credentials, config.token_url.as_deref())?;
-        let client = SheetsClient::new(&config, auth)?;
+        let client = SheetsClient::new(name, &config, auth)?;
         Ok(SheetsDestination { config, client: Arc::new(client) })
     }
 }

@@ -17,6 +17,8 @@ use crate::destinations::DestinationError;
 
 pub struct HubSpotClient {
     http: reqwest::Client,
+    /// The destination's name in sluice.toml: how `/metrics` labels its requests.
+    name: String,
     base: Url,
     token: SecretString,
     /// Shared by every sync writing with this token: HubSpot counts requests per app.
@@ -28,7 +30,7 @@ pub struct HubSpotClient {
 }
 
 impl HubSpotClient {
-    pub fn new(config: &HubSpotConfig) -> Result<HubSpotClient, String> {
+    pub fn new(name: &str, config: &HubSpotConfig) -> Result<HubSpotClient, String> {
         let mut base = Url::parse(&config.base_url).map_err(|e| format!("`base_url` is not a valid URL: {e}"))?;
         if base.cannot_be_a_base() {
             return Err("`base_url` must be an http(s) URL".into());
@@ -39,6 +41,7 @@ impl HubSpotClient {
         let http = crate::destinations::http::client(config.requests.timeout)?;
         let base_text = base.to_string();
         Ok(HubSpotClient {
+            name: name.to_string(),
             http,
             base,
             token: config.token.clone(),
@@ -91,7 +94,7 @@ impl HubSpotClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let answer = http::send(request, "hubspot", &what, "base_url").await?;
+        let answer = http::send(request, &self.name, &what, "base_url").await?;
         let status = answer.status;
         let window = rate_window(&answer.headers);
         // HubSpot's count says the window is used up. When this process used it all, the pace

@@ -32,10 +32,10 @@ pub struct HubSpotDestination {
 }
 
 impl HubSpotDestination {
-    pub fn from_settings(settings: &toml::Table) -> Result<Self, String> {
+    pub fn from_settings(name: &str, settings: &toml::Table) -> Result<Self, String> {
         let (mut config, requests) = crate::destinations::requests::parse::<HubSpotConfig>(settings, &config::REQUESTS)?;
         config.requests = requests;
-        let client = HubSpotClient::new(&config)?;
+        let client = HubSpotClient::new(name, &config)?;
         Ok(HubSpotDestination { config, client: Arc::new(client) })
     }
 }

@@ -17,6 +17,8 @@ use crate::destinations::DestinationError;
 
 pub struct NotionClient {
     http: reqwest::Client,
+    /// The destination's name in sluice.toml: how `/metrics` labels its requests.
+    name: String,
     base: Url,
     token: SecretString,
     version: String,
@@ -34,7 +36,7 @@ pub enum About {
 }
 
 impl NotionClient {
-    pub fn new(config: &NotionConfig) -> Result<NotionClient, String> {
+    pub fn new(name: &str, config: &NotionConfig) -> Result<NotionClient, String> {
         let mut base = Url::parse(&config.base_url).map_err(|e| format!("`base_url` is not a valid URL: {e}"))?;
         if base.cannot_be_a_base() {
             return Err("`base_url` must be an http(s) URL".into());
@@ -50,6 +52,7 @@ impl NotionClient {
         let http = http::client(config.requests.timeout)?;
         let base_text = base.to_string();
         Ok(NotionClient {
+            name: name.to_string(),
             http,
             base,
             token: config.token.clone(),
@@ -79,7 +82,7 @@ impl NotionClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let answer = http::send(request, "notion", &what, "base_url").await?;
+        let answer = http::send(request, &self.name, &what, "base_url").await?;
         let status = answer.status;
         if status == StatusCode::TOO_MANY_REQUESTS {
             if let (Some(wait), Ok(mut pause)) = (answer.retry_after, self.pause_until.lock()) {

@@ -42,10 +42,10 @@ pub struct NotionDestination {
 }
 
 impl NotionDestination {
-    pub fn from_settings(settings: &toml::Table) -> Result<Self, String> {
+    pub fn from_settings(name: &str, settings: &toml::Table) -> Result<Self, String> {
         let (mut config, requests) = crate::destinations::requests::parse::<NotionConfig>(settings, &config::REQUESTS)?;
         config.requests = requests;
-        let client = NotionClient::new(&config)?;
+        let client = NotionClient::new(name, &config)?;
         Ok(NotionDestination { config, client: Arc::new(client) })
     }
 }

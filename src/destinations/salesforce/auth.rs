@@ -38,6 +38,8 @@ struct TokenAnswer {
 }
 
 pub struct Auth {
+    /// The destination's name (`/metrics` labels the token requests with it).
+    name: String,
     /// Holds the private key: never printed (this type has no Debug).
     key: EncodingKey,
     client_id: String,
@@ -49,6 +51,7 @@ pub struct Auth {
 
 impl Auth {
     pub fn new(
+        name: &str,
         login_url: &str,
         audience: Option<&str>,
         client_id: &str,
@@ -70,7 +73,7 @@ impl Auth {
         if client_id.trim().is_empty() || username.trim().is_empty() {
             return Err("`client_id` (the connected app's consumer key) and `username` must be set".into());
         }
-        Ok(Auth { key, client_id: client_id.into(), username: username.into(), audience, token_url })
+        Ok(Auth { name: name.to_string(), key, client_id: client_id.into(), username: username.into(), audience, token_url })
     }
 
     pub async fn login(&self, http: &reqwest::Client) -> Result<Session, DestinationError> {
@@ -83,7 +86,7 @@ impl Auth {
         let request = http
             .post(self.token_url.clone())
             .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())]);
-        let answer = crate::destinations::http::send(request, "salesforce", &what, "login_url").await?;
+        let answer = crate::destinations::http::send(request, &self.name, &what, "login_url").await?;
         let status = answer.status;
         let text = answer.body?;
         if status.is_server_error() {

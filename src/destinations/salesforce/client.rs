@@ -22,6 +22,8 @@ pub enum Body {
 
 pub struct SfClient {
     http: reqwest::Client,
+    /// The destination's name in sluice.toml: how `/metrics` labels its requests.
+    name: String,
     auth: Auth,
     session: Mutex<Option<Arc<Session>>>,
     api_version: String,
@@ -30,12 +32,19 @@ pub struct SfClient {
 }
 
 impl SfClient {
-    pub fn new(auth: Auth, api_version: &str, timeout: Duration) -> Result<SfClient, String> {
+    pub fn new(name: &str, auth: Auth, api_version: &str, timeout: Duration) -> Result<SfClient, String> {
         if !api_version.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())) {
             return Err(format!("`api_version` = \"{api_version}\" is not a version like \"62.0\""));
         }
         let http = crate::destinations::http::client(timeout)?;
-        Ok(SfClient { http, auth, session: Mutex::new(None), api_version: api_version.into(), usage: std::sync::Mutex::new(None) })
+        Ok(SfClient {
+            http,
+            name: name.to_string(),
+            auth,
+            session: Mutex::new(None),
+            api_version: api_version.into(),
+            usage: std::sync::Mutex::new(None),
+        })
     }
 
     async fn session(&self, renew: bool) -> Result<Arc<Session>, DestinationError> {
@@ -72,7 +81,7 @@ impl SfClient {
                 Some(Body::Csv(text)) => request.header(CONTENT_TYPE, "text/csv").body(text.clone()),
                 None => request,
             };
-            let answer = http::send(request, "salesforce", &what, "login_url").await?;
+            let answer = http::send(request, &self.name, &what, "login_url").await?;
             let status = answer.status;
             self.record_usage(&answer.headers);
             let text = answer.body?;
@@ -97,7 +106,7 @@ impl SfClient {
         });
         if let (Some((used, limit)), Ok(mut slot)) = (usage, self.usage.lock()) {
             tracing::debug!(used, limit, "Salesforce API usage");
-            crate::metrics::global().api_usage("salesforce", used, limit);
+            crate::metrics::global().api_usage(&self.name, used, limit);
             *slot = Some((used, limit));
         }
     }

@@ -34,11 +34,12 @@ pub struct SalesforceDestination {
 }
 
 impl SalesforceDestination {
-    pub fn from_settings(settings: &toml::Table) -> Result<Self, String> {
+    pub fn from_settings(name: &str, settings: &toml::Table) -> Result<Self, String> {
         let (mut config, requests) = crate::destinations::requests::parse::<SalesforceConfig>(settings, &config::REQUESTS)?;
         config.requests = requests;
-        let auth = Auth::new(&config.login_url, config.audience.as_deref(), &config.client_id, &config.username, &config.private_key)?;
-        let client = SfClient::new(auth, &config.api_version, config.requests.timeout)?;
+        let auth =
+            Auth::new(name, &config.login_url, config.audience.as_deref(), &config.client_id, &config.username, &config.private_key)?;
+        let client = SfClient::new(name, auth, &config.api_version, config.requests.timeout)?;
         Ok(SalesforceDestination { config, client: Arc::new(client) })
     }
 }

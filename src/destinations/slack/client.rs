@@ -14,6 +14,8 @@ use crate::destinations::DestinationError;
 
 pub struct Client {
     http: reqwest::Client,
+    /// The destination's name in sluice.toml: how `/metrics` labels its requests.
+    name: String,
     url: SecretString,
     /// Host only: what errors may show of the URL (the rest of it is the credential).
     shown: String,
@@ -22,7 +24,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(config: &SlackConfig) -> Result<Client, String> {
+    pub fn new(name: &str, config: &SlackConfig) -> Result<Client, String> {
         let parsed =
             reqwest::Url::parse(config.webhook_url.expose_secret()).map_err(|e| format!("`webhook_url` is not a valid URL: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
@@ -32,7 +34,7 @@ impl Client {
         let limit = RateLimit::new(1, config.min_interval.max(Duration::from_millis(1)));
         let pace = Pace::new(&Pace::key("slack", &shown, config.webhook_url.expose_secret()), limit);
         let http = crate::destinations::http::client(config.requests.timeout)?;
-        Ok(Client { http, url: config.webhook_url.clone(), shown, pace })
+        Ok(Client { http, name: name.to_string(), url: config.webhook_url.clone(), shown, pace })
     }
 
     /// The rate messages wait for: one per `min_interval`.
@@ -45,7 +47,7 @@ impl Client {
     pub async fn post(&self, body: Vec<u8>) -> Result<(), CallError> {
         self.pace.ready().await;
         let request = self.http.post(self.url.expose_secret()).header(CONTENT_TYPE, "application/json").body(body);
-        let answer = http::send(request, "slack", &format!("POST {}", self.shown), "webhook_url").await?;
+        let answer = http::send(request, &self.name, &format!("POST {}", self.shown), "webhook_url").await?;
         // Slack's answer is a short code: a body cut off still leaves the status to go by.
         classify(&self.shown, answer.status, answer.retry_after, &answer.body.unwrap_or_default())
     }

@@ -29,10 +29,10 @@ pub struct SlackDestination {
 }
 
 impl SlackDestination {
-    pub fn from_settings(settings: &toml::Table) -> Result<Self, String> {
+    pub fn from_settings(name: &str, settings: &toml::Table) -> Result<Self, String> {
         let (mut config, requests) = crate::destinations::requests::parse::<SlackConfig>(settings, &config::REQUESTS)?;
         config.requests = requests;
-        let client = Client::new(&config)?;
+        let client = Client::new(name, &config)?;
         Ok(SlackDestination { config, client: Arc::new(client) })
     }
 }

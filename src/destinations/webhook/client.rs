@@ -14,6 +14,8 @@ use crate::destinations::DestinationError;
 
 pub struct Client {
     http: reqwest::Client,
+    /// The destination's name in sluice.toml: how `/metrics` labels its requests.
+    name: String,
     url: SecretString,
     /// Host only: what errors may show of the URL.
     shown: String,
@@ -23,7 +25,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(config: &WebhookConfig) -> Result<Client, String> {
+    pub fn new(name: &str, config: &WebhookConfig) -> Result<Client, String> {
         let parsed = reqwest::Url::parse(config.url.expose_secret()).map_err(|e| format!("`url` is not a valid URL: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err("`url` must be an http:// or https:// URL".into());
@@ -40,7 +42,15 @@ impl Client {
         let pace = RateLimit::setting(config.rate_limit.as_deref())?
             .map(|limit| Pace::new(&Pace::key("webhook", &shown, config.url.expose_secret()), limit));
         let http = crate::destinations::http::client(config.requests.timeout)?;
-        Ok(Client { http, url: config.url.clone(), shown, headers, signing_secret: config.signing_secret.clone(), pace })
+        Ok(Client {
+            http,
+            name: name.to_string(),
+            url: config.url.clone(),
+            shown,
+            headers,
+            signing_secret: config.signing_secret.clone(),
+            pace,
+        })
     }
 
     /// The `rate_limit` requests wait for, if set.
@@ -58,7 +68,7 @@ impl Client {
         if let Some(secret) = &self.signing_secret {
             request = request.header(SIGNATURE_HEADER, signature(secret, &body));
         }
-        let answer = http::send(request.body(body), "webhook", &format!("POST {}", self.shown), "url").await?;
+        let answer = http::send(request.body(body), &self.name, &format!("POST {}", self.shown), "url").await?;
         classify(&self.shown, answer.status, answer.retry_after, answer.body?)
     }
 }

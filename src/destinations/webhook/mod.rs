@@ -23,10 +23,10 @@ pub struct WebhookDestination {
 }
 
 impl WebhookDestination {
-    pub fn from_settings(settings: &toml::Table) -> Result<Self, String> {
+    pub fn from_settings(name: &str, settings: &toml::Table) -> Result<Self, String> {
         let (mut config, requests) = crate::destinations::requests::parse::<WebhookConfig>(settings, &config::REQUESTS)?;
         config.requests = requests;
-        let client = Client::new(&config)?;
+        let client = Client::new(name, &config)?;
         Ok(WebhookDestination { config, client: std::sync::Arc::new(client) })
     }
 }

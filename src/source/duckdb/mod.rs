@@ -34,6 +34,9 @@ pub struct DuckDbSource {
     state: WarehouseState,
     /// Where DuckDB spills: `tmp` in the state directory.
     temp_directory: PathBuf,
+    /// `[writeback]` to this source: its file, attached read-only under the schema's name
+    /// (once written) so models can join the run history and the change log.
+    log: Option<(PathBuf, String)>,
 }
 
 /// How to read one result column: DuckDB hands UUID and JSON over as text, so the logical
@@ -79,6 +82,7 @@ impl DuckDbSource {
             memory_limit: config.memory_limit.clone(),
             temp_directory: state_dir.join("tmp"),
             state: WarehouseState::Duckdb(DuckState::new(state_dir, config.memory_limit.clone())),
+            log: None,
         }
     }
 
@@ -95,6 +99,7 @@ impl DuckDbSource {
             memory_limit: None,
             temp_directory: state_dir.join("tmp"),
             state: WarehouseState::Duckdb(DuckState::new(state_dir, None)),
+            log: None,
         }
     }
 
@@ -103,15 +108,31 @@ impl DuckDbSource {
         &self.state
     }
 
-    /// A connection that only reads: the database file read-only, no extension installed or
-    /// loaded at run time, no network, no file written, files read only under `readable`. The
-    /// configuration is then locked, so a model cannot change any of it.
-    fn connect(&self) -> Result<Connection, SourceError> {
-        self.connect_with("")
+    /// Models see `[writeback]`'s tables as `schema.sluice_runs` and `schema.sluice_changes`.
+    pub fn read_log(&mut self, schema: &str) {
+        if let WarehouseState::Duckdb(state) = &self.state {
+            self.log = Some((state.file(warehouse::writeback::DUCKDB_LOG), schema.to_string()));
+        }
     }
 
-    /// [`connect`](Self::connect), running `before_lock` (SQL of sluice's: the warehouse diff's
-    /// attach and settings) before the connection is locked down.
+    /// [`connect_with`](Self::connect_with), waiting while another connection (of sluice's: a
+    /// run writing the file it attaches, in this process or another) holds a file it attaches.
+    async fn connect_waiting(&self, before_lock: &str) -> Result<Connection, SourceError> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.connect_with(before_lock) {
+                Err(SourceError::Query(m)) if warehouse::duckdb_busy(&m) && started.elapsed() < warehouse::LOCK_WAIT => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A connection that only reads: the database file read-only, no extension installed or
+    /// loaded at run time, no network, no file written, files read only under `readable`. The
+    /// configuration is then locked, so a model cannot change any of it. `before_lock` (SQL of
+    /// sluice's: the warehouse diff's attach and settings) runs before the lock.
     fn connect_with(&self, before_lock: &str) -> Result<Connection, SourceError> {
         let connect_err = |e: duckdb::Error| SourceError::Connect { source_name: self.name.clone(), message: e.to_string() };
         let config = Config::default()
@@ -140,6 +161,10 @@ impl DuckDbSource {
         if !before_lock.is_empty() {
             conn.execute_batch(before_lock).map_err(|e| SourceError::Query(e.to_string()))?;
         }
+        if let Some((file, schema)) = self.log.as_ref().filter(|(file, _)| file.exists()) {
+            let attach = format!("ATTACH {} AS \"{schema}\" (READ_ONLY);", warehouse::duckdb_literal(&file.display().to_string()));
+            conn.execute_batch(&attach).map_err(|e| SourceError::Query(format!("attaching [writeback]'s file: {e}")))?;
+        }
         let quoted = |p: &Path| {
             format!("'{}'", std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string().replace('\'', "''"))
         };
@@ -163,7 +188,7 @@ impl DuckDbSource {
     }
 
     pub async fn describe(&self, sql: &str) -> Result<Vec<Column>, SourceError> {
-        let conn = self.connect()?;
+        let conn = self.connect_waiting("").await?;
         let wrapped = format!("SELECT * FROM (\n{sql}\n) AS sluice_model LIMIT 0");
         tokio::task::spawn_blocking(move || -> Result<Vec<Column>, SourceError> {
             one_select(&conn, &wrapped)?;
@@ -191,20 +216,12 @@ impl DuckDbSource {
             false => String::new(),
         };
         // Another sluice process (the daemon's run, beside a plan) may be writing the file.
-        let started = std::time::Instant::now();
-        let conn = loop {
-            match self.connect_with(&before) {
-                Err(SourceError::Query(m)) if warehouse::duckdb_busy(&m) && started.elapsed() < warehouse::LOCK_WAIT => {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                other => break other?,
-            }
-        };
+        let conn = self.connect_waiting(&before).await?;
         self.read(conn, diff, Vec::new(), timeout, Some(width)).await
     }
 
     pub async fn stream(&self, sql: &str, after: Option<&After>, timeout: Option<std::time::Duration>) -> Result<ModelStream, SourceError> {
-        let conn = self.connect()?;
+        let conn = self.connect_waiting("").await?;
         // DuckDB types a parameter from what it is compared with and casts the bound value to
         // it, so text serves dates, timestamps and decimals; numbers go as numbers. The model is
         // always a subquery: a statement that breaks out of it is a second statement, refused.

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use duckdb::{params, Config, Connection};
 
+use super::writeback::{self, ChangeRow, RunRow, DUCKDB_LOG};
 use super::{Applied, DiffSpec, CLEARED};
 use crate::source::SourceError;
 
@@ -140,7 +141,7 @@ impl Files {
             let mut config = Config::default()
                 .with("autoinstall_known_extensions", "false")
                 .and_then(|c| c.with("autoload_known_extensions", "false"))
-                .and_then(|c| c.with("temp_directory", &tmp.to_string_lossy()));
+                .and_then(|c| c.with("temp_directory", tmp.to_string_lossy()));
             if let Some(limit) = &self.memory_limit {
                 config = config.and_then(|c| c.with("memory_limit", limit));
             }
@@ -263,6 +264,66 @@ impl DuckState {
         .await
     }
 
+    /// `[writeback]`'s file (`writeback::DUCKDB_LOG`): its tables created when missing, the
+    /// runs and changes inserted (those there skipped), in one transaction; then closed, so the
+    /// models' connections can attach it.
+    pub async fn write_log(&self, runs: Vec<RunRow>, changes: Vec<ChangeRow>) -> Result<(), SourceError> {
+        let result = self
+            .with(DUCKDB_LOG, "writing the run history and the change log", move |open| {
+                for sql in writeback::ddl("", "VARCHAR", "TIMESTAMPTZ", "JSON") {
+                    open.conn.execute_batch(&sql)?;
+                }
+                let tx = open.conn.transaction()?;
+                {
+                    let counts = ["?"; 9].join(", ");
+                    let mut insert = tx.prepare(&format!(
+                        "INSERT OR IGNORE INTO sluice_runs VALUES (?, ?, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ, ?, ?, {counts}, ?)"
+                    ))?;
+                    for r in &runs {
+                        let [a, b, c, d, e, f, g, h, i] = r.counts;
+                        insert.execute(params![
+                            r.run_id,
+                            r.sync,
+                            r.started_at,
+                            r.finished_at,
+                            r.status,
+                            r.full_resync,
+                            a,
+                            b,
+                            c,
+                            d,
+                            e,
+                            f,
+                            g,
+                            h,
+                            i,
+                            r.error
+                        ])?;
+                    }
+                    let mut insert =
+                        tx.prepare("INSERT OR IGNORE INTO sluice_changes VALUES (?, ?, ?, ?::JSON, ?, ?, ?, ?, ?::JSON, ?::TIMESTAMPTZ)")?;
+                    for c in &changes {
+                        insert.execute(params![
+                            c.run_id,
+                            c.id,
+                            c.sync,
+                            c.row_key,
+                            c.op,
+                            c.outcome,
+                            c.destination_id,
+                            c.error,
+                            c.fields,
+                            c.changed_at
+                        ])?;
+                    }
+                }
+                tx.commit()
+            })
+            .await;
+        self.release(DUCKDB_LOG).await;
+        result
+    }
+
     /// Forgets every row of the sync's file (`sluice reset`); no file is nothing to do.
     pub async fn clear(&self, table: &str) -> Result<(), SourceError> {
         if !self.file(table).exists() {
@@ -279,7 +340,9 @@ impl DuckState {
 /// Whether DuckDB refused to open a file because another process holds its lock (DuckDB's
 /// message, as an error's text).
 pub fn busy(error: &str) -> bool {
-    error.contains("Could not set lock on file")
+    // The second: this process has the file open already (the writeback's file, written while
+    // a model of the same process reads it, or the other way round).
+    error.contains("Could not set lock on file") || error.contains("Unique file handle conflict")
 }
 
 /// Folds the staged rows into `sluice_rows`, in order: a key staged with a hold or a delete

@@ -19,6 +19,7 @@
 mod duckdb;
 mod mysql;
 mod postgres;
+pub mod writeback;
 
 use std::fmt::Write as _;
 

@@ -60,7 +60,7 @@ pub fn sql(model: &str, columns: &[String], spec: &DiffSpec, schema: &str) -> St
 
 /// The tables sluice keeps in a MariaDB/MySQL source (`state_schema` is a database there).
 pub struct MysqlState {
-    pool: MySqlPool,
+    pub(super) pool: MySqlPool,
     pub schema: String,
 }
 

@@ -77,7 +77,7 @@ pub const POSTGRES_SETTINGS: [&str; 2] = ["SET LOCAL TimeZone = 'UTC'", "SET LOC
 /// The tables sluice keeps in a Postgres source: a connection pool of its own, which may write
 /// (the models' connections cannot), used for these tables only.
 pub struct PgState {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     pub schema: String,
 }
 
