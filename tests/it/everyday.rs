@@ -186,3 +186,21 @@ async fn jsonl_files_keep_the_mapping_order() {
     let file = std::fs::read_to_string(env.root().join("out/ordered.jsonl")).unwrap();
     assert!(file.lines().next().unwrap().starts_with(r#"{"id":1,"zebra":"z","apple":"a","mango":"m"}"#), "{file}");
 }
+
+#[tokio::test]
+async fn a_new_output_file_follows_the_umask_and_a_rewritten_one_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = project(3).await;
+    env.add_destination("out", "kind = \"file\"");
+    env.write_sync("fresh", "destination = \"out\"\nprimary_key = \"id\"\n\n[target]\npath = \"fresh.csv\"", "SELECT id FROM t");
+    env.write_sync("kept", "destination = \"out\"\nprimary_key = \"id\"\n\n[target]\npath = \"kept.csv\"", "SELECT id FROM t");
+    let kept = env.root().join("kept.csv");
+    std::fs::write(&kept, "id\n").unwrap();
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let command = format!("umask 027; exec {} run --project {}", support::sluice_bin().display(), env.root().display());
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new("sh").args(["-c", &command]).output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let mode = |p: &str| std::fs::metadata(env.root().join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("fresh.csv"), 0o640, "0666 less the umask 027");
+    assert_eq!(mode("kept.csv"), 0o604, "an existing file keeps its mode, whatever the umask");
+}
