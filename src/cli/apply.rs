@@ -76,7 +76,11 @@ pub async fn write(
     out: &Path,
 ) -> Result<u64, String> {
     if let Some(r) = reports.iter().find(|r| !r.outcome().got_through()) {
-        return Err(format!("`{}` could not be planned, so no plan was written to {}", r.sync, out.display()));
+        return Err(format!(
+            "`{}` could not be planned, so no plan was written to {} (its error is above: fix it and plan again)",
+            r.sync,
+            out.display()
+        ));
     }
     let tmp = out.with_extension("tmp");
     let file = std::fs::File::create(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
@@ -163,8 +167,9 @@ pub async fn apply(
     }
     let max_age = humantime::parse_duration(max_age)
         .map_err(|e| fail(EXIT_INVALID, format!("--max-age `{max_age}`: {e} (a duration: \"30m\", \"2h\", \"1d\")")))?;
-    let made = chrono::DateTime::parse_from_rfc3339(&plan.created_at)
-        .map_err(|e| fail(EXIT_INVALID, format!("{shown}: created_at `{}`: {e}", plan.created_at)))?;
+    let made = chrono::DateTime::parse_from_rfc3339(&plan.created_at).map_err(|e| {
+        fail(EXIT_INVALID, format!("{shown}: created_at `{}`: {e} (an edited or broken plan: make a new one)", plan.created_at))
+    })?;
     let age = (chrono::Utc::now() - made.to_utc()).to_std().unwrap_or_default();
     if age > max_age {
         return Err(fail(

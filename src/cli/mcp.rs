@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use super::Failure;
 use crate::engine::{Engine, RunOptions};
 use crate::project::Project;
-use crate::state::ChangeQuery;
 
 #[derive(Clone)]
 pub struct Server {
@@ -163,11 +162,7 @@ impl Server {
         let rows = self
             .with_engine(async |project, engine| {
                 let (syncs, _) = super::selected(project, &args.names, &[], true).map_err(failed)?;
-                let mut rows = Vec::new();
-                for sync in syncs {
-                    rows.push(super::failed_rows(engine, sync.name(), args.limit.unwrap_or(50)).await.map_err(failed)?);
-                }
-                Ok(rows)
+                super::failure_rows(engine, &syncs, args.limit.unwrap_or(50)).await.map_err(failed)
             })
             .await?;
         answer(serde_json::json!({ "syncs": rows }))
@@ -178,9 +173,7 @@ impl Server {
         let name = args.name.clone();
         let changes = self
             .with_engine(async |project, engine| {
-                let key_columns = project.syncs.iter().find(|s| s.name() == name).map(|s| s.file.primary_key.value.clone());
-                let query = ChangeQuery::parse(args.key.as_deref(), args.since.as_deref(), key_columns.as_deref(), "")?;
-                let query = ChangeQuery { limit: args.limit.unwrap_or(100).max(1), ..query };
+                let query = super::log::query(project, &name, args.key.as_deref(), args.since.as_deref(), args.limit.unwrap_or(100), "")?;
                 engine.store.changes(&name, &query).await.map_err(|e| e.to_string())
             })
             .await?;

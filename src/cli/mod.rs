@@ -3,7 +3,7 @@
 
 mod apply;
 mod init;
-mod log;
+pub(crate) mod log;
 mod mcp;
 mod output;
 pub mod reference;
@@ -198,10 +198,7 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
         Command::Plan { names, samples, full_resync, select, out } => {
             let record = out.as_ref().map(|_| std::sync::Arc::new(crate::engine::saved::Recorder::default()));
             let opts = RunOptions { dry_run: true, samples: *samples, full_resync: *full_resync, cancel, record, ..Default::default() };
-            match load(&cli) {
-                Ok(project) => run_in(&cli, project, names, select, opts, Ending { out: out.as_deref(), fail_on_rejected: None }).await,
-                Err(e) => Err(e),
-            }
+            run(&cli, names, select, opts, Ending { out: out.as_deref(), fail_on_rejected: None }).await
         }
         Command::Apply { file, max_age, allow_deletes } => apply::apply(&cli, file, max_age, *allow_deletes, cancel).await,
         Command::Run { names, full_resync, allow_deletes, select, limit, fail_on_rejected } => {
@@ -213,10 +210,7 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
                 started_by: "`sluice run`".into(),
                 ..Default::default()
             };
-            match load(&cli) {
-                Ok(project) => run_in(&cli, project, names, select, opts, Ending { out: None, fail_on_rejected: *fail_on_rejected }).await,
-                Err(e) => Err(e),
-            }
+            run(&cli, names, select, opts, Ending { out: None, fail_on_rejected: *fail_on_rejected }).await
         }
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut <Cli as clap::CommandFactory>::command(), "sluice", &mut std::io::stdout());
@@ -230,7 +224,7 @@ pub async fn main(cli: Cli, cancel: CancellationToken) -> ExitCode {
         Command::Failures { names, limit } => failures(&cli, names, *limit).await,
         Command::Retry { names } => {
             let opts = RunOptions { retry_rejected: true, cancel, started_by: "`sluice retry`".into(), ..Default::default() };
-            run(&cli, names, &[], opts).await
+            run(&cli, names, &[], opts, Ending::default()).await
         }
         Command::Reset { names } => reset(&cli, names).await,
         Command::Mcp => mcp::serve(&cli, cancel).await,
@@ -292,19 +286,14 @@ pub(crate) fn selected<'p>(
 async fn check(cli: &Cli, names: &[String]) -> Result<u8, Failure> {
     let project = load(cli)?;
     // Naming a sync that does not exist (or is invalid) is an error, with its reason.
-    let named = if names.is_empty() { None } else { Some(project.select(names).map_err(|m| fail(EXIT_INVALID, m))?) };
+    let named = if names.is_empty() { None } else { Some(selected(&project, names, &[], cli.json)?.0) };
     let engine = open_engine(&project).await?;
     let results = match named {
         None => check_results(&project, &engine).await,
         Some(syncs) => {
             let mut results = Vec::new();
             for sync in syncs {
-                let detail = check_one(&engine, &project, sync).await;
-                results.push(output::CheckResult {
-                    sync: sync.name().to_string(),
-                    ok: detail.is_ok(),
-                    detail: detail.unwrap_or_else(|e| e),
-                });
+                results.push(check_result(&engine, &project, sync).await);
             }
             results
         }
@@ -324,8 +313,7 @@ pub(crate) async fn check_results(project: &Project, engine: &Engine) -> Vec<out
         results.push(output::CheckResult { sync: crate::project::syncfile::sync_name(&e.file), ok: false, detail: e.to_string() });
     }
     for sync in &project.syncs {
-        let detail = check_one(engine, project, sync).await;
-        results.push(output::CheckResult { sync: sync.name().to_string(), ok: detail.is_ok(), detail: detail.unwrap_or_else(|e| e) });
+        results.push(check_result(engine, project, sync).await);
     }
     for stream in project.unread_streams() {
         results.push(output::CheckResult {
@@ -351,6 +339,11 @@ pub(crate) async fn check_results(project: &Project, engine: &Engine) -> Vec<out
     results
 }
 
+async fn check_result(engine: &Engine, project: &Project, sync: &SyncSpec) -> output::CheckResult {
+    let detail = check_one(engine, project, sync).await;
+    output::CheckResult { sync: sync.name().to_string(), ok: detail.is_ok(), detail: detail.unwrap_or_else(|e| e) }
+}
+
 /// Everything `check` verifies for one sync, short of running it.
 async fn check_one(engine: &Engine, project: &Project, sync: &SyncSpec) -> Result<String, String> {
     let at = |m: String| format!("{}:{}: {m}", sync.file.path.display(), sync.file.header_line);
@@ -369,8 +362,8 @@ async fn check_one(engine: &Engine, project: &Project, sync: &SyncSpec) -> Resul
     Ok(format!("{} -> {} ({}, {} column(s), {} field(s))", sync.source, sync.destination, mode.as_str(), columns.len(), shape.fields.len()))
 }
 
-async fn run(cli: &Cli, names: &[String], select: &[String], opts: RunOptions) -> Result<u8, Failure> {
-    run_in(cli, load(cli)?, names, select, opts, Ending::default()).await
+async fn run(cli: &Cli, names: &[String], select: &[String], opts: RunOptions, ending: Ending<'_>) -> Result<u8, Failure> {
+    run_in(cli, load(cli)?, names, select, opts, ending).await
 }
 
 /// How a `run`-like command ends, besides its runs: a plan saved to `out` (`apply::write`),
@@ -437,7 +430,12 @@ async fn run_in(
     let fail_on_rejected = fail_on_rejected.unwrap_or(project.config.run.fail_on_rejected);
     if fail_on_rejected && !opts.dry_run && code == EXIT_OK && reports.iter().any(|r| r.rejected > 0) {
         let rejected: u64 = reports.iter().map(|r| r.rejected).sum();
-        output::tell!("error: {rejected} row(s) rejected, and rejected rows fail this command (--fail-on-rejected, [run] fail_on_rejected): `sluice failures` says why");
+        let by_sync: Vec<String> = reports.iter().filter(|r| r.rejected > 0).map(|r| format!("{} in `{}`", r.rejected, r.sync)).collect();
+        output::tell!(
+            "error: {rejected} row(s) rejected, and rejected rows fail this command (--fail-on-rejected, [run] fail_on_rejected): \
+             {}; `sluice failures NAME` says why",
+            by_sync.join(", ")
+        );
         code = EXIT_SYNC_FAILED;
     }
     match (saved, out) {
@@ -524,6 +522,15 @@ async fn status(cli: &Cli, names: &[String], runs: i64) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
+/// `failures`: each sync's rejected and pending rows, the first `limit`.
+pub(crate) async fn failure_rows(engine: &Engine, syncs: &[&SyncSpec], limit: i64) -> Result<Vec<output::FailureRows>, Failure> {
+    let mut rows = Vec::new();
+    for sync in syncs {
+        rows.push(failed_rows(engine, sync.name(), limit).await?);
+    }
+    Ok(rows)
+}
+
 /// `status`: each sync's last `runs` runs and its rejected and pending rows.
 pub(crate) async fn status_rows(engine: &Engine, syncs: &[&SyncSpec], runs: i64) -> Result<Vec<output::StatusRow>, Failure> {
     let mut rows = Vec::new();
@@ -545,18 +552,9 @@ async fn failures(cli: &Cli, names: &[String], limit: i64) -> Result<u8, Failure
     let project = load(cli)?;
     let (syncs, _) = selected(&project, names, &[], cli.json)?;
     let engine = open_engine(&project).await?;
-    let mut rows = Vec::new();
-    for sync in syncs {
-        match failed_rows(&engine, sync.name(), limit).await {
-            Ok(r) => rows.push(r),
-            Err(e) => {
-                engine.store.close().await;
-                return Err(e);
-            }
-        }
-    }
+    let rows = failure_rows(&engine, &syncs, limit).await;
     engine.store.close().await;
-    output::failures(&rows, cli.json);
+    output::failures(&rows?, cli.json);
     Ok(EXIT_OK)
 }
 

@@ -31,18 +31,14 @@ impl Engine {
     /// the new mark would never return them, so the mark stays and the next run reads them again
     /// (the diff keeps the rows already written from being sent twice).
     async fn advance_cursor(&self, name: &str, next: crate::state::StoredCursor, report: &mut SyncReport) -> Result<(), RunError> {
-        if report.retryable > 0 {
-            report.warn(format!(
-                "{} row(s) wait for a retry, so the cursor stays where it was and the next run reads them again",
-                report.retryable
-            ));
-            return Ok(());
-        }
-        if report.limited > 0 {
-            report.warn(format!(
-                "{} change(s) were left for the next run by --limit, so the cursor stays where it was and the next run reads them again",
-                report.limited
-            ));
+        // Rows this run leaves for the next one: a read past the new mark would never return them.
+        let left = match (report.retryable, report.limited) {
+            (0, 0) => None,
+            (0, limited) => Some(format!("{limited} change(s) were left for the next run by --limit")),
+            (retryable, _) => Some(format!("{retryable} row(s) wait for a retry")),
+        };
+        if let Some(left) = left {
+            report.warn(format!("{left}, so the cursor stays where it was and the next run reads them again"));
             return Ok(());
         }
         let text = next.value.to_text();

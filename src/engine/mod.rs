@@ -177,8 +177,10 @@ impl Engine {
             })
             .collect();
         let writeback = project.config.writeback.clone();
-        if let Some(Ok(source)) = writeback.as_ref().and_then(|w| sources.get_mut(&w.source)) {
-            source.read_log(writeback.as_ref().map(|w| w.schema.as_str()).unwrap_or_default());
+        if let Some(w) = &writeback {
+            if let Some(Ok(source)) = sources.get_mut(&w.source) {
+                source.read_log(&w.schema);
+            }
         }
         Ok(Engine {
             store,

@@ -193,12 +193,9 @@ pub mod hex128_opt {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u128>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(text) => u128::from_str_radix(&text, 16)
-                .map(Some)
-                .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a 32-digit hex hash"))),
-        }
+        #[derive(serde::Deserialize)]
+        struct Hex(#[serde(with = "super::hex128")] u128);
+        Ok(Option::<Hex>::deserialize(d)?.map(|Hex(h)| h))
     }
 }
 

@@ -314,7 +314,9 @@ pub(super) fn expected<'o>(opts: &'o RunOptions, name: &str) -> Result<Option<&'
         None => Ok(None),
         Some(expect) => match expect.syncs.get(name) {
             Some(plan) => Ok(Some(plan)),
-            None => Err(RunError::Invalid(format!("`{name}` is not in the saved plan: nothing of it is sent"))),
+            None => Err(RunError::Invalid(format!(
+                "`{name}` is not in the saved plan: nothing of it is sent (plan it with `sluice plan {name} --out FILE` and apply that)"
+            ))),
         },
     }
 }

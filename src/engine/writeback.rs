@@ -4,8 +4,9 @@
 //! the sync's next run: nothing is lost while the change log keeps it (`[state] keep_changes`).
 
 use super::{Engine, SyncReport};
+use crate::project::config::WritebackConfig;
 use crate::source::warehouse::writeback::{ChangeRow, RunRow};
-use crate::source::SourceError;
+use crate::source::warehouse::WarehouseState;
 use crate::state::{LoggedChange, RunRecord, WritebackMark};
 
 /// Entries per batch (one transaction in the writeback database each).
@@ -24,16 +25,12 @@ impl Engine {
 
     /// Every run and change of the sync past its mark, then the mark: (runs, changes) written.
     pub async fn write_back_all(&self, sync: &str) -> Result<(u64, u64), String> {
-        let Some(config) = &self.writeback else { return Ok((0, 0)) };
-        let source = self.source(&config.source).map_err(|e| e.to_string())?;
-        let Some(target) = source.warehouse() else {
-            return Err(format!("source `{}` cannot hold the writeback's tables", config.source));
-        };
+        let Some((config, target)) = self.writeback_target()? else { return Ok((0, 0)) };
         use std::sync::atomic::Ordering;
         // The tables are made once per process, and again after a write failed (someone may
         // have dropped one).
         if !self.writeback_ready.load(Ordering::Relaxed) {
-            target.ensure_log(&config.schema).await.map_err(said)?;
+            target.ensure_log(&config.schema).await.map_err(|e| e.to_string())?;
             self.writeback_ready.store(true, Ordering::Relaxed);
         }
         let result = self.write_back_from(sync, config, target).await;
@@ -43,19 +40,14 @@ impl Engine {
         result
     }
 
-    async fn write_back_from(
-        &self,
-        sync: &str,
-        config: &crate::project::config::WritebackConfig,
-        target: &crate::source::warehouse::WarehouseState,
-    ) -> Result<(u64, u64), String> {
+    async fn write_back_from(&self, sync: &str, config: &WritebackConfig, target: &WarehouseState) -> Result<(u64, u64), String> {
         let mut mark = self.store.writeback_mark(sync).await.map_err(|e| e.to_string())?;
         let mut written = (0, 0);
         loop {
             let runs = self.store.runs_ended_after(sync, &mark.runs_through, BATCH).await.map_err(|e| e.to_string())?;
             let Some(last) = runs.last().and_then(|r| r.finished_at.clone()) else { break };
             let rows: Vec<RunRow> = runs.iter().map(run_row).collect();
-            target.write_log(&config.schema, &rows, &[]).await.map_err(said)?;
+            target.write_log(&config.schema, &rows, &[]).await.map_err(|e| e.to_string())?;
             written.0 += rows.len() as u64;
             mark = WritebackMark { runs_through: last, ..mark };
             self.store.set_writeback_mark(sync, &mark).await.map_err(|e| e.to_string())?;
@@ -64,7 +56,7 @@ impl Engine {
             let changes = self.store.changes_after(sync, mark.changes_through, BATCH).await.map_err(|e| e.to_string())?;
             let Some(last) = changes.last().map(|c| c.id) else { break };
             let rows: Vec<ChangeRow> = changes.into_iter().map(change_row).collect();
-            target.write_log(&config.schema, &[], &rows).await.map_err(said)?;
+            target.write_log(&config.schema, &[], &rows).await.map_err(|e| e.to_string())?;
             written.1 += rows.len() as u64;
             mark = WritebackMark { changes_through: last, ..mark };
             self.store.set_writeback_mark(sync, &mark).await.map_err(|e| e.to_string())?;
@@ -74,23 +66,21 @@ impl Engine {
 
     /// `check`: the writeback's tables exist or can be made. `None` without `[writeback]`.
     pub async fn check_writeback(&self) -> Option<Result<String, String>> {
-        let config = self.writeback.as_ref()?;
         let result = async {
-            let source = self.source(&config.source).map_err(|e| e.to_string())?;
-            let target = source.warehouse().ok_or_else(|| format!("source `{}` cannot hold the writeback's tables", config.source))?;
-            target.ensure_log(&config.schema).await.map_err(said)?;
-            Ok(format!("run history and change log -> source `{}`, {}.sluice_runs and .sluice_changes", config.source, config.schema))
+            let Some((config, target)) = self.writeback_target()? else { return Ok(None) };
+            target.ensure_log(&config.schema).await.map_err(|e| e.to_string())?;
+            Ok(Some(format!("run history and change log -> source `{}`, {}.sluice_runs and .sluice_changes", config.source, config.schema)))
         };
-        Some(result.await)
+        result.await.transpose()
     }
-}
 
-/// A writeback error as people read it: the source's `Query` errors are about the model
-/// otherwise ("the model query failed: ..."), not about these tables.
-fn said(e: SourceError) -> String {
-    match e {
-        SourceError::Query(m) => m,
-        e => e.to_string(),
+    /// `[writeback]` and the source's tables it writes to; `None` without it.
+    fn writeback_target(&self) -> Result<Option<(&WritebackConfig, &WarehouseState)>, String> {
+        let Some(config) = &self.writeback else { return Ok(None) };
+        let source = self.source(&config.source).map_err(|e| e.to_string())?;
+        // Config loading refuses a command source, the only kind without tables.
+        let target = source.warehouse().ok_or_else(|| format!("source `{}` cannot hold the writeback's tables (a bug)", config.source))?;
+        Ok(Some((config, target)))
     }
 }
 

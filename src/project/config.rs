@@ -666,8 +666,6 @@ fn line_at(text: &str, offset: usize) -> usize {
     1 + text[..offset.min(text.len())].matches('\n').count()
 }
 
-/// Best-effort line of `a.b.key` in the raw file: the key's line inside its table header, or
-/// the first line that assigns the last key. Used only to point errors at a line.
 /// Where a table of sluice.toml is (`[destinations.crm]`, or `crm = {...}` in `[destinations]`):
 /// `sluice.toml:LINE` (just `sluice.toml` when not found), for messages about what it configures.
 pub fn table_at(root: &Path, table: &[&str]) -> String {
@@ -684,6 +682,8 @@ pub fn table_at(root: &Path, table: &[&str]) -> String {
     }
 }
 
+/// Best-effort line of `a.b.key` in the raw file: the key's line inside its table header, or
+/// the first line that assigns the last key. Used only to point errors at a line.
 fn line_of_key(text: &str, key_path: &[String]) -> Option<usize> {
     let last = key_path.last()?;
     let section = key_path[..key_path.len() - 1].join(".");

@@ -86,6 +86,10 @@ pub enum SourceError {
     Connect { source_name: String, message: String },
     #[error("the model query failed: {0}")]
     Query(String),
+    /// sluice's own tables in the source (the warehouse diff's, `[writeback]`'s): the message
+    /// names them, what failed and what to do.
+    #[error("{0}")]
+    Tables(String),
     #[error("column `{column}` has type {type_name}, which sluice cannot read: cast it in the model, e.g. `{column}::text`")]
     UnsupportedType { column: String, type_name: String },
     #[error("column `{column}`: cannot read a value: {message}")]

@@ -153,7 +153,7 @@ impl Store {
     /// them (`log_values`): a plan's "before" of a changed row.
     pub async fn last_values(&self, sync: &str, keys: &[String]) -> Result<HashMap<String, serde_json::Value>, StateError> {
         let mut found = HashMap::new();
-        for chunk in keys.chunks(500) {
+        for chunk in keys.chunks(super::CHUNK) {
             let m = self.dialect;
             let sql = format!(
                 "SELECT row_key, fields_json FROM sync_changes WHERE sync = {} AND outcome = 'written' AND fields_json IS NOT NULL \
@@ -166,9 +166,12 @@ impl Store {
                 q = q.bind(key);
             }
             for row in q.fetch_all(&self.pool).await? {
-                let (key, fields): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                let key: String = row.try_get(0)?;
                 // Newest first: the first seen of a key is its last write.
-                if let (false, Ok(fields)) = (found.contains_key(&key), serde_json::from_str(&fields)) {
+                if found.contains_key(&key) {
+                    continue;
+                }
+                if let Ok(fields) = serde_json::from_str(&row.try_get::<String, _>(1)?) {
                     found.insert(key, fields);
                 }
             }

@@ -138,7 +138,7 @@ pub struct Committed<'a> {
 }
 
 /// Rows per multi-row statement: well under SQLite's and Postgres' bind-parameter limits.
-const CHUNK: usize = 500;
+pub(crate) const CHUNK: usize = 500;
 
 pub(crate) fn now() -> String {
     stamp(Utc::now())

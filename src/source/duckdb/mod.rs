@@ -163,7 +163,8 @@ impl DuckDbSource {
         }
         if let Some((file, schema)) = self.log.as_ref().filter(|(file, _)| file.exists()) {
             let attach = format!("ATTACH {} AS \"{schema}\" (READ_ONLY);", warehouse::duckdb_literal(&file.display().to_string()));
-            conn.execute_batch(&attach).map_err(|e| SourceError::Query(format!("attaching [writeback]'s file: {e}")))?;
+            conn.execute_batch(&attach)
+                .map_err(|e| SourceError::Query(format!("attaching [writeback]'s file {} as `{schema}`: {e}", file.display())))?;
         }
         let quoted = |p: &Path| {
             format!("'{}'", std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string().replace('\'', "''"))

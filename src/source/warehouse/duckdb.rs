@@ -123,7 +123,7 @@ impl Files {
     }
 
     fn failed(&self, what: &str, e: impl std::fmt::Display) -> SourceError {
-        SourceError::Query(format!(
+        SourceError::Tables(format!(
             "sluice's DuckDB file in {} ({what}): {e} (the directory must be writable by the user sluice runs as; \
              the source's `state_directory` says where it is)",
             self.schema

@@ -128,7 +128,7 @@ impl<'a> Sorted<'a> {
 
 /// What a failed statement on sluice's tables says: where, what it was doing, and what to do.
 pub(super) fn failed(place: &str, what: &str, e: sqlx::Error) -> SourceError {
-    SourceError::Query(format!("sluice's table in {place} ({what}): {e} (`sluice check` names the privileges diff = \"warehouse\" needs)"))
+    SourceError::Tables(format!("sluice's table in {place} ({what}): {e} (`sluice check` names the privileges diff = \"warehouse\" needs)"))
 }
 
 /// sluice's tables in a source database: the sync tables in `state_schema`, on connections of

@@ -8,7 +8,8 @@
 //! source's models see attached read-only under the schema's name. Every insert is keyed (a run's
 //! id; a change's run id and log id) and skips what is there, so writing a batch again is harmless.
 
-use sqlx::{MySql, Postgres, QueryBuilder};
+use sqlx::query_builder::Separated;
+use sqlx::{Database, Encode, MySql, Postgres, QueryBuilder, Type};
 
 use super::{SourceError, WarehouseState};
 
@@ -54,13 +55,13 @@ pub const DUCKDB_LOG: &str = "sluice-log";
 fn instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, SourceError> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.to_utc())
-        .map_err(|e| SourceError::Query(format!("the writeback: a time `{text}` in the state store: {e} (a bug)")))
+        .map_err(|e| SourceError::Tables(format!("[writeback]: a time `{text}` in the state store is not RFC 3339: {e} (a bug)")))
 }
 
 fn failed(place: &str, what: &str, e: impl std::fmt::Display) -> SourceError {
-    SourceError::Query(format!(
-        "the writeback's tables in {place} ({what}): {e} (the source's user needs to create the schema and tables, or \
-         have them created, and to insert into them: docs/writeback.md)"
+    SourceError::Tables(format!(
+        "the writeback's tables in {place} ({what}): {e} (if the server refused it: the source's user needs to create \
+         the schema and tables, or have them created, and to insert into them: docs/writeback.md)"
     ))
 }
 
@@ -91,8 +92,8 @@ impl WarehouseState {
             }
             WarehouseState::Mysql(s) => {
                 let place = format!("database `{schema}`");
+                // (MariaDB's CREATE SCHEMA is its CREATE DATABASE.)
                 for sql in ddl(&format!("`{schema}`"), "VARCHAR(255)", "DATETIME(3)", "JSON") {
-                    let sql = sql.replace("CREATE SCHEMA", "CREATE DATABASE");
                     sqlx::query(&sql).execute(&s.pool).await.map_err(|e| failed(&place, "creating", e))?;
                 }
                 Ok(())
@@ -114,28 +115,14 @@ impl WarehouseState {
                         .map(|r| Ok((instant(&r.started_at)?, r.finished_at.as_deref().map(instant).transpose()?)))
                         .collect::<Result<Vec<_>, SourceError>>()?;
                     let mut q = QueryBuilder::<Postgres>::new(format!("INSERT INTO \"{schema}\".sluice_runs ({}) ", run_columns()));
-                    q.push_values(runs.iter().zip(times), |mut b, (r, (started, finished))| {
-                        b.push_bind(r.run_id.clone()).push_bind(r.sync.clone()).push_bind(started).push_bind(finished);
-                        b.push_bind(r.status.clone()).push_bind(r.full_resync);
-                        for n in r.counts {
-                            b.push_bind(n);
-                        }
-                        b.push_bind(r.error.clone());
-                    });
+                    q.push_values(runs.iter().zip(times), |mut b, (r, (started, finished))| bind_run(&mut b, r, started, finished));
                     q.push(" ON CONFLICT (run_id) DO NOTHING");
                     q.build().execute(&mut *tx).await.map_err(|e| failed(&place, "writing runs", e))?;
                 }
                 if !changes.is_empty() {
                     let times = changes.iter().map(|c| instant(&c.changed_at)).collect::<Result<Vec<_>, _>>()?;
                     let mut q = QueryBuilder::<Postgres>::new(format!("INSERT INTO \"{schema}\".sluice_changes ({CHANGE_COLUMNS}) "));
-                    q.push_values(changes.iter().zip(times), |mut b, (c, at)| {
-                        b.push_bind(c.run_id.clone()).push_bind(c.id).push_bind(c.sync.clone());
-                        b.push_bind(c.row_key.clone()).push_unseparated("::jsonb");
-                        b.push_bind(c.op.clone()).push_bind(c.outcome.clone());
-                        b.push_bind(c.destination_id.clone()).push_bind(c.error.clone());
-                        b.push_bind(c.fields.clone()).push_unseparated("::jsonb");
-                        b.push_bind(at);
-                    });
+                    q.push_values(changes.iter().zip(times), |mut b, (c, at)| bind_change(&mut b, c, at, "::jsonb"));
                     q.push(" ON CONFLICT (run_id, id) DO NOTHING");
                     q.build().execute(&mut *tx).await.map_err(|e| failed(&place, "writing changes", e))?;
                 }
@@ -152,25 +139,14 @@ impl WarehouseState {
                         .map(|r| Ok((naive(&r.started_at)?, r.finished_at.as_deref().map(naive).transpose()?)))
                         .collect::<Result<Vec<_>, SourceError>>()?;
                     let mut q = QueryBuilder::<MySql>::new(format!("INSERT INTO `{schema}`.sluice_runs ({}) ", run_columns()));
-                    q.push_values(runs.iter().zip(times), |mut b, (r, (started, finished))| {
-                        b.push_bind(r.run_id.clone()).push_bind(r.sync.clone()).push_bind(started).push_bind(finished);
-                        b.push_bind(r.status.clone()).push_bind(r.full_resync);
-                        for n in r.counts {
-                            b.push_bind(n);
-                        }
-                        b.push_bind(r.error.clone());
-                    });
+                    q.push_values(runs.iter().zip(times), |mut b, (r, (started, finished))| bind_run(&mut b, r, started, finished));
                     q.push(" ON DUPLICATE KEY UPDATE run_id = run_id");
                     q.build().execute(&mut *tx).await.map_err(|e| failed(&place, "writing runs", e))?;
                 }
                 if !changes.is_empty() {
                     let times = changes.iter().map(|c| naive(&c.changed_at)).collect::<Result<Vec<_>, _>>()?;
                     let mut q = QueryBuilder::<MySql>::new(format!("INSERT INTO `{schema}`.sluice_changes ({CHANGE_COLUMNS}) "));
-                    q.push_values(changes.iter().zip(times), |mut b, (c, at)| {
-                        b.push_bind(c.run_id.clone()).push_bind(c.id).push_bind(c.sync.clone()).push_bind(c.row_key.clone());
-                        b.push_bind(c.op.clone()).push_bind(c.outcome.clone()).push_bind(c.destination_id.clone());
-                        b.push_bind(c.error.clone()).push_bind(c.fields.clone()).push_bind(at);
-                    });
+                    q.push_values(changes.iter().zip(times), |mut b, (c, at)| bind_change(&mut b, c, at, ""));
                     q.push(" ON DUPLICATE KEY UPDATE id = id");
                     q.build().execute(&mut *tx).await.map_err(|e| failed(&place, "writing changes", e))?;
                 }
@@ -183,6 +159,42 @@ impl WarehouseState {
             }
         }
     }
+}
+
+/// One run's values, in `run_columns()`' order, for either dialect (`T`: its instant's type).
+fn bind_run<'a, DB, T>(b: &mut Separated<'_, 'a, DB, &'static str>, r: &RunRow, started: T, finished: Option<T>)
+where
+    DB: Database,
+    T: 'a + Encode<'a, DB> + Type<DB>,
+    Option<T>: 'a + Encode<'a, DB> + Type<DB>,
+    String: 'a + Encode<'a, DB> + Type<DB>,
+    Option<String>: 'a + Encode<'a, DB> + Type<DB>,
+    bool: 'a + Encode<'a, DB> + Type<DB>,
+    i64: 'a + Encode<'a, DB> + Type<DB>,
+{
+    b.push_bind(r.run_id.clone()).push_bind(r.sync.clone()).push_bind(started).push_bind(finished);
+    b.push_bind(r.status.clone()).push_bind(r.full_resync);
+    for n in r.counts {
+        b.push_bind(n);
+    }
+    b.push_bind(r.error.clone());
+}
+
+/// One change's values, in `CHANGE_COLUMNS`' order; `json` casts the JSON columns (`::jsonb`
+/// for Postgres, nothing for MariaDB, whose JSON is text).
+fn bind_change<'a, DB, T>(b: &mut Separated<'_, 'a, DB, &'static str>, c: &ChangeRow, at: T, json: &str)
+where
+    DB: Database,
+    T: 'a + Encode<'a, DB> + Type<DB>,
+    String: 'a + Encode<'a, DB> + Type<DB>,
+    Option<String>: 'a + Encode<'a, DB> + Type<DB>,
+    i64: 'a + Encode<'a, DB> + Type<DB>,
+{
+    b.push_bind(c.run_id.clone()).push_bind(c.id).push_bind(c.sync.clone());
+    b.push_bind(c.row_key.clone()).push_unseparated(json.to_string());
+    b.push_bind(c.op.clone()).push_bind(c.outcome.clone()).push_bind(c.destination_id.clone()).push_bind(c.error.clone());
+    b.push_bind(c.fields.clone()).push_unseparated(json.to_string());
+    b.push_bind(at);
 }
 
 fn run_columns() -> String {
