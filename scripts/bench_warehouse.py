@@ -6,17 +6,20 @@ row sent), then --runs measured runs, paired A B A B, each timed by GNU time (wa
 seconds, the sluice process's peak memory; medians with min-max, and the A/B wall ratio of each
 pair); and the database's own time for the warehouse diff's query alone (the query sluice logs
 at -vv, run by psql in the same settings). A run that fails stops the benchmark with its output:
-a failed run's figures are not figures. Not run by CI. Standard library, psql and /usr/bin/time.
+a failed run's figures are not figures. Not run by CI. Standard library, psql (or the mariadb
+client) and /usr/bin/time.
 
     scripts/bench --warehouse                     # builds release, then runs this
     python3 scripts/bench_warehouse.py --sluice target/release/sluice --rows 10000000 [--runs 3]
-        [--only warehouse] [--keep DIR] [--source duckdb [--memory-limit 256MB]]
+        [--only warehouse] [--keep DIR] [--source duckdb [--memory-limit 256MB] | --source mysql]
 
 Postgres: $SLUICE_BENCH_PG (default postgres://postgres@127.0.0.1:5432/postgres); the database
 sluice_bench_wh is created there and dropped afterwards. DuckDB: an in-memory source whose model
 generates the rows (`range`) and reads the changing column from tick.csv, which each measured
 run rewrites first; the join runs in sluice's process, under the source's `memory_limit`; "the
-query alone" is then a plan (the same query, nothing sent).
+query alone" is then a plan (the same query, nothing sent). MariaDB/MySQL: $SLUICE_BENCH_MYSQL
+(default mysql://root@127.0.0.1:3306), the same table and model as Postgres in the database
+sluice_bench_wh, dropped afterwards; the query alone is run by the mariadb client.
 """
 
 import argparse
@@ -32,12 +35,32 @@ import time
 import urllib.parse
 
 PG = os.environ.get("SLUICE_BENCH_PG", "postgres://postgres@127.0.0.1:5432/postgres")
+MY = urllib.parse.urlsplit(os.environ.get("SLUICE_BENCH_MYSQL", "mysql://root@127.0.0.1:3306"))
 DB = "sluice_bench_wh"
 
 
 def db_url(database: str) -> str:
     parts = urllib.parse.urlsplit(PG)
     return urllib.parse.urlunsplit(parts._replace(path="/" + database))
+
+
+def my_args(database: str = "") -> list:
+    """The mariadb client's arguments for $SLUICE_BENCH_MYSQL (the password through MYSQL_PWD)."""
+    args = ["mariadb", "-h", MY.hostname or "127.0.0.1", "-P", str(MY.port or 3306), "-u", MY.username or "root", "-N", "-B"]
+    return args + ([database] if database else [])
+
+
+def my_env() -> dict:
+    return {**os.environ, "MYSQL_PWD": urllib.parse.unquote(MY.password or "")}
+
+
+def mysql(database: str, sql: str) -> str:
+    out = subprocess.run(my_args(database) + ["-e", sql], check=True, capture_output=True, text=True, env=my_env())
+    return out.stdout.strip()
+
+
+def my_url(database: str) -> str:
+    return urllib.parse.urlunsplit(MY._replace(path="/" + database))
 
 
 def psql(database: str, sql: str, quiet: bool = True) -> str:
@@ -91,6 +114,9 @@ def project(root: str, sink_url: str, source: str, rows: int, memory_limit: str)
         model = duck_model(rows)
         with open(os.path.join(root, "tick.csv"), "w") as f:
             f.write("n\n0\n")
+    elif source == "mysql":
+        table = f'kind = "mysql"\nurl = "{my_url(DB)}"\nstate_schema = "{DB}_state"'
+        model = MODEL
     else:
         table = f'kind = "postgres"\nurl = "{db_url(DB)}"'
         model = MODEL
@@ -156,7 +182,7 @@ def main() -> int:
     ap.add_argument("--latency", type=float, default=20.0, help="the webhook's answer time, ms")
     ap.add_argument("--only", choices=["warehouse", "local"])
     ap.add_argument("--keep", help="keep the project in this directory")
-    ap.add_argument("--source", choices=["postgres", "duckdb"], default="postgres")
+    ap.add_argument("--source", choices=["postgres", "duckdb", "mysql"], default="postgres")
     ap.add_argument("--memory-limit", default="256MB", help="the DuckDB source's memory_limit")
     a = ap.parse_args()
     sluice = os.path.abspath(a.sluice)
@@ -167,6 +193,8 @@ def main() -> int:
           flush=True)
     if a.source == "duckdb":
         return duckdb_bench(a, sluice, root)
+    if a.source == "mysql":
+        return mysql_bench(a, sluice, root)
     psql("postgres", f"DROP DATABASE IF EXISTS {DB}")
     psql("postgres", f"CREATE DATABASE {DB}")
     try:
@@ -182,8 +210,8 @@ def main() -> int:
         kinds = runs(a, cmd, log)
         if "warehouse" in kinds:
             # The query sluice runs, as it logs it, timed on the database alone.
-            log = subprocess.run([sluice, "plan", "big_warehouse", "--project", root, "-vv"], capture_output=True, text=True).stderr
-            m = re.search(r'sql=(WITH sluice_m.*?sluice_m AS z ON FALSE)', log, re.S)
+            vv = subprocess.run([sluice, "plan", "big_warehouse", "--project", root, "-vv"], capture_output=True, text=True).stderr
+            m = re.search(r'sql=(WITH sluice_m.*?sluice_m AS z ON FALSE)', vv, re.S)
             if not m:
                 print("could not find the diff query in the -vv log", file=sys.stderr)
             else:
@@ -217,6 +245,49 @@ def duckdb_bench(a, sluice: str, root: str) -> int:
         if os.path.exists(state):
             print(f"\nsync's DuckDB file: {os.path.getsize(state) / 2**20:.1f} MiB")
     finally:
+        if not a.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def mysql_bench(a, sluice: str, root: str) -> int:
+    """As Postgres: the table generated in MariaDB (its `seq_1_to_N` sequence table), the query
+    alone run by the mariadb client in a read-only transaction at the session settings sluice
+    pins (time_zone +00:00)."""
+    mysql("", f"DROP DATABASE IF EXISTS {DB}; DROP DATABASE IF EXISTS {DB}_state; CREATE DATABASE {DB}")
+    try:
+        started = time.time()
+        mysql(DB, "CREATE TABLE tick (n int); INSERT INTO tick VALUES (0);")
+        mysql(DB, "CREATE TABLE big (id bigint PRIMARY KEY, email varchar(64), plan int) ENGINE=InnoDB;")
+        step = 1_000_000
+        for lo in range(1, a.rows + 1, step):
+            hi = min(lo + step - 1, a.rows)
+            mysql(DB, f"INSERT INTO big SELECT seq, CONCAT(MD5(seq), '@example.com'), seq % 7 FROM seq_{lo}_to_{hi}")
+        mysql(DB, "ANALYZE TABLE big")
+        print(f"generated in {time.time() - started:.1f} s", flush=True)
+        env = " ".join(f"{k}='{v}'" for k, v in [("MYSQL_PWD", urllib.parse.unquote(MY.password or ""))])
+        client = " ".join(my_args(DB))
+        tick = f"{env} {client} -e 'UPDATE tick SET n = n + 1'"
+        log = f"{root}/runs.log"
+        cmd = lambda diff: ["sh", "-c", f"{tick} && exec {sluice} run big_{diff} --project {root} >> {log} 2>&1"]
+        kinds = runs(a, cmd, log)
+        if "warehouse" in kinds:
+            vv = subprocess.run([sluice, "plan", "big_warehouse", "--project", root, "-vv"], capture_output=True, text=True).stderr
+            m = re.search(r'sql=(WITH sluice_m.*?sluice_m AS z ON FALSE)', vv, re.S)
+            if not m:
+                print("could not find the diff query in the -vv log", file=sys.stderr)
+            else:
+                path = os.path.join(root, "diff.sql")
+                with open(path, "w") as f:
+                    f.write("SET time_zone = '+00:00';\nSTART TRANSACTION READ ONLY;\n"
+                            f"{m.group(1)};\nROLLBACK;\n")
+                print("\n## the warehouse diff's query alone, on the database (mariadb client, output discarded)", flush=True)
+                measure(a, ["sh", "-c", f"{env} {client} < {path} > /dev/null 2>> {log}"], log, "query")
+        size = mysql("", f"SELECT CONCAT(TABLE_ROWS, ' rows (estimated), ', ROUND((DATA_LENGTH + INDEX_LENGTH) / 1048576), ' MiB') "
+                         f"FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{DB}_state' AND TABLE_NAME = 'big_warehouse'")
+        print(f"\nsluice_state table: {size}")
+    finally:
+        mysql("", f"DROP DATABASE IF EXISTS {DB}; DROP DATABASE IF EXISTS {DB}_state")
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -153,11 +153,20 @@ impl Engine {
 
 impl Engine {
     /// Drops change-log entries past `[state] keep_changes`. After every run, so a project run
-    /// from cron keeps its log trimmed as the daemon does.
+    /// from cron keeps its log trimmed as the daemon does. With `[writeback]`, never an entry
+    /// the writeback has not copied yet: a writeback failing for longer than `keep_changes`
+    /// keeps the log growing rather than losing what it has not written.
     pub(super) async fn prune_changes(&self, sync: &SyncSpec, report: &mut SyncReport) {
         let kept = chrono::Duration::from_std(self.keep_changes).unwrap_or(chrono::Duration::MAX);
         let Some(cutoff) = chrono::Utc::now().checked_sub_signed(kept) else { return };
-        if let Err(e) = self.store.prune_changes(sync.name(), &crate::state::stamp(cutoff)).await {
+        let through = match self.writeback.is_some() {
+            false => None,
+            true => match self.store.writeback_mark(sync.name()).await {
+                Ok(mark) => Some(mark.changes_through),
+                Err(e) => return report.warn(format!("could not prune the change log (reading the writeback's mark): {e}")),
+            },
+        };
+        if let Err(e) = self.store.prune_changes(sync.name(), &crate::state::stamp(cutoff), through).await {
             report.warn(format!("could not prune the change log: {e}"));
         }
     }

@@ -234,7 +234,8 @@ pub struct StateConfig {
     #[serde(default = "default_state_url")]
     #[schemars(with = "super::schema::Secret", default = "default_state_url_text")]
     pub url: SecretString,
-    /// How long the change log (`sync_changes`) keeps an entry.
+    /// How long the change log (`sync_changes`) keeps an entry (with `[writeback]`, longer
+    /// while the writeback has not copied it).
     #[serde(default = "default_keep_changes", with = "crate::project::duration_setting")]
     #[schemars(with = "super::schema::DurationText")]
     pub keep_changes: std::time::Duration,

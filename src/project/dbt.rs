@@ -140,31 +140,28 @@ impl Manifest {
     }
 }
 
-/// Byte offsets of each `{{` that opens a `ref(` in SQL code: not in a string, a quoted name or
-/// a comment (`'Hi {{ first_name }}'` is data, `-- {{ ref('old') }}` a comment). Any other `{{`
-/// (a Postgres array literal, a template the model returns) is left as it is.
+/// Byte offsets of each `{{` that opens a `ref(` in SQL code: not in a string, a quoted name, a
+/// dollar-quoted string or a comment (`'Hi {{ first_name }}'` is data, `-- {{ ref('old') }}` a
+/// comment). Any other `{{` (a Postgres array literal, a template the model returns) is left as
+/// it is.
 fn openers(model: &str) -> Vec<usize> {
-    let bytes = model.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
-    while i < bytes.len() {
+    while i < model.len() {
         let rest = &model[i..];
-        let skip = if rest.starts_with("--") {
-            rest.find('\n').unwrap_or(rest.len())
-        } else if rest.starts_with("/*") {
-            rest.find("*/").map(|e| e + 2).unwrap_or(rest.len())
-        } else if bytes[i] == b'\'' || bytes[i] == b'"' {
-            // A doubled quote inside is the quote itself: the scan resumes after it either way.
-            rest[1..].find(bytes[i] as char).map(|e| e + 2).unwrap_or(rest.len())
-        } else if rest.starts_with("{{") {
-            if rest[2..].trim_start().strip_prefix("ref").is_some_and(|r| r.trim_start().starts_with('(')) {
-                out.push(i);
+        let skip = match super::sqltext::skipped(rest) {
+            0 if rest.starts_with("{{") => {
+                if rest[2..].trim_start().strip_prefix("ref").is_some_and(|r| r.trim_start().starts_with('(')) {
+                    out.push(i);
+                }
+                2
             }
-            2
-        } else {
             // To the next byte that may start something (all ASCII), past this character whole.
-            let n = rest.chars().next().map_or(1, char::len_utf8);
-            rest[n..].find(['-', '/', '\'', '"', '{']).map(|e| e + n).unwrap_or(rest.len())
+            0 => {
+                let n = rest.chars().next().map_or(1, char::len_utf8);
+                rest[n..].find(|c| c == '{' || super::sqltext::STARTS.contains(&c)).map(|e| e + n).unwrap_or(rest.len())
+            }
+            n => n,
         };
         i += skip;
     }
@@ -257,6 +254,7 @@ mod tests {
             "SELECT '{{1,2},{3,4}}'::int[] AS a -- {{ ref('old') }}",
             "SELECT 1 /* {{ ref('gone') }} */, \"{{ ref('x') }}\" FROM t",
             "SELECT '{{ var(''x'') }}', 'it''s {{ ref(''q'') }}' FROM é",
+            "SELECT $$ {{ ref('x') }} $$ AS a, $t$ {{ ref('y') }} $t$ AS b FROM t",
         ] {
             assert!(refs(sql).unwrap().is_empty(), "{sql}");
             assert_eq!(resolved(&m, sql).unwrap().0, sql);

@@ -12,6 +12,7 @@ pub mod duration_setting;
 pub mod environments;
 pub mod mapping;
 pub mod schema;
+mod sqltext;
 pub mod stream_config;
 pub mod syncfile;
 

@@ -525,12 +525,6 @@ pub fn parse(path: &Path, text: &str) -> Result<SyncFile, ProjectError> {
     })
 }
 
-/// `$tag$` at the start of `s` (Postgres dollar quoting), if there.
-fn dollar_tag(s: &str) -> Option<&str> {
-    let end = s.strip_prefix('$')?.find('$')? + 2;
-    s[1..end - 1].chars().all(|c| c.is_alphanumeric() || c == '_').then(|| &s[..end])
-}
-
 /// The model must be one query: sluice only reads. Catches a second statement (`;` outside
 /// strings and comments) and a statement that is not a query (DELETE, CREATE, ...).
 fn check_model(model: &str) -> Result<(), String> {
@@ -538,26 +532,7 @@ fn check_model(model: &str) -> Result<(), String> {
     let mut code = String::with_capacity(model.len());
     let mut rest = model;
     while let Some(c) = rest.chars().next() {
-        let skipped = if rest.starts_with("--") {
-            rest.find('\n').unwrap_or(rest.len())
-        } else if rest.starts_with("/*") {
-            rest.find("*/").map(|e| e + 2).unwrap_or(rest.len())
-        } else if c == '\'' || c == '"' {
-            let q = &rest[..1];
-            let mut end = 1;
-            loop {
-                match rest[end..].find(q) {
-                    // A doubled quote is an escaped quote inside the literal.
-                    Some(p) if rest[end + p + 1..].starts_with(q) => end += p + 2,
-                    Some(p) => break end + p + 1,
-                    None => break rest.len(),
-                }
-            }
-        } else if let Some(tag) = dollar_tag(rest) {
-            rest[tag.len()..].find(tag).map(|e| e + 2 * tag.len()).unwrap_or(rest.len())
-        } else {
-            0
-        };
+        let skipped = super::sqltext::skipped(rest);
         if skipped > 0 {
             code.push(' ');
             rest = &rest[skipped..];

@@ -179,10 +179,15 @@ impl Store {
         Ok(found)
     }
 
-    /// Drops a sync's logged changes older than `before` (RFC 3339); returns how many.
-    pub async fn prune_changes(&self, sync: &str, before: &str) -> Result<u64, StateError> {
-        let done =
-            sqlx::query("DELETE FROM sync_changes WHERE sync = $1 AND changed_at < $2").bind(sync).bind(before).execute(&self.pool).await?;
+    /// Drops a sync's logged changes older than `before` (RFC 3339) and, with `through`, only
+    /// those with an id up to it (what `[writeback]` has copied); returns how many.
+    pub async fn prune_changes(&self, sync: &str, before: &str, through: Option<i64>) -> Result<u64, StateError> {
+        let done = sqlx::query("DELETE FROM sync_changes WHERE sync = $1 AND changed_at < $2 AND id <= $3")
+            .bind(sync)
+            .bind(before)
+            .bind(through.unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 }

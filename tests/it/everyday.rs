@@ -163,6 +163,26 @@ async fn an_unknown_database_is_the_servers_answer_not_a_question_about_the_serv
 }
 
 #[tokio::test]
+async fn a_full_server_is_not_blamed_on_the_password() {
+    let env = project(1).await;
+    let base = std::env::var("SLUICE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = sqlx::PgPool::connect(&base).await.unwrap();
+    let role = format!("sluice_full_{}", std::process::id());
+    // A role that may not connect at all: the server answers "too many connections" (53300).
+    sqlx::query(&format!("DROP ROLE IF EXISTS {role}")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")).execute(&admin).await.unwrap();
+    let (_, rest) = base.split_once("://").unwrap();
+    let (_, host) = rest.split_once('@').unwrap_or(("", rest));
+    env.append_config(&format!("\n[sources.pg]\nkind = \"postgres\"\nurl = \"postgres://{role}@{host}\"\n"));
+    env.write_sync("people", "source = \"pg\"\ndestination = \"hook\"\nprimary_key = \"id\"", "SELECT 1 AS id");
+    let out = sluice_cli(env.root(), &["run", "people"], &[]).await;
+    sqlx::query(&format!("DROP ROLE {role}")).execute(&admin).await.unwrap();
+    let said = text(&out);
+    assert!(said.contains("too many connections") && said.contains("did not take the connection"), "{said}");
+    assert!(!said.contains("check the user, password") && !said.contains("is the server up"), "{said}");
+}
+
+#[tokio::test]
 async fn a_misspelt_destination_gets_a_did_you_mean() {
     let env = project(1).await;
     env.add_destination("crm", "kind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"");

@@ -303,11 +303,19 @@ async fn sigkills_on(kind: SourceKind) {
     let distinct = |rows: &[support::SinkRow]| rows.iter().map(|r| r.key.to_string()).collect::<std::collections::HashSet<_>>().len();
     let in_flight = sluice::engine::batches_in_flight(4) * BATCH;
     let mut rng = fastrand::Rng::with_seed(support::faults::seed("SLUICE_CRASH_SEED"));
-    let mut midway = 0;
+    let (mut midway, mut unrecorded) = (0, 0);
     for kill in 1..=KILLS {
         crate::crash::interrupt(&env, &mut rng, "KILL").await;
         let (seen, recorded) = (distinct(&env.sink.rows()), recorded(&env, "big").await);
-        assert!(recorded <= seen && seen - recorded <= in_flight, "kill {kill}: {seen} distinct rows received, {recorded} in the table");
+        // The table never claims a row the destination did not get, and a kill adds at most the
+        // batches in flight to what it got and the table lacks. (Not "at most the batches in
+        // flight" in all: the diff's rows come in no set order, so rows a kill left unrecorded
+        // may still wait, unsent, behind the next run's own when it is killed.)
+        assert!(
+            recorded <= seen && seen - recorded <= unrecorded + in_flight,
+            "kill {kill}: {seen} distinct rows received, {recorded} in the table, {unrecorded} unrecorded before"
+        );
+        unrecorded = seen - recorded;
         midway += usize::from(recorded < ROWS && seen > 0);
     }
     assert!(midway > 0, "no kill landed while rows were being sent");
@@ -337,6 +345,13 @@ async fn duck_table(env: &Env, name: &str) -> Vec<(String, String)> {
     tokio::task::spawn_blocking(move || {
         let config = duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly).unwrap();
         let conn = duckdb::Connection::open_with_flags(&path, config).expect("open the sync's file");
+        // A kill between the file's creation and its tables' leaves a file with none.
+        let tables: i64 = conn
+            .query_row("SELECT COUNT(*) FROM duckdb_tables() WHERE table_name IN ('sluice_rows', 'sluice_staged')", [], |r| r.get(0))
+            .expect("list the file's tables");
+        if tables < 2 {
+            return Vec::new();
+        }
         let sql = "WITH folded AS (
                        SELECT lpad(lower(hex(key_hash)), 32, '0') AS h, COALESCE(fingerprint::VARCHAR, 'cleared') AS f, 0 AS seq, 'hold' AS op FROM sluice_rows
                        UNION ALL SELECT key_hash, COALESCE(fingerprint, 'cleared'), seq, op FROM sluice_staged)
@@ -364,6 +379,24 @@ async fn run_after_the_changes(env: &Env) {
     let sent = env.sink.take();
     assert_eq!(sent.iter().filter(|r| r.op == "upsert").count(), 6);
     assert_eq!(sent.iter().filter(|r| r.op == "delete").map(|r| r.key.to_string()).collect::<Vec<_>>(), [json!({"id": 300}).to_string()]);
+}
+
+/// A kill while DuckDB creates a sync's file (before its header is written) must not leave a
+/// file DuckDB refuses for ever: files are made whole, then linked into place, and an empty one
+/// (what such a kill left before) is made again.
+#[tokio::test]
+async fn on_duckdb_a_file_left_empty_by_a_kill_is_made_again() {
+    let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
+    env.exec("CREATE TABLE people AS SELECT i::BIGINT AS id, 'p' || i || '@x.com' AS email FROM range(1, 11) r(i)").await;
+    env.write_sync("people", &format!("{HEADER}\n{MAPPING}"), "SELECT * FROM people");
+    let dir = env.root().join(".sluice/warehouse/wh");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("people.duckdb"), b"").unwrap();
+    let run = env.run("people").await;
+    assert_eq!((run.status, run.written), (RunStatus::Success, 10), "{:?}", run.error);
+    assert_eq!(duck_table(&env, "people").await.len(), 10);
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(left.iter().all(|n| !n.ends_with(".new")), "no file left half-made: {left:?}");
 }
 
 /// On DuckDB: the source file stays read-only (sluice's table is a file of its own under

@@ -140,6 +140,34 @@ async fn a_failed_writeback_warns_and_catches_up_after_the_next_run() {
 }
 
 #[tokio::test]
+async fn the_change_log_keeps_what_a_failing_writeback_has_not_copied_past_keep_changes() {
+    let c = case(SourceKind::Postgres).await;
+    c.env.exec("CREATE TABLE sluice_changes (x INT)").await;
+    let ran = run(&c.env, &["people"]).await;
+    assert!(ran["syncs"][0]["warnings"].to_string().contains("[writeback]"), "{ran}");
+    // The five entries age past `keep_changes` (90 days) while the writeback keeps failing.
+    let state = sqlx::SqlitePool::connect(&format!("sqlite://{}", c.env.root().join(".sluice/state.db").display())).await.unwrap();
+    sqlx::query("UPDATE sync_changes SET changed_at = '2020-01-01T00:00:00.000Z'").execute(&state).await.unwrap();
+    c.env.exec("UPDATE t SET v = 41 WHERE id = 4").await;
+    let ran = run(&c.env, &["people"]).await;
+    assert!(ran["syncs"][0]["warnings"].to_string().contains("[writeback]"), "{ran}");
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_changes WHERE sync = 'people'").fetch_one(&state).await.unwrap();
+    assert_eq!(kept, 6, "old entries not yet copied are kept");
+    state.close().await;
+
+    c.env.exec("DROP TABLE sluice_changes").await;
+    run(&c.env, &["people"]).await;
+    let changes = report(&c, "SELECT id AS k FROM {schema}.sluice_changes WHERE sync = 'people'").await;
+    assert_eq!(changes.len(), 6, "every entry reached the writeback: {changes:?}");
+    // Copied, the old entries go at the next run's pruning.
+    run(&c.env, &["people"]).await;
+    let state = sqlx::SqlitePool::connect(&format!("sqlite://{}", c.env.root().join(".sluice/state.db").display())).await.unwrap();
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_changes WHERE sync = 'people'").fetch_one(&state).await.unwrap();
+    assert_eq!(kept, 1, "copied and old: pruned");
+    state.close().await;
+}
+
+#[tokio::test]
 async fn a_writeback_to_a_missing_or_command_source_is_refused_at_its_line() {
     let env = Env::new(SourceKind::DuckDb, StateKind::Sqlite).await;
     env.append_config("\n[writeback]\nsource = \"whh\"\n");

@@ -135,18 +135,12 @@ impl Files {
     fn connect(&self, table: &str) -> Result<Connection, SourceError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| self.failed("creating the directory", e))?;
         let path = self.file(table);
+        if !path.exists() || empty(&path) {
+            self.create(&path)?;
+        }
         let started = Instant::now();
         loop {
-            let tmp = self.dir.join("tmp");
-            let mut config = Config::default()
-                .with("autoinstall_known_extensions", "false")
-                .and_then(|c| c.with("autoload_known_extensions", "false"))
-                .and_then(|c| c.with("temp_directory", tmp.to_string_lossy()));
-            if let Some(limit) = &self.memory_limit {
-                config = config.and_then(|c| c.with("memory_limit", limit));
-            }
-            let config = config.map_err(|e| self.failed("opening", e))?;
-            match Connection::open_with_flags(&path, config) {
+            match Connection::open_with_flags(&path, self.config()?) {
                 Ok(conn) => return Ok(conn),
                 Err(e) if busy(&e.to_string()) && started.elapsed() < LOCK_WAIT => std::thread::sleep(Duration::from_millis(100)),
                 Err(e) if busy(&e.to_string()) => {
@@ -161,6 +155,50 @@ impl Files {
             }
         }
     }
+
+    /// Creates a sync's file whole or not at all. DuckDB writes a new file's header after
+    /// creating it, and a file killed in between (empty, or half a header) is one DuckDB
+    /// refuses ever after ("not a valid DuckDB database file"): so the file is made under a
+    /// name of this process's, then linked into place, which fails if another process got
+    /// there first (its file is as good; a rename would replace one it may be writing).
+    fn create(&self, path: &Path) -> Result<(), SourceError> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let new = self.dir.join(format!(".{name}.{}.new", std::process::id()));
+        let wal = |p: &Path| PathBuf::from(format!("{}.wal", p.display()));
+        let _ = std::fs::remove_file(&new);
+        let _ = std::fs::remove_file(wal(&new));
+        // Opened and closed: the header is written and checkpointed.
+        drop(Connection::open_with_flags(&new, self.config()?).map_err(|e| self.failed(&format!("creating {}", new.display()), e))?);
+        // An empty file can only be a creation killed before this way of making them.
+        if empty(path) {
+            let _ = std::fs::remove_file(path);
+        }
+        let linked = match std::fs::hard_link(&new, path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(self.failed(&format!("creating {}", path.display()), e)),
+            _ => Ok(()),
+        };
+        let _ = std::fs::remove_file(&new);
+        let _ = std::fs::remove_file(wal(&new));
+        linked
+    }
+
+    /// The settings every connection to these files takes.
+    fn config(&self) -> Result<Config, SourceError> {
+        let tmp = self.dir.join("tmp");
+        let mut config = Config::default()
+            .with("autoinstall_known_extensions", "false")
+            .and_then(|c| c.with("autoload_known_extensions", "false"))
+            .and_then(|c| c.with("temp_directory", tmp.to_string_lossy()));
+        if let Some(limit) = &self.memory_limit {
+            config = config.and_then(|c| c.with("memory_limit", limit));
+        }
+        config.map_err(|e| self.failed("opening", e))
+    }
+}
+
+/// Whether `path` is a file of no bytes.
+fn empty(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
 }
 
 impl DuckState {
