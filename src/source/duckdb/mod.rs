@@ -124,6 +124,14 @@ impl DuckDbSource {
                 Err(SourceError::Query(m)) if warehouse::duckdb_busy(&m) && started.elapsed() < warehouse::LOCK_WAIT => {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
+                Err(SourceError::Query(m)) if warehouse::duckdb_busy(&m) => {
+                    return Err(SourceError::Tables(format!(
+                        "{m} (a file of sluice's that the model's connection attaches is held by another process, most \
+                         likely a run of this sync or a `plan` or `check` of it started elsewhere, and was not let go \
+                         within {}s: try again when it ends)",
+                        warehouse::LOCK_WAIT.as_secs()
+                    )))
+                }
                 other => return other,
             }
         }
