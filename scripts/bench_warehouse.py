@@ -72,7 +72,7 @@ def psql(database: str, sql: str, quiet: bool = True) -> str:
 class Sink:
     """A webhook destination that takes every batch after `latency_ms`, keeping nothing."""
 
-    def __init__(self, latency_ms: float):
+    def __init__(self, latency_ms: float, port: int = 0):
         delay = latency_ms / 1000.0
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -88,7 +88,7 @@ class Sink:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -158,7 +158,7 @@ def runs(a, cmd, log: str) -> list:
     """The first run of each kind of diff, then the measured runs (A B A B when both); returns
     the kinds run. `cmd(diff)`: the command of one run, appending its output to `log`."""
     kinds = [a.only] if a.only else ["warehouse", "local"]
-    for diff in kinds:
+    for diff in kinds if not a.again else []:
         print(f"\n## first run, diff = {diff} (every row sent)", flush=True)
         show(diff, [timed(cmd(diff), log)])
     print("\n## measured runs (1% changed each)", flush=True)
@@ -182,12 +182,18 @@ def main() -> int:
     ap.add_argument("--latency", type=float, default=20.0, help="the webhook's answer time, ms")
     ap.add_argument("--only", choices=["warehouse", "local"])
     ap.add_argument("--keep", help="keep the project in this directory")
+    ap.add_argument("--again", action="store_true",
+                    help="DuckDB only: the --keep project's first runs are done; measure the runs after them")
     ap.add_argument("--source", choices=["postgres", "duckdb", "mysql"], default="postgres")
     ap.add_argument("--memory-limit", default="256MB", help="the DuckDB source's memory_limit")
     a = ap.parse_args()
     sluice = os.path.abspath(a.sluice)
     root = a.keep or tempfile.mkdtemp(prefix="sluice-bench-wh-")
-    sink = Sink(a.latency)
+    if a.again and (a.source != "duckdb" or not a.keep):
+        sys.exit("--again takes a --keep project of --source duckdb")
+    # Again: the same port, or the webhook would be another destination (a full resync).
+    port = int(re.search(r'url = "http://127.0.0.1:(\d+)/hook"', open(os.path.join(root, "sluice.toml")).read())[1]) if a.again else 0
+    sink = Sink(a.latency, port)
     project(root, sink.url, a.source, a.rows, a.memory_limit)
     print(f"# {a.rows:,} rows from {a.source}, 1% changed per run, webhook answering after {a.latency:g} ms; project {root}",
           flush=True)

@@ -163,6 +163,19 @@ async fn an_unknown_database_is_the_servers_answer_not_a_question_about_the_serv
 }
 
 #[tokio::test]
+async fn mariadb_refusals_are_told_from_a_full_server() {
+    // MariaDB's SQLSTATEs are shared with syntax errors, so sluice tells a refusal by number:
+    // 1049 (unknown database) here must still read as one.
+    let env = project(1).await;
+    let url = format!("{}/sluice_no_such_db_{}", support::databases::mysql_url(), std::process::id());
+    env.append_config(&format!("\n[sources.my]\nkind = \"mysql\"\nurl = \"{url}\"\n"));
+    env.write_sync("people", "source = \"my\"\ndestination = \"hook\"\nprimary_key = \"id\"", "SELECT 1 AS id");
+    let said = text(&sluice_cli(env.root(), &["run", "people"], &[]).await);
+    assert!(said.contains("Unknown database") && said.contains("the server refused"), "{said}");
+    assert!(!said.contains("did not take the connection") && !said.contains("is the server up"), "{said}");
+}
+
+#[tokio::test]
 async fn a_full_server_is_not_blamed_on_the_password() {
     let env = project(1).await;
     let base = std::env::var("SLUICE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());

@@ -188,7 +188,10 @@ impl Files {
         let mut config = Config::default()
             .with("autoinstall_known_extensions", "false")
             .and_then(|c| c.with("autoload_known_extensions", "false"))
-            .and_then(|c| c.with("temp_directory", tmp.to_string_lossy()));
+            .and_then(|c| c.with("temp_directory", tmp.to_string_lossy()))
+            // Nothing here reads rows back in the order they went in; keeping it costs memory
+            // in every INSERT ... SELECT (DuckDB's advice for big inserts under a limit).
+            .and_then(|c| c.with("preserve_insertion_order", "false"));
         if let Some(limit) = &self.memory_limit {
             config = config.and_then(|c| c.with("memory_limit", limit));
         }
@@ -391,22 +394,35 @@ fn fold(conn: &Connection) -> Result<(), duckdb::Error> {
     if staged == 0 {
         return Ok(());
     }
-    let last = |ops: &str| {
-        format!(
-            "(SELECT op, ('0x' || sluice_key)::UHUGEINT AS sluice_key, ('0x' || key_hash)::UHUGEINT AS key_hash, \
-             ('0x' || fingerprint)::UHUGEINT AS fingerprint FROM sluice_staged WHERE op IN ({ops}) \
-             QUALIFY row_number() OVER (PARTITION BY key_hash ORDER BY seq DESC) = 1)"
-        )
+    // Each key's last operation and last hold, in one grouping of fixed-width values (DuckDB
+    // spills such a grouping past `memory_limit`; two windows over the text columns and a join
+    // of them, as this was, ran out of memory folding 50M rows in 256 MB). op: 0 hold,
+    // 1 delete, 2 clear.
+    let last = "SELECT ('0x' || key_hash)::UHUGEINT AS key_hash, \
+                arg_max(CASE op WHEN 'hold' THEN 0 WHEN 'delete' THEN 1 ELSE 2 END, seq) AS op, \
+                bool_or(op <> 'clear') AS replaced, \
+                arg_max(('0x' || sluice_key)::UHUGEINT, seq) FILTER (WHERE op = 'hold') AS sluice_key, \
+                arg_max(('0x' || fingerprint)::UHUGEINT, seq) FILTER (WHERE op = 'hold') AS fingerprint \
+                FROM sluice_staged GROUP BY key_hash";
+    // A first run's fold (no rows yet) is the insert alone.
+    let stored: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM sluice_rows)", [], |r| r.get(0))?;
+    let (delete, clear) = match stored {
+        true => (
+            "DELETE FROM sluice_rows WHERE key_hash IN (SELECT key_hash FROM sluice_last WHERE replaced);",
+            "UPDATE sluice_rows SET fingerprint = NULL WHERE key_hash IN (SELECT key_hash FROM sluice_last WHERE op = 2);",
+        ),
+        false => ("", ""),
     };
-    let (any, held) = (last("'hold', 'delete', 'clear'"), last("'hold'"));
     conn.execute_batch(&format!(
         "BEGIN;
-         DELETE FROM sluice_rows WHERE key_hash IN (SELECT ('0x' || key_hash)::UHUGEINT FROM sluice_staged WHERE op <> 'clear');
+         CREATE OR REPLACE TEMP TABLE sluice_last AS {last};
+         {delete}
          INSERT INTO sluice_rows
-             SELECT h.sluice_key, h.key_hash, CASE WHEN l.op = 'clear' THEN NULL ELSE h.fingerprint END
-             FROM {held} AS h JOIN {any} AS l ON l.key_hash = h.key_hash WHERE l.op <> 'delete';
-         UPDATE sluice_rows SET fingerprint = NULL WHERE key_hash IN (SELECT key_hash FROM {any} WHERE op = 'clear');
+             SELECT sluice_key, key_hash, CASE WHEN op = 2 THEN NULL ELSE fingerprint END
+             FROM sluice_last WHERE op <> 1 AND sluice_key IS NOT NULL;
+         {clear}
          DELETE FROM sluice_staged;
+         DROP TABLE sluice_last;
          COMMIT;"
     ))
 }
@@ -449,6 +465,15 @@ mod tests {
         app.append_row(params![2, "hold", "5", big, "1C"]).unwrap();
         app.append_row(params![3, "clear", None::<String>, big, None::<String>]).unwrap();
         app.append_row(params![4, "delete", None::<String>, format!("{:032x}", 9u128), None::<String>]).unwrap();
+        // Staged by two runs (a fold that failed in between): the last hold wins; a delete
+        // after a hold removes, a hold after a delete stays.
+        let (twice, gone, back) = (format!("{:032x}", 20u128), format!("{:032x}", 21u128), format!("{:032x}", 22u128));
+        app.append_row(params![5, "hold", "6", twice, "2A"]).unwrap();
+        app.append_row(params![6, "hold", "6", twice, "2B"]).unwrap();
+        app.append_row(params![7, "hold", "7", gone, "3A"]).unwrap();
+        app.append_row(params![8, "delete", None::<String>, gone, None::<String>]).unwrap();
+        app.append_row(params![9, "delete", None::<String>, back, None::<String>]).unwrap();
+        app.append_row(params![10, "hold", "8", back, "4A"]).unwrap();
         app.flush().unwrap();
         drop(app);
         fold(&conn).unwrap();
@@ -460,7 +485,13 @@ mod tests {
             .unwrap();
         let rows: Vec<(String, String, String)> =
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
-        assert_eq!(rows, vec![(small, key, "1B".to_string()), (big, "5".to_string(), CLEARED.to_string())]);
+        let want = vec![
+            (small, key, "1B".to_string()),
+            (twice, "6".to_string(), "2B".to_string()),
+            (back, "8".to_string(), "4A".to_string()),
+            (big, "5".to_string(), CLEARED.to_string()),
+        ];
+        assert_eq!(rows, want);
         let staged: i64 = conn.query_row("SELECT COUNT(*) FROM sluice_staged", [], |r| r.get(0)).unwrap();
         assert_eq!(staged, 0);
     }
