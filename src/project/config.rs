@@ -347,7 +347,8 @@ pub struct DuckdbSourceConfig {
     /// How much memory DuckDB may use for a model's query (DuckDB's `memory_limit`: "512MB",
     /// "2GB"); past it DuckDB spills to disk, in `state_directory`'s `tmp`. DuckDB's own
     /// default is 80% of the machine's memory. The query runs inside sluice's process, so this
-    /// bounds most of a run's memory with `diff = "warehouse"`.
+    /// bounds most of a run's memory with `diff = "warehouse"`; give that room to grow with the
+    /// sync's table (its fold joins the whole table: 256MB held at 10M rows, 50M needed 512MB).
     pub memory_limit: Option<String>,
     /// The directory sluice keeps this source's own files in: for syncs with
     /// `diff = "warehouse"`, one DuckDB file per sync (the keys and fingerprints of the rows
