@@ -174,6 +174,27 @@ def runs(a, cmd, log: str) -> list:
     return kinds
 
 
+def run_cmd(tick: str, sluice: str, root: str, log: str):
+    """`cmd(diff)` for `runs`: `tick` (1% of the model changes), then one run of the sync."""
+    return lambda diff: ["sh", "-c", f"{tick} && exec {sluice} run big_{diff} --project {root} >> {log} 2>&1"]
+
+
+def query_alone(a, sluice: str, root: str, log: str, begin: str, client: str, name: str) -> None:
+    """The warehouse diff's query as sluice logs it at -vv, timed on the database alone: `begin`
+    (the session settings sluice pins, a read-only transaction) then the query, written to a
+    file that `client` (a shell command) reads from stdin."""
+    vv = subprocess.run([sluice, "plan", "big_warehouse", "--project", root, "-vv"], capture_output=True, text=True).stderr
+    m = re.search(r'sql=(WITH sluice_m.*?sluice_m AS z ON FALSE)', vv, re.S)
+    if not m:
+        print("could not find the diff query in the -vv log", file=sys.stderr)
+        return
+    path = os.path.join(root, "diff.sql")
+    with open(path, "w") as f:
+        f.write(f"{begin}{m.group(1)};\nROLLBACK;\n")
+    print(f"\n## the warehouse diff's query alone, on the database ({name}, output discarded)", flush=True)
+    measure(a, ["sh", "-c", f"{client} < {path} > /dev/null 2>> {log}"], log, "query")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
@@ -212,22 +233,9 @@ def main() -> int:
         print(f"generated in {time.time() - started:.1f} s", flush=True)
         tick = f"psql {db_url(DB)} -X -q -c 'UPDATE tick SET n = n + 1'"
         log = f"{root}/runs.log"
-        cmd = lambda diff: ["sh", "-c", f"{tick} && exec {sluice} run big_{diff} --project {root} >> {log} 2>&1"]
-        kinds = runs(a, cmd, log)
-        if "warehouse" in kinds:
-            # The query sluice runs, as it logs it, timed on the database alone.
-            vv = subprocess.run([sluice, "plan", "big_warehouse", "--project", root, "-vv"], capture_output=True, text=True).stderr
-            m = re.search(r'sql=(WITH sluice_m.*?sluice_m AS z ON FALSE)', vv, re.S)
-            if not m:
-                print("could not find the diff query in the -vv log", file=sys.stderr)
-            else:
-                sql = m.group(1)
-                path = os.path.join(root, "diff.sql")
-                with open(path, "w") as f:
-                    f.write("BEGIN READ ONLY;\nSET LOCAL TimeZone = 'UTC';\nSET LOCAL extra_float_digits = 2;\n"
-                            f"{sql};\nROLLBACK;\n")
-                print("\n## the warehouse diff's query alone, on the database (psql, output discarded)", flush=True)
-                measure(a, ["sh", "-c", f"psql {db_url(DB)} -X -q -o /dev/null -f {path} >> {log} 2>&1"], log, "query")
+        if "warehouse" in runs(a, run_cmd(tick, sluice, root, log), log):
+            begin = "BEGIN READ ONLY;\nSET LOCAL TimeZone = 'UTC';\nSET LOCAL extra_float_digits = 2;\n"
+            query_alone(a, sluice, root, log, begin, f"psql {db_url(DB)} -X -q", "psql")
         print(f"\nsluice_state table: {psql(DB, 'SELECT count(*) FROM sluice_state.big_warehouse')} rows, "
               f"{psql(DB, 'SELECT pg_size_pretty(pg_total_relation_size(' + chr(39) + 'sluice_state.big_warehouse' + chr(39) + '))')}")
     finally:
@@ -241,9 +249,7 @@ def duckdb_bench(a, sluice: str, root: str) -> int:
     try:
         tick = f"printf 'n\\n%s\\n' $(date +%s%N) > {root}/tick.csv"
         log = f"{root}/runs.log"
-        cmd = lambda diff: ["sh", "-c", f"{tick} && exec {sluice} run big_{diff} --project {root} >> {log} 2>&1"]
-        kinds = runs(a, cmd, log)
-        if "warehouse" in kinds:
+        if "warehouse" in runs(a, run_cmd(tick, sluice, root, log), log):
             print("\n## the warehouse diff's query alone: a plan (the same query in sluice's process, nothing sent)", flush=True)
             plan = ["sh", "-c", f"{tick} && exec {sluice} plan big_warehouse --project {root} >> {log} 2>&1"]
             measure(a, plan, log, "plan")
@@ -271,24 +277,10 @@ def mysql_bench(a, sluice: str, root: str) -> int:
             mysql(DB, f"INSERT INTO big SELECT seq, CONCAT(MD5(seq), '@example.com'), seq % 7 FROM seq_{lo}_to_{hi}")
         mysql(DB, "ANALYZE TABLE big")
         print(f"generated in {time.time() - started:.1f} s", flush=True)
-        env = " ".join(f"{k}='{v}'" for k, v in [("MYSQL_PWD", urllib.parse.unquote(MY.password or ""))])
-        client = " ".join(my_args(DB))
-        tick = f"{env} {client} -e 'UPDATE tick SET n = n + 1'"
+        client = f"MYSQL_PWD='{urllib.parse.unquote(MY.password or '')}' {' '.join(my_args(DB))}"
         log = f"{root}/runs.log"
-        cmd = lambda diff: ["sh", "-c", f"{tick} && exec {sluice} run big_{diff} --project {root} >> {log} 2>&1"]
-        kinds = runs(a, cmd, log)
-        if "warehouse" in kinds:
-            vv = subprocess.run([sluice, "plan", "big_warehouse", "--project", root, "-vv"], capture_output=True, text=True).stderr
-            m = re.search(r'sql=(WITH sluice_m.*?sluice_m AS z ON FALSE)', vv, re.S)
-            if not m:
-                print("could not find the diff query in the -vv log", file=sys.stderr)
-            else:
-                path = os.path.join(root, "diff.sql")
-                with open(path, "w") as f:
-                    f.write("SET time_zone = '+00:00';\nSTART TRANSACTION READ ONLY;\n"
-                            f"{m.group(1)};\nROLLBACK;\n")
-                print("\n## the warehouse diff's query alone, on the database (mariadb client, output discarded)", flush=True)
-                measure(a, ["sh", "-c", f"{env} {client} < {path} > /dev/null 2>> {log}"], log, "query")
+        if "warehouse" in runs(a, run_cmd(f"{client} -e 'UPDATE tick SET n = n + 1'", sluice, root, log), log):
+            query_alone(a, sluice, root, log, "SET time_zone = '+00:00';\nSTART TRANSACTION READ ONLY;\n", client, "mariadb client")
         size = mysql("", f"SELECT CONCAT(TABLE_ROWS, ' rows (estimated), ', ROUND((DATA_LENGTH + INDEX_LENGTH) / 1048576), ' MiB') "
                          f"FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{DB}_state' AND TABLE_NAME = 'big_warehouse'")
         print(f"\nsluice_state table: {size}")

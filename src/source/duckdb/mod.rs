@@ -125,12 +125,7 @@ impl DuckDbSource {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
                 Err(SourceError::Query(m)) if warehouse::duckdb_busy(&m) => {
-                    return Err(SourceError::Tables(format!(
-                        "{m} (a file of sluice's that the model's connection attaches is held by another process, most \
-                         likely a run of this sync or a `plan` or `check` of it started elsewhere, and was not let go \
-                         within {}s: try again when it ends)",
-                        warehouse::LOCK_WAIT.as_secs()
-                    )))
+                    return Err(warehouse::duckdb_held(&format!("a file of sluice's that the model's connection attaches ({m})")))
                 }
                 other => return other,
             }

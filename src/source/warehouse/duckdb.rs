@@ -143,14 +143,7 @@ impl Files {
             match Connection::open_with_flags(&path, self.config()?) {
                 Ok(conn) => return Ok(conn),
                 Err(e) if busy(&e.to_string()) && started.elapsed() < LOCK_WAIT => std::thread::sleep(Duration::from_millis(100)),
-                Err(e) if busy(&e.to_string()) => {
-                    return Err(SourceError::Query(format!(
-                        "{} is held by another sluice process (a run of this sync, or a `plan` or `check` of it, started \
-                         elsewhere) and was not let go within {}s: try again when it ends",
-                        path.display(),
-                        LOCK_WAIT.as_secs()
-                    )))
-                }
+                Err(e) if busy(&e.to_string()) => return Err(held(&path.display())),
                 Err(e) => return Err(self.failed(&format!("opening {}", path.display()), e)),
             }
         }
@@ -197,6 +190,15 @@ impl Files {
         }
         config.map_err(|e| self.failed("opening", e))
     }
+}
+
+/// A file of sluice's that another process kept past [`LOCK_WAIT`]: `what` names it.
+pub fn held(what: &dyn std::fmt::Display) -> SourceError {
+    SourceError::Tables(format!(
+        "{what} is held by another process (most likely a run of this sync, or a `plan` or `check` of it, started \
+         elsewhere) and was not let go within {}s: try again when it ends",
+        LOCK_WAIT.as_secs()
+    ))
 }
 
 /// Whether `path` is a file of no bytes.

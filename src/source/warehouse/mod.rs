@@ -24,7 +24,9 @@ pub mod writeback;
 use std::fmt::Write as _;
 
 #[cfg(feature = "duckdb")]
-pub use self::duckdb::{attach as duckdb_attach, busy as duckdb_busy, literal as duckdb_literal, sql as duckdb_sql, DuckState, LOCK_WAIT};
+pub use self::duckdb::{
+    attach as duckdb_attach, busy as duckdb_busy, held as duckdb_held, literal as duckdb_literal, sql as duckdb_sql, DuckState, LOCK_WAIT,
+};
 use super::SourceError;
 pub use mysql::{sql as mysql_sql, MysqlState};
 pub use postgres::{sql as postgres_sql, PgState, POSTGRES_SETTINGS};
